@@ -1,0 +1,33 @@
+# The two commands a newcomer needs are `make run` and `make test`.
+GO ?= go
+FUZZTIME ?= 5s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: run test unit interop fuzz-smoke lint
+
+# Runs the server with the embedded default store on :8080.
+run:
+	$(GO) run ./cmd/pushpull serve
+
+# Every test: vet, the race-checked unit and integration tests, the
+# interop tests against the official PullClient (Node), and a short run of
+# every fuzz target.
+test: unit interop fuzz-smoke
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./internal/... ./cmd/...
+
+interop:
+	$(GO) test -count=1 -timeout 5m ./interop/...
+
+# go test -fuzz takes one target of one package at a time.
+fuzz-smoke:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseList$$' -fuzztime=$(FUZZTIME) ./internal/channel/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTextFrames$$' -fuzztime=$(FUZZTIME) ./internal/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzTextFrameRoundTrip$$' -fuzztime=$(FUZZTIME) ./internal/wire/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...

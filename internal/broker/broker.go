@@ -1,0 +1,60 @@
+// Package broker defines how messages are published, stored for recovery and
+// fanned out, and which channels are online. Engines live in sub-packages:
+// memory (embedded, the default) and redis (cluster).
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// Deliverer receives published messages for local subscribers. The hub
+// implements it. Deliver must not block: it only queues.
+type Deliverer interface {
+	Deliver(m *message.Message)
+}
+
+// Entry is one stored message as found in one channel's history. A message
+// published to several channels is one Entry per channel.
+type Entry struct {
+	Msg     *message.Message
+	Channel channel.ID
+}
+
+// HistoryLimit bounds one recovery. The reference server replays at most 100
+// messages per channel and 200 in all, keeping the newest.
+type HistoryLimit struct {
+	PerChannel int
+	Total      int
+}
+
+// ErrClosed is returned by a broker that has been closed.
+var ErrClosed = errors.New("broker is closed")
+
+// Broker assigns message ids, keeps history and presence, and fans messages out
+// to the Deliverer of every node that has subscribers for them.
+type Broker interface {
+	// Publish assigns m.ID and m.Created, stores m for replay unless
+	// m.Expiry is 0, and fans it out. It returns once the message is stored:
+	// an error means nothing was stored or delivered.
+	Publish(ctx context.Context, m *message.Message) error
+	// NewID assigns an id without publishing, for messages the server makes
+	// for its own connections (server_restart).
+	NewID(ctx context.Context) (message.ID, error)
+	// History returns the stored messages newer than after in channels,
+	// ascending by id, bounded by limit (the newest are kept).
+	History(ctx context.Context, channels []channel.ID, after message.ID, limit HistoryLimit) ([]Entry, error)
+	// LastID returns the newest stored id in channels; ok is false if none.
+	LastID(ctx context.Context, channels []channel.ID) (id message.ID, ok bool, err error)
+	// Attach and Detach count one local connection on channels: presence,
+	// and in a cluster the interest that routes messages to this node.
+	Attach(ctx context.Context, channels []channel.ID) error
+	Detach(ctx context.Context, channels []channel.ID) error
+	// Online returns the number of connections on each channel, in order.
+	Online(ctx context.Context, channels []channel.ID) ([]int, error)
+	// Close stops the broker; the embedded engine snapshots its history.
+	Close(ctx context.Context) error
+}

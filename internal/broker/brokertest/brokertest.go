@@ -1,0 +1,247 @@
+// Package brokertest is the conformance suite every broker engine must pass:
+// the same tests run against the embedded engine and the cluster one.
+package brokertest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// Factory returns a fresh, empty broker that delivers to d. It should
+// register its own cleanup.
+type Factory func(t *testing.T, d broker.Deliverer) broker.Broker
+
+// Recorder is a Deliverer that keeps what it is given.
+type Recorder struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+	cond chan struct{}
+}
+
+// NewRecorder returns an empty Recorder.
+func NewRecorder() *Recorder { return &Recorder{cond: make(chan struct{}, 1)} }
+
+// Deliver implements broker.Deliverer.
+func (r *Recorder) Deliver(m *message.Message) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.cond <- struct{}{}:
+	default:
+	}
+}
+
+// Wait returns once at least n messages were delivered, or fails t.
+func (r *Recorder) Wait(t *testing.T, n int) []*message.Message {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		if len(r.msgs) >= n {
+			out := append([]*message.Message(nil), r.msgs...)
+			r.mu.Unlock()
+			return out
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.cond:
+		case <-deadline:
+			t.Fatalf("waited for %d deliveries", n)
+		}
+	}
+}
+
+// NewChannel returns a random channel id.
+func NewChannel(t *testing.T) channel.ID {
+	t.Helper()
+	var id channel.ID
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func publish(t *testing.T, b broker.Broker, expiry uint32, body string, chans ...channel.ID) *message.Message {
+	t.Helper()
+	m := &message.Message{Body: []byte(body), Expiry: expiry, Sender: message.Sender{Type: message.SenderBackend}}
+	for _, c := range chans {
+		m.Receivers = append(m.Receivers, message.Receiver{ID: c})
+	}
+	if err := b.Publish(context.Background(), m); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return m
+}
+
+// Run runs the suite.
+func Run(t *testing.T, newBroker Factory) {
+	ctx := context.Background()
+	all := broker.HistoryLimit{PerChannel: 1000, Total: 1000}
+
+	t.Run("IDsIncrease", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a := NewChannel(t)
+		var prev message.ID
+		for i := range 50 {
+			m := publish(t, b, 60, fmt.Sprintf(`{"n":%d}`, i), a)
+			if !prev.Less(m.ID) {
+				t.Fatalf("id %s not after %s", m.ID, prev)
+			}
+			if len(m.ID.String()) != message.IDLen {
+				t.Fatalf("id %q is not %d digits", m.ID, message.IDLen)
+			}
+			prev = m.ID
+		}
+		id, err := b.NewID(ctx)
+		if err != nil || !prev.Less(id) {
+			t.Fatalf("NewID = %s, %v; want after %s", id, err, prev)
+		}
+	})
+
+	t.Run("DeliversToDeliverer", func(t *testing.T) {
+		rec := NewRecorder()
+		b := newBroker(t, rec)
+		a, c := NewChannel(t), NewChannel(t)
+		m := publish(t, b, 60, `{"x":1}`, a, c)
+		got := rec.Wait(t, 1)
+		if got[0].ID != m.ID || string(got[0].Body) != `{"x":1}` || len(got[0].Receivers) != 2 {
+			t.Fatalf("delivered %+v, want %+v", got[0], m)
+		}
+		if got[0].Created.IsZero() {
+			t.Fatal("Created not set")
+		}
+	})
+
+	t.Run("HistoryNewerThanMid", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a, c, other := NewChannel(t), NewChannel(t), NewChannel(t)
+		m1 := publish(t, b, 60, `1`, a)
+		m2 := publish(t, b, 60, `2`, c)
+		publish(t, b, 60, `x`, other)
+		m3 := publish(t, b, 60, `3`, a, c)
+		got, err := b.History(ctx, []channel.ID{a, c}, m1.ID, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []broker.Entry{{Msg: m2, Channel: c}, {Msg: m3, Channel: a}, {Msg: m3, Channel: c}}
+		if len(got) != len(want) {
+			t.Fatalf("got %d entries, want %d: %v", len(got), len(want), got)
+		}
+		for i := range want {
+			if got[i].Msg.ID != want[i].Msg.ID || got[i].Channel != want[i].Channel {
+				t.Fatalf("entry %d = %s@%s, want %s@%s", i, got[i].Msg.ID, got[i].Channel, want[i].Msg.ID, want[i].Channel)
+			}
+		}
+		got, _ = b.History(ctx, []channel.ID{a}, message.ID{}, all)
+		if len(got) != 2 || got[0].Msg.ID != m1.ID || got[1].Msg.ID != m3.ID {
+			t.Fatalf("history of a from the start = %v", got)
+		}
+		last, ok, err := b.LastID(ctx, []channel.ID{a, c})
+		if err != nil || !ok || last != m3.ID {
+			t.Fatalf("LastID = %s %v %v, want %s", last, ok, err, m3.ID)
+		}
+		if _, ok, _ := b.LastID(ctx, []channel.ID{NewChannel(t)}); ok {
+			t.Fatal("LastID of an empty channel reported a message")
+		}
+	})
+
+	t.Run("HistoryLimitKeepsNewest", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a, c := NewChannel(t), NewChannel(t)
+		var as, cs []*message.Message
+		for i := range 5 {
+			as = append(as, publish(t, b, 60, fmt.Sprint(i), a))
+			cs = append(cs, publish(t, b, 60, fmt.Sprint(i), c))
+		}
+		got, err := b.History(ctx, []channel.ID{a, c}, message.ID{}, broker.HistoryLimit{PerChannel: 3, Total: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Newest 3 per channel: a2 c2 a3 c3 a4 c4; newest 4 of those.
+		want := []*message.Message{as[3], cs[3], as[4], cs[4]}
+		if len(got) != len(want) {
+			t.Fatalf("got %d entries, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Msg.ID != want[i].ID {
+				t.Fatalf("entry %d = %s, want %s", i, got[i].Msg.ID, want[i].ID)
+			}
+		}
+	})
+
+	t.Run("ExpiryZeroIsLiveOnly", func(t *testing.T) {
+		rec := NewRecorder()
+		b := newBroker(t, rec)
+		a := NewChannel(t)
+		publish(t, b, 0, `{}`, a)
+		rec.Wait(t, 1)
+		got, err := b.History(ctx, []channel.ID{a}, message.ID{}, all)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("history = %v, %v; want nothing stored", got, err)
+		}
+	})
+
+	t.Run("Presence", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a, c := NewChannel(t), NewChannel(t)
+		if err := b.Attach(ctx, []channel.ID{a, c}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Attach(ctx, []channel.ID{a}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.Online(ctx, []channel.ID{a, c, NewChannel(t)})
+		if err != nil || n[0] != 2 || n[1] != 1 || n[2] != 0 {
+			t.Fatalf("Online = %v, %v; want [2 1 0]", n, err)
+		}
+		if err := b.Detach(ctx, []channel.ID{a, c}); err != nil {
+			t.Fatal(err)
+		}
+		n, _ = b.Online(ctx, []channel.ID{a, c})
+		if n[0] != 1 || n[1] != 0 {
+			t.Fatalf("after detach Online = %v; want [1 0]", n)
+		}
+	})
+
+	t.Run("ConcurrentPublishersDeliverInIDOrder", func(t *testing.T) {
+		rec := NewRecorder()
+		b := newBroker(t, rec)
+		a := NewChannel(t)
+		const writers, each = 8, 50
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					m := &message.Message{Body: []byte(fmt.Sprintf(`[%d,%d]`, w, i)), Expiry: 60,
+						Receivers: []message.Receiver{{ID: a}}}
+					if err := b.Publish(ctx, m); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		got := rec.Wait(t, writers*each)
+		for i := 1; i < len(got); i++ {
+			if !got[i-1].ID.Less(got[i].ID) {
+				t.Fatalf("delivery %d (%s) not after %s", i, got[i].ID, got[i-1].ID)
+			}
+		}
+		hist, _ := b.History(ctx, []channel.ID{a}, message.ID{}, broker.HistoryLimit{PerChannel: 1000, Total: 1000})
+		if len(hist) != writers*each {
+			t.Fatalf("history has %d, want %d", len(hist), writers*each)
+		}
+	})
+}

@@ -1,0 +1,60 @@
+// Package channel holds channel ids, their HMAC signatures and the parsing of
+// the CHANNEL_ID lists that subscribers and backends send.
+//
+// It is pure: no I/O, no goroutines, no globals, so that untrusted input can be
+// fuzzed here.
+package channel
+
+import (
+	"encoding/hex"
+	"errors"
+)
+
+// IDLen is the size of a channel id in bytes; on the wire it is 32 lower-case
+// hex characters (an md5 made by the Bitrix backend) or 16 raw bytes in protobuf.
+const IDLen = 16
+
+// ID is a channel id.
+type ID [IDLen]byte
+
+// ErrBadID reports a channel id that is not 32 lower-case hex characters.
+var ErrBadID = errors.New("channel id must be 32 lower-case hex characters")
+
+// ParseID parses the 32 lower-case hex characters of a channel id. Upper-case
+// hex is refused, as by the reference server's pattern ^[a-f0-9]{32}$, so that
+// one channel never has two spellings.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDLen {
+		return id, ErrBadID
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return id, ErrBadID
+		}
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, ErrBadID
+	}
+	return id, nil
+}
+
+// IDFromBytes takes the 16 raw bytes of a protobuf receiver id.
+func IDFromBytes(b []byte) (ID, bool) {
+	var id ID
+	if len(b) != IDLen {
+		return id, false
+	}
+	copy(id[:], b)
+	return id, true
+}
+
+// String returns the 32 lower-case hex characters.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// AppendHex appends the 32 lower-case hex characters to dst.
+func (id ID) AppendHex(dst []byte) []byte { return hex.AppendEncode(dst, id[:]) }
+
+// IsZero reports whether id is the zero value (never a real channel).
+func (id ID) IsZero() bool { return id == ID{} }

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/pushpull/pushpull/internal/config"
+)
+
+const serveHelpHead = `Usage: pushpull serve [flags]
+
+Runs the push server until it gets SIGINT or SIGTERM, then shuts down
+gracefully. Every flag can also be set by its PUSHPULL_* environment variable
+or by its name as a key of the JSON --config file. Flags win over the
+environment, which wins over the file. Durations are written like 40s or
+1m30s, or as whole seconds. Lists are comma-separated (JSON arrays in the file).
+
+Flags:
+`
+
+const serveHelpTail = `
+Examples:
+  pushpull serve
+  pushpull serve --addr 127.0.0.1:9000 --signature-key "$KEY" --public-url https://push.example.com
+  PUSHPULL_DATA_DIR=/var/lib/pushpull pushpull serve --config /etc/pushpull.json
+
+  where /etc/pushpull.json is, for example:
+  {"addr": ":8893", "signature-algo": "sha256", "poll-timeout": 40, "sub-paths": ["/bitrix/sub/", "/bitrix/subws/"]}
+`
+
+func writeServeHelp(w io.Writer) {
+	_, _ = io.WriteString(w, serveHelpHead)
+	_ = config.WriteFlagHelp(w)
+	_, _ = io.WriteString(w, serveHelpTail)
+}
+
+// serve loads and checks the configuration, then runs the server until ctx
+// is cancelled. A bad setting is reported in one line that names it, with
+// exitUsage, before anything starts.
+func (r *runner) serve(ctx context.Context, args []string) int {
+	cfg, err := config.Load(args, r.getenv, r.readFile)
+	if errors.Is(err, flag.ErrHelp) {
+		writeServeHelp(r.stdout)
+		return exitOK
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(r.stderr, "pushpull serve: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	if err := r.runServer(ctx, cfg, log); err != nil {
+		log.Error("server stopped", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,81 @@
+// Package config holds the server's one Config struct, its defaults, and
+// loading from a JSON file, PUSHPULL_* environment variables and flags, in
+// that order of increasing precedence.
+package config
+
+import "time"
+
+// Config is everything `pushpull serve` can be told.
+type Config struct {
+	// Addr is the HOST:PORT the HTTP listener binds.
+	Addr string `json:"addr"`
+	// DataDir keeps the generated signature key, the message-id epoch and the
+	// history snapshot.
+	DataDir string `json:"data-dir"`
+	// SignatureKey is the HMAC key shared with the Bitrix backend. Empty means
+	// "generate one once and keep it in DataDir".
+	SignatureKey string `json:"signature-key"`
+	// SignatureAlgo is sha1 (Bitrix's default) or sha256.
+	SignatureAlgo string `json:"signature-algo"`
+	// PublicURL is how clients reach this server (used in logs and configs).
+	PublicURL string `json:"public-url"`
+
+	// SubPaths are the subscribe prefixes; each serves WebSocket and long polling.
+	SubPaths []string `json:"sub-paths"`
+	// PubPaths are the backend publish prefixes (trusted: expose internally).
+	PubPaths []string `json:"pub-paths"`
+	// StatPath is the server statistics route (trusted).
+	StatPath string `json:"stat-path"`
+
+	// MaxPayload caps a published body and an incoming WebSocket message, bytes.
+	MaxPayload int64 `json:"max-payload"`
+	// MaxChannelsPerRequest caps CHANNEL_ID lists (the reference's 100).
+	MaxChannelsPerRequest int `json:"max-channels-per-request"`
+	// MessageTTL caps a message's stored lifetime (Message-Expiry), seconds.
+	MessageTTL time.Duration `json:"message-ttl"`
+	// HistoryPerChannel caps the stored messages kept per channel.
+	HistoryPerChannel int `json:"history-per-channel"`
+	// ReplayPerChannel and ReplayTotal cap one recovery (the reference's 100 and 200).
+	ReplayPerChannel int `json:"replay-per-channel"`
+	ReplayTotal      int `json:"replay-total"`
+
+	// PollTimeout is how long a long-poll request is held before 304.
+	PollTimeout time.Duration `json:"poll-timeout"`
+	// PingInterval is how often idle WebSockets are pinged; a connection that
+	// has not answered the previous ping by the next one is dropped.
+	PingInterval time.Duration `json:"ping-interval"`
+	// WriteTimeout bounds one socket write; a peer that cannot take it is dropped.
+	WriteTimeout time.Duration `json:"write-timeout"`
+	// SendQueue is the number of deliveries queued per connection before the
+	// connection is dropped as a slow consumer.
+	SendQueue int `json:"send-queue"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log-level"`
+}
+
+// Default returns the configuration of `pushpull serve` with no settings.
+func Default() Config {
+	return Config{
+		Addr:                  ":8080",
+		DataDir:               "./data",
+		SignatureAlgo:         "sha1",
+		SubPaths:              []string{"/sub/", "/subws/", "/bitrix/sub/", "/bitrix/subws/"},
+		PubPaths:              []string{"/pub/", "/bitrix/pub/"},
+		StatPath:              "/server-stat/",
+		MaxPayload:            1 << 20,
+		MaxChannelsPerRequest: 100,
+		MessageTTL:            86400 * time.Second,
+		HistoryPerChannel:     1000,
+		ReplayPerChannel:      100,
+		ReplayTotal:           200,
+		PollTimeout:           40 * time.Second,
+		PingInterval:          120 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		SendQueue:             1024,
+		ShutdownTimeout:       30 * time.Second,
+		LogLevel:              "info",
+	}
+}

@@ -1,0 +1,207 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting describes one Config field once, so that its JSON key, flag,
+// environment variable and help text cannot drift apart. A test checks that
+// every field of Config has exactly one.
+type setting struct {
+	name  string // the json tag, which is also the flag name and (see envName) the env suffix
+	arg   string // the placeholder for the value in help
+	usage string
+	// field points into c at the field: a *string, *[]string, *int, *int64
+	// (a size in bytes) or *time.Duration.
+	field func(c *Config) any
+}
+
+// The names Validate and its tests refer to.
+const (
+	addr                  = "addr"
+	dataDir               = "data-dir"
+	signatureKey          = "signature-key"
+	signatureAlgo         = "signature-algo"
+	publicURL             = "public-url"
+	subPaths              = "sub-paths"
+	pubPaths              = "pub-paths"
+	statPath              = "stat-path"
+	maxPayload            = "max-payload"
+	maxChannelsPerRequest = "max-channels-per-request"
+	messageTTL            = "message-ttl"
+	historyPerChannel     = "history-per-channel"
+	replayPerChannel      = "replay-per-channel"
+	replayTotal           = "replay-total"
+	pollTimeout           = "poll-timeout"
+	pingInterval          = "ping-interval"
+	writeTimeout          = "write-timeout"
+	sendQueue             = "send-queue"
+	shutdownTimeout       = "shutdown-timeout"
+	logLevel              = "log-level"
+)
+
+func settings() []setting {
+	return []setting{
+		{addr, "HOST:PORT", "address the HTTP listener binds",
+			func(c *Config) any { return &c.Addr }},
+		{dataDir, "DIR", "directory for the generated signature key, the message-id epoch and the history snapshot",
+			func(c *Config) any { return &c.DataDir }},
+		{signatureKey, "KEY", "HMAC key shared with the Bitrix backend; empty: generate one once and keep it in the data dir",
+			func(c *Config) any { return &c.SignatureKey }},
+		{signatureAlgo, "sha1|sha256", "HMAC hash of channel signatures",
+			func(c *Config) any { return &c.SignatureAlgo }},
+		{publicURL, "URL", "http(s) URL clients reach this server at",
+			func(c *Config) any { return &c.PublicURL }},
+		{subPaths, "PATH,...", "subscribe prefixes, each serving WebSocket and long polling",
+			func(c *Config) any { return &c.SubPaths }},
+		{pubPaths, "PATH,...", "backend publish prefixes (trusted: expose internally only)",
+			func(c *Config) any { return &c.PubPaths }},
+		{statPath, "PATH", "server statistics route (trusted)",
+			func(c *Config) any { return &c.StatPath }},
+		{maxPayload, "BYTES", "largest published body or incoming WebSocket message; suffixes KiB, MiB, GiB",
+			func(c *Config) any { return &c.MaxPayload }},
+		{maxChannelsPerRequest, "N", "most channels in one CHANNEL_ID list",
+			func(c *Config) any { return &c.MaxChannelsPerRequest }},
+		{messageTTL, "DURATION", "longest a message is stored (caps Message-Expiry)",
+			func(c *Config) any { return &c.MessageTTL }},
+		{historyPerChannel, "N", "most messages stored per channel",
+			func(c *Config) any { return &c.HistoryPerChannel }},
+		{replayPerChannel, "N", "most messages replayed per channel on one recovery",
+			func(c *Config) any { return &c.ReplayPerChannel }},
+		{replayTotal, "N", "most messages replayed in all on one recovery",
+			func(c *Config) any { return &c.ReplayTotal }},
+		{pollTimeout, "DURATION", "how long a long poll is held before 304",
+			func(c *Config) any { return &c.PollTimeout }},
+		{pingInterval, "DURATION", "how often idle WebSockets are pinged",
+			func(c *Config) any { return &c.PingInterval }},
+		{writeTimeout, "DURATION", "longest one socket write may take",
+			func(c *Config) any { return &c.WriteTimeout }},
+		{sendQueue, "N", "deliveries queued per connection before it is dropped as a slow consumer",
+			func(c *Config) any { return &c.SendQueue }},
+		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
+			func(c *Config) any { return &c.ShutdownTimeout }},
+		{logLevel, "LEVEL", "debug, info, warn or error",
+			func(c *Config) any { return &c.LogLevel }},
+	}
+}
+
+// setString sets the field from the text of a flag or an environment
+// variable; name is how the user spelled the setting, for the error.
+func (s setting) setString(c *Config, name, v string) error {
+	if reason := s.setText(c, v); reason != "" {
+		return &Error{Name: name, Value: v, Reason: reason}
+	}
+	return nil
+}
+
+// setText parses v into the field and returns why it cannot, or "".
+func (s setting) setText(c *Config, v string) (reason string) {
+	switch p := s.field(c).(type) {
+	case *string:
+		*p = v
+	case *[]string:
+		*p = splitList(v)
+	case *int:
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return "want a whole number"
+		}
+		*p = n
+	case *int64:
+		n, err := parseSize(strings.TrimSpace(v))
+		if err != nil {
+			return "want a number of bytes, optionally with KiB, MiB or GiB"
+		}
+		*p = n
+	case *time.Duration:
+		d, err := parseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return `want a duration like "40s" or "1m30s", or whole seconds`
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.name, p))
+	}
+	return ""
+}
+
+// setJSON sets the field from its value in the config file. Numbers, lists
+// and durations may also be given as strings, read like the flag's text.
+func (s setting) setJSON(c *Config, file string, raw json.RawMessage) error {
+	bad := func(reason string) error {
+		return &Error{Name: s.name, File: file, Value: string(raw), Reason: reason}
+	}
+	var str string
+	isString := json.Unmarshal(raw, &str) == nil
+	if isString {
+		if _, plain := s.field(c).(*string); !plain {
+			if reason := s.setText(c, str); reason != "" {
+				return bad(reason)
+			}
+			return nil
+		}
+	}
+	switch p := s.field(c).(type) {
+	case *string:
+		if !isString {
+			return bad("want a string")
+		}
+		*p = str
+	case *[]string:
+		var list []string
+		if err := json.Unmarshal(raw, &list); err != nil || list == nil {
+			return bad(`want a list of strings like ["/sub/"]`)
+		}
+		*p = list
+	case *int:
+		n, err := strconv.Atoi(string(raw))
+		if err != nil {
+			return bad("want a whole number")
+		}
+		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			return bad(`want a whole number of bytes, or a string like "1MiB"`)
+		}
+		*p = n
+	case *time.Duration:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			return bad(`want whole seconds, or a duration string like "40s"`)
+		}
+		d, err := secondsDuration(n)
+		if err != nil {
+			return bad(`want whole seconds, or a duration string like "40s"`)
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.name, p))
+	}
+	return nil
+}
+
+// format renders the field's value for help, or "" when it is empty.
+func (s setting) format(c *Config) string {
+	switch p := s.field(c).(type) {
+	case *string:
+		if *p == "" {
+			return ""
+		}
+		return strconv.Quote(*p)
+	case *[]string:
+		return strings.Join(*p, ",")
+	case *int:
+		return strconv.Itoa(*p)
+	case *int64:
+		return strconv.FormatInt(*p, 10)
+	case *time.Duration:
+		return p.String()
+	default:
+		panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.name, p))
+	}
+}

@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clientPollAbort is how long the official clients wait for a long poll
+// before they abort it and count an error (LONG_POLLING_TIMEOUT in
+// b24jssdk and BX.PullClient, spec §5.1). A server that holds polls longer
+// would turn every quiet poll into a reconnect with backoff.
+const clientPollAbort = 60 * time.Second
+
+// parseLevel maps the accepted --log-level names, in any case, to slog levels.
+func parseLevel(name string) (slog.Level, bool) {
+	switch strings.ToLower(name) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return 0, false
+}
+
+// Validate reports the first unusable setting, in the order of the flags'
+// help, as an *Error that names it by its flag: one line that says which
+// setting, its value, and what is wanted.
+func (c Config) Validate() error {
+	checks := []func() error{
+		func() error { return checkAddr(c.Addr) },
+		func() error {
+			if strings.TrimSpace(c.DataDir) == "" {
+				return invalid(dataDir, c.DataDir, "want a directory")
+			}
+			return nil
+		},
+		func() error {
+			// Keys are pasted from the Bitrix admin page or an env file; a
+			// stray blank would silently break every signature.
+			if c.SignatureKey != strings.TrimSpace(c.SignatureKey) {
+				return &Error{Name: flagName(signatureKey), Reason: "has leading or trailing white space", secret: true}
+			}
+			return nil
+		},
+		func() error {
+			if c.SignatureAlgo != "sha1" && c.SignatureAlgo != "sha256" {
+				return invalid(signatureAlgo, c.SignatureAlgo, "want sha1 or sha256")
+			}
+			return nil
+		},
+		func() error { return checkPublicURL(c.PublicURL) },
+		func() error { return checkPaths(subPaths, c.SubPaths) },
+		func() error { return checkPaths(pubPaths, c.PubPaths) },
+		func() error {
+			if err := checkPath(c.StatPath); err != "" {
+				return invalid(statPath, c.StatPath, err)
+			}
+			return nil
+		},
+		func() error { return c.checkPathsDistinct() },
+		func() error { return positive(maxPayload, c.MaxPayload) },
+		func() error { return positive(maxChannelsPerRequest, c.MaxChannelsPerRequest) },
+		func() error { return positiveDuration(messageTTL, c.MessageTTL) },
+		func() error { return positive(historyPerChannel, c.HistoryPerChannel) },
+		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
+		func() error { return positive(replayTotal, c.ReplayTotal) },
+		func() error {
+			if err := positiveDuration(pollTimeout, c.PollTimeout); err != nil {
+				return err
+			}
+			if c.PollTimeout >= clientPollAbort {
+				return invalid(pollTimeout, c.PollTimeout.String(),
+					fmt.Sprintf("want less than %s, after which the official clients abort a poll", clientPollAbort))
+			}
+			return nil
+		},
+		func() error { return positiveDuration(pingInterval, c.PingInterval) },
+		func() error { return positiveDuration(writeTimeout, c.WriteTimeout) },
+		func() error { return positive(sendQueue, c.SendQueue) },
+		func() error { return positiveDuration(shutdownTimeout, c.ShutdownTimeout) },
+		func() error {
+			if _, ok := parseLevel(c.LogLevel); !ok {
+				return invalid(logLevel, c.LogLevel, "want debug, info, warn or error")
+			}
+			return nil
+		},
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SlogLevel returns the slog level named by LogLevel, or slog.LevelInfo if
+// the name is unknown (which Validate reports).
+func (c Config) SlogLevel() slog.Level {
+	if l, ok := parseLevel(c.LogLevel); ok {
+		return l
+	}
+	return slog.LevelInfo
+}
+
+func invalid(name, value, reason string) error {
+	return &Error{Name: flagName(name), Value: value, Reason: reason}
+}
+
+func positive[T int | int64](name string, v T) error {
+	if v <= 0 {
+		return invalid(name, strconv.FormatInt(int64(v), 10), "want more than 0")
+	}
+	return nil
+}
+
+func positiveDuration(name string, d time.Duration) error {
+	if d <= 0 {
+		return invalid(name, d.String(), "want a duration more than 0, like 40s")
+	}
+	return nil
+}
+
+func checkAddr(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return invalid(addr, v, `want HOST:PORT, like ":8080" or "127.0.0.1:8080"`)
+	}
+	// A service name such as "http" would be looked up at listen time; a
+	// number is what everyone means and can be checked here.
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
+		return invalid(addr, v, "want a port number from 0 to 65535")
+	}
+	if strings.ContainsAny(host, " /") {
+		return invalid(addr, v, "want a host name or IP address before the port")
+	}
+	return nil
+}
+
+func checkPublicURL(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid(publicURL, v, `want an http or https URL, like "https://push.example.com"`)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return invalid(publicURL, v, "want a URL without query or fragment: paths are appended to it")
+	}
+	return nil
+}
+
+func checkPaths(name string, paths []string) error {
+	if len(paths) == 0 {
+		return invalid(name, "", `want at least one path, like "/sub/"`)
+	}
+	for _, p := range paths {
+		if reason := checkPath(p); reason != "" {
+			return invalid(name, p, reason)
+		}
+	}
+	return nil
+}
+
+// checkPath returns why p cannot be a route prefix, or "".
+func checkPath(p string) string {
+	if !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") {
+		return `want a path that starts and ends with "/", like "/sub/"`
+	}
+	// The paths become http.ServeMux patterns, where blanks separate a
+	// method and braces are wildcards; the rest would never match a
+	// cleaned request path.
+	if strings.ContainsAny(p, " \t{}?#%") {
+		return "want a plain path without blanks or any of {}?#%"
+	}
+	if p != "/" && path.Clean(p)+"/" != p {
+		return `want a clean path, without "//", "." or ".." elements`
+	}
+	return ""
+}
+
+// checkPathsDistinct refuses a path given to two routes: which one would
+// answer it is not something a config should leave to chance.
+func (c Config) checkPathsDistinct() error {
+	owner := make(map[string]string)
+	claim := func(name, p string) error {
+		if prev, ok := owner[p]; ok {
+			if prev == name {
+				return invalid(name, p, "listed twice")
+			}
+			return invalid(name, p, "already used by "+flagName(prev))
+		}
+		owner[p] = name
+		return nil
+	}
+	for _, p := range c.SubPaths {
+		if err := claim(subPaths, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.PubPaths {
+		if err := claim(pubPaths, p); err != nil {
+			return err
+		}
+	}
+	return claim(statPath, c.StatPath)
+}

@@ -1,0 +1,135 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+type sink struct {
+	mu sync.Mutex
+	ds []*Delivery
+}
+
+func (s *sink) Deliver(d *Delivery) {
+	s.mu.Lock()
+	s.ds = append(s.ds, d)
+	s.mu.Unlock()
+}
+
+func id(b byte) channel.ID { return channel.ID{b, b} }
+
+func msg(rs ...message.Receiver) *message.Message {
+	return &message.Message{ID: message.ID{Epoch: 1, Seq: 1}, Body: []byte(`{}`), Receivers: rs}
+}
+
+func TestAttachDetachReportsFirstAndLast(t *testing.T) {
+	h := New()
+	a, b := &sink{}, &sink{}
+	subs := []Subscription{{Channel: id(1)}, {Channel: id(2)}}
+	if first := h.Attach(a, subs); len(first) != 2 {
+		t.Fatalf("first attach reported %v, want both channels", first)
+	}
+	if first := h.Attach(b, subs[:1]); len(first) != 0 {
+		t.Fatalf("second subscriber reported %v as new", first)
+	}
+	if h.Channels() != 2 || h.Subscribers(id(1)) != 2 {
+		t.Fatalf("channels=%d subscribers=%d", h.Channels(), h.Subscribers(id(1)))
+	}
+	if last := h.Detach(a, subs); len(last) != 1 || last[0] != id(2) {
+		t.Fatalf("detach reported %v, want only channel 2", last)
+	}
+	if last := h.Detach(b, subs[:1]); len(last) != 1 || last[0] != id(1) {
+		t.Fatalf("detach reported %v, want channel 1", last)
+	}
+	if h.Channels() != 0 {
+		t.Fatal("channels left after everyone detached")
+	}
+}
+
+func TestDeliverOncePerChannelThroughAliases(t *testing.T) {
+	h := New()
+	s := &sink{}
+	priv, pub, shared := id(1), id(9), id(2)
+	h.Attach(s, []Subscription{{Channel: priv, Public: pub, HasPublic: true}, {Channel: shared}})
+
+	// Private, its public alias and the shared channel: the private channel
+	// is reached twice but delivered once; the shared one once.
+	h.Deliver(msg(message.Receiver{ID: priv}, message.Receiver{ID: pub, Public: true}, message.Receiver{ID: shared}))
+	if len(s.ds) != 2 || s.ds[0].Channel != priv || s.ds[1].Channel != shared {
+		t.Fatalf("deliveries = %+v; want priv then shared", s.ds)
+	}
+	// A public id that nobody declared reaches nobody, and a private id is
+	// never treated as public.
+	h.Deliver(msg(message.Receiver{ID: id(7), Public: true}, message.Receiver{ID: priv, Public: true}))
+	if len(s.ds) != 2 {
+		t.Fatalf("unknown public ids were delivered: %+v", s.ds[2:])
+	}
+}
+
+func TestAliasLivesWhileAnyDeclarerIsAttached(t *testing.T) {
+	h := New()
+	a, b := &sink{}, &sink{}
+	sub := []Subscription{{Channel: id(1), Public: id(9), HasPublic: true}}
+	h.Attach(a, sub)
+	h.Attach(b, sub)
+	h.Detach(a, sub)
+	if _, ok := h.Resolve(message.Receiver{ID: id(9), Public: true}); !ok {
+		t.Fatal("alias dropped while a declarer is still attached")
+	}
+	h.Detach(b, sub)
+	if _, ok := h.Resolve(message.Receiver{ID: id(9), Public: true}); ok {
+		t.Fatal("alias kept after the last declarer left")
+	}
+}
+
+func TestDeliveryIsEncodedOncePerFormat(t *testing.T) {
+	h := New()
+	sinks := make([]*sink, 100)
+	for i := range sinks {
+		sinks[i] = &sink{}
+		h.Attach(sinks[i], []Subscription{{Channel: id(1)}})
+	}
+	h.Deliver(msg(message.Receiver{ID: id(1)}))
+	var calls atomic.Int32
+	enc := func(dst []byte, m *message.Message, ch channel.ID) []byte {
+		calls.Add(1)
+		return append(dst, m.Body...)
+	}
+	var wg sync.WaitGroup
+	for _, s := range sinks {
+		if len(s.ds) != 1 {
+			t.Fatalf("a subscriber got %d deliveries", len(s.ds))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if string(s.ds[0].Frame(0, enc)) != `{}` {
+				t.Error("wrong frame")
+			}
+		}()
+	}
+	wg.Wait()
+	if calls.Load() != 1 {
+		t.Fatalf("encoded %d times for 100 subscribers, want 1", calls.Load())
+	}
+}
+
+func BenchmarkDeliverFanOut1000(b *testing.B) {
+	h := New()
+	for range 1000 {
+		h.Attach(&nopSub{}, []Subscription{{Channel: id(1)}})
+	}
+	m := msg(message.Receiver{ID: id(1)})
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Deliver(m)
+	}
+}
+
+type nopSub struct{ n int }
+
+func (s *nopSub) Deliver(*Delivery) { s.n++ }

@@ -1,0 +1,184 @@
+package realtime
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// Backend publish errors. The first three are Push server 1.0's texts, which
+// the Bitrix PHP module and existing tooling know.
+const (
+	errNoChannelID = "No channel id provided."
+	errBadChannel  = "Channel id is not correct."
+	errEmptyBody   = "Empty post requests are not allowed."
+	errBodyNotJSON = "Message body is not valid JSON."
+	errBadExpiry   = "Message-Expiry must be a whole number of seconds."
+)
+
+// servePub is the trusted backend route: POST publishes, GET reports which
+// channels have subscribers.
+func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		s.publishText(w, r)
+	case http.MethodGet:
+		s.channelStats(w, r)
+	case http.MethodOptions:
+		serveOptions(w)
+	default:
+		methodNotAllowed(w, "GET, POST, OPTIONS")
+	}
+}
+
+// parseTrusted validates a backend's CHANNEL_ID: ids may come unsigned (the
+// PHP module sends raw ids), but any signature present must be right.
+func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
+	return channel.ParseList(raw, channel.ListOptions{
+		Signer:      s.signer,
+		MaxElements: s.opt.MaxChannelsPerRequest,
+	})
+}
+
+// publishText is POST /pub/?CHANNEL_ID=a/b with the message as the body.
+func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
+	// Refuse an oversize body before reading it; a body without a length is
+	// cut off at the limit below.
+	if r.ContentLength > s.opt.MaxPayload {
+		s.refuseOversize(w, r)
+		return
+	}
+	raw := r.URL.Query().Get("CHANNEL_ID")
+	if raw == "" {
+		writeText(w, http.StatusBadRequest, errNoChannelID)
+		return
+	}
+	elems, err := s.parseTrusted(raw)
+	if err != nil {
+		s.log.Debug("publish refused", "remote", r.RemoteAddr, "err", err)
+		if errors.Is(err, channel.ErrTooManyChannels) {
+			writeText(w, http.StatusBadRequest, errTooManyChannels)
+		} else {
+			writeText(w, http.StatusBadRequest, errBadChannel)
+		}
+		return
+	}
+	expiry, ok := s.parseExpiry(r.Header.Get("Message-Expiry"))
+	if !ok {
+		writeText(w, http.StatusBadRequest, errBadExpiry)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxPayload))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.refuseOversize(w, r)
+			return
+		}
+		s.log.Debug("publish body read failed", "remote", r.RemoteAddr, "err", err)
+		writeText(w, http.StatusBadRequest, "Cannot read the request body.")
+		return
+	}
+	if len(body) == 0 {
+		writeText(w, http.StatusBadRequest, errEmptyBody)
+		return
+	}
+	// Text subscribers get the body spliced raw into a JSON frame, so a body
+	// that is not JSON would break the frame and every frame sent with it;
+	// json.Valid lets invalid UTF-8 through, which the clients cannot decode.
+	if !json.Valid(body) || !utf8.Valid(body) {
+		writeText(w, http.StatusBadRequest, errBodyNotJSON)
+		return
+	}
+	m := &message.Message{
+		Receivers: make([]message.Receiver, len(elems)),
+		Body:      body,
+		Expiry:    expiry,
+		Sender:    message.Sender{Type: message.SenderBackend},
+	}
+	for i, e := range elems {
+		m.Receivers[i] = message.Receiver{ID: e.ID}
+	}
+	if err := s.broker.Publish(r.Context(), m); err != nil {
+		s.log.Error("publish failed", "channels", len(elems), "err", err)
+		writeText(w, http.StatusServiceUnavailable, "Message could not be stored.")
+		return
+	}
+	writeText(w, http.StatusOK, "")
+}
+
+func (s *Server) refuseOversize(w http.ResponseWriter, r *http.Request) {
+	s.log.Debug("publish refused: body over the limit", "remote", r.RemoteAddr, "limit", s.opt.MaxPayload)
+	// Do not read the rest of the body: close the connection after answering.
+	w.Header().Set("Connection", "close")
+	writeText(w, http.StatusRequestEntityTooLarge, "")
+}
+
+// parseExpiry maps Message-Expiry to the stored lifetime, as Push server 1.0
+// does: absent or 0 means the server's maximum, anything else is capped by it.
+func (s *Server) parseExpiry(v string) (uint32, bool) {
+	maxTTL := uint32(s.opt.MessageTTL / time.Second)
+	if v == "" {
+		return maxTTL, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if n == 0 || n > uint64(maxTTL) {
+		return maxTTL, true
+	}
+	return uint32(n), true
+}
+
+// channelStats is GET /pub/?CHANNEL_ID=a/b: the channels that have
+// subscribers now, in the v3 server's shape that the PHP module decodes.
+func (s *Server) channelStats(w http.ResponseWriter, r *http.Request) {
+	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
+	if err != nil {
+		switch {
+		case errors.Is(err, channel.ErrTooManyChannels):
+			writeText(w, http.StatusBadRequest, errTooManyChannels)
+		case errors.Is(err, channel.ErrNoChannels):
+			writeText(w, http.StatusBadRequest, errNoChannels)
+		default:
+			writeText(w, http.StatusBadRequest, errBadChannel)
+		}
+		return
+	}
+	ids := make([]channel.ID, len(elems))
+	for i, e := range elems {
+		ids[i] = e.ID
+	}
+	counts, err := s.broker.Online(r.Context(), ids)
+	if err != nil {
+		s.log.Error("channel stats failed", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "Presence is unavailable.")
+		return
+	}
+	type info struct {
+		Channel     string `json:"channel"`
+		Subscribers int    `json:"subscribers"`
+	}
+	out := struct {
+		Infos []info `json:"infos"`
+	}{Infos: []info{}}
+	for i, id := range ids {
+		if counts[i] > 0 {
+			out.Infos = append(out.Infos, info{Channel: id.String(), Subscribers: counts[i]})
+		}
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		writeText(w, http.StatusInternalServerError, "")
+		return
+	}
+	writeText(w, http.StatusOK, string(body))
+}

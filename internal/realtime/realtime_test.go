@@ -1,0 +1,266 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/broker/memory"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
+)
+
+type testServer struct {
+	*httptest.Server
+	rt     *Server
+	broker *memory.Broker
+	hub    *hub.Hub
+	signer *channel.Signer
+}
+
+func testOptions() Options {
+	return Options{
+		SubPaths:              []string{"/sub/", "/bitrix/subws/"},
+		PubPaths:              []string{"/pub/"},
+		StatPath:              "/server-stat/",
+		MaxPayload:            1 << 20,
+		MaxChannelsPerRequest: 100,
+		MessageTTL:            86400 * time.Second,
+		Replay:                broker.HistoryLimit{PerChannel: 100, Total: 200},
+		PollTimeout:           40 * time.Second,
+		PingInterval:          time.Hour,
+		WriteTimeout:          5 * time.Second,
+		SendQueue:             1024,
+	}
+}
+
+func newTestServer(t *testing.T, tweak func(*Options)) *testServer {
+	t.Helper()
+	opt := testOptions()
+	if tweak != nil {
+		tweak(&opt)
+	}
+	h := hub.New()
+	b, err := memory.New(memory.Options{HistoryPerChannel: 1000}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := channel.NewSigner([]byte("SECURITYKEY123456"), channel.SHA1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	rt := New(opt, b, h, signer, log)
+	ts := httptest.NewServer(rt.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = rt.Shutdown(ctx)
+		ts.Close()
+		_ = b.Close(ctx)
+	})
+	return &testServer{Server: ts, rt: rt, broker: b, hub: h, signer: signer}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newChannel(t *testing.T) channel.ID {
+	t.Helper()
+	var id channel.ID
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (ts *testServer) publish(t *testing.T, body string, chans ...channel.ID) {
+	t.Helper()
+	if code, text := ts.publishRaw(t, body, nil, chans...); code != http.StatusOK {
+		t.Fatalf("publish: %d %q", code, text)
+	}
+}
+
+func (ts *testServer) publishRaw(t *testing.T, body string, header http.Header, chans ...channel.ID) (int, string) {
+	t.Helper()
+	ids := make([]string, len(chans))
+	for i, c := range chans {
+		ids[i] = c.String()
+	}
+	req, err := http.NewRequest(http.MethodPost, ts.URL+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", req.Method, req.URL.Path, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("%s %s: no Access-Control-Allow-Origin: *", req.Method, req.URL.Path)
+	}
+	return resp.StatusCode, string(data)
+}
+
+// subQuery is the subscribe query for signed channels.
+func (ts *testServer) subQuery(chans []channel.ID, extra string) string {
+	signed := make([]string, len(chans))
+	for i, c := range chans {
+		signed[i] = ts.signer.SignChannel(c)
+	}
+	q := "CHANNEL_ID=" + url.QueryEscape(strings.Join(signed, "/")) + "&revision=19"
+	if extra != "" {
+		q += "&" + extra
+	}
+	return q
+}
+
+// wsClient is a raw WebSocket subscriber that counts every frame it gets.
+type wsClient struct {
+	conn   net.Conn
+	frames chan wire.TextFrame
+	closed chan wsutil.ClosedError
+	errs   chan error
+}
+
+func (ts *testServer) dial(t *testing.T, query string) *wsClient {
+	t.Helper()
+	return dialURL(t, "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+query)
+}
+
+func dialURL(t *testing.T, u string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dial(ctx, u)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	c := &wsClient{conn: conn, frames: make(chan wire.TextFrame, 10000), closed: make(chan wsutil.ClosedError, 1), errs: make(chan error, 1)}
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{r, conn}
+		for {
+			data, _, err := wsutil.ReadServerData(rw)
+			if err != nil {
+				var ce wsutil.ClosedError
+				if errors.As(err, &ce) {
+					c.closed <- ce
+				} else {
+					c.errs <- err
+				}
+				close(c.frames)
+				return
+			}
+			fs, err := wire.ParseTextFrames(data)
+			if err != nil {
+				c.errs <- err
+			}
+			for _, f := range fs {
+				c.frames <- f
+			}
+		}
+	}()
+	return c
+}
+
+func (c *wsClient) next(t *testing.T) wire.TextFrame {
+	t.Helper()
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			t.Fatal("connection closed while waiting for a frame")
+		}
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("no frame within 10 s")
+	}
+	return wire.TextFrame{}
+}
+
+func (c *wsClient) waitClosed(t *testing.T) wsutil.ClosedError {
+	t.Helper()
+	select {
+	case ce := <-c.closed:
+		return ce
+	case err := <-c.errs:
+		t.Fatalf("connection failed without a close frame: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed within 10 s")
+	}
+	return wsutil.ClosedError{}
+}
+
+// waitFor polls cond: the server offers no event for "a connection is
+// attached", and these conditions turn true within microseconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (ts *testServer) waitSubscribers(t *testing.T, ch channel.ID, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d subscribers on %s", n, ch), func() bool { return ts.hub.Subscribers(ch) == n })
+}
+
+// longPoll is safe to call from any goroutine: it reports errors with
+// t.Errorf and returns an empty response.
+func longPoll(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Errorf("long poll: %v", err)
+		return &http.Response{Header: http.Header{}}, ""
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("long poll body: %v", err)
+	}
+	return resp, string(data)
+}
+
+func zeroID() message.ID { return message.ID{} }

@@ -1,0 +1,257 @@
+// Package realtime is the push server's HTTP face: the subscribe endpoint
+// (WebSocket and long polling), backend publishing on /pub/, and the
+// statistics route. It turns requests into broker and hub calls; it holds the
+// connections.
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// Options configure a Server. The zero value is not usable; the server
+// package fills every field from config.Config.
+type Options struct {
+	SubPaths []string
+	PubPaths []string
+	StatPath string
+
+	MaxPayload            int64
+	MaxChannelsPerRequest int
+	MessageTTL            time.Duration
+	Replay                broker.HistoryLimit
+
+	PollTimeout  time.Duration
+	PingInterval time.Duration
+	WriteTimeout time.Duration
+	SendQueue    int
+}
+
+// Server serves the push-server routes. Create it with New, mount Handler,
+// and call Shutdown before closing the broker.
+type Server struct {
+	opt    Options
+	broker broker.Broker
+	hub    *hub.Hub
+	signer *channel.Signer
+	log    *slog.Logger
+	start  time.Time
+	uid    string
+
+	sessMu   sync.Mutex
+	sessions map[*session]struct{}
+	draining bool
+	drained  chan struct{} // closed when draining and the last session is gone
+
+	websockets atomic.Int64
+	pollings   atomic.Int64
+
+	stopPing chan struct{}
+	pingDone chan struct{}
+}
+
+// New returns a Server publishing through b and delivering through h, which
+// must be the broker's Deliverer.
+func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *slog.Logger) *Server {
+	s := &Server{
+		opt:      opt,
+		broker:   b,
+		hub:      h,
+		signer:   signer,
+		log:      log,
+		start:    time.Now(),
+		uid:      fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
+		sessions: make(map[*session]struct{}),
+		drained:  make(chan struct{}),
+		stopPing: make(chan struct{}),
+		pingDone: make(chan struct{}),
+	}
+	go s.pingLoop()
+	return s
+}
+
+// Handler routes by path prefix, as the reference servers do, so deployments
+// can mount the subscribe route under /bitrix/sub/, /subws/ and so on.
+func (s *Server) Handler() http.Handler {
+	type route struct {
+		prefix string
+		h      http.HandlerFunc
+	}
+	var routes []route
+	for _, p := range s.opt.SubPaths {
+		routes = append(routes, route{p, s.serveSub})
+	}
+	for _, p := range s.opt.PubPaths {
+		routes = append(routes, route{p, s.servePub})
+	}
+	if s.opt.StatPath != "" {
+		routes = append(routes, route{s.opt.StatPath, s.serveStat})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, rt := range routes {
+			if strings.HasPrefix(r.URL.Path, rt.prefix) {
+				rt.h(w, r)
+				return
+			}
+		}
+		writeText(w, http.StatusNotFound, "")
+	})
+}
+
+// writeText answers with a plain-text body and the CORS header every push
+// server response carries.
+func writeText(w http.ResponseWriter, status int, body string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Content-Type", "text/plain")
+	w.WriteHeader(status)
+	if body != "" {
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// serveOptions answers a CORS preflight exactly as the reference servers do.
+func serveOptions(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "POST, GET, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "If-Modified-Since, If-None-Match")
+	writeText(w, http.StatusOK, "")
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeText(w, http.StatusMethodNotAllowed, "Method not allowed.")
+}
+
+// Error codes and texts of the reference server (spec §10.3). The texts are
+// part of the wire contract: clients and tests match them exactly.
+const (
+	errWrongChannel     = "4010: Wrong Channel Id."
+	errNoLastMessages   = "4011: Couldn't get last messages."
+	errNoChannels       = "4017: No channels found."
+	errTooManyChannels  = "4018: Request exceeded the maximum number of channels."
+	codeWrongChannel    = 4010
+	codeNoLastMessages  = 4011
+	reasonServerRestart = "server restart"
+)
+
+func (s *Server) register(sess *session) error {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.draining {
+		return errDraining
+	}
+	s.sessions[sess] = struct{}{}
+	return nil
+}
+
+func (s *Server) unregister(sess *session) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if _, ok := s.sessions[sess]; !ok {
+		return
+	}
+	delete(s.sessions, sess)
+	if s.draining && len(s.sessions) == 0 {
+		close(s.drained)
+	}
+}
+
+var errDraining = errors.New("server is shutting down")
+
+// Shutdown tells every connection the server is restarting (the clients'
+// server_restart command, which makes them wait 15 s before reconnecting
+// instead of storming back), closes WebSockets with 1001 and answers pending
+// long polls. It returns when all connections are gone or ctx ends, in which
+// case the rest are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.sessMu.Lock()
+	if s.draining {
+		s.sessMu.Unlock()
+		return nil
+	}
+	s.draining = true
+	list := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		list = append(list, sess)
+	}
+	if len(s.sessions) == 0 {
+		close(s.drained)
+	}
+	s.sessMu.Unlock()
+	close(s.stopPing)
+	<-s.pingDone
+
+	if len(list) > 0 {
+		restart, err := s.serverRestartMessage(ctx)
+		if err != nil {
+			s.log.Warn("cannot build server_restart message; closing connections without it", "err", err)
+		}
+		for _, sess := range list {
+			sess.restart(restart)
+		}
+		s.log.Info("draining connections", "count", len(list))
+	}
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+		s.sessMu.Lock()
+		for sess := range s.sessions {
+			list = append(list, sess)
+		}
+		s.sessMu.Unlock()
+		for _, sess := range list {
+			sess.kill("shutdown timeout")
+		}
+		return fmt.Errorf("shutdown: %d connections cut: %w", len(list), ctx.Err())
+	}
+}
+
+// pingLoop keeps WebSockets alive through proxies and finds dead peers: a
+// connection that sent nothing (not even the pong to the last ping) during a
+// whole interval is dropped.
+func (s *Server) pingLoop() {
+	defer close(s.pingDone)
+	t := time.NewTicker(s.opt.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopPing:
+			return
+		case <-t.C:
+		}
+		s.sessMu.Lock()
+		list := make([]*session, 0, len(s.sessions))
+		for sess := range s.sessions {
+			if sess.ws != nil {
+				list = append(list, sess)
+			}
+		}
+		s.sessMu.Unlock()
+		for _, sess := range list {
+			sess.ws.ping(sess)
+		}
+	}
+}
+
+func (s *Server) serverRestartMessage(ctx context.Context) (*message.Message, error) {
+	id, err := s.broker.NewID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server_restart id: %w", err)
+	}
+	return newServerRestart(id, time.Now()), nil
+}

@@ -1,0 +1,234 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// session is one subscriber connection: a WebSocket or one long-poll request.
+// Deliveries are queued under mu and written by the transport; the queue is
+// bounded so one slow reader cannot hold memory or the publishers.
+type session struct {
+	srv    *Server
+	subs   []hub.Subscription
+	chans  []channel.ID // the channels listened on, for presence
+	format format
+	ws     *wsConn // nil for long polling
+
+	mu         sync.Mutex
+	queue      []*hub.Delivery
+	recovering bool // deliveries wait in queue until the replay is queued before them
+	// replayedUpTo is the newest replayed id. A live delivery at or before it
+	// was stored before the history was read, so it was replayed already:
+	// the broker delivers in id order, and stores before it delivers.
+	replayedUpTo message.ID
+	closed       bool
+	wake         chan struct{} // long polling: signalled on the first delivery
+	onDeliver    func()        // WebSocket: starts the writer
+	closeOnce    sync.Once
+	restarting   bool
+}
+
+func newSession(srv *Server, elems []channel.Element, f format) *session {
+	s := &session{srv: srv, format: f, recovering: true}
+	for _, e := range elems {
+		s.subs = append(s.subs, hub.Subscription{Channel: e.ID, Public: e.Public, HasPublic: e.HasPublic})
+		s.chans = append(s.chans, e.ID)
+	}
+	return s
+}
+
+// historyChannels are where this connection's messages are stored: its
+// channels and the public ids that alias them.
+func (s *session) historyChannels() []channel.ID {
+	out := append([]channel.ID(nil), s.chans...)
+	for _, sub := range s.subs {
+		if sub.HasPublic {
+			out = append(out, sub.Public)
+		}
+	}
+	return out
+}
+
+// localChannel maps a history channel to the channel this connection listens
+// on (a public id to its private channel).
+func (s *session) localChannel(id channel.ID) channel.ID {
+	for _, sub := range s.subs {
+		if sub.HasPublic && sub.Public == id {
+			return sub.Channel
+		}
+	}
+	return id
+}
+
+// attach subscribes the session and then replays what it missed after mid.
+// Subscribing first and buffering live deliveries until the replay is queued
+// is what closes the gap between "read history" and "receive live": a message
+// published in between is either in the history or in the buffer, and one
+// that is in both is sent once.
+func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
+	if err := s.srv.register(s); err != nil {
+		return err
+	}
+	s.srv.hub.Attach(s, s.subs)
+	if err := s.srv.broker.Attach(ctx, s.chans); err != nil {
+		s.srv.hub.Detach(s, s.subs)
+		s.srv.unregister(s)
+		return fmt.Errorf("attach: %w", err)
+	}
+	var replay []*hub.Delivery
+	if recover {
+		entries, err := s.srv.broker.History(ctx, s.historyChannels(), mid, s.srv.opt.Replay)
+		if err != nil {
+			s.detach()
+			return fmt.Errorf("%w: %w", errHistory, err)
+		}
+		replay = make([]*hub.Delivery, 0, len(entries))
+		for _, e := range entries {
+			replay = append(replay, hub.NewDelivery(e.Msg, s.localChannel(e.Channel)))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recovering = false
+	if len(replay) > 0 {
+		type key struct {
+			ch  channel.ID
+			mid message.ID
+		}
+		sent := make(map[key]struct{}, len(replay))
+		for _, d := range replay {
+			sent[key{d.Channel, d.Msg.ID}] = struct{}{}
+		}
+		s.replayedUpTo = replay[len(replay)-1].Msg.ID
+		live := s.queue
+		s.queue = replay
+		for _, d := range live {
+			if _, dup := sent[key{d.Channel, d.Msg.ID}]; !dup {
+				s.queue = append(s.queue, d)
+			}
+		}
+	}
+	if len(s.queue) > 0 {
+		s.notifyLocked()
+	}
+	return nil
+}
+
+var errHistory = fmt.Errorf("history unavailable")
+
+// Deliver implements hub.Subscriber.
+func (s *session) Deliver(d *hub.Delivery) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if !s.recovering && !s.replayedUpTo.Less(d.Msg.ID) {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.srv.opt.SendQueue {
+		// Deliver runs under the hub's locks, so the connection is only cut
+		// here; its reader (or long-poll handler) detaches it.
+		s.closed = true
+		s.queue = nil
+		s.mu.Unlock()
+		s.srv.log.Warn("dropping slow subscriber: send queue full", "queue", s.srv.opt.SendQueue, "channels", len(s.chans))
+		s.cut("slow consumer")
+		return
+	}
+	s.queue = append(s.queue, d)
+	if !s.recovering && len(s.queue) == 1 {
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) notifyLocked() {
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	if s.onDeliver != nil {
+		s.onDeliver()
+	}
+}
+
+// take removes and returns everything queued.
+func (s *session) take() []*hub.Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	s.queue = nil
+	return q
+}
+
+// detach ends the subscription; safe to call more than once.
+func (s *session) detach() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.queue = nil
+		s.mu.Unlock()
+		s.srv.hub.Detach(s, s.subs)
+		// The embedded broker cannot fail here; a cluster broker's presence
+		// keys expire on their own if it does.
+		if err := s.srv.broker.Detach(context.Background(), s.chans); err != nil {
+			s.srv.log.Warn("detach from broker", "err", err)
+		}
+		s.srv.unregister(s)
+	})
+}
+
+// kill drops the connection at once.
+func (s *session) kill(reason string) {
+	s.cut(reason)
+	s.detach()
+}
+
+// cut closes the transport without touching the hub, so it is safe under
+// the hub's locks.
+func (s *session) cut(reason string) {
+	if s.ws != nil {
+		s.ws.abort(reason)
+	}
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// restart queues the server_restart command (if any) and ends the
+// connection once it is written.
+func (s *session) restart(m *message.Message) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.restarting = true
+	if m != nil && len(s.chans) > 0 {
+		s.queue = append(s.queue, hub.NewDelivery(m, s.chans[0]))
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	if s.ws == nil && m == nil {
+		s.kill(reasonServerRestart)
+	}
+}
+
+func (s *session) isRestarting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarting
+}

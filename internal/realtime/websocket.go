@@ -1,0 +1,259 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/pushpull/pushpull/internal/hub"
+)
+
+// wsConn is the WebSocket side of a session. An idle connection costs one
+// goroutine (the reader) and no buffers: frames are read header-first
+// straight from the socket, and a writer goroutine exists only while there is
+// something to send.
+type wsConn struct {
+	conn    net.Conn
+	r       io.Reader // conn, or the handshake's reader while it holds bytes
+	writeMu sync.Mutex
+	writing bool // guarded by session.mu: a writer goroutine is running
+	alive   atomic.Bool
+	done    atomic.Bool
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	up := ws.HTTPUpgrader{}
+	conn, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		// The upgrader has answered the client with 400 already.
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := &wsConn{conn: conn, r: conn}
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		c.r = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
+	}
+	c.alive.Store(true)
+	q := r.URL.Query()
+	elems, err := s.parseSubscribe(q)
+	if err != nil {
+		// Rejected after the upgrade, as Push server 2.x does: clients react
+		// to close code 4010 by reloading their config, but only see 1006 for a
+		// failed handshake.
+		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
+		c.closeWith(codeWrongChannel, errWrongChannel)
+		return
+	}
+	mid, recover := parseMid(q)
+	sess := newSession(s, elems, subscriberFormat(q))
+	sess.ws = c
+	sess.onDeliver = func() { c.startWriter(sess) }
+	s.websockets.Add(1)
+	// The handler's goroutine carries net/http's deep stack; the reader gets
+	// a fresh, small one.
+	go func() {
+		defer s.websockets.Add(-1)
+		if err := sess.attach(context.Background(), mid, recover); err != nil {
+			if errors.Is(err, errHistory) {
+				s.log.Error("replay failed", "err", err)
+				c.closeWith(codeNoLastMessages, errNoLastMessages)
+			} else {
+				c.closeWith(ws.StatusGoingAway, reasonServerRestart)
+			}
+			return
+		}
+		c.readLoop(sess, s.opt.MaxPayload)
+		sess.detach()
+	}()
+}
+
+// startWriter runs the writer unless one is running; called with session.mu held.
+func (c *wsConn) startWriter(sess *session) {
+	if c.writing {
+		return
+	}
+	c.writing = true
+	go c.writeLoop(sess)
+}
+
+// writeLoop drains the session queue, coalescing everything queued into as
+// few WebSocket messages as the format allows, and exits when the queue is
+// empty so idle connections hold no writer goroutine.
+func (c *wsConn) writeLoop(sess *session) {
+	var pieces [][]byte
+	var hdr [ws.MaxHeaderSize]byte
+	for {
+		sess.mu.Lock()
+		q := sess.queue
+		sess.queue = nil
+		if len(q) == 0 {
+			c.writing = false
+			restarting := sess.restarting
+			sess.mu.Unlock()
+			if restarting {
+				c.closeWith(ws.StatusGoingAway, reasonServerRestart)
+				sess.detach()
+			}
+			return
+		}
+		sess.mu.Unlock()
+		for len(q) > 0 {
+			var n, size int
+			// Slot 0 is the frame header, known once the size is.
+			pieces, n, size = sess.format.batch(append(pieces[:0], nil), q)
+			q = q[n:]
+			pieces[0] = hdr[:headerInto(hdr[:], ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)})]
+			bufs := net.Buffers(pieces)
+			if err := c.write(&bufs, sess.srv.opt.WriteTimeout); err != nil {
+				sess.srv.log.Debug("websocket write failed", "err", err)
+				sess.kill("write failed")
+				sess.mu.Lock()
+				c.writing = false
+				sess.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// headerInto encodes a frame header into buf and returns its length.
+func headerInto(buf []byte, h ws.Header) int {
+	w := fixedWriter{buf: buf}
+	_ = ws.WriteHeader(&w, h) // a header always fits in MaxHeaderSize
+	return w.n
+}
+
+type fixedWriter struct {
+	buf []byte
+	n   int
+}
+
+func (w *fixedWriter) Write(p []byte) (int, error) {
+	n := copy(w.buf[w.n:], p)
+	w.n += n
+	if n < len(p) {
+		return n, io.ErrShortWrite
+	}
+	return n, nil
+}
+
+func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.done.Load() {
+		return net.ErrClosed
+	}
+	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+// writeFrame writes one control frame.
+func (c *wsConn) writeFrame(f ws.Frame, timeout time.Duration) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.done.Load() {
+		return net.ErrClosed
+	}
+	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	return ws.WriteFrame(c.conn, f)
+}
+
+// closeTimeout bounds the close handshake we attempt before dropping a socket.
+const closeTimeout = time.Second
+
+// closeWith sends a close frame with code and reason, then closes the socket.
+func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
+	_ = c.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)), closeTimeout)
+	c.abort(reason)
+}
+
+// abort closes the socket without a handshake.
+func (c *wsConn) abort(string) {
+	if c.done.Swap(true) {
+		return
+	}
+	_ = c.conn.Close()
+}
+
+// ping is called by the server's ping loop once per interval.
+func (c *wsConn) ping(sess *session) {
+	if !c.alive.Swap(false) {
+		sess.srv.log.Debug("dropping websocket: no pong within the ping interval")
+		sess.kill("ping timeout")
+		return
+	}
+	// A writer busy on this socket proves nothing about the peer but makes a
+	// ping pointless; try again next interval.
+	if !c.writeMu.TryLock() {
+		c.alive.Store(true)
+		return
+	}
+	c.writeMu.Unlock()
+	if err := c.writeFrame(ws.NewPingFrame(nil), sess.srv.opt.WriteTimeout); err != nil {
+		sess.kill("ping failed")
+	}
+}
+
+// readLoop reads client frames until the connection ends. Text-mode clients
+// send nothing but control frames; data frames are read and ignored.
+func (c *wsConn) readLoop(sess *session, maxPayload int64) {
+	for {
+		h, err := ws.ReadHeader(c.r)
+		if err != nil {
+			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				sess.srv.log.Debug("websocket read failed", "err", err)
+			}
+			c.abort("read failed")
+			return
+		}
+		c.alive.Store(true)
+		if h.Length > maxPayload {
+			c.closeWith(ws.StatusMessageTooBig, "Message too big.")
+			return
+		}
+		switch h.OpCode {
+		case ws.OpPing, ws.OpPong, ws.OpClose:
+			payload := make([]byte, h.Length)
+			if _, err := io.ReadFull(c.r, payload); err != nil {
+				c.abort("read failed")
+				return
+			}
+			if h.Masked {
+				ws.Cipher(payload, h.Mask, 0)
+			}
+			switch h.OpCode {
+			case ws.OpPing:
+				_ = c.writeFrame(ws.NewPongFrame(payload), sess.srv.opt.WriteTimeout)
+			case ws.OpClose:
+				// Echo the client's close and end: RFC 6455 §5.5.1.
+				_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
+				c.abort("closed by client")
+				return
+			}
+		default:
+			if _, err := io.CopyN(io.Discard, c.r, h.Length); err != nil {
+				c.abort("read failed")
+				return
+			}
+		}
+	}
+}
+
+// isUpgrade reports whether r asks for a WebSocket.
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header.Values("Connection"), "upgrade")
+}
+
+var _ hub.Subscriber = (*session)(nil)

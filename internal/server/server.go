@@ -1,0 +1,225 @@
+// Package server assembles pushpull from its parts: the registry of settings,
+// the broker, the hub, the push-server routes, and the HTTP listener with its
+// graceful drain.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/broker/memory"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/realtime"
+)
+
+// signatureKeyFile holds the key generated on first start when none is set.
+const signatureKeyFile = "signature.key"
+
+// Server is one pushpull process.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	broker   broker.Broker
+	realtime *realtime.Server
+	http     *http.Server
+	healthy  atomic.Bool
+}
+
+// Run serves on cfg.Addr until ctx is cancelled, then shuts down gracefully.
+// It returns once shutdown is complete.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	raiseFileLimit(log)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s, err := New(cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
+
+// New builds a server from cfg, restoring state from cfg.DataDir.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	key, err := signatureKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	algo, err := channel.ParseAlgo(cfg.SignatureAlgo)
+	if err != nil {
+		return nil, fmt.Errorf("signature-algo: %w", err)
+	}
+	h := hub.New()
+	b, err := memory.New(memory.Options{
+		DataDir:           cfg.DataDir,
+		HistoryPerChannel: cfg.HistoryPerChannel,
+		Log:               log.With("component", "broker"),
+	}, h)
+	if err != nil {
+		return nil, err
+	}
+	rt := realtime.New(realtime.Options{
+		SubPaths:              cfg.SubPaths,
+		PubPaths:              cfg.PubPaths,
+		StatPath:              cfg.StatPath,
+		MaxPayload:            cfg.MaxPayload,
+		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,
+		MessageTTL:            cfg.MessageTTL,
+		Replay:                broker.HistoryLimit{PerChannel: cfg.ReplayPerChannel, Total: cfg.ReplayTotal},
+		PollTimeout:           cfg.PollTimeout,
+		PingInterval:          cfg.PingInterval,
+		WriteTimeout:          cfg.WriteTimeout,
+		SendQueue:             cfg.SendQueue,
+	}, b, h, channel.NewSigner(key, algo), log.With("component", "realtime"))
+
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.Handle("/", rt.Handler())
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
+		// for hours; their own deadlines bound every write.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if !s.healthy.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Serve accepts on ln until ctx is cancelled, then drains: new connections
+// are refused, every subscriber is told server_restart and closed, in-flight
+// publishes finish, and the history is snapshotted.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(ln) }()
+	s.healthy.Store(true)
+	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
+		"sub", strings.Join(s.cfg.SubPaths, ","), "pub", strings.Join(s.cfg.PubPaths, ","))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("http server: %w", serveErr)
+	}
+	s.healthy.Store(false)
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+
+	// Stop accepting and wait for plain requests while the realtime side
+	// drains the connections it holds (hijacked WebSockets and long polls,
+	// which http.Server.Shutdown would otherwise wait 40 s for).
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(sctx) }()
+	errs := []error{serveErr}
+	if err := s.realtime.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := <-httpDone; err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := s.broker.Close(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("close broker: %w", err))
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("http server: %w", err))
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.log.Error("shutdown finished with errors", "err", err)
+	} else {
+		s.log.Info("shutdown complete")
+	}
+	return err
+}
+
+// signatureKey returns the configured key or the one kept in the data dir,
+// generating it on first start so a zero-setup server still signs channels.
+func signatureKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
+	if cfg.SignatureKey != "" {
+		return []byte(cfg.SignatureKey), nil
+	}
+	path := filepath.Join(cfg.DataDir, signatureKeyFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		key := strings.TrimSpace(string(data))
+		if key == "" {
+			return nil, fmt.Errorf("signature key file %s is empty", path)
+		}
+		return []byte(key), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read signature key: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("generate signature key: %w", err)
+	}
+	key := hex.EncodeToString(raw[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("save signature key: %w", err)
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("save signature key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("save signature key: %w", err)
+	}
+	log.Info("generated a signature key; give it to the backend that signs channels", "file", path)
+	return []byte(key), nil
+}
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: every
+// connection is a file descriptor.
+func raiseFileLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("cannot read the open-file limit", "err", err)
+		return
+	}
+	if lim.Cur >= lim.Max {
+		return
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("cannot raise the open-file limit", "err", err)
+		return
+	}
+	log.Debug("raised the open-file limit", "limit", lim.Cur)
+}

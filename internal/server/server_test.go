@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/wire"
+)
+
+type running struct {
+	url     string
+	cancel  context.CancelFunc
+	done    chan error
+	stopped sync.Once
+}
+
+func start(t *testing.T, cfg config.Config) *running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.stopped.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHistorySurvivesGracefulRestart(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.SignatureKey = "SECURITYKEY123456"
+	ch, _ := channel.ParseID("fb9f7e13dc3d595c5aefe1a0216c27a2")
+	signed := channel.NewSigner([]byte(cfg.SignatureKey), channel.SHA1).SignChannel(ch)
+
+	r := start(t, cfg)
+	if code, body := get(t, r.url+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("healthz: %d %q", code, body)
+	}
+	resp, err := http.Post(r.url+"/pub/?CHANNEL_ID="+ch.String(), "application/json", strings.NewReader(`{"before":"restart"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("publish: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	r.stop(t)
+
+	r2 := start(t, cfg)
+	code, body := get(t, r2.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
+	frames, err := wire.ParseTextFrames([]byte(body))
+	if code != 200 || err != nil || len(frames) != 1 || string(frames[0].Text) != `{"before":"restart"}` {
+		t.Fatalf("after restart: %d %q %v", code, body, err)
+	}
+}
+
+func TestGeneratedSignatureKeyIsKept(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	k1, err := signatureKey(cfg, log)
+	if err != nil || len(k1) < 32 {
+		t.Fatalf("generated key %q: %v", k1, err)
+	}
+	k2, err := signatureKey(cfg, log)
+	if err != nil || string(k1) != string(k2) {
+		t.Fatalf("second start got %q, want %q", k2, k1)
+	}
+	info, err := os.Stat(filepath.Join(cfg.DataDir, signatureKeyFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", info, err)
+	}
+	cfg.SignatureKey = "explicit"
+	if k, _ := signatureKey(cfg, log); string(k) != "explicit" {
+		t.Fatalf("explicit key ignored: %q", k)
+	}
+}
