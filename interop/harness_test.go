@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -217,7 +216,6 @@ type pullClient struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	events chan event
-	mu     sync.Mutex
 	stderr bytes.Buffer
 }
 

@@ -226,9 +226,3 @@ func (s *session) restart(m *message.Message) {
 		s.kill(reasonServerRestart)
 	}
 }
-
-func (s *session) isRestarting() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.restarting
-}
