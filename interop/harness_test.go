@@ -176,6 +176,41 @@ func sign(id string) string {
 	return id + "." + hex.EncodeToString(m.Sum(nil))
 }
 
+// signPublic is the signature of a public id: HMAC of "public:"+id.
+func signPublic(id string) string {
+	return sign("public:" + id)[len("public:"+id)+1:]
+}
+
+// peer is another user whose public channel a version-4 config lists.
+type peer struct {
+	userID   int
+	publicID string
+}
+
+// makeConfigV4 is the version-4 config: the private channel carries its
+// public id ("private:public.signature"), clients publish through /pubweb/,
+// and publicChannels lists other users' public ids.
+func makeConfigV4(base string, userID int, privateID, publicID, sharedID string, peers ...peer) map[string]any {
+	cfg := makeConfig(base, privateID, sharedID)
+	server := cfg["server"].(map[string]any)
+	server["version"] = 4
+	server["publish_enabled"] = true
+	server["publish"] = base + "/pubweb/"
+	server["publish_secure"] = base + "/pubweb/"
+	priv := cfg["channels"].(map[string]any)["private"].(map[string]any)
+	priv["id"] = sign(privateID + ":" + publicID)
+	priv["public_id"] = publicID + "." + signPublic(publicID)
+	public := map[string]any{}
+	for _, p := range append(peers, peer{userID, publicID}) {
+		public[fmt.Sprint(p.userID)] = map[string]any{
+			"user_id": p.userID, "public_id": p.publicID, "signature": signPublic(p.publicID),
+			"start": priv["start"], "end": priv["end"],
+		}
+	}
+	cfg["publicChannels"] = public
+	return cfg
+}
+
 // makeConfig builds what Bitrix's pull.application.config.get returns for a
 // version-3 server (spec/protocol.md §3).
 func makeConfig(base string, privateID, sharedID string) map[string]any {
@@ -210,6 +245,13 @@ type event struct {
 	Params   json.RawMessage `json:"params"`
 	MID      string          `json:"mid"`
 	Error    string          `json:"error"`
+	Client   bool            `json:"client"`
+	Extra    struct {
+		Sender *struct {
+			Type int    `json:"type"`
+			ID   string `json:"id"`
+		} `json:"sender"`
+	} `json:"extra"`
 }
 
 type pullClient struct {
@@ -267,6 +309,18 @@ func startPullClient(t *testing.T, in clientInput) *pullClient {
 	return c
 }
 
+// command sends one stdin command to pullclient.mjs.
+func (c *pullClient) command(t *testing.T, cmd map[string]any) {
+	t.Helper()
+	line, err := json.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.stdin.Write(append(line, '\n')); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // stop ends the client as a closed browser tab would.
 func (c *pullClient) stop() {
 	c.stdin.Close()
@@ -290,6 +344,7 @@ func (c *pullClient) next(t *testing.T, what string, match func(event) bool) eve
 			if !ok {
 				t.Fatalf("pullclient exited while waiting for %s", what)
 			}
+			t.Logf("pullclient event: %+v", e)
 			if e.Event == "error" {
 				t.Fatalf("pullclient error while waiting for %s: %s", what, e.Error)
 			}

@@ -8,7 +8,12 @@
 //   {"event":"message","module_id","command","params","extra","mid"}
 //   {"event":"rest","method"} when the client asks for its config again
 //   {"event":"error","error"}
+// Messages from other clients (protocol version 4) are "message" events with
+// "client": true. Each stdin line is a command:
+//   {"cmd":"sendMessage","users":[2],"moduleId","command","params","expiry"?}
+//   {"cmd":"sendMessageToChannels","channels":["<public id>.<signature>"],…}
 // It runs until stdin closes or it gets SIGTERM.
+import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import XMLHttpRequest from 'xhr2';
 
@@ -62,6 +67,16 @@ for (const moduleId of input.moduleIds ?? ['application']) {
     }),
   });
 }
+for (const moduleId of input.moduleIds ?? ['application']) {
+  client.subscribe({
+    type: 'client',
+    moduleId,
+    callback: (data) => out({
+      event: 'message', client: true, module_id: moduleId, command: data.command, params: data.params,
+      extra: data.extra, mid: client.session.mid,
+    }),
+  });
+}
 client.subscribe({ type: 'status', callback: (data) => out({ event: 'status', status: data.status }) });
 
 const stop = () => {
@@ -69,7 +84,17 @@ const stop = () => {
   process.exit(0);
 };
 process.on('SIGTERM', stop);
-process.stdin.on('end', stop);
-process.stdin.resume();
+const lines = createInterface({ input: process.stdin });
+lines.on('close', stop);
+lines.on('line', (line) => {
+  const c = JSON.parse(line);
+  const sent = c.cmd === 'sendMessage'
+    ? client.sendMessage(c.users, c.moduleId, c.command, c.params, c.expiry)
+    : client.sendMessageToChannels(c.channels, c.moduleId, c.command, c.params, c.expiry);
+  Promise.resolve(sent).then(
+    () => out({ event: 'sent', cmd: c.cmd }),
+    (error) => out({ event: 'error', error: String(error) }),
+  );
+});
 
 client.start(structuredClone(input.config)).catch((error) => out({ event: 'error', error: String(error?.ex?.error_description ?? error) }));

@@ -37,9 +37,10 @@ var ErrClosed = errors.New("broker is closed")
 // Broker assigns message ids, keeps history and presence, and fans messages out
 // to the Deliverer of every node that has subscribers for them.
 type Broker interface {
-	// Publish assigns m.ID and m.Created, stores m for replay unless
-	// m.Expiry is 0, and fans it out. It returns once the message is stored:
-	// an error means nothing was stored or delivered.
+	// Publish assigns m.ID and m.Created, stores m for replay, and fans it
+	// out. A message with m.Expiry 0 is live only: an engine keeps it at most
+	// for a short retention window. Publish returns once the message is
+	// stored: an error means nothing was stored or delivered.
 	Publish(ctx context.Context, m *message.Message) error
 	// NewID assigns an id without publishing, for messages the server makes
 	// for its own connections (server_restart).

@@ -24,6 +24,11 @@ type Config struct {
 	SubPaths []string `json:"sub-paths"`
 	// PubPaths are the backend publish prefixes (trusted: expose internally).
 	PubPaths []string `json:"pub-paths"`
+	// PubWebPaths are the client publish prefixes (protocol version 4: clients
+	// post protobuf to other users' public channels). Bitrix calls this
+	// server.publish; deployments route /bitrix/rest/ or /bitrix/pubweb/ here.
+	// Not /rest/: that is the REST API.
+	PubWebPaths []string `json:"pubweb-paths"`
 	// StatPath is the server statistics route (trusted).
 	StatPath string `json:"stat-path"`
 
@@ -64,6 +69,7 @@ func Default() Config {
 		SignatureAlgo:         "sha1",
 		SubPaths:              []string{"/sub/", "/subws/", "/bitrix/sub/", "/bitrix/subws/"},
 		PubPaths:              []string{"/pub/", "/bitrix/pub/"},
+		PubWebPaths:           []string{"/pubweb/", "/bitrix/pubweb/", "/bitrix/rest/"},
 		StatPath:              "/server-stat/",
 		MaxPayload:            1 << 20,
 		MaxChannelsPerRequest: 100,

@@ -29,6 +29,7 @@ const (
 	publicURL             = "public-url"
 	subPaths              = "sub-paths"
 	pubPaths              = "pub-paths"
+	pubWebPaths           = "pubweb-paths"
 	statPath              = "stat-path"
 	maxPayload            = "max-payload"
 	maxChannelsPerRequest = "max-channels-per-request"
@@ -60,6 +61,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.SubPaths }},
 		{pubPaths, "PATH,...", "backend publish prefixes (trusted: expose internally only)",
 			func(c *Config) any { return &c.PubPaths }},
+		{pubWebPaths, "PATH,...", "client publish prefixes (protocol version 4, public channels)",
+			func(c *Config) any { return &c.PubWebPaths }},
 		{statPath, "PATH", "server statistics route (trusted)",
 			func(c *Config) any { return &c.StatPath }},
 		{maxPayload, "BYTES", "largest published body or incoming WebSocket message; suffixes KiB, MiB, GiB",

@@ -61,6 +61,7 @@ func (c Config) Validate() error {
 		func() error { return checkPublicURL(c.PublicURL) },
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
+		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },
 		func() error {
 			if err := checkPath(c.StatPath); err != "" {
 				return invalid(statPath, c.StatPath, err)
@@ -210,6 +211,11 @@ func (c Config) checkPathsDistinct() error {
 	}
 	for _, p := range c.PubPaths {
 		if err := claim(pubPaths, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.PubWebPaths {
+		if err := claim(pubWebPaths, p); err != nil {
 			return err
 		}
 	}

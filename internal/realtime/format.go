@@ -4,6 +4,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/wire"
@@ -11,28 +14,43 @@ import (
 
 // format is how deliveries are written to one connection. Each has its slot
 // in hub.Delivery's frame cache, so a message is encoded once per format and
-// channel however many connections read it.
+// channel however many connections read it; a batch is then only the cached
+// pieces and a few bytes of framing.
 type format struct {
 	slot        int
 	encode      hub.Encoder
 	contentType string
-	// open, sep and close wrap a batch of frames into one WebSocket message or
-	// long-poll body: nothing for NGINX frames (they concatenate), brackets
-	// and commas for format=json.
+	opcode      ws.OpCode
+	// open, sep and close wrap a batch: nothing for NGINX frames (they
+	// concatenate), brackets and commas for format=json.
 	open, sep, close []byte
+	// header, when set, is the prefix of a batch whose elements take n
+	// bytes: protobuf's nested length-delimited ResponseBatch headers.
+	header func(dst []byte, n int) []byte
 }
 
 var (
-	formatText = format{slot: 0, encode: wire.AppendTextFrame, contentType: "text/plain"}
-	formatJSON = format{slot: 1, encode: wire.AppendJSONObject, contentType: "application/json",
+	formatText = format{slot: 0, encode: wire.AppendTextFrame, contentType: "text/plain", opcode: ws.OpText}
+	formatJSON = format{slot: 1, encode: wire.AppendJSONObject, contentType: "application/json", opcode: ws.OpText,
 		open: []byte("["), sep: []byte(","), close: []byte("]")}
+	formatBinary = format{slot: 2, encode: appendOutgoing, contentType: "application/octet-stream", opcode: ws.OpBinary,
+		header: wire.AppendResponseBatchHeader}
 )
 
-// subscriberFormat picks the wire format from the subscribe query. Only the
-// text forms exist so far; binaryMode and jsonRpc connections are served text
-// until protocol versions 4 and 5 land, which is what a version-3 server does.
+// appendOutgoing is the protobuf OutgoingMessage; it names no channel, so
+// every channel's delivery of a message encodes the same bytes.
+func appendOutgoing(dst []byte, m *message.Message, _ channel.ID) []byte {
+	return wire.AppendOutgoingMessage(dst, m)
+}
+
+// subscriberFormat picks the wire format from the subscribe query, per
+// connection, so text, JSON and protobuf subscribers share channels.
+// binaryMode is compared with the literal "true", as Push server 2.x does.
 func subscriberFormat(q url.Values) format {
-	if q.Get("format") == "json" {
+	switch {
+	case q.Get("binaryMode") == "true":
+		return formatBinary
+	case q.Get("format") == "json":
 		return formatJSON
 	}
 	return formatText
@@ -42,33 +60,33 @@ func subscriberFormat(q url.Values) format {
 // queued frames; a longer queue goes out in several messages.
 const maxBatchBytes = 1 << 20
 
-// batch appends to bufs the pieces of one message built from the head of
-// ds, and returns how many deliveries it used (at least one).
-func (f format) batch(bufs [][]byte, ds []*hub.Delivery) ([][]byte, int, int) {
-	size := 0
-	n := 0
-	if f.open != nil {
-		bufs = append(bufs, f.open)
-		size += len(f.open)
-	}
+// batch appends to pieces one message built from the head of ds, using
+// hdr (capacity ≥ 16) for a length-dependent header, and returns how many
+// deliveries it used (at least one) and the message size.
+func (f format) batch(pieces [][]byte, ds []*hub.Delivery, hdr []byte) ([][]byte, int, int) {
+	first := len(pieces)
+	pieces = append(pieces, f.open)
+	elems, n := 0, 0
 	for _, d := range ds {
 		fr := d.Frame(f.slot, f.encode)
-		if n > 0 && size+len(fr) > maxBatchBytes {
+		if n > 0 && elems+len(fr) > maxBatchBytes {
 			break
 		}
 		if n > 0 && f.sep != nil {
-			bufs = append(bufs, f.sep)
-			size += len(f.sep)
+			pieces = append(pieces, f.sep)
+			elems += len(f.sep)
 		}
-		bufs = append(bufs, fr)
-		size += len(fr)
+		pieces = append(pieces, fr)
+		elems += len(fr)
 		n++
 	}
-	if f.close != nil {
-		bufs = append(bufs, f.close)
-		size += len(f.close)
+	if f.header != nil {
+		pieces[first] = f.header(hdr[:0], elems)
 	}
-	return bufs, n, size
+	if f.close != nil {
+		pieces = append(pieces, f.close)
+	}
+	return pieces, n, elems + len(pieces[first]) + len(f.close)
 }
 
 // serverRestartBody is the clients' server_restart system command (spec

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
+	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
 // Backend publish errors. The first three are Push server 1.0's texts, which
@@ -26,12 +28,17 @@ const (
 // servePub is the trusted backend route: POST publishes, GET reports which
 // channels have subscribers.
 func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
+	binary := r.URL.Query().Get("binaryMode") == "true"
+	switch {
+	case r.Method == http.MethodPost && binary:
+		s.publishBinary(w, r, requester{trusted: true})
+	case r.Method == http.MethodPost:
 		s.publishText(w, r)
-	case http.MethodGet:
+	case r.Method == http.MethodGet && binary:
+		s.channelStatsBinary(w, r)
+	case r.Method == http.MethodGet:
 		s.channelStats(w, r)
-	case http.MethodOptions:
+	case r.Method == http.MethodOptions:
 		serveOptions(w)
 	default:
 		methodNotAllowed(w, "GET, POST, OPTIONS")
@@ -49,8 +56,8 @@ func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
 
 // publishText is POST /pub/?CHANNEL_ID=a/b with the message as the body.
 func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
-	// Refuse an oversize body before reading it; a body without a length is
-	// cut off at the limit below.
+	// Refuse an oversize body before anything else; a body without a
+	// length is cut off at the limit when read.
 	if r.ContentLength > s.opt.MaxPayload {
 		s.refuseOversize(w, r)
 		return
@@ -64,7 +71,7 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Debug("publish refused", "remote", r.RemoteAddr, "err", err)
 		if errors.Is(err, channel.ErrTooManyChannels) {
-			writeText(w, http.StatusBadRequest, errTooManyChannels)
+			writeError(w, errTooManyChannelsReq)
 		} else {
 			writeText(w, http.StatusBadRequest, errBadChannel)
 		}
@@ -75,15 +82,8 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusBadRequest, errBadExpiry)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxPayload))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.refuseOversize(w, r)
-			return
-		}
-		s.log.Debug("publish body read failed", "remote", r.RemoteAddr, "err", err)
-		writeText(w, http.StatusBadRequest, "Cannot read the request body.")
+	body, ok := s.readBody(w, r)
+	if !ok {
 		return
 	}
 	if len(body) == 0 {
@@ -112,6 +112,107 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeText(w, http.StatusOK, "")
+}
+
+// readBody reads a publish body up to MaxPayload; on failure it has
+// answered already.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > s.opt.MaxPayload {
+		s.refuseOversize(w, r)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxPayload))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.refuseOversize(w, r)
+			return nil, false
+		}
+		s.log.Debug("publish body read failed", "remote", r.RemoteAddr, "err", err)
+		writeText(w, http.StatusBadRequest, "Cannot read the request body.")
+		return nil, false
+	}
+	return body, true
+}
+
+// publishBinary carries out a protobuf RequestBatch posted by a backend
+// (/pub/?binaryMode=true) or a client (/pubweb/).
+func (s *Server) publishBinary(w http.ResponseWriter, r *http.Request, who requester) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	resp, err := s.handleRequestBatch(r.Context(), body, who)
+	var perr *protoError
+	switch {
+	case errors.As(err, &perr):
+		s.log.Debug("protobuf request refused", "remote", r.RemoteAddr, "trusted", who.trusted, "err", err)
+		writeError(w, perr)
+	case err != nil:
+		s.log.Error("protobuf request failed", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "Message could not be stored.")
+	case resp != nil:
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(resp)
+	default:
+		writeText(w, http.StatusOK, "")
+	}
+}
+
+// servePubWeb is client publishing over HTTP, for clients on long polling:
+// the same RequestBatch bytes a WebSocket client sends, authenticated by the
+// CHANNEL_ID it subscribes with.
+func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		serveOptions(w)
+		return
+	default:
+		methodNotAllowed(w, "POST, OPTIONS")
+		return
+	}
+	elems, err := s.parseSubscribe(r.URL.Query())
+	if err != nil {
+		writeError(w, errWrongChannelID)
+		return
+	}
+	who := newSession(s, elems, formatBinary).requester()
+	s.publishBinary(w, r, who)
+}
+
+// channelStatsBinary is GET /pub/?binaryMode=true&CHANNEL_ID=…: the
+// protobuf form of the online check.
+func (s *Server) channelStatsBinary(w http.ResponseWriter, r *http.Request) {
+	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
+	if err != nil {
+		switch {
+		case errors.Is(err, channel.ErrTooManyChannels):
+			writeError(w, errTooManyChannelsReq)
+		case errors.Is(err, channel.ErrNoChannels):
+			writeError(w, errNoChannelsFound)
+		default:
+			writeText(w, http.StatusBadRequest, errBadChannel)
+		}
+		return
+	}
+	ids := make([]*pb.ChannelId, len(elems))
+	for i, e := range elems {
+		ids[i] = &pb.ChannelId{Id: e.ID[:], IsPrivate: true}
+	}
+	resp, err := s.channelStatsResponse(r.Context(), ids)
+	if err == nil {
+		var body []byte
+		if body, err = wire.EncodeResponseBatch(&pb.ResponseBatch{Responses: []*pb.Response{resp}}); err == nil {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(body)
+			return
+		}
+	}
+	s.log.Error("channel stats failed", "err", err)
+	writeText(w, http.StatusServiceUnavailable, "Presence is unavailable.")
 }
 
 func (s *Server) refuseOversize(w http.ResponseWriter, r *http.Request) {
@@ -145,9 +246,9 @@ func (s *Server) channelStats(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		switch {
 		case errors.Is(err, channel.ErrTooManyChannels):
-			writeText(w, http.StatusBadRequest, errTooManyChannels)
+			writeError(w, errTooManyChannelsReq)
 		case errors.Is(err, channel.ErrNoChannels):
-			writeText(w, http.StatusBadRequest, errNoChannels)
+			writeError(w, errNoChannelsFound)
 		default:
 			writeText(w, http.StatusBadRequest, errBadChannel)
 		}

@@ -25,9 +25,10 @@ import (
 // Options configure a Server. The zero value is not usable; the server
 // package fills every field from config.Config.
 type Options struct {
-	SubPaths []string
-	PubPaths []string
-	StatPath string
+	SubPaths    []string
+	PubPaths    []string
+	PubWebPaths []string
+	StatPath    string
 
 	MaxPayload            int64
 	MaxChannelsPerRequest int
@@ -97,6 +98,9 @@ func (s *Server) Handler() http.Handler {
 	for _, p := range s.opt.PubPaths {
 		routes = append(routes, route{p, s.servePub})
 	}
+	for _, p := range s.opt.PubWebPaths {
+		routes = append(routes, route{p, s.servePubWeb})
+	}
 	if s.opt.StatPath != "" {
 		routes = append(routes, route{s.opt.StatPath, s.serveStat})
 	}
@@ -136,17 +140,13 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeText(w, http.StatusMethodNotAllowed, "Method not allowed.")
 }
 
-// Error codes and texts of the reference server (spec §10.3). The texts are
-// part of the wire contract: clients and tests match them exactly.
-const (
-	errWrongChannel     = "4010: Wrong Channel Id."
-	errNoLastMessages   = "4011: Couldn't get last messages."
-	errNoChannels       = "4017: No channels found."
-	errTooManyChannels  = "4018: Request exceeded the maximum number of channels."
-	codeWrongChannel    = 4010
-	codeNoLastMessages  = 4011
-	reasonServerRestart = "server restart"
-)
+// reasonServerRestart is the close reason of a graceful shutdown (1001).
+const reasonServerRestart = "server restart"
+
+// writeError answers an HTTP request with a numbered error, as "CODE: Text".
+func writeError(w http.ResponseWriter, e *protoError) {
+	writeText(w, e.httpStatus(), e.Error())
+}
 
 func (s *Server) register(sess *session) error {
 	s.sessMu.Lock()

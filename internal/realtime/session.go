@@ -14,11 +14,15 @@ import (
 // Deliveries are queued under mu and written by the transport; the queue is
 // bounded so one slow reader cannot hold memory or the publishers.
 type session struct {
-	srv    *Server
-	subs   []hub.Subscription
-	chans  []channel.ID // the channels listened on, for presence
-	format format
-	ws     *wsConn // nil for long polling
+	srv   *Server
+	subs  []hub.Subscription
+	chans []channel.ID // the channels listened on and their public ids: presence
+	// publisher is the first public id of CHANNEL_ID: who this connection
+	// publishes as to other clients (protocol version 4).
+	publisher channel.ID
+	hasPublic bool
+	format    format
+	ws        *wsConn // nil for long polling
 
 	mu         sync.Mutex
 	queue      []*hub.Delivery
@@ -40,20 +44,25 @@ func newSession(srv *Server, elems []channel.Element, f format) *session {
 		s.subs = append(s.subs, hub.Subscription{Channel: e.ID, Public: e.Public, HasPublic: e.HasPublic})
 		s.chans = append(s.chans, e.ID)
 	}
+	for _, e := range elems {
+		if e.HasPublic {
+			if !s.hasPublic {
+				s.publisher, s.hasPublic = e.Public, true
+			}
+			s.chans = append(s.chans, e.Public)
+		}
+	}
 	return s
+}
+
+// requester is this connection as the author of client requests.
+func (s *session) requester() requester {
+	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
 }
 
 // historyChannels are where this connection's messages are stored: its
 // channels and the public ids that alias them.
-func (s *session) historyChannels() []channel.ID {
-	out := append([]channel.ID(nil), s.chans...)
-	for _, sub := range s.subs {
-		if sub.HasPublic {
-			out = append(out, sub.Public)
-		}
-	}
-	return out
-}
+func (s *session) historyChannels() []channel.ID { return s.chans }
 
 // localChannel maps a history channel to the channel this connection listens
 // on (a public id to its private channel).

@@ -65,7 +65,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	elems, err := s.parseSubscribe(q)
 	if err != nil {
 		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
-		writeText(w, http.StatusBadRequest, errWrongChannel)
+		writeError(w, errWrongChannelID)
 		return
 	}
 	mid, recover := parseMid(q)
@@ -78,7 +78,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, errHistory):
 			s.log.Error("replay failed", "err", err)
-			writeText(w, http.StatusBadRequest, errNoLastMessages)
+			writeError(w, errLastMessages)
 		case errors.Is(err, errDraining):
 			writeText(w, http.StatusServiceUnavailable, "Server is restarting.")
 		default:
@@ -100,7 +100,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// One response per poll, as the reference does: what arrives after this
 	// is replayed from history on the next poll, which carries the new mid.
 	if ds := sess.take(); len(ds) > 0 {
-		pieces, n, size := sess.format.batch(nil, ds)
+		pieces, n, size := sess.format.batch(nil, ds, make([]byte, 0, 16))
 		if n < len(ds) {
 			// The rest comes with the next poll, from history.
 			s.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))

@@ -48,7 +48,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// to close code 4010 by reloading their config, but only see 1006 for a
 		// failed handshake.
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
-		c.closeWith(codeWrongChannel, errWrongChannel)
+		c.closeWithError(errWrongChannelID)
 		return
 	}
 	mid, recover := parseMid(q)
@@ -63,7 +63,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		if err := sess.attach(context.Background(), mid, recover); err != nil {
 			if errors.Is(err, errHistory) {
 				s.log.Error("replay failed", "err", err)
-				c.closeWith(codeNoLastMessages, errNoLastMessages)
+				c.closeWithError(errLastMessages)
 			} else {
 				c.closeWith(ws.StatusGoingAway, reasonServerRestart)
 			}
@@ -89,6 +89,7 @@ func (c *wsConn) startWriter(sess *session) {
 func (c *wsConn) writeLoop(sess *session) {
 	var pieces [][]byte
 	var hdr [ws.MaxHeaderSize]byte
+	var batchHdr [16]byte
 	for {
 		sess.mu.Lock()
 		q := sess.queue
@@ -107,9 +108,9 @@ func (c *wsConn) writeLoop(sess *session) {
 		for len(q) > 0 {
 			var n, size int
 			// Slot 0 is the frame header, known once the size is.
-			pieces, n, size = sess.format.batch(append(pieces[:0], nil), q)
+			pieces, n, size = sess.format.batch(append(pieces[:0], nil), q, batchHdr[:0])
 			q = q[n:]
-			pieces[0] = hdr[:headerInto(hdr[:], ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(size)})]
+			pieces[0] = hdr[:headerInto(hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
 			bufs := net.Buffers(pieces)
 			if err := c.write(&bufs, sess.srv.opt.WriteTimeout); err != nil {
 				sess.srv.log.Debug("websocket write failed", "err", err)
@@ -179,6 +180,12 @@ func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 	c.abort(reason)
 }
 
+// closeWithError closes with a numbered error: its code, and "CODE: Text"
+// as the reason, as Push server 2.x does.
+func (c *wsConn) closeWithError(e *protoError) {
+	c.closeWith(ws.StatusCode(e.code), e.Error())
+}
+
 // abort closes the socket without a handshake.
 func (c *wsConn) abort(string) {
 	if c.done.Swap(true) {
@@ -207,8 +214,11 @@ func (c *wsConn) ping(sess *session) {
 }
 
 // readLoop reads client frames until the connection ends. Text-mode clients
-// send nothing but control frames; data frames are read and ignored.
+// send nothing but control frames; protobuf clients send RequestBatch
+// messages (client publishing and channel stats), which are answered on the
+// socket. Data frames of other modes are read and ignored.
 func (c *wsConn) readLoop(sess *session, maxPayload int64) {
+	var msg []byte // the binary message being assembled from fragments
 	for {
 		h, err := ws.ReadHeader(c.r)
 		if err != nil {
@@ -219,36 +229,77 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			return
 		}
 		c.alive.Store(true)
-		if h.Length > maxPayload {
+		if h.Length > maxPayload || int64(len(msg))+h.Length > maxPayload {
 			c.closeWith(ws.StatusMessageTooBig, "Message too big.")
 			return
 		}
-		switch h.OpCode {
-		case ws.OpPing, ws.OpPong, ws.OpClose:
-			payload := make([]byte, h.Length)
-			if _, err := io.ReadFull(c.r, payload); err != nil {
-				c.abort("read failed")
-				return
-			}
-			if h.Masked {
-				ws.Cipher(payload, h.Mask, 0)
-			}
-			switch h.OpCode {
-			case ws.OpPing:
-				_ = c.writeFrame(ws.NewPongFrame(payload), sess.srv.opt.WriteTimeout)
-			case ws.OpClose:
-				// Echo the client's close and end: RFC 6455 §5.5.1.
-				_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
-				c.abort("closed by client")
-				return
-			}
-		default:
+		binaryMode := sess.format.opcode == ws.OpBinary
+		control := h.OpCode.IsControl()
+		data := h.OpCode == ws.OpBinary || (h.OpCode == ws.OpContinuation && msg != nil)
+		if !control && !(binaryMode && data) {
 			if _, err := io.CopyN(io.Discard, c.r, h.Length); err != nil {
 				c.abort("read failed")
 				return
 			}
+			continue
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.r, payload); err != nil {
+			c.abort("read failed")
+			return
+		}
+		if h.Masked {
+			ws.Cipher(payload, h.Mask, 0)
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			_ = c.writeFrame(ws.NewPongFrame(payload), sess.srv.opt.WriteTimeout)
+		case ws.OpPong:
+		case ws.OpClose:
+			// Echo the client's close and end: RFC 6455 §5.5.1.
+			_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
+			c.abort("closed by client")
+			return
+		default:
+			msg = append(msg, payload...)
+			if msg == nil {
+				msg = []byte{} // an empty first fragment still starts a message
+			}
+			if !h.Fin {
+				continue
+			}
+			if !c.handleRequest(sess, msg) {
+				return
+			}
+			msg = nil
 		}
 	}
+}
+
+// handleRequest carries out a client's RequestBatch and answers it; a bad
+// request closes the socket with its error code, as the reference does.
+func (c *wsConn) handleRequest(sess *session, data []byte) bool {
+	srv := sess.srv
+	ctx, cancel := context.WithTimeout(context.Background(), srv.opt.WriteTimeout)
+	defer cancel()
+	resp, err := srv.handleRequestBatch(ctx, data, sess.requester())
+	var perr *protoError
+	switch {
+	case errors.As(err, &perr):
+		srv.log.Debug("client request refused", "err", err)
+		c.closeWithError(perr)
+		return false
+	case err != nil:
+		srv.log.Error("client request failed", "err", err)
+		c.closeWith(ws.StatusInternalServerError, "Internal error.")
+		return false
+	case resp != nil:
+		if err := c.writeFrame(ws.NewBinaryFrame(resp), srv.opt.WriteTimeout); err != nil {
+			sess.kill("write failed")
+			return false
+		}
+	}
+	return true
 }
 
 // isUpgrade reports whether r asks for a WebSocket.

@@ -28,6 +28,12 @@ import (
 	"github.com/pushpull/pushpull/internal/realtime"
 )
 
+// liveRetention bridges the gap between two long polls for messages that
+// clients publish to each other with expiry 0 (live only): without it a
+// long-polling receiver misses every such message that arrives while it is
+// between requests.
+const liveRetention = 30 * time.Second
+
 // signatureKeyFile holds the key generated on first start when none is set.
 const signatureKeyFile = "signature.key"
 
@@ -74,6 +80,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	b, err := memory.New(memory.Options{
 		DataDir:           cfg.DataDir,
 		HistoryPerChannel: cfg.HistoryPerChannel,
+		LiveRetention:     liveRetention,
 		Log:               log.With("component", "broker"),
 	}, h)
 	if err != nil {
@@ -82,6 +89,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	rt := realtime.New(realtime.Options{
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
+		PubWebPaths:           cfg.PubWebPaths,
 		StatPath:              cfg.StatPath,
 		MaxPayload:            cfg.MaxPayload,
 		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,

@@ -24,6 +24,11 @@ type Options struct {
 	DataDir string
 	// HistoryPerChannel caps the messages stored per channel; older ones go.
 	HistoryPerChannel int
+	// LiveRetention keeps messages published with expiry 0 ("live only",
+	// protocol version 4) replayable for this long. Long-polling clients
+	// between two polls, and clients reconnecting at once, would otherwise
+	// lose them; on the wire their expiry stays 0. 0 keeps nothing.
+	LiveRetention time.Duration
 	// SweepInterval is how often expired messages are dropped; 0 means a minute.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now.
@@ -103,7 +108,7 @@ func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	}
 	m.ID = b.gen.Next()
 	m.Created = b.now()
-	if m.Expiry > 0 {
+	if m.Expiry > 0 || b.opt.LiveRetention > 0 {
 		b.store(m)
 	}
 	if b.deliver != nil {
@@ -163,7 +168,7 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 		msgs := l.msgs[start:]
 		var kept []broker.Entry
 		for _, m := range msgs {
-			if m.ExpiresAt().After(now) {
+			if b.expiresAt(m).After(now) {
 				kept = append(kept, broker.Entry{Msg: m, Channel: ch})
 			}
 		}
@@ -194,7 +199,7 @@ func (b *Broker) LastID(_ context.Context, channels []channel.ID) (message.ID, b
 		}
 		for i := len(l.msgs) - 1; i >= 0; i-- {
 			m := l.msgs[i]
-			if !m.ExpiresAt().After(now) {
+			if !b.expiresAt(m).After(now) {
 				continue
 			}
 			if !found || last.Less(m.ID) {
@@ -283,6 +288,14 @@ func (b *Broker) Close(ctx context.Context) error {
 	return b.persist()
 }
 
+// expiresAt is when a stored message stops being replayable.
+func (b *Broker) expiresAt(m *message.Message) time.Time {
+	if m.Expiry == 0 {
+		return m.Created.Add(b.opt.LiveRetention)
+	}
+	return m.ExpiresAt()
+}
+
 func (b *Broker) isClosed() bool {
 	b.closeMu.Lock()
 	defer b.closeMu.Unlock()
@@ -310,7 +323,7 @@ func (b *Broker) Sweep() {
 	b.histMu.Lock()
 	defer b.histMu.Unlock()
 	for ch, l := range b.history {
-		l.msgs = slices.DeleteFunc(l.msgs, func(m *message.Message) bool { return !m.ExpiresAt().After(now) })
+		l.msgs = slices.DeleteFunc(l.msgs, func(m *message.Message) bool { return !b.expiresAt(m).After(now) })
 		if len(l.msgs) == 0 {
 			delete(b.history, ch)
 		}

@@ -161,3 +161,19 @@ func TestPublishAfterCloseFails(t *testing.T) {
 		t.Fatal("publish after close succeeded")
 	}
 }
+
+func TestLiveOnlyMessagesAreKeptForTheRetentionWindow(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	b := open(t, Options{Now: clk.Now, LiveRetention: 30 * time.Second}, nil)
+	defer b.Close(context.Background())
+	a := brokertest.NewChannel(t)
+	live := publish(t, b, 0, a)
+	got, _ := b.History(context.Background(), []channel.ID{a}, message.ID{}, all)
+	if len(got) != 1 || got[0].Msg.ID != live.ID || got[0].Msg.Expiry != 0 {
+		t.Fatalf("within the window history = %v", got)
+	}
+	clk.now = clk.now.Add(30 * time.Second)
+	if got, _ := b.History(context.Background(), []channel.ID{a}, message.ID{}, all); len(got) != 0 {
+		t.Fatalf("after the window history = %v", got)
+	}
+}

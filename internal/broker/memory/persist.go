@@ -153,7 +153,7 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 			if i < 0 || i >= len(msgs) {
 				return 0, fmt.Errorf("memory broker: snapshot %s refers to message %d of %d", path, i, len(msgs))
 			}
-			if m := msgs[i]; m.ExpiresAt().After(now) {
+			if m := msgs[i]; b.expiresAt(m).After(now) {
 				l.msgs = append(l.msgs, m)
 			}
 		}

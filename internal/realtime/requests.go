@@ -1,0 +1,233 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
+	"github.com/pushpull/pushpull/internal/wire/pb"
+)
+
+// protoError is one of the push server's numbered errors (spec §10.3). The
+// text is part of the wire contract: clients and the Bitrix tests match it.
+type protoError struct {
+	code int
+	text string
+}
+
+func (e *protoError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.text) }
+
+// httpStatus is the status the reference answers the error with over HTTP.
+func (e *protoError) httpStatus() int {
+	if e.code == 4029 {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusBadRequest
+}
+
+var (
+	errWrongChannelID      = &protoError{4010, "Wrong Channel Id."}
+	errLastMessages        = &protoError{4011, "Couldn't get last messages."}
+	errPublicRequired      = &protoError{4012, "Public Channel Id is Required."}
+	errWrongRequestData    = &protoError{4013, "Wrong Request Data."}
+	errCommandNotAllowed   = &protoError{4014, "Request command is not allowed."}
+	errWrongRequestCommand = &protoError{4015, "Wrong Request Command."}
+	errTooManyMessages     = &protoError{4016, "Request exceeded the maximum number of messages."}
+	errNoChannelsFound     = &protoError{4017, "No channels found."}
+	errTooManyChannelsReq  = &protoError{4018, "Request exceeded the maximum number of channels."}
+	errInvalidChannelID    = &protoError{4019, "Request has an invalid channel id."}
+	errPrivateNotAllowed   = &protoError{4020, "Private channel is not allowed."}
+	errInvalidSignature    = &protoError{4021, "Channel has an invalid signature."}
+	errWrongChannelStats   = &protoError{4030, "Wrong ChannelStats Request."}
+)
+
+// maxMessagesPerRequest is the reference's limit on one incomingMessages
+// request, which the Bitrix PHP module also splits its batches by.
+const maxMessagesPerRequest = 100
+
+// requester is who sent a RequestBatch: a trusted backend (/pub/), or a
+// client (WebSocket binary frame, /pubweb/) publishing as its public id.
+type requester struct {
+	trusted   bool
+	publisher channel.ID
+	hasPublic bool
+}
+
+// handleRequestBatch validates every request of the batch and only then
+// carries them out in order, so a bad request changes nothing. It returns
+// the encoded ResponseBatch for channelStats and serverStats requests, or nil
+// when there is nothing to answer.
+func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who requester) ([]byte, error) {
+	if !who.trusted && !who.hasPublic {
+		return nil, errPublicRequired
+	}
+	batch, err := wire.DecodeRequestBatch(data)
+	if err != nil || len(batch.GetRequests()) == 0 {
+		return nil, errWrongRequestData
+	}
+	type step struct {
+		publish []*message.Message
+		stats   []*pb.ChannelId
+		server  bool
+	}
+	steps := make([]step, 0, len(batch.GetRequests()))
+	for _, req := range batch.GetRequests() {
+		switch {
+		case req.GetIncomingMessages() != nil:
+			msgs, err := s.planMessages(req.GetIncomingMessages(), who)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, step{publish: msgs})
+		case req.GetChannelStats() != nil:
+			ids := req.GetChannelStats().GetChannels()
+			if err := s.checkChannelIDs(ids, who); err != nil {
+				return nil, err
+			}
+			steps = append(steps, step{stats: ids})
+		case req.GetServerStats() != nil:
+			if !who.trusted {
+				return nil, errCommandNotAllowed
+			}
+			steps = append(steps, step{server: true})
+		case req.GetRegistration() != nil:
+			if !who.trusted {
+				return nil, errCommandNotAllowed
+			}
+			// Registration is cloud licensing, not a /pub/ action.
+			return nil, errWrongRequestCommand
+		default:
+			return nil, errWrongRequestCommand
+		}
+	}
+
+	var out pb.ResponseBatch
+	for _, st := range steps {
+		for _, m := range st.publish {
+			if err := s.broker.Publish(ctx, m); err != nil {
+				return nil, fmt.Errorf("publish: %w", err)
+			}
+			s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "trusted", who.trusted, "expiry", m.Expiry)
+		}
+		if st.stats != nil {
+			resp, err := s.channelStatsResponse(ctx, st.stats)
+			if err != nil {
+				return nil, err
+			}
+			out.Responses = append(out.Responses, resp)
+		}
+		if st.server {
+			js, err := json.Marshal([]ProcessStat{s.Stat()})
+			if err != nil {
+				return nil, fmt.Errorf("server stats: %w", err)
+			}
+			out.Responses = append(out.Responses, &pb.Response{Command: &pb.Response_ServerStats{ServerStats: &pb.JsonResponse{Json: string(js)}}})
+		}
+	}
+	if len(out.Responses) == 0 {
+		return nil, nil
+	}
+	return wire.EncodeResponseBatch(&out)
+}
+
+// planMessages validates one incomingMessages request and builds its
+// messages: trusted receivers are 16-byte ids (private ones listened on,
+// public ones reaching their private channel); a client may only address
+// public ids it holds a valid signature for.
+func (s *Server) planMessages(req *pb.IncomingMessagesRequest, who requester) ([]*message.Message, error) {
+	in := req.GetMessages()
+	if len(in) > maxMessagesPerRequest {
+		return nil, errTooManyMessages
+	}
+	out := make([]*message.Message, 0, len(in))
+	for _, im := range in {
+		rs := im.GetReceivers()
+		if len(rs) == 0 {
+			return nil, errNoChannelsFound
+		}
+		if len(rs) > s.opt.MaxChannelsPerRequest {
+			return nil, errTooManyChannelsReq
+		}
+		m := &message.Message{
+			Receivers: make([]message.Receiver, 0, len(rs)),
+			Body:      []byte(im.GetBody()),
+			Expiry:    s.capExpiry(im.GetExpiry()),
+			Sender:    message.Sender{Type: message.SenderBackend},
+		}
+		if !who.trusted {
+			m.Sender = message.Sender{Type: message.SenderClient, ID: who.publisher}
+		}
+		for _, r := range rs {
+			id, err := s.checkReceiver(r.GetId(), r.GetIsPrivate(), r.GetSignature(), who)
+			if err != nil {
+				return nil, err
+			}
+			m.Receivers = append(m.Receivers, message.Receiver{ID: id, Public: !r.GetIsPrivate()})
+		}
+		// Text subscribers get the body spliced raw into their frames.
+		if !json.Valid(m.Body) {
+			return nil, errWrongRequestData
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (s *Server) checkChannelIDs(ids []*pb.ChannelId, who requester) error {
+	if len(ids) == 0 {
+		return errWrongChannelStats
+	}
+	if len(ids) > s.opt.MaxChannelsPerRequest {
+		return errTooManyChannelsReq
+	}
+	for _, c := range ids {
+		if _, err := s.checkReceiver(c.GetId(), c.GetIsPrivate(), c.GetSignature(), who); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) checkReceiver(raw []byte, private bool, sig []byte, who requester) (channel.ID, error) {
+	id, ok := channel.IDFromBytes(raw)
+	if who.trusted {
+		if !ok {
+			return id, errInvalidChannelID
+		}
+		return id, nil
+	}
+	if private {
+		return id, errPrivateNotAllowed
+	}
+	if !ok || !s.signer.VerifyPublic(id, sig) {
+		return id, errInvalidSignature
+	}
+	return id, nil
+}
+
+// capExpiry applies protocol version 4's storage rule: 0 is delivered live
+// and never stored, anything else is kept at most MessageTTL.
+func (s *Server) capExpiry(expiry uint32) uint32 {
+	return min(expiry, uint32(s.opt.MessageTTL/time.Second))
+}
+
+func (s *Server) channelStatsResponse(ctx context.Context, ids []*pb.ChannelId) (*pb.Response, error) {
+	chans := make([]channel.ID, len(ids))
+	for i, c := range ids {
+		chans[i], _ = channel.IDFromBytes(c.GetId())
+	}
+	counts, err := s.broker.Online(ctx, chans)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	stats := &pb.ChannelStatsResponse{Channels: make([]*pb.ChannelStats, len(ids))}
+	for i, c := range ids {
+		stats.Channels[i] = &pb.ChannelStats{Id: c.GetId(), IsPrivate: c.GetIsPrivate(), IsOnline: counts[i] > 0}
+	}
+	return &pb.Response{Command: &pb.Response_ChannelStats{ChannelStats: stats}}, nil
+}

@@ -1,0 +1,112 @@
+package interop
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushpull/pushpull/internal/wire/pb"
+)
+
+// publishProtobuf posts one RequestBatch shaped as the Bitrix PHP module
+// sends it: one Request, private 16-byte receivers, expiry 86400, a type label.
+func (s *server) publishProtobuf(t *testing.T, body string, ids ...string) {
+	t.Helper()
+	msg := &pb.IncomingMessage{Body: body, Expiry: 86400, Type: "application_test"}
+	for _, id := range ids {
+		raw, err := hex.DecodeString(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Receivers = append(msg.Receivers, &pb.Receiver{Id: raw, IsPrivate: true})
+	}
+	data, err := proto.Marshal(&pb.RequestBatch{Requests: []*pb.Request{{Command: &pb.Request_IncomingMessages{
+		IncomingMessages: &pb.IncomingMessagesRequest{Messages: []*pb.IncomingMessage{msg}},
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(s.base+"/pub/?binaryMode=true&hostname=portal.test", "", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("protobuf publish: %d %s", resp.StatusCode, b)
+	}
+}
+
+func testV4Receives(t *testing.T, transport string) {
+	srv := startServer(t, t.TempDir())
+	priv, pub, shared := newID(t), newID(t), newID(t)
+	c := startPullClient(t, clientInput{Config: makeConfigV4(srv.base, 1, priv, pub, shared), UserID: 1, Transport: transport})
+	c.waitOnline(t)
+
+	srv.publishProtobuf(t, body("pbPrivate", `{"n":1,"s":"привет"}`), priv)
+	checkMessage(t, c.nextMessage(t), "pbPrivate", `{"n":1,"s":"привет"}`)
+	srv.publishProtobuf(t, body("pbShared", `{"n":2}`), shared)
+	checkMessage(t, c.nextMessage(t), "pbShared", `{"n":2}`)
+	srv.publish(t, body("textPrivate", `{"n":3}`), priv)
+	checkMessage(t, c.nextMessage(t), "textPrivate", `{"n":3}`)
+	srv.publish(t, body("textShared", `{"n":4}`), shared)
+	e := c.nextMessage(t)
+	checkMessage(t, e, "textShared", `{"n":4}`)
+	if e.Extra.Sender == nil || e.Extra.Sender.Type != 2 {
+		t.Fatalf("backend message sender = %+v, want type 2 (BACKEND)", e.Extra.Sender)
+	}
+}
+
+func TestPullClientV4WebSocket(t *testing.T)   { testV4Receives(t, "websocket") }
+func TestPullClientV4LongPolling(t *testing.T) { testV4Receives(t, "longpolling") }
+
+// TestPullClientV4ClientMessages has two users message each other through
+// their public channels, one on WebSocket (binary frames) and one on long
+// polling (POST to the publish URL).
+func TestPullClientV4ClientMessages(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	priv1, pub1, priv2, pub2, shared := newID(t), newID(t), newID(t), newID(t), newID(t)
+	c1 := startPullClient(t, clientInput{Config: makeConfigV4(srv.base, 1, priv1, pub1, shared, peer{2, pub2}), UserID: 1, Transport: "websocket"})
+	c2 := startPullClient(t, clientInput{Config: makeConfigV4(srv.base, 2, priv2, pub2, shared, peer{1, pub1}), UserID: 2, Transport: "longpolling"})
+	c1.waitOnline(t)
+	c2.waitOnline(t)
+
+	check := func(e event, command, from string) {
+		t.Helper()
+		if !e.Client || e.Command != command || e.Extra.Sender == nil || e.Extra.Sender.Type != 1 || e.Extra.Sender.ID != from {
+			t.Fatalf("got %+v (sender %+v), want client event %s from %s", e, e.Extra.Sender, command, from)
+		}
+	}
+	c1.command(t, map[string]any{"cmd": "sendMessage", "users": []int{2}, "moduleId": "application", "command": "byUser", "params": map[string]any{"x": 1}})
+	check(c2.nextMessage(t), "byUser", pub1)
+	c1.command(t, map[string]any{"cmd": "sendMessageToChannels", "channels": []string{pub2 + "." + signPublic(pub2)}, "moduleId": "application", "command": "byChannel", "params": map[string]any{}})
+	check(c2.nextMessage(t), "byChannel", pub1)
+	// And back, from the long-polling client.
+	c2.command(t, map[string]any{"cmd": "sendMessage", "users": []int{1}, "moduleId": "application", "command": "reply", "params": map[string]any{"ok": true}})
+	check(c1.nextMessage(t), "reply", pub2)
+}
+
+func TestPullClientV4ResumeWithMid(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	priv, pub, shared := newID(t), newID(t), newID(t)
+	cfg := makeConfigV4(srv.base, 1, priv, pub, shared)
+	c := startPullClient(t, clientInput{Config: cfg, UserID: 1, Transport: "websocket"})
+	c.waitOnline(t)
+	srv.publishProtobuf(t, body("seen", `{"n":0}`), priv)
+	first := c.nextMessage(t)
+	c.stop()
+	for i := 1; i <= 3; i++ {
+		srv.publishProtobuf(t, body("missed", fmt.Sprintf(`{"n":%d}`, i)), priv)
+	}
+	c2 := startPullClient(t, clientInput{Config: cfg, UserID: 1, Transport: "websocket", MID: first.MID})
+	for i := 1; i <= 3; i++ {
+		checkMessage(t, c2.nextMessage(t), "missed", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	srv.publishProtobuf(t, body("sentinel", `{}`), shared)
+	checkMessage(t, c2.nextMessage(t), "sentinel", `{}`)
+}
