@@ -26,6 +26,7 @@ fuzz-smoke:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseList$$' -fuzztime=$(FUZZTIME) ./internal/channel/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTextFrames$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzTextFrameRoundTrip$$' -fuzztime=$(FUZZTIME) ./internal/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRequestBatch$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
