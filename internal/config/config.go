@@ -54,6 +54,9 @@ type Config struct {
 	// SendQueue is the number of deliveries queued per connection before the
 	// connection is dropped as a slow consumer.
 	SendQueue int `json:"send-queue"`
+	// MaxConnPerChannel caps the connections on one user's private channel
+	// (the reference's 100); beyond it the oldest is closed with 4029.
+	MaxConnPerChannel int `json:"max-conn-per-channel"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
 
@@ -81,6 +84,7 @@ func Default() Config {
 		PingInterval:          120 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		SendQueue:             1024,
+		MaxConnPerChannel:     100,
 		ShutdownTimeout:       30 * time.Second,
 		LogLevel:              "info",
 	}

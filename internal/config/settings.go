@@ -41,6 +41,7 @@ const (
 	pingInterval          = "ping-interval"
 	writeTimeout          = "write-timeout"
 	sendQueue             = "send-queue"
+	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
 	logLevel              = "log-level"
 )
@@ -85,6 +86,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.WriteTimeout }},
 		{sendQueue, "N", "deliveries queued per connection before it is dropped as a slow consumer",
 			func(c *Config) any { return &c.SendQueue }},
+		{maxConnPerChannel, "N", "connections allowed on one user's private channel; the oldest is closed with 4029 beyond it",
+			func(c *Config) any { return &c.MaxConnPerChannel }},
 		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
 			func(c *Config) any { return &c.ShutdownTimeout }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

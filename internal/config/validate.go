@@ -74,6 +74,7 @@ func (c Config) Validate() error {
 		func() error { return positiveDuration(messageTTL, c.MessageTTL) },
 		func() error { return positive(historyPerChannel, c.HistoryPerChannel) },
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
+		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
 		func() error { return positive(replayTotal, c.ReplayTotal) },
 		func() error {
 			if err := positiveDuration(pollTimeout, c.PollTimeout); err != nil {

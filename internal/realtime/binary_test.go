@@ -460,3 +460,28 @@ func TestBinaryLongPollAndRecovery(t *testing.T) {
 		t.Fatalf("ws live %v", m)
 	}
 }
+
+func TestOldestConnectionOverTheLimitIsClosed(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) { o.MaxConnPerChannel = 2 })
+	priv, pub := newChannel(t), newChannel(t)
+	id := ts.signer.SignPrivate(priv, pub)
+	first := ts.dialBinary(t, id, "")
+	ts.waitSubscribers(t, priv, 1)
+	second := ts.dialBinary(t, id, "")
+	ts.waitSubscribers(t, priv, 2)
+	ts.dialBinary(t, id, "")
+	if ce := first.waitClosed(t); ce.Code != 4029 || ce.Reason != "4029: Too many connections" {
+		t.Fatalf("oldest closed with %d %q", ce.Code, ce.Reason)
+	}
+	ts.waitSubscribers(t, priv, 2)
+	ts.publish(t, `{"still":2}`, priv)
+	if m := second.next(t); m.GetBody() != `{"still":2}` {
+		t.Fatalf("second connection got %v", m)
+	}
+	// Channels without a public id are not limited.
+	shared := newChannel(t)
+	for range 3 {
+		ts.dialBinary(t, ts.signer.SignChannel(shared), "")
+	}
+	ts.waitSubscribers(t, shared, 3)
+}

@@ -48,6 +48,7 @@ func testOptions() Options {
 		PingInterval:          time.Hour,
 		WriteTimeout:          5 * time.Second,
 		SendQueue:             1024,
+		MaxConnPerChannel:     100,
 	}
 }
 

@@ -39,6 +39,9 @@ type Options struct {
 	PingInterval time.Duration
 	WriteTimeout time.Duration
 	SendQueue    int
+	// MaxConnPerChannel caps the connections on one private channel with a
+	// public id; the oldest is closed with 4029 beyond it. 0: no cap.
+	MaxConnPerChannel int
 }
 
 // Server serves the push-server routes. Create it with New, mount Handler,
@@ -51,6 +54,8 @@ type Server struct {
 	log    *slog.Logger
 	start  time.Time
 	uid    string
+
+	limit *connLimit
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -76,6 +81,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		start:    time.Now(),
 		uid:      fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
 		sessions: make(map[*session]struct{}),
+		limit:    newConnLimit(opt.MaxConnPerChannel),
 		drained:  make(chan struct{}),
 		stopPing: make(chan struct{}),
 		pingDone: make(chan struct{}),

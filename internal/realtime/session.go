@@ -35,6 +35,7 @@ type session struct {
 	wake         chan struct{} // long polling: signalled on the first delivery
 	onDeliver    func()        // WebSocket: starts the writer
 	closeOnce    sync.Once
+	evicted      *protoError // set when a newer connection pushed this one out
 	restarting   bool
 }
 
@@ -83,6 +84,10 @@ func (s *session) localChannel(id channel.ID) channel.ID {
 func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
 	if err := s.srv.register(s); err != nil {
 		return err
+	}
+	for _, old := range s.srv.limit.add(s) {
+		s.srv.log.Info("closing the oldest connection of a channel over the limit", "limit", s.srv.opt.MaxConnPerChannel)
+		old.evict(errTooManyConnections)
 	}
 	s.srv.hub.Attach(s, s.subs)
 	if err := s.srv.broker.Attach(ctx, s.chans); err != nil {
@@ -188,6 +193,7 @@ func (s *session) detach() {
 		s.queue = nil
 		s.mu.Unlock()
 		s.srv.hub.Detach(s, s.subs)
+		s.srv.limit.remove(s)
 		// The embedded broker cannot fail here; a cluster broker's presence
 		// keys expire on their own if it does.
 		if err := s.srv.broker.Detach(context.Background(), s.chans); err != nil {
@@ -195,6 +201,18 @@ func (s *session) detach() {
 		}
 		s.srv.unregister(s)
 	})
+}
+
+// evict ends the connection with a numbered error: a close frame for a
+// WebSocket, the error's HTTP status for a long poll.
+func (s *session) evict(e *protoError) {
+	s.mu.Lock()
+	s.evicted = e
+	s.mu.Unlock()
+	if s.ws != nil {
+		s.ws.closeWithError(e)
+	}
+	s.kill(e.text)
 }
 
 // kill drops the connection at once.

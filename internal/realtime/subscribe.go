@@ -97,6 +97,13 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	case <-ctx.Done():
 		return
 	}
+	sess.mu.Lock()
+	evicted := sess.evicted
+	sess.mu.Unlock()
+	if evicted != nil {
+		writeError(w, evicted)
+		return
+	}
 	// One response per poll, as the reference does: what arrives after this
 	// is replayed from history on the next poll, which carries the new mid.
 	if ds := sess.take(); len(ds) > 0 {

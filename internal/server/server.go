@@ -99,6 +99,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		PingInterval:          cfg.PingInterval,
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
+		MaxConnPerChannel:     cfg.MaxConnPerChannel,
 	}, b, h, channel.NewSigner(key, algo), log.With("component", "realtime"))
 
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt}
