@@ -56,19 +56,21 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	sess.ws = c
 	sess.onDeliver = func() { c.startWriter(sess) }
 	s.websockets.Add(1)
-	// The handler's goroutine carries net/http's deep stack; the reader gets
-	// a fresh, small one.
+	// Attach on the handler's goroutine, which ends when the handler
+	// returns; the reader that stays for the connection's life gets a fresh
+	// goroutine whose stack never grew for net/http, the replay or logging.
+	if err := sess.attach(r.Context(), mid, recover); err != nil {
+		s.websockets.Add(-1)
+		if errors.Is(err, errHistory) {
+			s.log.Error("replay failed", "err", err)
+			c.closeWithError(errLastMessages)
+		} else {
+			c.closeWith(ws.StatusGoingAway, reasonServerRestart)
+		}
+		return
+	}
 	go func() {
 		defer s.websockets.Add(-1)
-		if err := sess.attach(context.Background(), mid, recover); err != nil {
-			if errors.Is(err, errHistory) {
-				s.log.Error("replay failed", "err", err)
-				c.closeWithError(errLastMessages)
-			} else {
-				c.closeWith(ws.StatusGoingAway, reasonServerRestart)
-			}
-			return
-		}
 		c.readLoop(sess, s.opt.MaxPayload)
 		sess.detach()
 	}()
