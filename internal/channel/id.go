@@ -1,8 +1,9 @@
 // Package channel holds channel ids, their HMAC signatures and the parsing of
 // the CHANNEL_ID lists that subscribers and backends send.
 //
-// It is pure: no I/O, no goroutines, no globals, so that untrusted input can be
-// fuzzed here.
+// It is pure (no I/O, no goroutines, no mutable globals; a Signer's only
+// mutable part is its cache of keyed HMACs) so that the code that judges
+// untrusted input can be fuzzed on its own.
 package channel
 
 import (
@@ -25,17 +26,8 @@ var ErrBadID = errors.New("channel id must be 32 lower-case hex characters")
 // one channel never has two spellings.
 func ParseID(s string) (ID, error) {
 	var id ID
-	if len(s) != 2*IDLen {
-		return id, ErrBadID
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return id, ErrBadID
-		}
-	}
-	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, ErrBadID
+	if len(s) != 2*IDLen || !decodeLowerHex(id[:], s) {
+		return ID{}, ErrBadID
 	}
 	return id, nil
 }
@@ -54,7 +46,37 @@ func IDFromBytes(b []byte) (ID, bool) {
 func (id ID) String() string { return hex.EncodeToString(id[:]) }
 
 // AppendHex appends the 32 lower-case hex characters to dst.
-func (id ID) AppendHex(dst []byte) []byte { return hex.AppendEncode(dst, id[:]) }
+func (id ID) AppendHex(dst []byte) []byte { return appendHex(dst, id[:]) }
 
 // IsZero reports whether id is the zero value (never a real channel).
 func (id ID) IsZero() bool { return id == ID{} }
+
+func appendHex(dst, src []byte) []byte { return hex.AppendEncode(dst, src) }
+
+// decodeLowerHex decodes s, exactly 2*len(dst) lower-case hex characters, into
+// dst. encoding/hex would also take upper case, which the reference server's
+// patterns refuse.
+func decodeLowerHex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := lowerHexValue(s[2*i])
+		lo, ok2 := lowerHexValue(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func lowerHexValue(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}

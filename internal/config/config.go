@@ -60,6 +60,9 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
 
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
+	// listener; keep it on loopback.
+	DebugAddr string `json:"debug-addr"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log-level"`
 }

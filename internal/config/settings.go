@@ -44,6 +44,7 @@ const (
 	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
 	logLevel              = "log-level"
+	debugAddr             = "debug-addr"
 )
 
 func settings() []setting {
@@ -90,6 +91,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.MaxConnPerChannel }},
 		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
 			func(c *Config) any { return &c.ShutdownTimeout }},
+		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
+			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",
 			func(c *Config) any { return &c.LogLevel }},
 	}

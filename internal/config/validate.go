@@ -37,7 +37,13 @@ func parseLevel(name string) (slog.Level, bool) {
 // setting, its value, and what is wanted.
 func (c Config) Validate() error {
 	checks := []func() error{
-		func() error { return checkAddr(c.Addr) },
+		func() error { return checkAddr(addr, c.Addr) },
+		func() error {
+			if c.DebugAddr == "" {
+				return nil
+			}
+			return checkAddr(debugAddr, c.DebugAddr)
+		},
 		func() error {
 			if strings.TrimSpace(c.DataDir) == "" {
 				return invalid(dataDir, c.DataDir, "want a directory")
@@ -132,18 +138,18 @@ func positiveDuration(name string, d time.Duration) error {
 	return nil
 }
 
-func checkAddr(v string) error {
+func checkAddr(name, v string) error {
 	host, port, err := net.SplitHostPort(v)
 	if err != nil {
-		return invalid(addr, v, `want HOST:PORT, like ":8080" or "127.0.0.1:8080"`)
+		return invalid(name, v, `want HOST:PORT, like ":8080" or "127.0.0.1:8080"`)
 	}
 	// A service name such as "http" would be looked up at listen time; a
 	// number is what everyone means and can be checked here.
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
-		return invalid(addr, v, "want a port number from 0 to 65535")
+		return invalid(name, v, "want a port number from 0 to 65535")
 	}
 	if strings.ContainsAny(host, " /") {
-		return invalid(addr, v, "want a host name or IP address before the port")
+		return invalid(name, v, "want a host name or IP address before the port")
 	}
 	return nil
 }

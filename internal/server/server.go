@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
 		"sub", strings.Join(s.cfg.SubPaths, ","), "pub", strings.Join(s.cfg.PubPaths, ","))
 
+	if s.cfg.DebugAddr != "" {
+		stop, err := s.serveDebug(s.cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -174,6 +183,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// serveDebug serves the profiler on its own listener, so that it is never
+// exposed with the public routes.
+func (s *Server) serveDebug(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	s.log.Info("profiler listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // signatureKey returns the configured key or the one kept in the data dir,
