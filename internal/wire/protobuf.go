@@ -1,8 +1,15 @@
+// Protocol version 4 (binaryMode=true): subscribers receive ResponseBatch
+// messages of proto/pull.proto, backends and clients send RequestBatch.
+// Deliveries are encoded by hand so that a message is encoded once and shared
+// by every subscriber; everything rare goes through the generated types.
+
 package wire
 
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -28,13 +35,16 @@ const (
 )
 
 // AppendOutgoingMessage appends m as one element of
-// OutgoingMessagesResponse.messages: the field tag, the length and the
-// OutgoingMessage. It is written by hand rather than with proto.Marshal
-// because it runs once per published message on the hot path and must not
-// allocate; the bytes are identical to proto.Marshal's (tested).
+// OutgoingMessagesResponse.messages: the field-1 tag, the length and the
+// OutgoingMessage{id: the 13 bytes of m.ID, body, expiry, created: fixed32
+// unix seconds, sender: {type, id (16 bytes, only for SenderClient)}}. The
+// element names no channel or subscriber, so it is encoded once per message
+// and shared. It is written by hand rather than with proto.Marshal because it
+// runs once per published message and must not allocate; the bytes are
+// identical to proto.Marshal's (tested).
 //
-// The sender is always written, even a bare BACKEND: the clients drop a
-// message that has none.
+// The sender is always written, even a BACKEND one with no id: the clients
+// drop a message that has none.
 func AppendOutgoingMessage(dst []byte, m *message.Message) []byte {
 	senderLen := 0
 	if m.Sender.Type != message.SenderUnknown {
@@ -50,7 +60,7 @@ func AppendOutgoingMessage(dst []byte, m *message.Message) []byte {
 	if m.Expiry > 0 {
 		size += 1 + protowire.SizeVarint(uint64(m.Expiry))
 	}
-	created := uint32(m.Created.Unix())
+	created := createdSeconds(m.Created)
 	if created != 0 {
 		size += 1 + 4
 	}
@@ -85,23 +95,42 @@ func AppendOutgoingMessage(dst []byte, m *message.Message) []byte {
 	return dst
 }
 
-// AppendResponseBatchHeader appends what precedes n bytes of concatenated
-// AppendOutgoingMessage output to make a
-// ResponseBatch{responses: [{outgoingMessages: {messages: …}}]}. A batch for
-// many subscribers is then this header and shared, already encoded messages.
-func AppendResponseBatchHeader(dst []byte, n int) []byte {
-	inner := 1 + protowire.SizeVarint(uint64(n)) + n
+// createdSeconds is OutgoingMessage.created: fixed32 unix seconds. A time
+// outside 1970–2106 cannot be represented; it is clamped rather than wrapped
+// so that an unset (zero) time reads as 0, not as an arbitrary date.
+func createdSeconds(t time.Time) uint32 {
+	s := t.Unix()
+	switch {
+	case s < 0:
+		return 0
+	case s > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(s)
+}
+
+// AppendResponseBatchHeader appends what precedes elementsLen bytes of
+// concatenated AppendOutgoingMessage output to make a
+// ResponseBatch{responses: [{outgoingMessages: {messages: …}}]}: the two
+// nested length-delimited headers. The batch is header ++ elements, so a
+// delivery to many subscribers is this header and the shared, already
+// encoded messages; nothing is re-encoded per subscriber.
+func AppendResponseBatchHeader(dst []byte, elementsLen int) []byte {
+	inner := 1 + protowire.SizeVarint(uint64(elementsLen)) + elementsLen
 	dst = protowire.AppendTag(dst, fieldResponses, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(inner))
 	dst = protowire.AppendTag(dst, fieldOutgoingMessages, protowire.BytesType)
-	return protowire.AppendVarint(dst, uint64(n))
+	return protowire.AppendVarint(dst, uint64(elementsLen))
 }
 
-// ErrBadRequest reports bytes that are not a RequestBatch.
+// ErrBadRequest reports bytes that are not a RequestBatch. Callers answer it
+// with the protocol's decode error (4013) whatever the cause.
 var ErrBadRequest = errors.New("bad protobuf request")
 
-// DecodeRequestBatch decodes untrusted bytes. Strings must be valid UTF-8,
-// as proto3 requires; unknown fields are skipped.
+// DecodeRequestBatch decodes untrusted bytes from backends and clients with
+// the generated types. Strings must be valid UTF-8, as proto3 requires (the
+// bodies are relayed to browsers as JSON text); unknown fields are skipped so
+// that newer senders still work. Errors wrap ErrBadRequest.
 func DecodeRequestBatch(data []byte) (*pb.RequestBatch, error) {
 	var b pb.RequestBatch
 	if err := proto.Unmarshal(data, &b); err != nil {
