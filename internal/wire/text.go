@@ -37,8 +37,8 @@ func AppendTextFrame(dst []byte, m *message.Message, ch channel.ID) []byte {
 }
 
 // AppendJSONObject appends the frame object alone, the element of a
-// format=json array. Keys come in the reference servers' order, as some
-// clients may compare or log frames textually. "id" is the counter part of
+// format=json array. Keys come in the reference servers' order, so that a
+// frame is byte for byte what Push server 1.0 sent. "id" is the counter part of
 // the mid, because Push server 1.0 sent int(mid[10:]); "tag" and "time" are
 // the creation time (the last three digits of its milliseconds, and its
 // RFC 1123 form), which clients echo back on reconnect.
@@ -127,6 +127,9 @@ func append2(dst []byte, n int) []byte {
 // regex /#!NGINXNMS!#(.*?)#!NGINXNME!#/g. The rewrites keep the meaning of
 // valid JSON and are the same for format=json, so a message has one text.
 func appendBody(dst, body []byte) []byte {
+	if frameSafe(body) {
+		return append(dst, body...)
+	}
 	for {
 		i, n, repl := nextUnsafe(body)
 		if i < 0 {
@@ -138,15 +141,36 @@ func appendBody(dst, body []byte) []byte {
 	}
 }
 
+// frameSafe reports whether nextUnsafe would find nothing in body. It is
+// the fast path for the usual body, which needs no rewriting: vectorised
+// searches for the bytes that start something to rewrite, and UTF-8
+// validation that takes ASCII eight bytes at a time, are together several
+// times faster on ASCII than nextUnsafe's byte-by-byte loop.
+func frameSafe(body []byte) bool {
+	if bytes.IndexByte(body, '\n') >= 0 || bytes.IndexByte(body, '\r') >= 0 || bytes.Contains(body, []byte(FrameEnd)) {
+		return false
+	}
+	for b := body; ; {
+		i := bytes.IndexByte(b, 0xE2) // the first byte of U+2028 and U+2029
+		if i < 0 {
+			break
+		}
+		if len(b)-i >= 3 && b[i+1] == 0x80 && (b[i+2] == 0xA8 || b[i+2] == 0xA9) {
+			return false
+		}
+		b = b[i+1:]
+	}
+	return utf8.Valid(body)
+}
+
 // asciiUnsafe has bit c set for the ASCII bytes c that may start something
 // nextUnsafe rewrites; all are below 64.
 const asciiUnsafe = 1<<'\n' | 1<<'\r' | 1<<'#'
 
 // nextUnsafe finds the first bytes of body that cannot go into a frame as
 // they are, and returns where they start, how many there are and what
-// replaces them; at is -1 when there are none. One pass over the body, with
-// a bit test per ASCII byte, so the usual compact ASCII body costs little
-// and is then copied in one piece.
+// replaces them; at is -1 when there are none. appendBody copies the runs
+// between them in one piece.
 //
 //   - JavaScript's "." matches no line terminator, so one in a frame makes
 //     the regex skip it and the message is silently lost. In valid JSON a raw
@@ -161,8 +185,8 @@ const asciiUnsafe = 1<<'\n' | 1<<'\r' | 1<<'#'
 //     subscriber of the message its connection. Publishers already refuse
 //     such bodies; this keeps a slip there from reaching the clients.
 //
-// A start marker inside a body needs nothing: the regex only looks for one
-// between frames.
+// A start marker inside a body needs nothing: once the regex has matched a
+// start marker, it looks only for the end one.
 func nextUnsafe(body []byte) (at, n int, repl string) {
 	for i := 0; i < len(body); {
 		c := body[i]
@@ -195,14 +219,15 @@ func nextUnsafe(body []byte) (at, n int, repl string) {
 }
 
 // TextFrame is one decoded frame. It does not refer to the bytes it was
-// decoded from, so callers may reuse their read buffers.
+// decoded from, so callers may reuse their read buffers. encoding/json
+// turns it back into the frame object, keys in the wire order.
 type TextFrame struct {
-	ID      uint64
-	MID     string
-	Channel string // "-" from Push server 2.x, which names no channel
-	Tag     string
-	Time    string
-	Text    json.RawMessage
+	ID      uint64          `json:"id"`
+	MID     string          `json:"mid"`
+	Channel string          `json:"channel"` // "-" from Push server 2.x, which names no channel
+	Tag     string          `json:"tag"`
+	Time    string          `json:"time"`
+	Text    json.RawMessage `json:"text"`
 }
 
 // Created is the frame's time plus the milliseconds of its tag, the
@@ -243,9 +268,10 @@ func ParseTextFrames(data []byte) ([]TextFrame, error) {
 		out  []TextFrame
 		errs badFrames
 		pos  int // where to look for the next start marker
-		// The first end marker and line terminator at or after some earlier
-		// frame's inside; -1 for none, -2 before the first search. As
-		// frames only move forward, they stay right until passed.
+		// Where the first end marker and line terminator were found after
+		// an earlier start marker; -1: nowhere, -2: not looked for yet.
+		// Start markers only move forward, so a position found stays the
+		// answer until a start marker passes it.
 		nextEnd, nextLT = -2, -2
 	)
 	for {
