@@ -1,24 +1,35 @@
 // Runs the official @bitrix24/b24jssdk PullClient under Node for pushpull's
-// interop tests. Input: one JSON argument
+// interop tests.
+//
+// Input: one JSON object, as the first argument or as the first stdin line:
 //   {"config": <pull.application.config.get result>, "userId": 1,
-//    "transport": "websocket"|"longpolling", "mid": "<26 digits>"?,
-//    "moduleIds": ["application"]?}
+//    "transport": "websocket"|"longpolling", "mid": "<26 digits>"?}
+// `node pullclient.mjs --selftest` only loads the SDK and builds a client.
+//
 // Output: one JSON line per event on stdout:
-//   {"event":"status","status":"online"|"connect"|"offline"}
+//   {"event":"status","status":"connect"|"online"|"offline"}
 //   {"event":"message","module_id","command","params","extra","mid"}
-//   {"event":"rest","method"} when the client asks for its config again
-//   {"event":"error","error"}
-// Messages from other clients (protocol version 4) are "message" events with
-// "client": true. Each stdin line is a command:
+//       every message the client hands to the app; "client":true when the
+//       sender is another client (v4). "mid" is the client's session mid once
+//       the frame carrying the message was read: the point it resumes from.
+//   {"event":"rest","method","params"}   the client asked for its config
+//   {"event":"error","level","error"}    an SDK warning or error
+//   {"event":"sent","cmd"}               a stdin command was carried out
+//   {"event":"stopped","mid"}            last line, on a clean exit
+//
+// Further stdin lines are commands (v4 client publishing):
 //   {"cmd":"sendMessage","users":[2],"moduleId","command","params","expiry"?}
 //   {"cmd":"sendMessageToChannels","channels":["<public id>.<signature>"],…}
-// It runs until stdin closes or it gets SIGTERM.
+// It exits on SIGTERM or when stdin closes.
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import XMLHttpRequest from 'xhr2';
 
-const input = JSON.parse(process.argv[2] ?? '{}');
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const selftest = process.argv[2] === '--selftest';
+const input = selftest ? { userId: 1, config: null }
+  : JSON.parse(process.argv[2] ?? (await lines.next()).value ?? '{}');
 
 // The smallest browser the SDK needs (spec/clients.md). Leaving
 // window.WebSocket undefined makes the client use long polling.
@@ -29,22 +40,18 @@ if (input.transport !== 'longpolling') {
 }
 globalThis.XMLHttpRequest = XMLHttpRequest;
 
-const { B24PullClientManager } = await import('@bitrix24/b24jssdk');
-if (input.selftest) {
-  out({ event: 'selftest', ok: typeof B24PullClientManager === 'function' });
-  process.exit(0);
-}
+const { B24PullClientManager, AbstractLogger, LogLevel } = await import('@bitrix24/b24jssdk');
 // Version 4's HTTP client reads document.location once a document exists;
 // it must be set after the import (spec/clients.md).
-globalThis.document = { location: { href: input.config.server.long_polling } };
+globalThis.document = { location: { href: input.config?.server?.long_polling ?? 'http://localhost/' } };
 
 // The REST side is the test: every config request gets the same config.
 const b24 = {
   actions: {
     v2: {
       call: {
-        make: async ({ method }) => {
-          out({ event: 'rest', method });
+        make: async ({ method, params }) => {
+          out({ event: 'rest', method, params });
           return { getData: () => ({ result: structuredClone(input.config) }) };
         },
       },
@@ -52,49 +59,72 @@ const b24 = {
   },
 };
 
-const client = new B24PullClientManager({ b24, restApplication: 'pushpull.interop', userId: input.userId ?? 1 });
-if (input.mid) {
-  // What the SDK restores from its saved session when a page reloads.
-  client.session.mid = input.mid;
+// No localStorage here: skipStorageInit keeps the SDK from logging an error
+// each time it would touch it (restart, destroy), which is all it changes.
+const client = new B24PullClientManager({
+  b24, restApplication: 'pushpull.interop', userId: input.userId ?? 1, skipStorageInit: true,
+});
+if (selftest) {
+  out({ event: 'selftest', ok: typeof client.start === 'function' && client.status === 'offline' });
+  process.exit(0);
 }
-for (const moduleId of input.moduleIds ?? ['application']) {
-  client.subscribe({
-    type: 'server',
-    moduleId,
-    callback: (data) => out({
-      event: 'message', module_id: moduleId, command: data.command, params: data.params,
-      extra: data.extra, mid: client.session.mid,
-    }),
-  });
+
+// The SDK reports problems (unparsable frames, connection errors, skipped
+// duplicates, handler exceptions) only through its logger.
+let stopping = false;
+class ErrorLines extends AbstractLogger {
+  async log(level, message, context) {
+    if (level < LogLevel.WARNING || stopping) return;
+    const detail = context?.error ?? context?.errorEvent ?? context?.errorType;
+    const text = String(message).replace(/^[\d-]+ [\d:]+: /, ''); // drop the SDK's timestamp
+    out({ event: 'error', level: LogLevel[level].toLowerCase(), error: detail ? `${text} ${detail}` : text });
+  }
 }
-for (const moduleId of input.moduleIds ?? ['application']) {
-  client.subscribe({
-    type: 'client',
-    moduleId,
-    callback: (data) => out({
-      event: 'message', client: true, module_id: moduleId, command: data.command, params: data.params,
-      extra: data.extra, mid: client.session.mid,
-    }),
-  });
-}
-client.subscribe({ type: 'status', callback: (data) => out({ event: 'status', status: data.status }) });
+const logger = new ErrorLines();
+client.setLogger(logger);
+
+// subscribe() has no wildcard (it needs a moduleId). Every delivered message
+// also goes through the instance hook onCustomEvent, a no-op in the SDK (the
+// stand-in for BX.onCustomEvent, Bitrix's catch-all): that is the catch-all.
+const message = (extraFields, moduleId, command, params, extra) => out({
+  event: 'message', ...extraFields, module_id: moduleId, command, params, extra, mid: client.session.mid,
+});
+client.onCustomEvent = (name, args) => {
+  switch (name) {
+    case 'onPullEvent': return message({}, ...args);
+    case 'onPullClientEvent': return message({ client: true }, ...args);
+    case 'onPullOnlineEvent': return message({}, 'online', ...args);
+    case 'onPullError': return out({ event: 'error', level: 'error', error: String(args[0]) });
+  }
+};
+client.subscribe({ type: 'status', callback: ({ status }) => out({ event: 'status', status }) });
+
+// Resume: the SDK sends session.mid as `mid=` on every (re)connect. A reloaded
+// page gets it from the saved session; setLastMessageId is the public setter.
+if (input.mid) client.setLastMessageId(input.mid);
 
 const stop = () => {
+  stopping = true;
   try { client.destroy(); } catch { /* exiting anyway */ }
+  out({ event: 'stopped', mid: client.session.mid });
   process.exit(0);
 };
 process.on('SIGTERM', stop);
-const lines = createInterface({ input: process.stdin });
-lines.on('close', stop);
-lines.on('line', (line) => {
+
+client.start(structuredClone(input.config)).then(
+  // Connectors are built inside start() with their own null loggers.
+  () => client.setLogger(logger),
+  (error) => out({ event: 'error', level: 'error', error: `start: ${error?.ex?.error_description ?? error}` }),
+);
+
+for await (const line of lines) {
   const c = JSON.parse(line);
   const sent = c.cmd === 'sendMessage'
     ? client.sendMessage(c.users, c.moduleId, c.command, c.params, c.expiry)
     : client.sendMessageToChannels(c.channels, c.moduleId, c.command, c.params, c.expiry);
   Promise.resolve(sent).then(
     () => out({ event: 'sent', cmd: c.cmd }),
-    (error) => out({ event: 'error', error: String(error) }),
+    (error) => out({ event: 'error', level: 'error', error: String(error) }),
   );
-});
-
-client.start(structuredClone(input.config)).catch((error) => out({ event: 'error', error: String(error?.ex?.error_description ?? error) }));
+}
+stop();
