@@ -1,0 +1,650 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is the Store backed by one SQLite file. It is safe for concurrent
+// use, also by several processes (the server and the operator CLI) on the
+// same file: every write transaction is BEGIN IMMEDIATE, so they queue on
+// the busy timeout instead of failing to upgrade a read lock.
+type SQLite struct {
+	db     *sql.DB
+	domain string
+}
+
+var _ Store = (*SQLite)(nil)
+
+// migrations[i] moves the schema from version i to i+1 (PRAGMA user_version).
+// Append only; never edit a released step.
+//
+// Times are Unix nanoseconds (0 = zero time), scope lists are comma-joined
+// (Bitrix scopes never contain commas), secrets are hex SHA-256 (HashSecret).
+var migrations = []string{
+	`
+CREATE TABLE portals (
+	id         INTEGER PRIMARY KEY,
+	member_id  TEXT    NOT NULL UNIQUE,
+	domain     TEXT    NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE apps (
+	id            INTEGER PRIMARY KEY,
+	portal_id     INTEGER NOT NULL REFERENCES portals(id),
+	client_id     TEXT    NOT NULL UNIQUE,
+	client_secret TEXT    NOT NULL,
+	name          TEXT    NOT NULL,
+	scopes        TEXT    NOT NULL,
+	created_at    INTEGER NOT NULL
+);
+CREATE INDEX apps_portal ON apps(portal_id, id);
+CREATE TABLE users (
+	portal_id  INTEGER NOT NULL REFERENCES portals(id),
+	id         INTEGER NOT NULL,
+	active     INTEGER NOT NULL,
+	admin      INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (portal_id, id)
+);
+CREATE TABLE tokens (
+	access_hash     TEXT    PRIMARY KEY,
+	refresh_hash    TEXT    NOT NULL UNIQUE,
+	portal_id       INTEGER NOT NULL REFERENCES portals(id),
+	app_id          INTEGER NOT NULL REFERENCES apps(id),
+	user_id         INTEGER NOT NULL,
+	scopes          TEXT    NOT NULL,
+	access_expires  INTEGER NOT NULL,
+	refresh_expires INTEGER NOT NULL,
+	revoked         INTEGER NOT NULL,
+	created_at      INTEGER NOT NULL
+);
+CREATE TABLE auth_codes (
+	code_hash TEXT    PRIMARY KEY,
+	portal_id INTEGER NOT NULL REFERENCES portals(id),
+	app_id    INTEGER NOT NULL REFERENCES apps(id),
+	user_id   INTEGER NOT NULL,
+	scopes    TEXT    NOT NULL,
+	expires   INTEGER NOT NULL,
+	used      INTEGER NOT NULL
+);
+CREATE TABLE webhooks (
+	id          INTEGER PRIMARY KEY,
+	portal_id   INTEGER NOT NULL REFERENCES portals(id),
+	user_id     INTEGER NOT NULL,
+	app_id      INTEGER REFERENCES apps(id), -- NULL = no application
+	secret_hash TEXT    NOT NULL,
+	scopes      TEXT    NOT NULL,
+	created_at  INTEGER NOT NULL,
+	revoked     INTEGER NOT NULL,
+	UNIQUE (user_id, secret_hash)
+);
+-- app_id 0 = not app-scoped; it is part of the key, so no foreign key.
+CREATE TABLE channels (
+	portal_id  INTEGER NOT NULL REFERENCES portals(id),
+	app_id     INTEGER NOT NULL,
+	user_id    INTEGER NOT NULL,
+	type       TEXT    NOT NULL,
+	private_id TEXT    NOT NULL,
+	public_id  TEXT    NOT NULL,
+	start      INTEGER NOT NULL,
+	end        INTEGER NOT NULL,
+	PRIMARY KEY (portal_id, app_id, user_id, type)
+);
+`,
+}
+
+// OpenSQLite opens (creating if needed, mode 0600) the registry file at path
+// and brings its schema up to date. domain is the default portal's domain.
+func OpenSQLite(ctx context.Context, path string, domain string) (*SQLite, error) {
+	// Create the file ourselves so it is 0600 from the start; SQLite gives
+	// its -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("store: open sqlite: %w", err)
+	}
+	q := url.Values{}
+	// Pragmas run on every new pooled connection, not once.
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	dsn := (&url.URL{Scheme: "file", Opaque: path, RawQuery: q.Encode()}).String()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)
+	}
+	s := &SQLite{db: db, domain: domain}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open sqlite %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("migrate: schema version %d is newer than this build (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	// PRAGMA takes no bind parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("migrate: set version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// DefaultPortal implements Store. The default portal is the first one. If
+// the store was opened with another domain, the domain is updated: member_id
+// is what stays stable across domain changes.
+func (s *SQLite) DefaultPortal(ctx context.Context) (Portal, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Portal{}, fmt.Errorf("store: default portal: %w", err)
+	}
+	defer tx.Rollback()
+	var p Portal
+	var created int64
+	err = tx.QueryRowContext(ctx, `SELECT id, member_id, domain, created_at FROM portals ORDER BY id LIMIT 1`).
+		Scan(&p.ID, &p.MemberID, &p.Domain, &created)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		p.MemberID, err = NewChannelID() // same shape: 32 hex
+		if err != nil {
+			return Portal{}, fmt.Errorf("store: default portal: %w", err)
+		}
+		p.Domain = s.domain
+		p.CreatedAt = time.Now()
+		res, err := tx.ExecContext(ctx, `INSERT INTO portals (member_id, domain, created_at) VALUES (?, ?, ?)`,
+			p.MemberID, p.Domain, toDB(p.CreatedAt))
+		if err != nil {
+			return Portal{}, fmt.Errorf("store: default portal: create: %w", err)
+		}
+		if p.ID, err = res.LastInsertId(); err != nil {
+			return Portal{}, fmt.Errorf("store: default portal: create: %w", err)
+		}
+	case err != nil:
+		return Portal{}, fmt.Errorf("store: default portal: %w", err)
+	default:
+		p.CreatedAt = fromDB(created)
+		if s.domain != "" && p.Domain != s.domain {
+			if _, err := tx.ExecContext(ctx, `UPDATE portals SET domain = ? WHERE id = ?`, s.domain, p.ID); err != nil {
+				return Portal{}, fmt.Errorf("store: default portal: update domain: %w", err)
+			}
+			p.Domain = s.domain
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Portal{}, fmt.Errorf("store: default portal: %w", err)
+	}
+	return p, nil
+}
+
+// CreateApp implements Store.
+func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, scopes []string) (App, error) {
+	a := App{PortalID: portalID, Name: name, Scopes: cloneScopes(scopes), CreatedAt: time.Now()}
+	var err error
+	if a.ClientID, err = NewClientID(); err != nil {
+		return App{}, fmt.Errorf("store: create app: %w", err)
+	}
+	if a.ClientSecret, err = NewClientSecret(); err != nil {
+		return App{}, fmt.Errorf("store: create app: %w", err)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		a.PortalID, a.ClientID, a.ClientSecret, a.Name, joinScopes(a.Scopes), toDB(a.CreatedAt))
+	if err != nil {
+		return App{}, fmt.Errorf("store: create app: %w", dbErr(err))
+	}
+	if a.ID, err = res.LastInsertId(); err != nil {
+		return App{}, fmt.Errorf("store: create app: %w", err)
+	}
+	return a, nil
+}
+
+const appColumns = `id, portal_id, client_id, client_secret, name, scopes, created_at`
+
+func scanApp(sc interface{ Scan(...any) error }) (App, error) {
+	var a App
+	var scopes string
+	var created int64
+	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecret, &a.Name, &scopes, &created); err != nil {
+		return App{}, err
+	}
+	a.Scopes = splitScopes(scopes)
+	a.CreatedAt = fromDB(created)
+	return a, nil
+}
+
+// App implements Store.
+func (s *SQLite) App(ctx context.Context, clientID string) (App, error) {
+	a, err := scanApp(s.db.QueryRowContext(ctx, `SELECT `+appColumns+` FROM apps WHERE client_id = ?`, clientID))
+	if err != nil {
+		return App{}, fmt.Errorf("store: app %q: %w", clientID, dbErr(err))
+	}
+	return a, nil
+}
+
+// Apps implements Store.
+func (s *SQLite) Apps(ctx context.Context, portalID int64) ([]App, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+appColumns+` FROM apps WHERE portal_id = ? ORDER BY id`, portalID)
+	if err != nil {
+		return nil, fmt.Errorf("store: list apps: %w", err)
+	}
+	defer rows.Close()
+	var apps []App
+	for rows.Next() {
+		a, err := scanApp(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list apps: %w", err)
+		}
+		apps = append(apps, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list apps: %w", err)
+	}
+	return apps, nil
+}
+
+// PutUser implements Store.
+func (s *SQLite) PutUser(ctx context.Context, u User) error {
+	if u.CreatedAt.IsZero() {
+		u.CreatedAt = time.Now()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (portal_id, id, active, admin, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (portal_id, id) DO UPDATE SET active = excluded.active, admin = excluded.admin`,
+		u.PortalID, u.ID, u.Active, u.Admin, toDB(u.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("store: put user %d: %w", u.ID, dbErr(err))
+	}
+	return nil
+}
+
+// User implements Store.
+func (s *SQLite) User(ctx context.Context, portalID, userID int64) (User, error) {
+	u := User{PortalID: portalID, ID: userID}
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT active, admin, created_at FROM users WHERE portal_id = ? AND id = ?`, portalID, userID).
+		Scan(&u.Active, &u.Admin, &created)
+	if err != nil {
+		return User{}, fmt.Errorf("store: user %d: %w", userID, dbErr(err))
+	}
+	u.CreatedAt = fromDB(created)
+	return u, nil
+}
+
+// fillToken generates missing secrets and the creation time.
+func fillToken(t Token) (Token, error) {
+	var err error
+	if t.AccessToken == "" {
+		if t.AccessToken, err = NewToken(); err != nil {
+			return Token{}, err
+		}
+	}
+	if t.RefreshToken == "" {
+		if t.RefreshToken, err = NewToken(); err != nil {
+			return Token{}, err
+		}
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = time.Now()
+	}
+	t.Scopes = cloneScopes(t.Scopes)
+	return t, nil
+}
+
+func insertToken(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, t Token) error {
+	_, err := ex.ExecContext(ctx, `INSERT INTO tokens (access_hash, refresh_hash, portal_id, app_id, user_id, scopes, access_expires, refresh_expires, revoked, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		HashSecret(t.AccessToken), HashSecret(t.RefreshToken), t.PortalID, t.AppID, t.UserID, joinScopes(t.Scopes),
+		toDB(t.AccessExpires), toDB(t.RefreshExpires), t.Revoked, toDB(t.CreatedAt))
+	return dbErr(err)
+}
+
+// CreateToken implements Store.
+func (s *SQLite) CreateToken(ctx context.Context, t Token) (Token, error) {
+	t, err := fillToken(t)
+	if err != nil {
+		return Token{}, fmt.Errorf("store: create token: %w", err)
+	}
+	if err := insertToken(ctx, s.db, t); err != nil {
+		return Token{}, fmt.Errorf("store: create token: %w", err)
+	}
+	return t, nil
+}
+
+func (s *SQLite) tokenBy(ctx context.Context, column, hash string) (Token, error) {
+	var t Token
+	var scopes string
+	var access, refresh, created int64
+	// column is one of two constants, never input.
+	err := s.db.QueryRowContext(ctx, `SELECT portal_id, app_id, user_id, scopes, access_expires, refresh_expires, revoked, created_at FROM tokens WHERE `+column+` = ?`, hash).
+		Scan(&t.PortalID, &t.AppID, &t.UserID, &scopes, &access, &refresh, &t.Revoked, &created)
+	if err != nil {
+		return Token{}, dbErr(err)
+	}
+	t.Scopes = splitScopes(scopes)
+	t.AccessExpires, t.RefreshExpires, t.CreatedAt = fromDB(access), fromDB(refresh), fromDB(created)
+	return t, nil
+}
+
+// TokenByAccess implements Store. RefreshToken is left empty (only its hash
+// is stored).
+func (s *SQLite) TokenByAccess(ctx context.Context, access string) (Token, error) {
+	t, err := s.tokenBy(ctx, "access_hash", HashSecret(access))
+	if err != nil {
+		return Token{}, fmt.Errorf("store: token by access: %w", err)
+	}
+	t.AccessToken = access
+	return t, nil
+}
+
+// TokenByRefresh implements Store. AccessToken is left empty.
+func (s *SQLite) TokenByRefresh(ctx context.Context, refresh string) (Token, error) {
+	t, err := s.tokenBy(ctx, "refresh_hash", HashSecret(refresh))
+	if err != nil {
+		return Token{}, fmt.Errorf("store: token by refresh: %w", err)
+	}
+	t.RefreshToken = refresh
+	return t, nil
+}
+
+// RotateRefresh implements Store. The conditional UPDATE is the gate: of
+// concurrent callers only one sees a row change.
+func (s *SQLite) RotateRefresh(ctx context.Context, oldRefresh string, next Token) (Token, error) {
+	next, err := fillToken(next)
+	if err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked = 1 WHERE refresh_hash = ? AND revoked = 0`, HashSecret(oldRefresh))
+	if err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	} else if n == 0 {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", ErrNotFound)
+	}
+	if err := insertToken(ctx, tx, next); err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
+	}
+	return next, nil
+}
+
+// RevokeToken implements Store.
+func (s *SQLite) RevokeToken(ctx context.Context, access string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE tokens SET revoked = 1 WHERE access_hash = ?`, HashSecret(access))
+	if err != nil {
+		return fmt.Errorf("store: revoke token: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: revoke token: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("store: revoke token: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// CreateAuthCode implements Store.
+func (s *SQLite) CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, error) {
+	if c.Code == "" {
+		var err error
+		if c.Code, err = NewToken(); err != nil {
+			return AuthCode{}, fmt.Errorf("store: create auth code: %w", err)
+		}
+	}
+	c.Scopes = cloneScopes(c.Scopes)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO auth_codes (code_hash, portal_id, app_id, user_id, scopes, expires, used) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		HashSecret(c.Code), c.PortalID, c.AppID, c.UserID, joinScopes(c.Scopes), toDB(c.Expires), c.Used)
+	if err != nil {
+		return AuthCode{}, fmt.Errorf("store: create auth code: %w", dbErr(err))
+	}
+	return c, nil
+}
+
+// UseAuthCode implements Store. One conditional UPDATE ... RETURNING both
+// checks and consumes the code, so it cannot be used twice concurrently.
+func (s *SQLite) UseAuthCode(ctx context.Context, code string, now time.Time) (AuthCode, error) {
+	c := AuthCode{Code: code, Used: true}
+	var scopes string
+	var expires int64
+	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND used = 0 AND expires > ?
+RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), toDB(now)).
+		Scan(&c.PortalID, &c.AppID, &c.UserID, &scopes, &expires)
+	if err != nil {
+		return AuthCode{}, fmt.Errorf("store: use auth code: %w", dbErr(err))
+	}
+	c.Scopes = splitScopes(scopes)
+	c.Expires = fromDB(expires)
+	return c, nil
+}
+
+// CreateWebhook implements Store.
+func (s *SQLite) CreateWebhook(ctx context.Context, portalID, userID, appID int64, scopes []string) (Webhook, error) {
+	w := Webhook{PortalID: portalID, UserID: userID, AppID: appID, Scopes: cloneScopes(scopes), CreatedAt: time.Now()}
+	var err error
+	if w.Secret, err = NewWebhookSecret(); err != nil {
+		return Webhook{}, fmt.Errorf("store: create webhook: %w", err)
+	}
+	var app any // NULL, so that the foreign key does not apply to "no app"
+	if appID != 0 {
+		app = appID
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO webhooks (portal_id, user_id, app_id, secret_hash, scopes, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, 0)`,
+		w.PortalID, w.UserID, app, HashSecret(w.Secret), joinScopes(w.Scopes), toDB(w.CreatedAt))
+	if err != nil {
+		return Webhook{}, fmt.Errorf("store: create webhook: %w", dbErr(err))
+	}
+	if w.ID, err = res.LastInsertId(); err != nil {
+		return Webhook{}, fmt.Errorf("store: create webhook: %w", err)
+	}
+	return w, nil
+}
+
+// Webhook implements Store.
+func (s *SQLite) Webhook(ctx context.Context, userID int64, secret string) (Webhook, error) {
+	w := Webhook{UserID: userID, Secret: secret}
+	var app sql.NullInt64
+	var scopes string
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, portal_id, app_id, scopes, created_at, revoked FROM webhooks WHERE user_id = ? AND secret_hash = ?`,
+		userID, HashSecret(secret)).Scan(&w.ID, &w.PortalID, &app, &scopes, &created, &w.Revoked)
+	if err != nil {
+		return Webhook{}, fmt.Errorf("store: webhook of user %d: %w", userID, dbErr(err))
+	}
+	w.AppID = app.Int64
+	w.Scopes = splitScopes(scopes)
+	w.CreatedAt = fromDB(created)
+	return w, nil
+}
+
+// ChannelFor implements Store. The read-check-replace runs in one IMMEDIATE
+// transaction, so concurrent callers are serialized and the later ones see
+// the fresh channel.
+func (s *SQLite) ChannelFor(ctx context.Context, key ChannelKey, now time.Time, ttl time.Duration) (Channel, *Channel, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Channel{}, nil, fmt.Errorf("store: channel: %w", err)
+	}
+	defer tx.Rollback()
+	cur, replaced, err := channelForTx(ctx, tx, key, now, ttl)
+	if err != nil {
+		return Channel{}, nil, fmt.Errorf("store: channel: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Channel{}, nil, fmt.Errorf("store: channel: %w", err)
+	}
+	return cur, replaced, nil
+}
+
+func channelForTx(ctx context.Context, tx *sql.Tx, key ChannelKey, now time.Time, ttl time.Duration) (Channel, *Channel, error) {
+	old := Channel{PortalID: key.PortalID, AppID: key.AppID, UserID: key.UserID, Type: key.Type}
+	var start, end int64
+	err := tx.QueryRowContext(ctx, `SELECT private_id, public_id, start, end FROM channels WHERE portal_id = ? AND app_id = ? AND user_id = ? AND type = ?`,
+		key.PortalID, key.AppID, key.UserID, key.Type).Scan(&old.PrivateID, &old.PublicID, &start, &end)
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Channel{}, nil, err
+	}
+	if found {
+		old.Start, old.End = fromDB(start), fromDB(end)
+		if !old.Expired(now) {
+			return old, nil, nil
+		}
+	}
+	cur := Channel{PortalID: key.PortalID, AppID: key.AppID, UserID: key.UserID, Type: key.Type, Start: now, End: now.Add(ttl)}
+	if cur.PrivateID, err = NewChannelID(); err != nil {
+		return Channel{}, nil, err
+	}
+	if key.UserID != 0 { // shared channels have no public id
+		if cur.PublicID, err = NewChannelID(); err != nil {
+			return Channel{}, nil, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO channels (portal_id, app_id, user_id, type, private_id, public_id, start, end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (portal_id, app_id, user_id, type) DO UPDATE SET private_id = excluded.private_id, public_id = excluded.public_id, start = excluded.start, end = excluded.end`,
+		cur.PortalID, cur.AppID, cur.UserID, cur.Type, cur.PrivateID, cur.PublicID, toDB(cur.Start), toDB(cur.End))
+	if err != nil {
+		return Channel{}, nil, dbErr(err)
+	}
+	if !found {
+		return cur, nil, nil
+	}
+	return cur, &old, nil
+}
+
+// PublicChannels implements Store, in one transaction.
+func (s *SQLite) PublicChannels(ctx context.Context, portalID, appID int64, userIDs []int64, now time.Time, ttl time.Duration) (map[int64]Channel, []Channel, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: public channels: %w", err)
+	}
+	defer tx.Rollback()
+	typ := TypePrivate
+	if appID != 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT client_id FROM apps WHERE id = ? AND portal_id = ?`, appID, portalID).Scan(&typ); err != nil {
+			return nil, nil, fmt.Errorf("store: public channels: app %d: %w", appID, dbErr(err))
+		}
+	}
+	channels := make(map[int64]Channel, len(userIDs))
+	var replaced []Channel
+	for _, id := range userIDs {
+		if _, dup := channels[id]; dup || id == 0 {
+			continue
+		}
+		cur, old, err := channelForTx(ctx, tx, ChannelKey{PortalID: portalID, AppID: appID, UserID: id, Type: typ}, now, ttl)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: public channels: user %d: %w", id, err)
+		}
+		channels[id] = cur
+		if old != nil {
+			replaced = append(replaced, *old)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, nil, fmt.Errorf("store: public channels: %w", err)
+	}
+	return channels, replaced, nil
+}
+
+// toDB stores a time as Unix nanoseconds; the zero time is 0 because its
+// UnixNano is out of range.
+func toDB(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromDB is the inverse of toDB, in UTC so that results do not depend on
+// the process's zone.
+func fromDB(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func joinScopes(s []string) string { return strings.Join(s, ",") }
+
+func splitScopes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// cloneScopes copies so that stored records never alias the caller's slice.
+func cloneScopes(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]string(nil), s...)
+}
+
+// dbErr maps driver errors to the package's sentinels.
+func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+	}
+	return err
+}
