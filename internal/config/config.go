@@ -60,6 +60,9 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
 
+	// ServerVersion is the push-server version pull.application.config.get
+	// advertises: 3 (text frames) or 4 (protobuf and client publishing).
+	ServerVersion int `json:"server-version"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`
@@ -88,6 +91,7 @@ func Default() Config {
 		WriteTimeout:          10 * time.Second,
 		SendQueue:             1024,
 		MaxConnPerChannel:     100,
+		ServerVersion:         4,
 		ShutdownTimeout:       30 * time.Second,
 		LogLevel:              "info",
 	}

@@ -45,6 +45,7 @@ const (
 	shutdownTimeout       = "shutdown-timeout"
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
+	serverVersion         = "server-version"
 )
 
 func settings() []setting {
@@ -91,6 +92,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.MaxConnPerChannel }},
 		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
 			func(c *Config) any { return &c.ShutdownTimeout }},
+		{serverVersion, "3|4", "push-server version pull.application.config.get advertises to clients",
+			func(c *Config) any { return &c.ServerVersion }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

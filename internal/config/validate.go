@@ -81,6 +81,12 @@ func (c Config) Validate() error {
 		func() error { return positive(historyPerChannel, c.HistoryPerChannel) },
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
 		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
+		func() error {
+			if c.ServerVersion != 3 && c.ServerVersion != 4 {
+				return invalid(serverVersion, fmt.Sprint(c.ServerVersion), "want 3 or 4")
+			}
+			return nil
+		},
 		func() error { return positive(replayTotal, c.ReplayTotal) },
 		func() error {
 			if err := positiveDuration(pollTimeout, c.PollTimeout); err != nil {

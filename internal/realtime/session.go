@@ -82,6 +82,17 @@ func (s *session) localChannel(id channel.ID) channel.ID {
 // published in between is either in the history or in the buffer, and one
 // that is in both is sent once.
 func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
+	if err := s.subscribe(ctx); err != nil {
+		return err
+	}
+	return s.replay(ctx, mid, recover)
+}
+
+// subscribe makes the session receive live deliveries, which wait in its
+// queue until replay has run. A WebSocket subscribes before the handshake
+// completes, so that a client that sees the connection open can rely on
+// everything published from then on reaching it.
+func (s *session) subscribe(ctx context.Context) error {
 	if err := s.srv.register(s); err != nil {
 		return err
 	}
@@ -92,9 +103,16 @@ func (s *session) attach(ctx context.Context, mid message.ID, recover bool) erro
 	s.srv.hub.Attach(s, s.subs)
 	if err := s.srv.broker.Attach(ctx, s.chans); err != nil {
 		s.srv.hub.Detach(s, s.subs)
+		s.srv.limit.remove(s)
 		s.srv.unregister(s)
 		return fmt.Errorf("attach: %w", err)
 	}
+	return nil
+}
+
+// replay queues what the session missed after mid ahead of the live
+// deliveries buffered since subscribe, and starts delivery.
+func (s *session) replay(ctx context.Context, mid message.ID, recover bool) error {
 	var replay []*hub.Delivery
 	if recover {
 		entries, err := s.srv.broker.History(ctx, s.historyChannels(), mid, s.srv.opt.Replay)

@@ -20,6 +20,9 @@ import (
 // straight from the socket, and a writer goroutine exists only while there is
 // something to send.
 type wsConn struct {
+	// connMu guards conn, which is set once the handshake completes: the
+	// session is subscribed (and can be cut) before that.
+	connMu  sync.Mutex
 	conn    net.Conn
 	r       io.Reader // conn, or the handshake's reader while it holds bytes
 	writeMu sync.Mutex
@@ -29,44 +32,63 @@ type wsConn struct {
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	elems, chanErr := s.parseSubscribe(q)
+	var sess *session
+	c := &wsConn{}
+	if chanErr == nil {
+		sess = newSession(s, elems, subscriberFormat(q))
+		sess.ws = c
+		sess.onDeliver = func() { c.startWriter(sess) }
+		// Subscribe before the handshake completes: a client that sees
+		// the socket open may be sent events at once.
+		if err := sess.subscribe(r.Context()); err != nil {
+			status, text := http.StatusServiceUnavailable, "Server is restarting."
+			if !errors.Is(err, errDraining) {
+				s.log.Warn("websocket attach failed", "err", err)
+				text = "Service unavailable."
+			}
+			writeText(w, status, text)
+			return
+		}
+	}
 	up := ws.HTTPUpgrader{}
 	conn, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has answered the client with 400 already.
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		if sess != nil {
+			sess.detach()
+		}
 		return
 	}
-	c := &wsConn{conn: conn, r: conn}
+	if !c.setConn(conn) {
+		// Cut while the handshake was under way (a newer connection over
+		// the channel limit, a shutdown).
+		return
+	}
+	c.r = conn
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		c.r = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
 	}
 	c.alive.Store(true)
-	q := r.URL.Query()
-	elems, err := s.parseSubscribe(q)
-	if err != nil {
-		// Rejected after the upgrade, as Push server 2.x does: clients react
-		// to close code 4010 by reloading their config, but only see 1006 for a
-		// failed handshake.
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", err)
+	if chanErr != nil {
+		// Refused after the upgrade, as Push server 2.x does: clients react
+		// to close code 4010 by reloading their config, but only see 1006 for
+		// a failed handshake.
+		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
 		c.closeWithError(errWrongChannelID)
 		return
 	}
-	mid, recover := parseMid(q)
-	sess := newSession(s, elems, subscriberFormat(q))
-	sess.ws = c
-	sess.onDeliver = func() { c.startWriter(sess) }
 	s.websockets.Add(1)
-	// Attach on the handler's goroutine, which ends when the handler
+	// Replay on the handler's goroutine, which ends when the handler
 	// returns; the reader that stays for the connection's life gets a fresh
 	// goroutine whose stack never grew for net/http, the replay or logging.
-	if err := sess.attach(r.Context(), mid, recover); err != nil {
+	mid, recover := parseMid(q)
+	if err := sess.replay(r.Context(), mid, recover); err != nil {
 		s.websockets.Add(-1)
-		if errors.Is(err, errHistory) {
-			s.log.Error("replay failed", "err", err)
-			c.closeWithError(errLastMessages)
-		} else {
-			c.closeWith(ws.StatusGoingAway, reasonServerRestart)
-		}
+		s.log.Error("replay failed", "err", err)
+		c.closeWithError(errLastMessages)
 		return
 	}
 	go func() {
@@ -74,6 +96,25 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.readLoop(sess, s.opt.MaxPayload)
 		sess.detach()
 	}()
+}
+
+// setConn installs the upgraded socket, or closes it if the connection was
+// cut before the handshake completed.
+func (c *wsConn) setConn(conn net.Conn) bool {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.done.Load() {
+		_ = conn.Close()
+		return false
+	}
+	c.conn = conn
+	return true
+}
+
+func (c *wsConn) socket() net.Conn {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.conn
 }
 
 // startWriter runs the writer unless one is running; called with session.mu held.
@@ -150,13 +191,14 @@ func (w *fixedWriter) Write(p []byte) (int, error) {
 func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if c.done.Load() {
+	conn := c.socket()
+	if c.done.Load() || conn == nil {
 		return net.ErrClosed
 	}
-	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
-	_, err := bufs.WriteTo(c.conn)
+	_, err := bufs.WriteTo(conn)
 	return err
 }
 
@@ -164,13 +206,14 @@ func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
 func (c *wsConn) writeFrame(f ws.Frame, timeout time.Duration) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if c.done.Load() {
+	conn := c.socket()
+	if c.done.Load() || conn == nil {
 		return net.ErrClosed
 	}
-	if err := c.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
-	return ws.WriteFrame(c.conn, f)
+	return ws.WriteFrame(conn, f)
 }
 
 // closeTimeout bounds the close handshake we attempt before dropping a socket.
@@ -190,7 +233,9 @@ func (c *wsConn) closeWithError(e *protoError) {
 
 // abort closes the socket without a handshake.
 func (c *wsConn) abort(string) {
-	if c.done.Swap(true) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.done.Swap(true) || c.conn == nil {
 		return
 	}
 	_ = c.conn.Close()

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,12 +22,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/realtime"
+	"github.com/pushpull/pushpull/internal/rest"
+	"github.com/pushpull/pushpull/internal/store"
 )
 
 // liveRetention bridges the gap between two long polls for messages that
@@ -34,6 +39,30 @@ import (
 // long-polling receiver misses every such message that arrives while it is
 // between requests.
 const liveRetention = 30 * time.Second
+
+// registryFile is the SQLite registry in the data dir.
+const registryFile = "registry.db"
+
+// publicURL is where clients reach this server: --public-url, or else the
+// listen address on this host.
+func publicURL(cfg config.Config) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimRight(cfg.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func publicHost(cfg config.Config) string {
+	u, err := url.Parse(publicURL(cfg))
+	if err != nil || u.Hostname() == "" {
+		return "localhost"
+	}
+	return u.Hostname()
+}
 
 // signatureKeyFile holds the key generated on first start when none is set.
 const signatureKeyFile = "signature.key"
@@ -44,6 +73,7 @@ type Server struct {
 	log      *slog.Logger
 	broker   broker.Broker
 	realtime *realtime.Server
+	store    store.Store
 	http     *http.Server
 	healthy  atomic.Bool
 }
@@ -87,6 +117,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	signer := channel.NewSigner(key, algo)
 	rt := realtime.New(realtime.Options{
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
@@ -101,14 +132,32 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
-	}, b, h, channel.NewSigner(key, algo), log.With("component", "realtime"))
+	}, b, h, signer, log.With("component", "realtime"))
 
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt}
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
+	if err != nil {
+		_ = b.Close(context.Background())
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
+	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
+	pull.New(st, b, signer, pull.Options{
+		ServerVersion: cfg.ServerVersion,
+		PublicURL:     publicURL(cfg),
+		SubPath:       cfg.SubPaths[0],
+		PubWebPath:    cfg.PubWebPaths[0],
+		Log:           log.With("component", "pull"),
+	}).Register(restSrv)
+
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.Handle("/oauth/token/", authSvc.TokenHandler())
 	mux.Handle("/", rt.Handler())
 	s.http = &http.Server{
-		Handler:           mux,
+		// The REST server sees /rest/ paths before the mux, which would
+		// redirect b24jssdk's /rest//METHOD.
+		Handler:           restSrv.Mount(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write.
@@ -172,6 +221,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if err := s.broker.Close(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("close broker: %w", err))
+	}
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close registry: %w", err))
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("http server: %w", err))

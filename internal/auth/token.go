@@ -1,0 +1,122 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/pushpull/pushpull/internal/store"
+)
+
+// oauthError is an OAuth error body: {"error","error_description"}.
+type oauthError struct {
+	status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func invalidRequest(desc string) *oauthError {
+	return &oauthError{http.StatusBadRequest, "invalid_request", desc}
+}
+
+func invalidClient() *oauthError {
+	return &oauthError{http.StatusUnauthorized, "invalid_client", "Invalid client credentials"}
+}
+
+func invalidGrant(desc string) *oauthError {
+	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
+}
+
+// maxTokenRequest bounds a token request body; the form has five short fields.
+const maxTokenRequest = 16 << 10
+
+// TokenHandler serves /oauth/token/. It takes a GET query (as Bitrix's docs
+// show) or a POST form (as b24jssdk sends), with grant_type
+// authorization_code or refresh_token.
+func (s *Service) TokenHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			w.Header().Set("Allow", "GET, POST")
+			writeJSON(w, http.StatusMethodNotAllowed, invalidRequest("Use GET or POST."))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxTokenRequest)
+		if err := r.ParseForm(); err != nil {
+			writeJSON(w, http.StatusBadRequest, invalidRequest("Cannot parse the request."))
+			return
+		}
+		resp, oerr := s.grant(r)
+		if oerr != nil {
+			s.opt.Log.Debug("token request refused", "remote", r.RemoteAddr, "error", oerr.Code, "description", oerr.Description)
+			writeJSON(w, oerr.status, oerr)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+}
+
+func (s *Service) grant(r *http.Request) (any, *oauthError) {
+	ctx := r.Context()
+	grantType := r.Form.Get("grant_type")
+	clientID, secret := r.Form.Get("client_id"), r.Form.Get("client_secret")
+	if grantType == "" || clientID == "" || secret == "" {
+		return nil, invalidRequest("grant_type, client_id and client_secret are required.")
+	}
+	app, err := s.st.App(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !secretsEqual(app.ClientSecret, secret)) {
+		return nil, invalidClient()
+	}
+	if err != nil {
+		s.opt.Log.Error("token request: app lookup failed", "err", err)
+		return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
+	}
+	now := s.opt.Now()
+	switch grantType {
+	case "authorization_code":
+		code := r.Form.Get("code")
+		if code == "" {
+			return nil, invalidRequest("code is required.")
+		}
+		ac, err := s.st.UseAuthCode(ctx, code, now)
+		if err != nil || ac.AppID != app.ID {
+			return nil, invalidGrant("The authorization code is invalid, used or expired.")
+		}
+		resp, err := s.Issue(ctx, app, ac.UserID)
+		if err != nil {
+			s.opt.Log.Error("token request: issue failed", "err", err)
+			return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
+		}
+		return resp, nil
+	case "refresh_token":
+		refresh := r.Form.Get("refresh_token")
+		if refresh == "" {
+			return nil, invalidRequest("refresh_token is required.")
+		}
+		old, err := s.st.TokenByRefresh(ctx, refresh)
+		if err != nil || old.AppID != app.ID || old.Revoked || !now.Before(old.RefreshExpires) {
+			return nil, invalidGrant("The refresh token is invalid, used or expired.")
+		}
+		if _, err := s.activeUser(ctx, old.PortalID, old.UserID); err != nil {
+			return nil, invalidGrant("The user is not active.")
+		}
+		// Rotation: the old pair stops working the moment the new one exists.
+		next, err := s.st.RotateRefresh(ctx, refresh, s.newToken(app, old.UserID, now))
+		if err != nil {
+			return nil, invalidGrant("The refresh token is invalid, used or expired.")
+		}
+		resp, err := s.response(ctx, next)
+		if err != nil {
+			s.opt.Log.Error("token request: response failed", "err", err)
+			return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
+		}
+		return resp, nil
+	}
+	return nil, invalidRequest("Unsupported grant_type: want authorization_code or refresh_token.")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,283 @@
+// Package pull implements the pull.* REST methods: the application config
+// that tells a client where the push server is and which signed channels to
+// listen on, and the event methods that publish into those channels. It
+// publishes through the broker like any backend and never touches
+// connections.
+package pull
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/rest"
+	"github.com/pushpull/pushpull/internal/store"
+)
+
+// ChannelTTL is Bitrix's channel lifetime, 12 hours and 5 seconds; the
+// config's end = start + ChannelTTL.
+const ChannelTTL = 43205 * time.Second
+
+// API revisions the clients check (spec/protocol.md §2.3).
+const (
+	revisionWeb    = 19
+	revisionMobile = 3
+)
+
+// eventExpiry is how long an event waits for a client that reconnects, the
+// Bitrix default.
+const eventExpiry = 86400
+
+// Publisher is the broker, as far as this package needs it.
+type Publisher interface {
+	Publish(ctx context.Context, m *message.Message) error
+}
+
+// Options configure the methods.
+type Options struct {
+	// ServerVersion is what the config advertises: 3 (text) or 4 (protobuf,
+	// client publishing).
+	ServerVersion int
+	// PublicURL is how clients reach the push server, http(s)://host[:port].
+	PublicURL string
+	// SubPath and PubWebPath are the subscribe and client-publish routes.
+	SubPath, PubWebPath string
+	// ConfigTimestamp is server.config_timestamp; clients reload their config
+	// when it changes, so it must stay stable.
+	ConfigTimestamp int64
+	Now             func() time.Time
+	Log             *slog.Logger
+}
+
+// Service holds the pull.* methods.
+type Service struct {
+	st     store.Store
+	pub    Publisher
+	signer *channel.Signer
+	opt    Options
+}
+
+// New returns the methods over st, publishing through pub and signing with signer.
+func New(st store.Store, pub Publisher, signer *channel.Signer, opt Options) *Service {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{st: st, pub: pub, signer: signer, opt: opt}
+}
+
+// Register adds the methods to r.
+func (s *Service) Register(r *rest.Server) {
+	r.Register(rest.Method{Name: "pull.application.config.get", Scope: "pull", Handler: s.configGet})
+	r.Register(rest.Method{Name: "pull.application.event.add", Scope: "pull", Handler: s.eventAdd})
+}
+
+func wrongAuthType() *rest.Error {
+	return rest.WrongAuthType("Get access to application config available only for application authorization.")
+}
+
+func notConfigured() *rest.Error {
+	return rest.NewError(http.StatusInternalServerError, "SERVER_ERROR", "Push & Pull server is not configured")
+}
+
+// isoTime is PHP's date('c').
+const isoTime = "2006-01-02T15:04:05-07:00"
+
+func (s *Service) configGet(ctx context.Context, c rest.Caller, _ rest.Params) (any, error) {
+	if c.ClientID == "" {
+		return nil, wrongAuthType()
+	}
+	if c.UserID == 0 {
+		return nil, notConfigured()
+	}
+	now := s.opt.Now()
+	priv, err := s.channel(ctx, c, c.UserID, now)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := s.channel(ctx, c, 0, now)
+	if err != nil {
+		return nil, err
+	}
+	privIDs, err := idsOf(priv)
+	if err != nil {
+		return nil, err
+	}
+	sharedIDs, err := idsOf(shared)
+	if err != nil {
+		return nil, err
+	}
+	v4 := s.opt.ServerVersion > 3
+	privEntry := map[string]any{
+		"id": s.signer.SignChannel(privIDs.priv), "public_id": "",
+		"start": priv.Start.Format(isoTime), "end": priv.End.Format(isoTime), "type": "private",
+	}
+	if v4 {
+		privEntry["id"] = s.signer.SignPrivate(privIDs.priv, privIDs.pub)
+		privEntry["public_id"] = s.signer.SignPublic(privIDs.pub)
+	}
+	var publicChannels any = false
+	if v4 {
+		own, replaced, err := s.st.PublicChannels(ctx, c.PortalID, 0, []int64{c.UserID}, now, ChannelTTL)
+		if err != nil {
+			return nil, fmt.Errorf("pull: public channels: %w", err)
+		}
+		for _, old := range replaced {
+			s.channelExpired(ctx, old, nil)
+		}
+		pc := map[string]any{}
+		for uid, ch := range own {
+			pc[fmt.Sprint(uid)] = map[string]any{
+				"user_id": uid, "public_id": ch.PublicID,
+				"signature": s.signer.SignHex("public:" + ch.PublicID),
+				"start":     ch.Start.Format(isoTime), "end": ch.End.Format(isoTime),
+			}
+		}
+		publicChannels = pc
+	}
+	return configResult{
+		Server: s.serverBlock(c.Domain),
+		API:    map[string]int{"revision_web": revisionWeb, "revision_mobile": revisionMobile},
+		Channels: map[string]any{
+			"shared": map[string]any{"id": s.signer.SignChannel(sharedIDs.priv),
+				"start": shared.Start.Format(isoTime), "end": shared.End.Format(isoTime), "type": "shared"},
+			"private": privEntry,
+		},
+		PublicChannels: publicChannels,
+		ServerTime:     now.Format(isoTime),
+	}, nil
+}
+
+// configResult keeps the keys in Bitrix's order.
+type configResult struct {
+	Server         map[string]any `json:"server"`
+	API            map[string]int `json:"api"`
+	Channels       map[string]any `json:"channels"`
+	PublicChannels any            `json:"publicChannels"`
+	ServerTime     string         `json:"serverTime"`
+}
+
+// serverBlock is the config's server object. A plain-http public URL gets
+// https/wss secure variants on the same host, for a TLS proxy in front.
+func (s *Service) serverBlock(domain string) map[string]any {
+	u, err := url.Parse(s.opt.PublicURL)
+	if err != nil || u.Host == "" {
+		u = &url.URL{Scheme: "http", Host: domain}
+	}
+	scheme, wsScheme := "http", "ws"
+	if u.Scheme == "https" {
+		scheme, wsScheme = "https", "wss"
+	}
+	at := func(scheme, path string) string { return scheme + "://" + u.Host + path }
+	v4 := s.opt.ServerVersion > 3
+	return map[string]any{
+		"version":             s.opt.ServerVersion,
+		"server_enabled":      true,
+		"mode":                "personal",
+		"hostname":            u.Hostname(),
+		"long_polling":        at(scheme, s.opt.SubPath),
+		"long_pooling_secure": at("https", s.opt.SubPath), // the protocol's own spelling
+		"websocket_enabled":   true,
+		"websocket":           at(wsScheme, s.opt.SubPath),
+		"websocket_secure":    at("wss", s.opt.SubPath),
+		"publish_enabled":     v4,
+		"publish":             at(scheme, s.opt.PubWebPath),
+		"publish_secure":      at("https", s.opt.PubWebPath),
+		"config_timestamp":    s.opt.ConfigTimestamp,
+	}
+}
+
+// channel returns the caller's application channel for user (0: shared),
+// rotating an expired one and telling its listeners.
+func (s *Service) channel(ctx context.Context, c rest.Caller, user int64, now time.Time) (store.Channel, error) {
+	key := store.ChannelKey{PortalID: c.PortalID, AppID: c.AppID, UserID: user, Type: c.ClientID}
+	cur, replaced, err := s.st.ChannelFor(ctx, key, now, ChannelTTL)
+	if err != nil {
+		return store.Channel{}, fmt.Errorf("pull: channel: %w", err)
+	}
+	if replaced != nil {
+		s.channelExpired(ctx, *replaced, &cur)
+	}
+	return cur, nil
+}
+
+// channelExpired publishes channel_expire to a replaced channel so that its
+// connected clients follow (spec/protocol.md §4.4): application channels get
+// action get_config, and the shared one also names its successor.
+func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *store.Channel) {
+	oldID, err := parseStoredID(old.PrivateID)
+	if err != nil {
+		s.opt.Log.Warn("channel_expire not sent", "err", err)
+		return
+	}
+	params := map[string]any{
+		"action":  "get_config",
+		"channel": map[string]any{"id": s.signer.SignChannel(oldID), "type": old.Type},
+	}
+	if old.Type == store.TypeShared {
+		params["action"] = "reconnect"
+	}
+	if old.UserID == 0 && next != nil {
+		if nextID, err := parseStoredID(next.PrivateID); err == nil {
+			params["new_channel"] = map[string]any{"id": s.signer.SignChannel(nextID),
+				"start": next.Start.Format(isoTime), "end": next.End.Format(isoTime), "type": next.Type}
+		}
+	}
+	body, err := json.Marshal(map[string]any{"module_id": "pull", "command": "channel_expire", "params": params, "extra": s.extra()})
+	if err == nil {
+		err = s.pub.Publish(ctx, &message.Message{Body: body, Expiry: eventExpiry,
+			Receivers: []message.Receiver{{ID: oldID}}, Sender: message.Sender{Type: message.SenderBackend}})
+	}
+	if err != nil {
+		s.opt.Log.Warn("channel_expire not sent", "channel", old.PrivateID, "err", err)
+	}
+}
+
+func (s *Service) extra() map[string]any {
+	now := s.opt.Now()
+	return map[string]any{
+		"server_time": now.Format(isoTime), "server_time_unix": float64(now.UnixMicro()) / 1e6,
+		"server_name": hostOf(s.opt.PublicURL), "revision_web": revisionWeb, "revision_mobile": revisionMobile,
+	}
+}
+
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return strings.TrimSpace(raw)
+}
+
+// parseStoredID parses a channel id the store generated; a failure means a
+// corrupt registry.
+func parseStoredID(s string) (channel.ID, error) {
+	id, err := channel.ParseID(s)
+	if err != nil {
+		return id, fmt.Errorf("pull: registry holds a bad channel id %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// signed holds a channel's ids, parsed.
+type signed struct{ priv, pub channel.ID }
+
+func idsOf(ch store.Channel) (signed, error) {
+	var out signed
+	var err error
+	if out.priv, err = parseStoredID(ch.PrivateID); err != nil {
+		return out, err
+	}
+	if ch.PublicID != "" {
+		out.pub, err = parseStoredID(ch.PublicID)
+	}
+	return out, err
+}
