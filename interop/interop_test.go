@@ -309,10 +309,19 @@ type Event struct {
 
 // ClientInput is what pullclient.mjs reads.
 type ClientInput struct {
-	Config    map[string]any `json:"config"`
+	Config    map[string]any `json:"config,omitempty"`
 	UserID    int            `json:"userId"`
 	Transport string         `json:"transport"` // "websocket" or "longpolling"
 	MID       string         `json:"mid,omitempty"`
+	// REST, when set, makes the client fetch its config from pushpull's
+	// REST API with this access token instead of being handed Config.
+	REST *RESTAuth `json:"rest,omitempty"`
+}
+
+// RESTAuth is where and how pullclient.mjs calls the REST API.
+type RESTAuth struct {
+	URL  string `json:"url"`
+	Auth string `json:"auth"`
 }
 
 // PullClient is one running pullclient.mjs.

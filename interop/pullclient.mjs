@@ -43,16 +43,31 @@ globalThis.XMLHttpRequest = XMLHttpRequest;
 const { B24PullClientManager, AbstractLogger, LogLevel } = await import('@bitrix24/b24jssdk');
 // Version 4's HTTP client reads document.location once a document exists;
 // it must be set after the import (spec/clients.md).
-globalThis.document = { location: { href: input.config?.server?.long_polling ?? 'http://localhost/' } };
+globalThis.document = { location: { href: input.config?.server?.long_polling ?? input.rest?.url ?? 'http://localhost/' } };
 
-// The REST side is the test: every config request gets the same config.
+// The REST side: with input.rest ({url, auth}) the client's calls go to
+// pushpull's own REST API over HTTP, as a REST application's would;
+// otherwise every config request gets input.config.
+const callREST = async (method, params) => {
+  const resp = await fetch(`${input.rest.url}/rest/${method}.json`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...params, auth: input.rest.auth }),
+  });
+  const body = await resp.json();
+  if (body.error) {
+    throw new Error(`${method}: ${resp.status} ${body.error}: ${body.error_description}`);
+  }
+  return body;
+};
 const b24 = {
   actions: {
     v2: {
       call: {
         make: async ({ method, params }) => {
           out({ event: 'rest', method, params });
-          return { getData: () => ({ result: structuredClone(input.config) }) };
+          const body = input.rest ? await callREST(method, params) : { result: structuredClone(input.config) };
+          return { getData: () => body };
         },
       },
     },
@@ -111,7 +126,7 @@ const stop = () => {
 };
 process.on('SIGTERM', stop);
 
-client.start(structuredClone(input.config)).then(
+client.start(input.config ? structuredClone(input.config) : null).then(
   // Connectors are built inside start() with their own null loggers.
   () => client.setLogger(logger),
   (error) => out({ event: 'error', level: 'error', error: `start: ${error?.ex?.error_description ?? error}` }),
