@@ -81,9 +81,7 @@ func (s *Service) eventAdd(ctx context.Context, c rest.Caller, p rest.Params) (a
 	if len(m.Receivers) == 0 {
 		return true, nil
 	}
-	m.Body, err = json.Marshal(map[string]any{
-		"module_id": moduleID, "command": command, "params": params, "extra": s.extra(),
-	})
+	m.Body, err = json.Marshal(eventBody{ModuleID: moduleID, Command: command, Params: params, Extra: s.extra()})
 	if err != nil {
 		return nil, fmt.Errorf("pull: encode event: %w", err)
 	}

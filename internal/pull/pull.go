@@ -232,7 +232,7 @@ func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *s
 				"start": next.Start.Format(isoTime), "end": next.End.Format(isoTime), "type": next.Type}
 		}
 	}
-	body, err := json.Marshal(map[string]any{"module_id": "pull", "command": "channel_expire", "params": params, "extra": s.extra()})
+	body, err := json.Marshal(eventBody{ModuleID: "pull", Command: "channel_expire", Params: params, Extra: s.extra()})
 	if err == nil {
 		err = s.pub.Publish(ctx, &message.Message{Body: body, Expiry: eventExpiry,
 			Receivers: []message.Receiver{{ID: oldID}}, Sender: message.Sender{Type: message.SenderBackend}})
@@ -242,11 +242,27 @@ func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *s
 	}
 }
 
-func (s *Service) extra() map[string]any {
+// eventBody is the message envelope, with the Bitrix backend's key order.
+type eventBody struct {
+	ModuleID string `json:"module_id"`
+	Command  string `json:"command"`
+	Params   any    `json:"params"`
+	Extra    extra  `json:"extra"`
+}
+
+type extra struct {
+	ServerTime     string  `json:"server_time"`
+	ServerTimeUnix float64 `json:"server_time_unix"`
+	ServerName     string  `json:"server_name"`
+	RevisionWeb    int     `json:"revision_web"`
+	RevisionMobile int     `json:"revision_mobile"`
+}
+
+func (s *Service) extra() extra {
 	now := s.opt.Now()
-	return map[string]any{
-		"server_time": now.Format(isoTime), "server_time_unix": float64(now.UnixMicro()) / 1e6,
-		"server_name": hostOf(s.opt.PublicURL), "revision_web": revisionWeb, "revision_mobile": revisionMobile,
+	return extra{
+		ServerTime: now.Format(isoTime), ServerTimeUnix: float64(now.UnixMicro()) / 1e6,
+		ServerName: hostOf(s.opt.PublicURL), RevisionWeb: revisionWeb, RevisionMobile: revisionMobile,
 	}
 }
 
