@@ -70,6 +70,7 @@ func commands() []command {
 		{"serve", "run the push server", (*runner).serve},
 		{"publish", "publish a JSON message to channels through /pub/", (*runner).publish},
 		{"subscribe", "print the messages of signed channels, one JSON line each", (*runner).subscribe},
+		{"bench", "load a server with subscribers and publishes; report latency, loss, memory and CPU", (*runner).bench},
 		{"app", "register and list REST applications in the registry", (*runner).app},
 		{"user", "add or update users in the registry", (*runner).user},
 		{"token", "issue and revoke OAuth tokens and authorization codes", (*runner).token},

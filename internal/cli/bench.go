@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/bench"
+)
+
+const benchHelpHead = `Usage: pushpull bench [flags]
+
+Loads a push server and measures it: connects --subscribers over WebSocket or
+long polling, publishes --rate timestamped messages per second through /pub/
+for --duration, and reports deliveries per second, publish→deliver latency
+(p50/p90/p99/max), lost and duplicated deliveries, the server's memory per
+connection and its CPU time per delivery.
+
+--mode fanout puts every subscriber on one shared channel, so each publish
+reaches all of them; --mode private gives each subscriber its own channel and
+sends each publish to one subscriber picked at random. --idle only connects
+and measures memory.
+
+With --spawn the bench starts "pushpull serve" itself (this executable) on a
+free loopback port with a temporary data dir and stops it with SIGTERM at the
+end; --server-arg passes it more flags. With --url the server must run
+with the same --signature-key. Server memory and CPU come from /proc/PID of
+the spawned server, or of the pid that /server-stat/ reports when --url is a
+loopback address; they are not reported for remote servers.
+
+Run the bench on the server's machine only over loopback, and mind that the
+bench shares the CPU with the server: its own CPU time is reported as well.
+The open-file limit is raised to the hard limit first; one bench process can
+hold about that many connections. Progress goes to standard error, the
+result to standard output.
+
+Flags:
+`
+
+const benchHelpTail = `
+Examples:
+  pushpull bench --spawn --subscribers 5000 --mode fanout --rate 50 --duration 20s --payload 100
+  pushpull bench --spawn --subscribers 1000 --rate 10 --duration 10s --json > result.json
+  pushpull bench --spawn --idle --subscribers 10000
+  pushpull bench --spawn --subscribers 2000 --mode private --rate 5000 --publishers 8
+  pushpull bench --spawn --transport lp --subscribers 1000 --rate 5
+  pushpull bench --spawn --server-arg=--send-queue=4096 --subscribers 5000 --rate 100
+  pushpull bench --url http://127.0.0.1:8080 --signature-key "$KEY" --subscribers 500
+`
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func (r *runner) bench(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "the server's base `URL` (not with --spawn)")
+	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
+	var serverArgs stringList
+	fs.Var(&serverArgs, "server-arg", "one more `FLAG` for the spawned server, like --send-queue=4096; repeatable")
+	key := fs.String("signature-key", "", "the server's signature `KEY`; with --spawn, default: a random one")
+	algo := fs.String("signature-algo", "sha1", "the server's signature `ALGO`, sha1 or sha256")
+	subscribers := fs.Int("subscribers", 1000, "connect `N` subscribers")
+	transport := fs.String("transport", "ws", "the subscribers' `TRANSPORT`: ws (WebSocket) or lp (long polling)")
+	mode := fs.String("mode", "fanout", "the channel `MODE`: fanout (one shared channel) or private (a channel each, one recipient per publish)")
+	rate := fs.Float64("rate", 10, "publish `R` messages per second in all")
+	duration := fs.Duration("duration", 10*time.Second, "publish for this `DURATION`")
+	payload := fs.Int("payload", bench.DefaultPayload, "size of each published body in `BYTES`")
+	publishers := fs.Int("publishers", 1, "share the rate among `K` publishing keep-alive connections")
+	connectRate := fs.Float64("connect-rate", bench.DefaultConnectRate, "open at most `RATE` new connections per second while ramping up")
+	idle := fs.Bool("idle", false, "only connect and measure the server's memory; publish nothing")
+	settle := fs.Duration("settle", bench.DefaultSettle, "after connecting, wait this `DURATION` before reading the server's memory")
+	drain := fs.Duration("drain", bench.DefaultDrain, "after the last publish, wait at most this `DURATION` for late deliveries")
+	dialTimeout := fs.Duration("dial-timeout", bench.DefaultDialTimeout, "give up on a connection and its handshake after this `DURATION`")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	writeHelp := func(w io.Writer) {
+		_, _ = io.WriteString(w, benchHelpHead)
+		writeFlags(w, fs)
+		_, _ = io.WriteString(w, benchHelpTail)
+	}
+	if code, ok := r.parseFlags(fs, writeHelp, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return r.usageError("bench", "unexpected argument %q", fs.Arg(0))
+	}
+	urlSet := false
+	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+	switch {
+	case *spawn && urlSet:
+		return r.usageError("bench", "--url and --spawn exclude each other")
+	case !*spawn && len(serverArgs) > 0:
+		return r.usageError("bench", "--server-arg needs --spawn")
+	case !*spawn && *key == "":
+		return r.usageError("bench", "--signature-key is needed to sign channels for the server at %s", *base)
+	case *subscribers < 1:
+		return r.usageError("bench", "invalid --subscribers %d: want 1 or more", *subscribers)
+	case *transport != bench.TransportWS && *transport != bench.TransportLP:
+		return r.usageError("bench", "invalid --transport %q: want ws or lp", *transport)
+	case *mode != bench.ModeFanout && *mode != bench.ModePrivate:
+		return r.usageError("bench", "invalid --mode %q: want fanout or private", *mode)
+	case *algo != "sha1" && *algo != "sha256":
+		return r.usageError("bench", "invalid --signature-algo %q: want sha1 or sha256", *algo)
+	case !*idle && *rate <= 0:
+		return r.usageError("bench", "invalid --rate %g: want more than 0", *rate)
+	case !*idle && *duration <= 0:
+		return r.usageError("bench", "invalid --duration %s: want more than 0", *duration)
+	case *payload < 0:
+		return r.usageError("bench", "invalid --payload %d: want 0 or more", *payload)
+	case *publishers < 1:
+		return r.usageError("bench", "invalid --publishers %d: want 1 or more", *publishers)
+	case *connectRate <= 0:
+		return r.usageError("bench", "invalid --connect-rate %g: want more than 0", *connectRate)
+	case *settle < 0 || *drain <= 0 || *dialTimeout <= 0:
+		return r.usageError("bench", "--settle, --drain and --dial-timeout want durations above 0")
+	}
+
+	// Before spawning, so that the server inherits the raised limit too.
+	if _, err := bench.RaiseFileLimit(); err != nil {
+		fmt.Fprintf(r.stderr, "pushpull bench: %v\n", err)
+	}
+	cfg := bench.Config{
+		URL:           *base,
+		SignatureKey:  *key,
+		SignatureAlgo: *algo,
+		Subscribers:   *subscribers,
+		Transport:     *transport,
+		Mode:          *mode,
+		Rate:          *rate,
+		Duration:      *duration,
+		Payload:       *payload,
+		Publishers:    *publishers,
+		Idle:          *idle,
+		ConnectRate:   *connectRate,
+		DialTimeout:   *dialTimeout,
+		Settle:        *settle,
+		Drain:         *drain,
+		Progress:      r.stderr,
+	}
+	if *spawn && cfg.SignatureKey == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // never fails
+		cfg.SignatureKey = hex.EncodeToString(b[:])
+	}
+	// Refuse what cannot run (too many subscribers for the file limit, …)
+	// before starting a server for it.
+	if err := cfg.Check(); err != nil {
+		return r.failure("bench", err)
+	}
+	var server *bench.Spawned
+	if *spawn {
+		var err error
+		server, err = bench.Spawn(ctx, bench.SpawnOptions{
+			SignatureKey:  cfg.SignatureKey,
+			SignatureAlgo: cfg.SignatureAlgo,
+			ExtraArgs:     serverArgs,
+		})
+		if err != nil {
+			return r.failure("bench", err)
+		}
+		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s (pid %d)\n", server.URL, server.PID)
+		cfg.URL, cfg.ServerPID = server.URL, server.PID
+	}
+	res, runErr := bench.Run(ctx, cfg)
+	if server != nil {
+		// The bench has closed its connections: shutdown is quick.
+		if err := server.Stop(40 * time.Second); err != nil {
+			fmt.Fprintf(r.stderr, "pushpull bench: %v\n", err)
+		}
+		if res != nil {
+			res.ServerLog = server.Log()
+		}
+	}
+	if runErr != nil && res == nil {
+		return r.failure("bench", runErr)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(r.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return r.failure("bench", fmt.Errorf("write standard output: %w", err))
+		}
+	} else {
+		writeBenchResult(r.stdout, res, server != nil)
+	}
+	if runErr != nil {
+		return r.failure("bench", runErr)
+	}
+	return exitOK
+}
+
+// writeBenchResult prints res for people, one figure per line.
+func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-13s %s\n", label, fmt.Sprintf(format, args...))
+	}
+	if res.Idle {
+		fmt.Fprintf(&b, "pushpull bench: %s, %d idle subscribers\n", transportName(res.Transport), res.Subscribers)
+	} else {
+		fmt.Fprintf(&b, "pushpull bench: %s %s, %d subscribers, %g publishes/s for %gs, %d-byte bodies, %d publisher(s)\n",
+			transportName(res.Transport), res.Mode, res.Subscribers, res.Rate, res.DurationSec, res.Payload, res.Publishers)
+	}
+	server := res.URL
+	if res.ServerPID != 0 {
+		server += fmt.Sprintf(", pid %d", res.ServerPID)
+	}
+	if spawned {
+		server += " (spawned)"
+	}
+	line("server", "%s", server)
+
+	c := res.Connect
+	counted := ""
+	if c.ServerCount >= 0 {
+		counted = fmt.Sprintf(" (the server counts %d)", c.ServerCount)
+	}
+	line("connections", "%d established, %d failed, in %.1f s%s", c.Established, c.Failed, c.Seconds, counted)
+	for _, e := range c.Errors {
+		line("", "%d× %s", e.Count, e.Error)
+	}
+	m := res.Memory
+	if m.Known {
+		line("server RSS", "%s before, %s after connecting (%.0f s settle): %.2f KiB per connection",
+			mib(m.RSSBefore), mib(m.RSSAfter), m.SettleSec, m.PerConn/1024)
+		line("", "%s at the end, peak %s", mib(m.RSSEnd), mib(m.RSSPeak))
+	} else {
+		line("server RSS", "unknown: %s", m.Unavailable)
+	}
+	if !res.Idle && res.Connect.Established > 0 {
+		rd := res.Ready
+		line("ready", "%d subscribers received the probe in %.1f s, %d did not", rd.Ready, rd.Seconds, rd.Unready)
+		p := res.Publish
+		line("publishes", "%d of %d sent (%.1f/s over %.1f s), %d failed; POST round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+			p.Sent, p.Planned, p.Rate, p.Seconds, p.Failed, p.RTT.P50, p.RTT.P99, p.RTT.Max)
+		for _, e := range p.Errors {
+			line("", "%d× %s", e.Count, e.Error)
+		}
+		if p.Sent+p.Failed < int64(p.Planned) {
+			line("", "the publishers fell behind the rate: each waits for the server's answer; raise --publishers")
+		}
+		d := res.Deliveries
+		line("deliveries", "%d expected, %d received, %d lost, %d duplicated", d.Expected, d.Received, d.Lost, d.Duplicated)
+		if d.OutOfOrder+d.Misrouted+d.Foreign+d.Malformed > 0 {
+			line("", "%d out of order, %d to the wrong subscriber, %d unknown, %d malformed",
+				d.OutOfOrder, d.Misrouted, d.Foreign, d.Malformed)
+		}
+		line("throughput", "%.0f deliveries/s (first publish to last delivery: %.2f s; drain %.2f s)", d.PerSecond, d.Seconds, d.DrainSec)
+		l := res.Latency
+		line("latency", "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (publish → deliver)", l.P50, l.P90, l.P99, l.Max)
+		if res.ServerCPU.Known {
+			line("server CPU", "%s", cpuText(res.ServerCPU))
+		} else {
+			line("server CPU", "unknown")
+		}
+		line("bench CPU", "%s", cpuText(res.ClientCPU))
+		if mc := res.MachineCPU; mc.Known {
+			line("machine CPU", "%.2f cores busy, %.2f of them neither server nor bench (other processes %.2f); hypervisor steal %.2f",
+				mc.Busy, mc.Rest, mc.Others, mc.Steal)
+			if !mc.Reliable() {
+				line("", "other load on the machine: the figures of this run are not reliable")
+			}
+		}
+	}
+	for i, e := range res.Disconnects {
+		label := ""
+		if i == 0 {
+			label = "disconnects"
+		}
+		line(label, "%d× %s", e.Count, e.Error)
+	}
+	for i, e := range res.ServerLog {
+		label := ""
+		if i == 0 {
+			label = "server log"
+		}
+		line(label, "%d× %s %s", e.Count, e.Level, e.Message)
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+func transportName(t string) string {
+	if t == bench.TransportLP {
+		return "long polling"
+	}
+	return "WebSocket"
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func cpuText(c bench.CPUResult) string {
+	return fmt.Sprintf("%.2f s (%.2f cores), %.2f µs per delivery", c.Seconds, c.Cores, c.PerDelivery)
+}
