@@ -52,8 +52,10 @@ type Options struct {
 	// ConfigTimestamp is server.config_timestamp; clients reload their config
 	// when it changes, so it must stay stable.
 	ConfigTimestamp int64
-	Now             func() time.Time
-	Log             *slog.Logger
+	// Push receives pull.application.push.add notifications; nil drops them.
+	Push PushSender
+	Now  func() time.Time
+	Log  *slog.Logger
 }
 
 // Service holds the pull.* methods.
@@ -62,6 +64,7 @@ type Service struct {
 	pub    Publisher
 	signer *channel.Signer
 	opt    Options
+	push   PushSender
 }
 
 // New returns the methods over st, publishing through pub and signing with signer.
@@ -72,13 +75,15 @@ func New(st store.Store, pub Publisher, signer *channel.Signer, opt Options) *Se
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{st: st, pub: pub, signer: signer, opt: opt}
+	return &Service{st: st, pub: pub, signer: signer, opt: opt, push: opt.Push}
 }
 
 // Register adds the methods to r.
 func (s *Service) Register(r *rest.Server) {
 	r.Register(rest.Method{Name: "pull.application.config.get", Scope: "pull", Handler: s.configGet})
 	r.Register(rest.Method{Name: "pull.application.event.add", Scope: "pull", Handler: s.eventAdd})
+	r.Register(rest.Method{Name: "pull.application.push.add", Scope: "pull", Handler: s.pushAdd})
+	r.Register(rest.Method{Name: "pull.channel.public.list", Scope: "pull", Handler: s.publicList})
 }
 
 func wrongAuthType() *rest.Error {

@@ -263,3 +263,66 @@ func TestEventAdd(t *testing.T) {
 		t.Fatal("a refused event.add published something")
 	}
 }
+
+type pushRecorder struct{ got []Notification }
+
+func (p *pushRecorder) Send(_ context.Context, n Notification) error {
+	p.got = append(p.got, n)
+	return nil
+}
+
+func TestPushAdd(t *testing.T) {
+	f := newFixture(t, 4)
+	rec := &pushRecorder{}
+	f.svc.push = rec
+	ctx := context.Background()
+	res, err := f.svc.pushAdd(ctx, f.admin, rest.Params{"USER_ID": "[5, 5, 0]", "TEXT": " line one\nline two "})
+	if err != nil || res != true || len(rec.got) != 1 {
+		t.Fatalf("push.add: %v %v %v", res, err, rec.got)
+	}
+	n := rec.got[0]
+	if len(n.UserIDs) != 1 || n.UserIDs[0] != 5 || n.Text != "line one line two" || n.SenderName != "app" || n.ClientID != f.admin.ClientID {
+		t.Fatalf("notification %+v", n)
+	}
+	noApp := f.admin
+	noApp.ClientID = ""
+	for _, tc := range []struct {
+		c    rest.Caller
+		p    rest.Params
+		code string
+		st   int
+	}{
+		{noApp, rest.Params{"TEXT": "x"}, "WRONG_AUTH_TYPE", 403},
+		{f.caller, rest.Params{"TEXT": "x", "USER_ID": "5"}, "ACCESS_ERROR", 400},
+		{f.admin, rest.Params{"USER_ID": "5"}, "TEXT_ERROR", 400},
+		{f.admin, rest.Params{"USER_ID": "5", "TEXT": "0"}, "TEXT_ERROR", 400},
+	} {
+		if _, err := f.svc.pushAdd(ctx, tc.c, tc.p); !isCode(err, tc.code, tc.st) {
+			t.Errorf("%v: %v, want %s", tc.p, err, tc.code)
+		}
+	}
+	if len(rec.got) != 1 {
+		t.Fatal("a refused push.add was sent")
+	}
+}
+
+func TestPublicList(t *testing.T) {
+	f := newFixture(t, 4)
+	res, err := f.svc.publicList(context.Background(), f.caller, rest.Params{"USERS": []any{"5", "9", "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := roundTrip(t, res)
+	if len(got) != 2 || got["9"] != nil {
+		t.Fatalf("public list %v: want active users 5 and 1 only", got)
+	}
+	u5 := got["5"].(map[string]any)
+	if u5["signature"] != f.signer.SignHex("public:"+u5["public_id"].(string)) || u5["user_id"].(float64) != 5 {
+		t.Fatalf("entry %v", u5)
+	}
+	// The same public id that config.get's publicChannels names.
+	cfg := roundTrip(t, must(f.svc.configGet(context.Background(), f.caller, nil)))
+	if cfg["publicChannels"].(map[string]any)["5"].(map[string]any)["public_id"] != u5["public_id"] {
+		t.Fatal("public.list and config.get disagree on the public id")
+	}
+}

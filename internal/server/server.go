@@ -146,6 +146,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
+		Push:          pull.LogSender{Log: log.With("component", "push")},
 		Log:           log.With("component", "pull"),
 	}).Register(restSrv)
 

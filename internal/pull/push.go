@@ -1,0 +1,150 @@
+package pull
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/rest"
+)
+
+// Notification is one mobile push accepted by pull.application.push.add,
+// in the shape Bitrix queues it (module im, advanced_params).
+type Notification struct {
+	UserIDs    []int64
+	Text       string
+	ClientID   string
+	SenderName string
+	AvatarURL  string
+	Created    time.Time
+}
+
+// PushSender delivers notifications. Mobile providers come later; the
+// default only logs.
+type PushSender interface {
+	Send(ctx context.Context, n Notification) error
+}
+
+// LogSender writes each notification to the log: enough to see that an
+// application's pushes are accepted and to whom they would go.
+type LogSender struct{ Log *slog.Logger }
+
+// Send implements PushSender.
+func (l LogSender) Send(_ context.Context, n Notification) error {
+	l.Log.Info("push notification", "users", n.UserIDs, "app", n.ClientID, "sender", n.SenderName, "text", n.Text)
+	return nil
+}
+
+var (
+	errPushAccess = rest.NewError(http.StatusBadRequest, "ACCESS_ERROR", "You do not have access to send push notifications")
+	errPushText   = rest.NewError(http.StatusBadRequest, "TEXT_ERROR", "Text can't be empty")
+	errAppName    = rest.NewError(http.StatusBadRequest, "EMPTY_APP_NAME", "For send push-notification application name can't be empty")
+)
+
+// pushAdd is pull.application.push.add (spec/rest.md §6.5): admins only,
+// USER_ID as an admin's event.add, TEXT required. The result is true even
+// when no recipient is left, as in Bitrix.
+func (s *Service) pushAdd(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
+	if c.ClientID == "" {
+		return nil, rest.WrongAuthType("Send push notifications available only for application authorization.")
+	}
+	if !c.Admin {
+		return nil, errPushAccess
+	}
+	admin := c
+	admin.Admin = true
+	users, err := recipients(admin, p.Get("USER_ID"))
+	if err != nil {
+		return nil, err
+	}
+	text, _ := p.String("TEXT")
+	if !rest.Truthy(text) {
+		return nil, errPushText
+	}
+	name, err := s.appName(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return nil, errAppName
+	}
+	avatar, _ := p.String("AVATAR")
+	n := Notification{ClientID: c.ClientID, SenderName: name, AvatarURL: avatar, Created: s.opt.Now(),
+		Text: strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(text))}
+	for _, uid := range users {
+		if uid > 0 {
+			n.UserIDs = append(n.UserIDs, uid)
+		}
+	}
+	if len(n.UserIDs) == 0 || s.push == nil {
+		return true, nil
+	}
+	if err := s.push.Send(ctx, n); err != nil {
+		// Bitrix answers true whatever happens to the push afterwards.
+		s.opt.Log.Warn("push notification not sent", "app", c.ClientID, "err", err)
+	}
+	return true, nil
+}
+
+// appName is the application's name; a webhook without an application is
+// named after itself.
+func (s *Service) appName(ctx context.Context, c rest.Caller) (string, error) {
+	if c.AppID == 0 {
+		return c.ClientID, nil
+	}
+	apps, err := s.st.Apps(ctx, c.PortalID)
+	if err != nil {
+		return "", fmt.Errorf("pull: apps: %w", err)
+	}
+	for _, a := range apps {
+		if a.ID == c.AppID {
+			return a.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// publicList is pull.channel.public.list: the public ids of users' own
+// channels, as clients need them to message those users (b24jssdk's
+// ChannelManager reads user_id, public_id, signature, start and end).
+func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
+	raw, ok := p.List("USERS")
+	if !ok {
+		if one, ok := p.Int("USERS"); ok {
+			raw = []any{one}
+		}
+	}
+	var ids []int64
+	for _, v := range raw {
+		if n, ok := rest.AsInt(v); ok && n > 0 {
+			ids = append(ids, n)
+		}
+	}
+	out := map[string]any{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var active []int64
+	for _, id := range ids {
+		if u, err := s.st.User(ctx, c.PortalID, id); err == nil && u.Active {
+			active = append(active, id)
+		}
+	}
+	chans, replaced, err := s.st.PublicChannels(ctx, c.PortalID, 0, active, s.opt.Now(), ChannelTTL)
+	if err != nil {
+		return nil, fmt.Errorf("pull: public channels: %w", err)
+	}
+	for _, old := range replaced {
+		s.channelExpired(ctx, old, nil)
+	}
+	for uid, ch := range chans {
+		out[fmt.Sprint(uid)] = map[string]any{
+			"user_id": uid, "public_id": ch.PublicID, "signature": s.signer.SignHex("public:" + ch.PublicID),
+			"start": ch.Start.Format(isoTime), "end": ch.End.Format(isoTime),
+		}
+	}
+	return out, nil
+}
