@@ -83,6 +83,7 @@ func (s *Service) Register(r *rest.Server) {
 	r.Register(rest.Method{Name: "pull.application.config.get", Scope: "pull", Handler: s.configGet})
 	r.Register(rest.Method{Name: "pull.application.event.add", Scope: "pull", Handler: s.eventAdd})
 	r.Register(rest.Method{Name: "pull.application.push.add", Scope: "pull", Handler: s.pushAdd})
+	r.Register(rest.Method{Name: "pull.config.get", Scope: "pull_channel", Handler: s.userConfigGet})
 	r.Register(rest.Method{Name: "pull.channel.public.list", Scope: "pull", Handler: s.publicList})
 }
 
@@ -101,6 +102,24 @@ func (s *Service) configGet(ctx context.Context, c rest.Caller, _ rest.Params) (
 	if c.ClientID == "" {
 		return nil, wrongAuthType()
 	}
+	return s.config(ctx, c)
+}
+
+// userConfigGet is pull.config.get: the same config for the user's own
+// channels rather than an application's. Bitrix refuses it to OAuth
+// applications, which must use pull.application.config.get.
+func (s *Service) userConfigGet(ctx context.Context, c rest.Caller, _ rest.Params) (any, error) {
+	if c.Kind == rest.KindOAuth {
+		return nil, rest.WrongAuthType("Method not available for OAuth authorization.")
+	}
+	own := c
+	own.AppID, own.ClientID = 0, ""
+	return s.config(ctx, own)
+}
+
+// config builds the config for c's channels: an application's when
+// c.ClientID is set, else the user's own (types private and shared).
+func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 	if c.UserID == 0 {
 		return nil, notConfigured()
 	}
@@ -205,6 +224,12 @@ func (s *Service) serverBlock(domain string) map[string]any {
 // rotating an expired one and telling its listeners.
 func (s *Service) channel(ctx context.Context, c rest.Caller, user int64, now time.Time) (store.Channel, error) {
 	key := store.ChannelKey{PortalID: c.PortalID, AppID: c.AppID, UserID: user, Type: c.ClientID}
+	if c.ClientID == "" {
+		key.Type = store.TypePrivate
+		if user == 0 {
+			key.Type = store.TypeShared
+		}
+	}
 	cur, replaced, err := s.st.ChannelFor(ctx, key, now, ChannelTTL)
 	if err != nil {
 		return store.Channel{}, fmt.Errorf("pull: channel: %w", err)

@@ -326,3 +326,27 @@ func TestPublicList(t *testing.T) {
 		t.Fatal("public.list and config.get disagree on the public id")
 	}
 }
+
+func TestUserConfigGet(t *testing.T) {
+	f := newFixture(t, 4)
+	ctx := context.Background()
+	if _, err := f.svc.userConfigGet(ctx, f.caller, nil); !isCode(err, "WRONG_AUTH_TYPE", 403) {
+		t.Fatalf("OAuth caller: %v", err)
+	}
+	hook := f.caller
+	hook.Kind = rest.KindWebhook
+	res, err := f.svc.userConfigGet(ctx, hook, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := roundTrip(t, res)
+	app := roundTrip(t, must(f.svc.configGet(ctx, f.caller, nil)))
+	own := cfg["channels"].(map[string]any)["private"].(map[string]any)
+	if own["id"] == app["channels"].(map[string]any)["private"].(map[string]any)["id"] {
+		t.Fatal("the user's own channel is the application's")
+	}
+	// Its public id is the one publicChannels hands to other clients.
+	if !strings.HasPrefix(own["public_id"].(string), cfg["publicChannels"].(map[string]any)["5"].(map[string]any)["public_id"].(string)+".") {
+		t.Fatalf("own channel %v vs publicChannels %v", own, cfg["publicChannels"])
+	}
+}
