@@ -321,7 +321,10 @@ type ClientInput struct {
 // RESTAuth is where and how pullclient.mjs calls the REST API.
 type RESTAuth struct {
 	URL  string `json:"url"`
-	Auth string `json:"auth"`
+	Auth string `json:"auth,omitempty"`
+	// Webhook is a webhook URL, http://host/rest/USER/SECRET/, used
+	// instead of Auth.
+	Webhook string `json:"webhook,omitempty"`
 }
 
 // PullClient is one running pullclient.mjs.

@@ -43,16 +43,18 @@ globalThis.XMLHttpRequest = XMLHttpRequest;
 const { B24PullClientManager, AbstractLogger, LogLevel } = await import('@bitrix24/b24jssdk');
 // Version 4's HTTP client reads document.location once a document exists;
 // it must be set after the import (spec/clients.md).
-globalThis.document = { location: { href: input.config?.server?.long_polling ?? input.rest?.url ?? 'http://localhost/' } };
+globalThis.document = { location: { href: input.config?.server?.long_polling ?? input.rest?.url ?? input.rest?.webhook ?? 'http://localhost/' } };
 
 // The REST side: with input.rest ({url, auth}) the client's calls go to
 // pushpull's own REST API over HTTP, as a REST application's would;
 // otherwise every config request gets input.config.
 const callREST = async (method, params) => {
-  const resp = await fetch(`${input.rest.url}/rest/${method}.json`, {
+  // A webhook URL carries its credentials in the path; a token goes in auth.
+  const target = input.rest.webhook ? `${input.rest.webhook}${method}.json` : `${input.rest.url}/rest/${method}.json`;
+  const resp = await fetch(target, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ ...params, auth: input.rest.auth }),
+    body: JSON.stringify(input.rest.webhook ? params : { ...params, auth: input.rest.auth }),
   });
   const body = await resp.json();
   if (body.error) {

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -16,8 +17,9 @@ import (
 // made through the registry itself (the server keeps it open: SQLite WAL).
 type restFixture struct {
 	srv   *server
-	app   store.App
-	token string
+	app     store.App
+	token   string
+	webhook string // the same user and app through a webhook
 }
 
 func newRESTFixture(t *testing.T, version string) *restFixture {
@@ -45,7 +47,11 @@ func newRESTFixture(t *testing.T, version string) *restFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &restFixture{srv: srv, app: app, token: tok.AccessToken}
+	wh, err := st.CreateWebhook(ctx, p.ID, 1, app.ID, []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &restFixture{srv: srv, app: app, token: tok.AccessToken, webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
 }
 
 func (f *restFixture) eventAdd(t *testing.T, form url.Values) {
@@ -81,3 +87,24 @@ func testRESTFlow(t *testing.T, version, transport string) {
 func TestPullClientRESTv3WebSocket(t *testing.T) { testRESTFlow(t, "3", "websocket") }
 func TestPullClientRESTv4WebSocket(t *testing.T) { testRESTFlow(t, "4", "websocket") }
 func TestPullClientRESTv4LongPoll(t *testing.T)  { testRESTFlow(t, "4", "longpolling") }
+
+// A webhook bound to the application reaches the same channels: the client
+// configured through it receives events sent through it, once each.
+func TestPullClientRESTWebhook(t *testing.T) {
+	ctx := testContext(t)
+	f := newRESTFixture(t, "4")
+	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Webhook: f.webhook}})
+	c.waitOnline(ctx)
+	resp, err := http.PostForm(f.webhook+"pull.application.event.add.json", url.Values{"COMMAND": {"viaHook"}, "USER_ID": {"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("event.add through the webhook: %d", resp.StatusCode)
+	}
+	checkMessage(t, c.nextMessage(ctx), "application", "viaHook", `{}`)
+	// A token event after it proves nothing else arrived in between.
+	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
+}
