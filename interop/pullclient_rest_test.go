@@ -16,7 +16,7 @@ import (
 // restFixture is an app, a user and a token in a running server's registry,
 // made through the registry itself (the server keeps it open: SQLite WAL).
 type restFixture struct {
-	srv   *server
+	srv     *server
 	app     store.App
 	token   string
 	webhook string // the same user and app through a webhook
