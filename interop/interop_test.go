@@ -316,6 +316,16 @@ type ClientInput struct {
 	// REST, when set, makes the client fetch its config from pushpull's
 	// REST API with this access token instead of being handed Config.
 	REST *RESTAuth `json:"rest,omitempty"`
+	// OAuth, when set, makes the client use the SDK's own B24OAuth with
+	// these options (accessToken, refreshToken, expires, clientEndpoint,
+	// serverEndpoint, domain, memberId…) and secret (clientId, clientSecret).
+	OAuth *OAuthInput `json:"oauth,omitempty"`
+}
+
+// OAuthInput configures b24jssdk's B24OAuth.
+type OAuthInput struct {
+	Options map[string]any    `json:"options"`
+	Secret  map[string]string `json:"secret"`
 }
 
 // RESTAuth is where and how pullclient.mjs calls the REST API.

@@ -43,7 +43,7 @@ globalThis.XMLHttpRequest = XMLHttpRequest;
 const { B24PullClientManager, AbstractLogger, LogLevel } = await import('@bitrix24/b24jssdk');
 // Version 4's HTTP client reads document.location once a document exists;
 // it must be set after the import (spec/clients.md).
-globalThis.document = { location: { href: input.config?.server?.long_polling ?? input.rest?.url ?? input.rest?.webhook ?? 'http://localhost/' } };
+globalThis.document = { location: { href: input.config?.server?.long_polling ?? input.rest?.url ?? input.rest?.webhook ?? input.oauth?.options?.clientEndpoint ?? 'http://localhost/' } };
 
 // The REST side: with input.rest ({url, auth}) the client's calls go to
 // pushpull's own REST API over HTTP, as a REST application's would;
@@ -62,7 +62,12 @@ const callREST = async (method, params) => {
   }
   return body;
 };
-const b24 = {
+// With input.oauth ({options, secret}) the official B24OAuth client talks
+// to pushpull's REST and refreshes its token at /oauth/token/ itself.
+const { B24OAuth } = await import('@bitrix24/b24jssdk');
+const oauth = input.oauth ? new B24OAuth(input.oauth.options, input.oauth.secret) : null;
+oauth?.setCallbackRefreshAuth(async ({ authData }) => out({ event: 'refresh', expires: authData?.expires }));
+const b24 = oauth ?? {
   actions: {
     v2: {
       call: {

@@ -20,6 +20,9 @@ type restFixture struct {
 	app     store.App
 	token   string
 	webhook string // the same user and app through a webhook
+	refresh string
+	// memberID is the portal's.
+	memberID string
 }
 
 func newRESTFixture(t *testing.T, version string) *restFixture {
@@ -51,7 +54,8 @@ func newRESTFixture(t *testing.T, version string) *restFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &restFixture{srv: srv, app: app, token: tok.AccessToken, webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
+	return &restFixture{srv: srv, app: app, token: tok.AccessToken, refresh: tok.RefreshToken, memberID: tok.MemberID,
+		webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
 }
 
 func (f *restFixture) eventAdd(t *testing.T, form url.Values) {
@@ -107,4 +111,52 @@ func TestPullClientRESTWebhook(t *testing.T) {
 	// A token event after it proves nothing else arrived in between.
 	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}})
 	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
+}
+
+// b24jssdk's own B24OAuth, given an expired access token, refreshes it at
+// pushpull's /oauth/token/ before fetching the config, and the PullClient
+// built on it works.
+func TestPullClientB24OAuthRefresh(t *testing.T) {
+	ctx := testContext(t)
+	f := newRESTFixture(t, "4")
+	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", OAuth: &OAuthInput{
+		Options: map[string]any{
+			"accessToken": f.token, "refreshToken": f.refresh, "expires": 0, "expiresIn": 3600,
+			"clientEndpoint": f.srv.base + "/rest/", "serverEndpoint": f.srv.base + "/rest/",
+			"domain": f.srv.base, "memberId": f.memberID, "scope": "pull", "status": "L",
+		},
+		Secret: map[string]string{"clientId": f.app.ClientID, "clientSecret": f.app.ClientSecret},
+	}})
+	c.mustWaitFor(ctx, "token refresh", func(e Event) bool { return e.Event == "refresh" })
+	c.waitOnline(ctx)
+	// The old refresh token was rotated away.
+	resp, err := http.PostForm(f.srv.base+"/oauth/token/", url.Values{"grant_type": {"refresh_token"}, "client_id": {f.app.ClientID},
+		"client_secret": {f.app.ClientSecret}, "refresh_token": {f.refresh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("reusing the rotated refresh token: %d", resp.StatusCode)
+	}
+	// So was the access token issued with it; send through the webhook.
+	if code, _ := postJSON(t, f.srv.base+"/rest/pull.application.event.add", url.Values{"auth": {f.token}, "COMMAND": {"x"}}); code != http.StatusUnauthorized {
+		t.Fatalf("the access token of a rotated pair still works: %d", code)
+	}
+	if code, body := postJSON(t, f.webhook+"pull.application.event.add", url.Values{"COMMAND": {"afterRefresh"}}); code != 200 {
+		t.Fatalf("event.add: %d %v", code, body)
+	}
+	checkMessage(t, c.nextMessage(ctx), "application", "afterRefresh", `{}`)
+}
+
+func postJSON(t *testing.T, u string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
 }
