@@ -23,6 +23,8 @@ type restFixture struct {
 	refresh string
 	// memberID is the portal's.
 	memberID string
+	// adminToken acts for user 2, a portal administrator.
+	adminToken string
 }
 
 func newRESTFixture(t *testing.T, version string) *restFixture {
@@ -50,11 +52,18 @@ func newRESTFixture(t *testing.T, version string) *restFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := st.PutUser(ctx, store.User{PortalID: p.ID, ID: 2, Active: true, Admin: true}); err != nil {
+		t.Fatal(err)
+	}
+	adminTok, err := auth.New(st, auth.Options{}).Issue(ctx, app, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wh, err := st.CreateWebhook(ctx, p.ID, 1, app.ID, []string{"pull"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &restFixture{srv: srv, app: app, token: tok.AccessToken, refresh: tok.RefreshToken, memberID: tok.MemberID,
+	return &restFixture{srv: srv, app: app, token: tok.AccessToken, refresh: tok.RefreshToken, memberID: tok.MemberID, adminToken: adminTok.AccessToken,
 		webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
 }
 
@@ -86,6 +95,18 @@ func testRESTFlow(t *testing.T, version, transport string) {
 	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
 	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "MODULE_ID": {"my.app"}, "PARAMS": {`{"ok":true}`}})
 	checkMessage(t, c.nextMessage(ctx), "my.app", "toMe", `{"ok":true}`)
+	// An administrator reaches user 1's private application channel.
+	if code, body := postJSON(t, f.srv.base+"/rest/pull.application.event.add", url.Values{"auth": {f.adminToken}, "COMMAND": {"fromAdmin"}, "USER_ID[]": {"1"}}); code != 200 {
+		t.Fatalf("admin event.add: %d %v", code, body)
+	}
+	checkMessage(t, c.nextMessage(ctx), "application", "fromAdmin", `{}`)
+	// User 1 may not target user 2.
+	if code, body := postJSON(t, f.srv.base+"/rest/pull.application.event.add", url.Values{"auth": {f.token}, "COMMAND": {"x"}, "USER_ID": {"2"}}); code != 400 || body["error"] != "USER_ID_ACCESS_ERROR" {
+		t.Fatalf("non-admin to another user: %d %v", code, body)
+	}
+	// Nothing else arrived: the next message is the next one sent.
+	f.eventAdd(t, url.Values{"COMMAND": {"last"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "last", `{}`)
 }
 
 func TestPullClientRESTv3WebSocket(t *testing.T) { testRESTFlow(t, "3", "websocket") }
