@@ -182,19 +182,28 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 	s.publishBinary(w, r, who)
 }
 
+// statsChannels reads the CHANNEL_ID of an online check; on failure it has
+// answered with the reference's code.
+func (s *Server) statsChannels(w http.ResponseWriter, r *http.Request) ([]channel.Element, bool) {
+	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
+	switch {
+	case err == nil:
+		return elems, true
+	case errors.Is(err, channel.ErrTooManyChannels):
+		writeError(w, errTooManyChannelsReq)
+	case errors.Is(err, channel.ErrNoChannels):
+		writeError(w, errNoChannelsFound)
+	default:
+		writeText(w, http.StatusBadRequest, errBadChannel)
+	}
+	return nil, false
+}
+
 // channelStatsBinary is GET /pub/?binaryMode=true&CHANNEL_ID=…: the
 // protobuf form of the online check.
 func (s *Server) channelStatsBinary(w http.ResponseWriter, r *http.Request) {
-	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
-	if err != nil {
-		switch {
-		case errors.Is(err, channel.ErrTooManyChannels):
-			writeError(w, errTooManyChannelsReq)
-		case errors.Is(err, channel.ErrNoChannels):
-			writeError(w, errNoChannelsFound)
-		default:
-			writeText(w, http.StatusBadRequest, errBadChannel)
-		}
+	elems, ok := s.statsChannels(w, r)
+	if !ok {
 		return
 	}
 	ids := make([]*pb.ChannelId, len(elems))
@@ -242,16 +251,8 @@ func (s *Server) parseExpiry(v string) (uint32, bool) {
 // channelStats is GET /pub/?CHANNEL_ID=a/b: the channels that have
 // subscribers now, in the v3 server's shape that the PHP module decodes.
 func (s *Server) channelStats(w http.ResponseWriter, r *http.Request) {
-	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
-	if err != nil {
-		switch {
-		case errors.Is(err, channel.ErrTooManyChannels):
-			writeError(w, errTooManyChannelsReq)
-		case errors.Is(err, channel.ErrNoChannels):
-			writeError(w, errNoChannelsFound)
-		default:
-			writeText(w, http.StatusBadRequest, errBadChannel)
-		}
+	elems, ok := s.statsChannels(w, r)
+	if !ok {
 		return
 	}
 	ids := make([]channel.ID, len(elems))

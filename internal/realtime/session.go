@@ -228,9 +228,12 @@ func (s *session) evict(e *protoError) {
 	s.evicted = e
 	s.mu.Unlock()
 	if s.ws != nil {
+		// The reader closes the socket when the handshake ends.
 		s.ws.closeWithError(e)
+	} else {
+		s.cut(e.text)
 	}
-	s.kill(e.text)
+	s.detach()
 }
 
 // kill drops the connection at once.

@@ -188,7 +188,8 @@ func (w *fixedWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
+// withSocket runs one write on the socket, alone and bounded by timeout.
+func (c *wsConn) withSocket(timeout time.Duration, write func(net.Conn) error) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	conn := c.socket()
@@ -198,22 +199,19 @@ func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
-	_, err := bufs.WriteTo(conn)
-	return err
+	return write(conn)
+}
+
+func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
+	return c.withSocket(timeout, func(conn net.Conn) error {
+		_, err := bufs.WriteTo(conn)
+		return err
+	})
 }
 
 // writeFrame writes one control frame.
 func (c *wsConn) writeFrame(f ws.Frame, timeout time.Duration) error {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	conn := c.socket()
-	if c.done.Load() || conn == nil {
-		return net.ErrClosed
-	}
-	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	return ws.WriteFrame(conn, f)
+	return c.withSocket(timeout, func(conn net.Conn) error { return ws.WriteFrame(conn, f) })
 }
 
 // closeTimeout bounds the close handshake we attempt before dropping a socket.
