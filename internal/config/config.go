@@ -63,6 +63,10 @@ type Config struct {
 	// ServerVersion is the push-server version pull.application.config.get
 	// advertises: 3 (text frames) or 4 (protobuf and client publishing).
 	ServerVersion int `json:"server-version"`
+	// PushWebhook, when set, is the http(s) URL each mobile push notification
+	// (pull.application.push.add) is POSTed to as JSON, with retries. Empty:
+	// notifications are only logged.
+	PushWebhook string `json:"push-webhook"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`

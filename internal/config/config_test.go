@@ -395,6 +395,16 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --public-url "https://push.example.com/?a=b": want a URL without query or fragment: paths are appended to it`,
 		},
 		{
+			name:   "push webhook scheme",
+			modify: func(c *Config) { c.PushWebhook = "ftp://backend.example.com/push" },
+			want:   `invalid --push-webhook "ftp://backend.example.com/push": want an http or https URL, like "https://backend.example.com/push"`,
+		},
+		{
+			name:   "push webhook without host",
+			modify: func(c *Config) { c.PushWebhook = "backend.example.com/push" },
+			want:   `invalid --push-webhook "backend.example.com/push": want an http or https URL, like "https://backend.example.com/push"`,
+		},
+		{
 			name:   "sub paths empty",
 			modify: func(c *Config) { c.SubPaths = nil },
 			want:   `invalid --sub-paths "": want at least one path, like "/sub/"`,
@@ -533,6 +543,7 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.Addr = "[::1]:8080" },
 		func(c *Config) { c.PublicURL = "https://push.example.com/bitrix/" },
 		func(c *Config) { c.SubPaths = []string{"/"} },
+		func(c *Config) { c.PushWebhook = "http://127.0.0.1:9000/push?token=x" },
 		func(c *Config) { c.LogLevel = "DEBUG" },
 		func(c *Config) { c.SignatureAlgo = "sha256"; c.SignatureKey = "key with inner blanks" },
 	} {

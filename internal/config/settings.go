@@ -46,6 +46,7 @@ const (
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
+	pushWebhook           = "push-webhook"
 )
 
 func settings() []setting {
@@ -94,6 +95,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.ShutdownTimeout }},
 		{serverVersion, "3|4", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
+		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",
+			func(c *Config) any { return &c.PushWebhook }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

@@ -87,6 +87,7 @@ func (c Config) Validate() error {
 			}
 			return nil
 		},
+		func() error { return checkPushWebhook(c.PushWebhook) },
 		func() error { return positive(replayTotal, c.ReplayTotal) },
 		func() error {
 			if err := positiveDuration(pollTimeout, c.PollTimeout); err != nil {
@@ -170,6 +171,17 @@ func checkPublicURL(v string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return invalid(publicURL, v, "want a URL without query or fragment: paths are appended to it")
+	}
+	return nil
+}
+
+func checkPushWebhook(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid(pushWebhook, v, `want an http or https URL, like "https://backend.example.com/push"`)
 	}
 	return nil
 }

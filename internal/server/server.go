@@ -29,6 +29,7 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/pull"
+	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/realtime"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
@@ -74,6 +75,7 @@ type Server struct {
 	broker   broker.Broker
 	realtime *realtime.Server
 	store    store.Store
+	push     *push.Queue
 	http     *http.Server
 	healthy  atomic.Bool
 }
@@ -141,16 +143,22 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
+	pushLog := log.With("component", "push")
+	var sender push.Sender = push.LogSender{Log: pushLog}
+	if cfg.PushWebhook != "" {
+		sender = push.WebhookSender{URL: cfg.PushWebhook}
+	}
+	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
 	pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
-		Push:          pull.LogSender{Log: log.With("component", "push")},
+		Push:          queue,
 		Log:           log.With("component", "pull"),
 	}).Register(restSrv)
 
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st}
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, push: queue}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("/oauth/token/", authSvc.TokenHandler())
@@ -183,6 +191,16 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // are refused, every subscriber is told server_restart and closed, in-flight
 // publishes finish, and the history is snapshotted.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// The push worker outlives ctx: it keeps delivering while requests
+	// drain, and is stopped before the registry it reads is closed.
+	pushCtx, stopPush := context.WithCancel(context.Background())
+	pushDone := make(chan struct{})
+	go func() {
+		defer close(pushDone)
+		s.push.Run(pushCtx)
+	}()
+	defer func() { stopPush(); <-pushDone }() // also on early returns
+
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
 	s.healthy.Store(true)
@@ -220,6 +238,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := <-httpDone; err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
+	// No request can enqueue a push any more; jobs not yet delivered stay
+	// in the registry for the next start.
+	stopPush()
+	<-pushDone
 	if err := s.broker.Close(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("close broker: %w", err))
 	}

@@ -101,6 +101,16 @@ CREATE TABLE channels (
 	PRIMARY KEY (portal_id, app_id, user_id, type)
 );
 `,
+	`
+CREATE TABLE push_jobs (
+	id           INTEGER PRIMARY KEY,
+	payload      BLOB    NOT NULL,
+	attempts     INTEGER NOT NULL,
+	next_attempt INTEGER NOT NULL,
+	created_at   INTEGER NOT NULL
+);
+CREATE INDEX push_jobs_due ON push_jobs(next_attempt, id);
+`,
 }
 
 // OpenSQLite opens (creating if needed, mode 0600) the registry file at path
@@ -594,6 +604,60 @@ func (s *SQLite) PublicChannels(ctx context.Context, portalID, appID int64, user
 		return nil, nil, fmt.Errorf("store: public channels: %w", err)
 	}
 	return channels, replaced, nil
+}
+
+// EnqueuePush implements Store.
+func (s *SQLite) EnqueuePush(ctx context.Context, payload []byte, now time.Time) (PushJob, error) {
+	j := PushJob{Payload: append([]byte(nil), payload...), NextAttempt: now, CreatedAt: now}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO push_jobs (payload, attempts, next_attempt, created_at) VALUES (?, 0, ?, ?) RETURNING id`,
+		j.Payload, toDB(now), toDB(now)).Scan(&j.ID)
+	if err != nil {
+		return PushJob{}, fmt.Errorf("store: enqueue push: %w", dbErr(err))
+	}
+	j.NextAttempt, j.CreatedAt = fromDB(toDB(now)), fromDB(toDB(now))
+	return j, nil
+}
+
+// ClaimPush implements Store. One UPDATE ... RETURNING picks and leases the
+// job, so two claimers cannot get the same one.
+func (s *SQLite) ClaimPush(ctx context.Context, now time.Time, lease time.Duration) (PushJob, error) {
+	var j PushJob
+	var next, created int64
+	err := s.db.QueryRowContext(ctx, `UPDATE push_jobs SET next_attempt = ?
+WHERE id = (SELECT id FROM push_jobs WHERE next_attempt <= ? ORDER BY next_attempt, id LIMIT 1)
+RETURNING id, payload, attempts, next_attempt, created_at`, toDB(now.Add(lease)), toDB(now)).
+		Scan(&j.ID, &j.Payload, &j.Attempts, &next, &created)
+	if err != nil {
+		return PushJob{}, fmt.Errorf("store: claim push: %w", dbErr(err))
+	}
+	j.NextAttempt, j.CreatedAt = fromDB(next), fromDB(created)
+	return j, nil
+}
+
+// CompletePush implements Store.
+func (s *SQLite) CompletePush(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM push_jobs WHERE id = ?`, id)
+	return pushAffected("complete push", res, err)
+}
+
+// RetryPush implements Store.
+func (s *SQLite) RetryPush(ctx context.Context, id int64, next time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE push_jobs SET attempts = attempts + 1, next_attempt = ? WHERE id = ?`, toDB(next), id)
+	return pushAffected("retry push", res, err)
+}
+
+func pushAffected(op string, res sql.Result, err error) error {
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %s: %w", op, ErrNotFound)
+	}
+	return nil
 }
 
 // toDB stores a time as Unix nanoseconds; the zero time is 0 because its

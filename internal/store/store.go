@@ -206,7 +206,28 @@ type Store interface {
 	// User id 0 and duplicates are ignored.
 	PublicChannels(ctx context.Context, portalID, appID int64, userIDs []int64, now time.Time, ttl time.Duration) (channels map[int64]Channel, replaced []Channel, err error)
 
+	// EnqueuePush stores a push job due at now and returns it.
+	EnqueuePush(ctx context.Context, payload []byte, now time.Time) (PushJob, error)
+	// ClaimPush returns the oldest job due at now (NextAttempt <= now) and
+	// leases it: its NextAttempt moves to now+lease, so concurrent claimers
+	// never get the same job within the lease. None due -> ErrNotFound.
+	ClaimPush(ctx context.Context, now time.Time, lease time.Duration) (PushJob, error)
+	// CompletePush deletes a job; unknown -> ErrNotFound.
+	CompletePush(ctx context.Context, id int64) error
+	// RetryPush counts a failed attempt and reschedules the job at next;
+	// unknown -> ErrNotFound.
+	RetryPush(ctx context.Context, id int64, next time.Time) error
+
 	Close() error
+}
+
+// PushJob is one queued mobile push notification.
+type PushJob struct {
+	ID          int64
+	Payload     []byte // JSON of the notification
+	Attempts    int    // failed delivery attempts so far
+	NextAttempt time.Time
+	CreatedAt   time.Time
 }
 
 // Channel types that are not an application's client_id.

@@ -31,6 +31,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChannelFor", testChannelFor},
 		{"ChannelForConcurrent", testChannelForConcurrent},
 		{"PublicChannels", testPublicChannels},
+		{"PushQueue", testPushQueue},
+		{"PushDue", testPushDue},
+		{"PushLease", testPushLease},
+		{"PushRetry", testPushRetry},
+		{"PushClaimConcurrent", testPushClaimConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -611,4 +616,129 @@ func testPublicChannels(t *testing.T, s store.Store) {
 	if empty, _, err := s.PublicChannels(ctx, p.ID, a.ID, nil, now, channelTTL); err != nil || len(empty) != 0 {
 		t.Errorf("PublicChannels(no users) = %v, %v", empty, err)
 	}
+}
+
+func testPushQueue(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	j, err := s.EnqueuePush(ctx, []byte(`{"a":1}`), epoch)
+	if err != nil {
+		t.Fatalf("EnqueuePush: %v", err)
+	}
+	if j.ID == 0 || string(j.Payload) != `{"a":1}` || j.Attempts != 0 || !j.NextAttempt.Equal(epoch) || !j.CreatedAt.Equal(epoch) {
+		t.Errorf("EnqueuePush = %+v", j)
+	}
+	got, err := s.ClaimPush(ctx, epoch, time.Minute)
+	if err != nil {
+		t.Fatalf("ClaimPush: %v", err)
+	}
+	if got.ID != j.ID || string(got.Payload) != `{"a":1}` || !got.NextAttempt.Equal(epoch.Add(time.Minute)) || !got.CreatedAt.Equal(epoch) {
+		t.Errorf("ClaimPush = %+v, want job %d leased to %v", got, j.ID, epoch.Add(time.Minute))
+	}
+	if err := s.CompletePush(ctx, j.ID); err != nil {
+		t.Fatalf("CompletePush: %v", err)
+	}
+	_, err = s.ClaimPush(ctx, epoch.Add(time.Hour), time.Minute)
+	wantNotFound(t, "ClaimPush after complete", err)
+	wantNotFound(t, "CompletePush twice", s.CompletePush(ctx, j.ID))
+	wantNotFound(t, "RetryPush unknown", s.RetryPush(ctx, j.ID, epoch))
+}
+
+func testPushDue(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	later, err := s.EnqueuePush(ctx, []byte("later"), epoch.Add(time.Second))
+	if err != nil {
+		t.Fatalf("EnqueuePush: %v", err)
+	}
+	_, err = s.ClaimPush(ctx, epoch, time.Minute)
+	wantNotFound(t, "ClaimPush before due", err)
+	first, err := s.EnqueuePush(ctx, []byte("first"), epoch)
+	if err != nil {
+		t.Fatalf("EnqueuePush: %v", err)
+	}
+	now := epoch.Add(2 * time.Second)
+	for _, want := range []int64{first.ID, later.ID} {
+		got, err := s.ClaimPush(ctx, now, time.Minute)
+		if err != nil {
+			t.Fatalf("ClaimPush: %v", err)
+		}
+		if got.ID != want {
+			t.Errorf("ClaimPush = job %d, want %d (oldest due first)", got.ID, want)
+		}
+	}
+}
+
+func testPushLease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	j, err := s.EnqueuePush(ctx, []byte("x"), epoch)
+	if err != nil {
+		t.Fatalf("EnqueuePush: %v", err)
+	}
+	if _, err := s.ClaimPush(ctx, epoch, time.Minute); err != nil {
+		t.Fatalf("ClaimPush: %v", err)
+	}
+	_, err = s.ClaimPush(ctx, epoch.Add(59*time.Second), time.Minute)
+	wantNotFound(t, "ClaimPush within lease", err)
+	got, err := s.ClaimPush(ctx, epoch.Add(time.Minute), time.Minute)
+	if err != nil {
+		t.Fatalf("ClaimPush after lease: %v", err)
+	}
+	if got.ID != j.ID {
+		t.Errorf("ClaimPush after lease = job %d, want %d", got.ID, j.ID)
+	}
+}
+
+func testPushRetry(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	j, err := s.EnqueuePush(ctx, []byte("x"), epoch)
+	if err != nil {
+		t.Fatalf("EnqueuePush: %v", err)
+	}
+	next := epoch
+	for want := 1; want <= 2; want++ {
+		if _, err := s.ClaimPush(ctx, next, time.Minute); err != nil {
+			t.Fatalf("ClaimPush: %v", err)
+		}
+		next = next.Add(time.Hour)
+		if err := s.RetryPush(ctx, j.ID, next); err != nil {
+			t.Fatalf("RetryPush: %v", err)
+		}
+		_, err := s.ClaimPush(ctx, next.Add(-time.Nanosecond), time.Minute)
+		wantNotFound(t, "ClaimPush before retry time", err)
+		got, err := s.ClaimPush(ctx, next, 0)
+		if err != nil {
+			t.Fatalf("ClaimPush at retry time: %v", err)
+		}
+		if got.ID != j.ID || got.Attempts != want {
+			t.Errorf("ClaimPush = job %d attempts %d, want job %d attempts %d", got.ID, got.Attempts, j.ID, want)
+		}
+	}
+}
+
+func testPushClaimConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n = 5
+	for i := range n {
+		if _, err := s.EnqueuePush(ctx, []byte{byte('a' + i)}, epoch); err != nil {
+			t.Fatalf("EnqueuePush: %v", err)
+		}
+	}
+	ids := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			j, err := s.ClaimPush(ctx, epoch, time.Minute)
+			if err != nil {
+				t.Errorf("ClaimPush: %v", err)
+				return
+			}
+			ids[i] = j.ID
+		})
+	}
+	wg.Wait()
+	slices.Sort(ids)
+	if len(slices.Compact(slices.Clone(ids))) != n || ids[0] == 0 {
+		t.Errorf("concurrent claims got jobs %v, want %d different", ids, n)
+	}
+	_, err := s.ClaimPush(ctx, epoch, time.Minute)
+	wantNotFound(t, "ClaimPush with all leased", err)
 }

@@ -1,0 +1,191 @@
+// Package push is the mobile push queue and its providers. Notifications
+// accepted by pull.application.push.add are stored as jobs in the registry
+// (so they survive a restart) and delivered by a worker through a Sender,
+// with exponential backoff on failure.
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/pull"
+	"github.com/pushpull/pushpull/internal/store"
+)
+
+// Sender delivers one queued notification (its JSON payload) to a provider.
+// An error means the attempt failed and is retried.
+type Sender interface {
+	Deliver(ctx context.Context, payload []byte) error
+}
+
+// Message is the JSON form of a notification: what a job's payload holds
+// and what WebhookSender posts.
+type Message struct {
+	UserIDs    []int64   `json:"user_ids"`
+	Text       string    `json:"text"`
+	ClientID   string    `json:"client_id"`
+	SenderName string    `json:"sender_name"`
+	AvatarURL  string    `json:"avatar_url,omitempty"`
+	Created    time.Time `json:"created"`
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxAttempts = 10
+	DefaultTick        = time.Second
+	DefaultTimeout     = 30 * time.Second
+	maxBackoff         = 5 * time.Minute
+)
+
+// Options tunes a Queue; zero values take the defaults.
+type Options struct {
+	// Sender delivers the jobs. Required.
+	Sender Sender
+	Log    *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Backoff is the delay before the next attempt after the attempt-th
+	// failure (Backoff: 1s, 2s, 4s ... capped at 5 minutes).
+	Backoff func(attempt int) time.Duration
+	// MaxAttempts is how many attempts a job gets before it is dropped
+	// (DefaultMaxAttempts).
+	MaxAttempts int
+	// Tick is how often the worker looks for jobs due for a retry
+	// (DefaultTick). New jobs wake it at once.
+	Tick time.Duration
+	// Timeout bounds one delivery attempt (DefaultTimeout). A claimed job is
+	// leased for twice as long, so an attempt cut short by a crash or a
+	// shutdown is retried after that.
+	Timeout time.Duration
+}
+
+// Backoff is the default retry delay: 1s after the first failure, doubling,
+// capped at 5 minutes.
+func Backoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	if attempt > 20 {
+		return maxBackoff
+	}
+	return min(time.Second<<(attempt-1), maxBackoff)
+}
+
+// Queue is a durable push queue. It implements pull.PushSender; Run
+// delivers what Send enqueues.
+type Queue struct {
+	store store.Store
+	opt   Options
+	wake  chan struct{}
+}
+
+var _ pull.PushSender = (*Queue)(nil)
+
+// New returns a queue of jobs kept in st.
+func New(st store.Store, opt Options) *Queue {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Backoff == nil {
+		opt.Backoff = Backoff
+	}
+	if opt.MaxAttempts <= 0 {
+		opt.MaxAttempts = DefaultMaxAttempts
+	}
+	if opt.Tick <= 0 {
+		opt.Tick = DefaultTick
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = DefaultTimeout
+	}
+	return &Queue{store: st, opt: opt, wake: make(chan struct{}, 1)}
+}
+
+// Send implements pull.PushSender: it stores the notification as a job and
+// wakes the worker.
+func (q *Queue) Send(ctx context.Context, n pull.Notification) error {
+	payload, err := json.Marshal(Message{UserIDs: n.UserIDs, Text: n.Text, ClientID: n.ClientID,
+		SenderName: n.SenderName, AvatarURL: n.AvatarURL, Created: n.Created})
+	if err != nil {
+		return fmt.Errorf("push: encode notification: %w", err)
+	}
+	if _, err := q.store.EnqueuePush(ctx, payload, q.opt.Now()); err != nil {
+		return fmt.Errorf("push: enqueue: %w", err)
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default: // already woken
+	}
+	return nil
+}
+
+// Run delivers due jobs until ctx is cancelled: at once when Send wakes it,
+// and every Tick for retries. Jobs are delivered one at a time.
+func (q *Queue) Run(ctx context.Context) {
+	t := time.NewTicker(q.opt.Tick)
+	defer t.Stop()
+	for {
+		q.drain(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// drain delivers jobs until none is due.
+func (q *Queue) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		job, err := q.store.ClaimPush(ctx, q.opt.Now(), 2*q.opt.Timeout)
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				q.opt.Log.Error("push: claim job", "err", err)
+			}
+			return
+		}
+		q.deliver(ctx, job)
+	}
+}
+
+func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
+	dctx, cancel := context.WithTimeout(ctx, q.opt.Timeout)
+	err := q.opt.Sender.Deliver(dctx, job.Payload)
+	cancel()
+	if err == nil {
+		if err := q.store.CompletePush(ctx, job.ID); err != nil {
+			q.opt.Log.Error("push: complete job", "job", job.ID, "err", err)
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the attempt does not count; the job is retried
+		// when its lease expires.
+		return
+	}
+	attempt := job.Attempts + 1
+	if attempt >= q.opt.MaxAttempts {
+		q.opt.Log.Error("push: dropping notification after too many failed attempts",
+			"job", job.ID, "attempts", attempt, "err", err)
+		if err := q.store.CompletePush(ctx, job.ID); err != nil {
+			q.opt.Log.Error("push: drop job", "job", job.ID, "err", err)
+		}
+		return
+	}
+	next := q.opt.Now().Add(q.opt.Backoff(attempt))
+	q.opt.Log.Warn("push: delivery failed, will retry", "job", job.ID, "attempt", attempt, "next", next, "err", err)
+	if err := q.store.RetryPush(ctx, job.ID, next); err != nil {
+		q.opt.Log.Error("push: reschedule job", "job", job.ID, "err", err)
+	}
+}

@@ -1,0 +1,250 @@
+package push_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/pull"
+	"github.com/pushpull/pushpull/internal/push"
+	"github.com/pushpull/pushpull/internal/store"
+)
+
+var created = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func openStore(t *testing.T, path string) *store.SQLite {
+	t.Helper()
+	st, err := store.OpenSQLite(t.Context(), path, "push.example.com")
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	// Registered before run's cleanup, so it runs after the worker stopped.
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return st
+}
+
+// hook is a webhook endpoint that answers the status codes in fail first,
+// then 200, and reports each request it got.
+type hook struct {
+	mu       sync.Mutex
+	fail     []int
+	requests []request
+	got      chan struct{}
+}
+
+type request struct {
+	method, contentType string
+	body                []byte
+}
+
+func newHook(t *testing.T, fail ...int) (*hook, *httptest.Server) {
+	h := &hook{fail: fail, got: make(chan struct{}, 100)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.requests = append(h.requests, request{r.Method, r.Header.Get("Content-Type"), body})
+		status := http.StatusOK
+		if len(h.fail) > 0 {
+			status, h.fail = h.fail[0], h.fail[1:]
+		}
+		h.mu.Unlock()
+		w.WriteHeader(status)
+		h.got <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return h, srv
+}
+
+func (h *hook) wait(t *testing.T, n int) []request {
+	t.Helper()
+	for range n {
+		select {
+		case <-h.got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("webhook: timed out waiting for %d requests", n)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]request(nil), h.requests...)
+}
+
+// run starts q.Run and stops it (waiting) at cleanup.
+func run(t *testing.T, q *push.Queue) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); q.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func noBackoff(int) time.Duration { return 0 }
+
+func notification() pull.Notification {
+	return pull.Notification{UserIDs: []int64{1, 7}, Text: "hello", ClientID: "local.abc.123",
+		SenderName: "App", AvatarURL: "https://example.com/a.png", Created: created}
+}
+
+func pending(t *testing.T, st store.Store) bool {
+	t.Helper()
+	_, err := st.ClaimPush(t.Context(), time.Now().Add(time.Hour), 0)
+	return err == nil
+}
+
+func TestWebhookDelivers(t *testing.T) {
+	h, srv := newHook(t)
+	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	// A long tick: delivery must come from Send waking the worker.
+	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()}, Tick: time.Hour})
+	run(t, q)
+	if err := q.Send(t.Context(), notification()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	reqs := h.wait(t, 1)
+	r := reqs[0]
+	if r.method != http.MethodPost || r.contentType != "application/json" {
+		t.Errorf("request = %s %q, want POST application/json", r.method, r.contentType)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatalf("body %s: %v", r.body, err)
+	}
+	want := `{"avatar_url":"https://example.com/a.png","client_id":"local.abc.123","created":"2025-01-02T03:04:05Z","sender_name":"App","text":"hello","user_ids":[1,7]}`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Errorf("body = %s, want %s", b, want)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(h.wait(t, 0)); n != 1 {
+		t.Errorf("webhook got %d requests, want 1", n)
+	}
+	if pending(t, st) {
+		t.Error("job still queued after delivery")
+	}
+}
+
+func TestWebhookRetries(t *testing.T) {
+	h, srv := newHook(t, http.StatusInternalServerError, http.StatusBadGateway)
+	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	var delays []int
+	var mu sync.Mutex
+	q := push.New(st, push.Options{
+		Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
+		Backoff: func(attempt int) time.Duration {
+			mu.Lock()
+			delays = append(delays, attempt)
+			mu.Unlock()
+			return 0
+		},
+		Tick: time.Hour,
+	})
+	run(t, q)
+	if err := q.Send(t.Context(), notification()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	reqs := h.wait(t, 3)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(h.wait(t, 0)); n != 3 {
+		t.Errorf("webhook got %d requests, want 3", n)
+	}
+	for i, r := range reqs {
+		if string(r.body) != string(reqs[0].body) {
+			t.Errorf("attempt %d body %s differs from first %s", i+1, r.body, reqs[0].body)
+		}
+	}
+	mu.Lock()
+	if len(delays) != 2 || delays[0] != 1 || delays[1] != 2 {
+		t.Errorf("backoff asked for attempts %v, want [1 2]", delays)
+	}
+	mu.Unlock()
+	if pending(t, st) {
+		t.Error("job still queued after delivery")
+	}
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct{ now atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.now.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.now.Add(int64(d)) }
+
+func TestRetryWaitsForBackoff(t *testing.T) {
+	h, srv := newHook(t, http.StatusServiceUnavailable)
+	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	var clock fakeClock
+	clock.now.Store(created.UnixNano())
+	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
+		Now: clock.Now, Tick: 5 * time.Millisecond})
+	run(t, q)
+	if err := q.Send(t.Context(), notification()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	h.wait(t, 1)
+	time.Sleep(50 * time.Millisecond) // several ticks, but the clock has not moved
+	if n := len(h.wait(t, 0)); n != 1 {
+		t.Fatalf("webhook got %d requests before the backoff elapsed, want 1", n)
+	}
+	clock.Advance(time.Second) // the first backoff
+	h.wait(t, 1)
+}
+
+func TestDropAfterMaxAttempts(t *testing.T) {
+	h, srv := newHook(t, 500, 500, 500, 500, 500)
+	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
+		Backoff: noBackoff, MaxAttempts: 3, Tick: time.Hour})
+	run(t, q)
+	if err := q.Send(t.Context(), notification()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	h.wait(t, 3)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(h.wait(t, 0)); n != 3 {
+		t.Errorf("webhook got %d requests, want 3", n)
+	}
+	if pending(t, st) {
+		t.Error("job still queued after MaxAttempts")
+	}
+}
+
+func TestSurvivesRestart(t *testing.T) {
+	h, srv := newHook(t)
+	path := filepath.Join(t.TempDir(), "registry.db")
+	st, err := store.OpenSQLite(t.Context(), path, "push.example.com")
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	sender := push.WebhookSender{URL: srv.URL, Client: srv.Client()}
+	if err := push.New(st, push.Options{Sender: sender}).Send(t.Context(), notification()); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	run(t, push.New(openStore(t, path), push.Options{Sender: sender}))
+	reqs := h.wait(t, 1)
+	var m push.Message
+	if err := json.Unmarshal(reqs[0].body, &m); err != nil || m.Text != "hello" {
+		t.Errorf("body %s (%v), want the queued notification", reqs[0].body, err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for attempt, want := range map[int]time.Duration{
+		1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 9: 256 * time.Second,
+		10: 5 * time.Minute, 100: 5 * time.Minute,
+	} {
+		if got := push.Backoff(attempt); got != want {
+			t.Errorf("Backoff(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+}
