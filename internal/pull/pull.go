@@ -85,6 +85,7 @@ func (s *Service) Register(r *rest.Server) {
 	r.Register(rest.Method{Name: "pull.application.push.add", Scope: "pull", Handler: s.pushAdd})
 	r.Register(rest.Method{Name: "pull.config.get", Scope: "pull_channel", Handler: s.userConfigGet})
 	r.Register(rest.Method{Name: "pull.channel.public.list", Scope: "pull", Handler: s.publicList})
+	r.Register(rest.Method{Name: "pull.channel.public.get", Scope: "pull", Handler: s.publicGet})
 }
 
 func wrongAuthType() *rest.Error {

@@ -350,3 +350,16 @@ func TestUserConfigGet(t *testing.T) {
 		t.Fatalf("own channel %v vs publicChannels %v", own, cfg["publicChannels"])
 	}
 }
+
+func TestPublicGet(t *testing.T) {
+	f := newFixture(t, 4)
+	for _, p := range []rest.Params{nil, {"USER_ID": "5"}, {"USERS": []any{"5"}}} {
+		res, err := f.svc.publicGet(context.Background(), f.caller, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := roundTrip(t, res); len(got) != 1 || got["5"] == nil {
+			t.Fatalf("%v: %v", p, got)
+		}
+	}
+}

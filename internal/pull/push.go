@@ -107,13 +107,26 @@ func (s *Service) appName(ctx context.Context, c rest.Caller) (string, error) {
 	return "", nil
 }
 
+// publicGet is pull.channel.public.get: the same answer as publicList for
+// USERS or USER_ID, and for the caller when neither is given.
+func (s *Service) publicGet(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
+	if !p.Has("USERS") {
+		users := any(c.UserID)
+		if v := p.Get("USER_ID"); v != nil {
+			users = v
+		}
+		p = rest.Params{"USERS": users}
+	}
+	return s.publicList(ctx, c, p)
+}
+
 // publicList is pull.channel.public.list: the public ids of users' own
 // channels, as clients need them to message those users (b24jssdk's
 // ChannelManager reads user_id, public_id, signature, start and end).
 func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
 	raw, ok := p.List("USERS")
 	if !ok {
-		if one, ok := p.Int("USERS"); ok {
+		if one, ok := rest.AsInt(p.Get("USERS")); ok {
 			raw = []any{one}
 		}
 	}
