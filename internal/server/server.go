@@ -141,6 +141,15 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		_ = b.Close(context.Background())
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	// The default portal exists from the first start, so its member_id is
+	// stable before any application is registered.
+	portal, err := st.DefaultPortal(context.Background())
+	if err != nil {
+		_ = st.Close()
+		_ = b.Close(context.Background())
+		return nil, fmt.Errorf("registry: default portal: %w", err)
+	}
+	log.Debug("registry open", "file", filepath.Join(cfg.DataDir, registryFile), "member_id", portal.MemberID, "domain", portal.Domain)
 	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
