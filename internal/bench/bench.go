@@ -85,13 +85,13 @@ type Config struct {
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultConnectRate        = 2000
+	DefaultConnectRate        = 5000
 	DefaultConnectConcurrency = 200
 	DefaultDialTimeout        = 10 * time.Second
 	DefaultSettle             = 2 * time.Second
 	DefaultDrain              = 5 * time.Second
 	DefaultPayload            = 100
-	// DefaultReadyTimeout is 10 s plus this much per subscriber.
+	// The default ready timeout is 10 s plus this much per subscriber.
 	readyTimeoutPerSubscriber = time.Millisecond
 	// maxBitsetBytes bounds the delivery bitset (subscribers × publishes).
 	maxBitsetBytes = 1 << 30
@@ -579,6 +579,9 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		m.Others = otherProcsDelta(others0, others1).Seconds() / window
 	}
 	res.Disconnects = r.disconnects.list()
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("interrupted: %w", err)
+	}
 	return res, nil
 }
 

@@ -108,7 +108,7 @@ func (r *run) connectAll(ctx, subsCtx context.Context) error {
 			if r.cfg.Transport == TransportWS {
 				r.dialWS(ctx, s)
 			} else {
-				r.dialLP(ctx, subsCtx, s)
+				r.dialLP(subsCtx, s)
 			}
 		}()
 	}
@@ -139,7 +139,9 @@ func (r *run) dialWS(ctx context.Context, s *sub) {
 	go r.readWS(s, src)
 }
 
-func (r *run) dialLP(ctx, subsCtx context.Context, s *sub) {
+// dialLP opens a long-polling subscriber's keep-alive connection, which
+// lives as long as subsCtx.
+func (r *run) dialLP(subsCtx context.Context, s *sub) {
 	c := &httpConn{addr: r.addr, host: r.host, dialTimeout: r.cfg.DialTimeout}
 	if err := c.connect(subsCtx); err != nil {
 		r.connectErrs.add(errKind(err))
