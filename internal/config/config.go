@@ -9,6 +9,10 @@ import "time"
 type Config struct {
 	// Addr is the HOST:PORT the HTTP listener binds.
 	Addr string `json:"addr"`
+	// InternalAddr, when set, is a second listener for the trusted routes
+	// (backend publish, statistics), which then leave the public one: Bitrix
+	// deployments keep them on an internal port.
+	InternalAddr string `json:"internal-addr"`
 	// DataDir keeps the generated signature key, the message-id epoch and the
 	// history snapshot.
 	DataDir string `json:"data-dir"`

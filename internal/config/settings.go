@@ -24,6 +24,7 @@ type setting struct {
 const (
 	addr                  = "addr"
 	dataDir               = "data-dir"
+	internalAddr          = "internal-addr"
 	signatureKey          = "signature-key"
 	signatureAlgo         = "signature-algo"
 	publicURL             = "public-url"
@@ -53,6 +54,8 @@ func settings() []setting {
 	return []setting{
 		{addr, "HOST:PORT", "address the HTTP listener binds",
 			func(c *Config) any { return &c.Addr }},
+		{internalAddr, "HOST:PORT", "serve the trusted routes (backend publish, statistics) only here, e.g. 127.0.0.1:8895; empty: on --addr",
+			func(c *Config) any { return &c.InternalAddr }},
 		{dataDir, "DIR", "directory for the generated signature key, the message-id epoch and the history snapshot",
 			func(c *Config) any { return &c.DataDir }},
 		{signatureKey, "KEY", "HMAC key shared with the Bitrix backend; empty: generate one once and keep it in the data dir",

@@ -45,6 +45,12 @@ func (c Config) Validate() error {
 			return checkAddr(debugAddr, c.DebugAddr)
 		},
 		func() error {
+			if c.InternalAddr == "" {
+				return nil
+			}
+			return checkAddr(internalAddr, c.InternalAddr)
+		},
+		func() error {
 			if strings.TrimSpace(c.DataDir) == "" {
 				return invalid(dataDir, c.DataDir, "want a directory")
 			}

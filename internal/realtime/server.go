@@ -90,25 +90,39 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 	return s
 }
 
-// Handler routes by path prefix, as the reference servers do, so deployments
-// can mount the subscribe route under /bitrix/sub/, /subws/ and so on.
-func (s *Server) Handler() http.Handler {
+// Handler routes every push-server path, public and trusted, by prefix as
+// the reference servers do, so deployments can mount the subscribe route
+// under /bitrix/sub/, /subws/ and so on.
+func (s *Server) Handler() http.Handler { return s.routes(true, true) }
+
+// PublicHandler serves what clients use: subscribing and client publishing.
+func (s *Server) PublicHandler() http.Handler { return s.routes(true, false) }
+
+// TrustedHandler serves what only backends may use: /pub/ (publish to any
+// channel without a signature) and the statistics.
+func (s *Server) TrustedHandler() http.Handler { return s.routes(false, true) }
+
+func (s *Server) routes(public, trusted bool) http.Handler {
 	type route struct {
 		prefix string
 		h      http.HandlerFunc
 	}
 	var routes []route
-	for _, p := range s.opt.SubPaths {
-		routes = append(routes, route{p, s.serveSub})
+	if public {
+		for _, p := range s.opt.SubPaths {
+			routes = append(routes, route{p, s.serveSub})
+		}
+		for _, p := range s.opt.PubWebPaths {
+			routes = append(routes, route{p, s.servePubWeb})
+		}
 	}
-	for _, p := range s.opt.PubPaths {
-		routes = append(routes, route{p, s.servePub})
-	}
-	for _, p := range s.opt.PubWebPaths {
-		routes = append(routes, route{p, s.servePubWeb})
-	}
-	if s.opt.StatPath != "" {
-		routes = append(routes, route{s.opt.StatPath, s.serveStat})
+	if trusted {
+		for _, p := range s.opt.PubPaths {
+			routes = append(routes, route{p, s.servePub})
+		}
+		if s.opt.StatPath != "" {
+			routes = append(routes, route{s.opt.StatPath, s.serveStat})
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, rt := range routes {

@@ -41,6 +41,12 @@ import (
 // between requests.
 const liveRetention = 30 * time.Second
 
+// isLoopback reports whether a listener is reachable from this host only.
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
 // registryFile is the SQLite registry in the data dir.
 const registryFile = "registry.db"
 
@@ -75,6 +81,8 @@ type Server struct {
 	broker   broker.Broker
 	realtime *realtime.Server
 	store    store.Store
+	// internal serves the trusted routes when --internal-addr is set.
+	internal *http.Server
 	push     *push.Queue
 	http     *http.Server
 	healthy  atomic.Bool
@@ -171,7 +179,16 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("/oauth/token/", authSvc.TokenHandler())
-	mux.Handle("/", rt.Handler())
+	if cfg.InternalAddr != "" {
+		mux.Handle("/", rt.PublicHandler())
+		internal := http.NewServeMux()
+		internal.HandleFunc("GET /healthz", s.serveHealth)
+		internal.Handle("/", rt.TrustedHandler())
+		s.internal = &http.Server{Handler: internal, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	} else {
+		mux.Handle("/", rt.Handler())
+	}
 	s.http = &http.Server{
 		// The REST server sees /rest/ paths before the mux, which would
 		// redirect b24jssdk's /rest//METHOD.
@@ -210,6 +227,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	defer func() { stopPush(); <-pushDone }() // also on early returns
 
+	internalDone := make(chan error, 1)
+	if s.internal != nil {
+		iln, err := net.Listen("tcp", s.cfg.InternalAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (internal-addr): %w", s.cfg.InternalAddr, err)
+		}
+		go func() { internalDone <- s.internal.Serve(iln) }()
+		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+	} else if !isLoopback(ln.Addr()) {
+		s.log.Warn("backend publish routes are served on the public listener: anyone who reaches it can publish to any channel; set --internal-addr",
+			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
 	s.healthy.Store(true)
@@ -239,7 +269,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// drains the connections it holds (hijacked WebSockets and long polls,
 	// which http.Server.Shutdown would otherwise wait 40 s for).
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Shutdown(sctx) }()
+	go func() {
+		err := s.http.Shutdown(sctx)
+		if s.internal != nil {
+			err = errors.Join(err, s.internal.Shutdown(sctx))
+			if serr := <-internalDone; !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		}
+		httpDone <- err
+	}()
 	errs := []error{serveErr}
 	if err := s.realtime.Shutdown(sctx); err != nil {
 		errs = append(errs, err)

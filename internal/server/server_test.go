@@ -116,3 +116,56 @@ func TestGeneratedSignatureKeyIsKept(t *testing.T) {
 		t.Fatalf("explicit key ignored: %q", k)
 	}
 }
+
+func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.SignatureKey = "SECRET"
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.InternalAddr = iln.Addr().String()
+	iln.Close() // Serve listens on it again
+	r := start(t, cfg)
+	internal := "http://" + cfg.InternalAddr
+	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
+
+	post := func(base string) int {
+		resp, err := http.Post(base+"/pub/?CHANNEL_ID="+ch, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(r.url); code != http.StatusNotFound {
+		t.Fatalf("/pub/ on the public listener: %d, want 404", code)
+	}
+	if code := post(internal); code != http.StatusOK {
+		t.Fatalf("/pub/ on the internal listener: %d", code)
+	}
+	if code, _ := get(t, r.url+"/server-stat/"); code != http.StatusNotFound {
+		t.Fatalf("/server-stat/ on the public listener: %d", code)
+	}
+	if code, _ := get(t, internal+"/server-stat/"); code != http.StatusOK {
+		t.Fatalf("/server-stat/ on the internal listener: %d", code)
+	}
+	// Subscribing stays public.
+	signed := channel.NewSigner([]byte("SECRET"), channel.SHA1).SignChannel(mustParse(t, ch))
+	if code, _ := get(t, r.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000"); code != http.StatusOK {
+		t.Fatalf("replay on the public listener: %d", code)
+	}
+	if code, _ := get(t, internal+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)); code != http.StatusNotFound {
+		t.Fatalf("/sub/ on the internal listener: %d", code)
+	}
+}
+
+func mustParse(t *testing.T, s string) channel.ID {
+	t.Helper()
+	id, err := channel.ParseID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
