@@ -2,7 +2,9 @@ package realtime
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -345,5 +347,34 @@ func TestShutdownSendsServerRestart(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""), nil)
 	if code, _ := do(t, req); code != http.StatusServiceUnavailable {
 		t.Fatalf("poll during shutdown: %d", code)
+	}
+}
+
+// A client that never answers the server's close frame still gets it, and
+// the server closes the socket after its closing-handshake timeout.
+func TestCloseHandshakeWithSilentPeer(t *testing.T) {
+	ts := newTestServer(t, nil)
+	conn, br, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?CHANNEL_ID="+newChannel(t).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	f, err := ws.ReadFrame(r)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("first frame %v, %v; want close", f.Header, err)
+	}
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	if code != 4010 || reason != "4010: Wrong Channel Id." {
+		t.Fatalf("close %d %q", code, reason)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("after an unanswered close the server should hang up; read gave %v", err)
 	}
 }

@@ -29,6 +29,7 @@ type wsConn struct {
 	writing bool // guarded by session.mu: a writer goroutine is running
 	alive   atomic.Bool
 	done    atomic.Bool
+	closing atomic.Bool // our close frame is sent; waiting for the peer\'s
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +79,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// a failed handshake.
 		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
 		c.closeWithError(errWrongChannelID)
+		c.drain()
 		return
 	}
 	s.websockets.Add(1)
@@ -89,6 +91,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.websockets.Add(-1)
 		s.log.Error("replay failed", "err", err)
 		c.closeWithError(errLastMessages)
+		c.drain()
 		return
 	}
 	go func() {
@@ -217,10 +220,40 @@ func (c *wsConn) writeFrame(f ws.Frame, timeout time.Duration) error {
 // closeTimeout bounds the close handshake we attempt before dropping a socket.
 const closeTimeout = time.Second
 
-// closeWith sends a close frame with code and reason, then closes the socket.
+// closeWith starts the closing handshake: it sends a close frame with code
+// and reason and gives the peer closeTimeout to answer. The socket is not
+// closed at once: closing it with the peer's frames unread makes the kernel
+// send a reset, which can destroy the close frame before the client reads
+// it, and the clients act on the code (4010 reloads their config). The
+// reader, or drain where none runs, closes the socket when the peer's close
+// arrives or the time is up.
 func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
-	_ = c.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)), closeTimeout)
-	c.abort(reason)
+	if err := c.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)), closeTimeout); err != nil {
+		c.abort(reason)
+		return
+	}
+	c.closing.Store(true)
+	if conn := c.socket(); conn != nil {
+		_ = conn.SetReadDeadline(time.Now().Add(closeTimeout))
+	}
+}
+
+// drain finishes a closing handshake on a connection that has no reader
+// running: it discards what the peer sends until its close frame, an error
+// or the deadline, then closes the socket.
+func (c *wsConn) drain() {
+	if c.socket() != nil && c.r != nil {
+		for c.closing.Load() {
+			h, err := ws.ReadHeader(c.r)
+			if err != nil {
+				break
+			}
+			if _, err := io.CopyN(io.Discard, c.r, h.Length); err != nil || h.OpCode == ws.OpClose {
+				break
+			}
+		}
+	}
+	c.abort("closed")
 }
 
 // closeWithError closes with a numbered error: its code, and "CODE: Text"
@@ -276,6 +309,7 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 		c.alive.Store(true)
 		if h.Length > maxPayload || int64(len(msg))+h.Length > maxPayload {
 			c.closeWith(ws.StatusMessageTooBig, "Message too big.")
+			c.drain()
 			return
 		}
 		binaryMode := sess.format.opcode == ws.OpBinary
@@ -301,8 +335,11 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			_ = c.writeFrame(ws.NewPongFrame(payload), sess.srv.opt.WriteTimeout)
 		case ws.OpPong:
 		case ws.OpClose:
-			// Echo the client's close and end: RFC 6455 §5.5.1.
-			_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
+			// Echo the client's close, unless it answers ours, and end:
+			// RFC 6455 §5.5.1.
+			if !c.closing.Load() {
+				_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
+			}
 			c.abort("closed by client")
 			return
 		default:
@@ -333,10 +370,12 @@ func (c *wsConn) handleRequest(sess *session, data []byte) bool {
 	case errors.As(err, &perr):
 		srv.log.Debug("client request refused", "err", err)
 		c.closeWithError(perr)
+		c.drain()
 		return false
 	case err != nil:
 		srv.log.Error("client request failed", "err", err)
 		c.closeWith(ws.StatusInternalServerError, "Internal error.")
+		c.drain()
 		return false
 	case resp != nil:
 		if err := c.writeFrame(ws.NewBinaryFrame(resp), srv.opt.WriteTimeout); err != nil {
