@@ -184,7 +184,7 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 
 // configResult keeps the keys in Bitrix's order.
 type configResult struct {
-	Server         map[string]any `json:"server"`
+	Server         serverConfig   `json:"server"`
 	API            map[string]int `json:"api"`
 	Channels       map[string]any `json:"channels"`
 	PublicChannels any            `json:"publicChannels"`
@@ -193,7 +193,7 @@ type configResult struct {
 
 // serverBlock is the config's server object. A plain-http public URL gets
 // https/wss secure variants on the same host, for a TLS proxy in front.
-func (s *Service) serverBlock(domain string) map[string]any {
+func (s *Service) serverBlock(domain string) serverConfig {
 	u, err := url.Parse(s.opt.PublicURL)
 	if err != nil || u.Host == "" {
 		u = &url.URL{Scheme: "http", Host: domain}
@@ -203,22 +203,39 @@ func (s *Service) serverBlock(domain string) map[string]any {
 		scheme, wsScheme = "https", "wss"
 	}
 	at := func(scheme, path string) string { return scheme + "://" + u.Host + path }
-	v4 := s.opt.ServerVersion > 3
-	return map[string]any{
-		"version":             s.opt.ServerVersion,
-		"server_enabled":      true,
-		"mode":                "personal",
-		"hostname":            u.Hostname(),
-		"long_polling":        at(scheme, s.opt.SubPath),
-		"long_pooling_secure": at("https", s.opt.SubPath), // the protocol's own spelling
-		"websocket_enabled":   true,
-		"websocket":           at(wsScheme, s.opt.SubPath),
-		"websocket_secure":    at("wss", s.opt.SubPath),
-		"publish_enabled":     v4,
-		"publish":             at(scheme, s.opt.PubWebPath),
-		"publish_secure":      at("https", s.opt.PubWebPath),
-		"config_timestamp":    s.opt.ConfigTimestamp,
+	return serverConfig{
+		Version:           s.opt.ServerVersion,
+		ServerEnabled:     true,
+		Mode:              "personal",
+		Hostname:          u.Hostname(),
+		LongPolling:       at(scheme, s.opt.SubPath),
+		LongPoolingSecure: at("https", s.opt.SubPath),
+		WebsocketEnabled:  true,
+		Websocket:         at(wsScheme, s.opt.SubPath),
+		WebsocketSecure:   at("wss", s.opt.SubPath),
+		PublishEnabled:    s.opt.ServerVersion > 3,
+		Publish:           at(scheme, s.opt.PubWebPath),
+		PublishSecure:     at("https", s.opt.PubWebPath),
+		ConfigTimestamp:   s.opt.ConfigTimestamp,
 	}
+}
+
+// serverConfig is the config's server object, keys in Bitrix's order.
+type serverConfig struct {
+	Version       int    `json:"version"`
+	ServerEnabled bool   `json:"server_enabled"`
+	Mode          string `json:"mode"`
+	Hostname      string `json:"hostname"`
+	LongPolling   string `json:"long_polling"`
+	// The misspelling is the protocol's own: clients read this key.
+	LongPoolingSecure string `json:"long_pooling_secure"`
+	WebsocketEnabled  bool   `json:"websocket_enabled"`
+	Websocket         string `json:"websocket"`
+	WebsocketSecure   string `json:"websocket_secure"`
+	PublishEnabled    bool   `json:"publish_enabled"`
+	Publish           string `json:"publish"`
+	PublishSecure     string `json:"publish_secure"`
+	ConfigTimestamp   int64  `json:"config_timestamp"`
 }
 
 // channel returns the caller's application channel for user (0: shared),
