@@ -29,6 +29,7 @@ func (c *discardConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (c *discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *discardConn) Close() error                     { return nil }
 
 // BenchmarkFanOut publishes to one channel with 1,000 WebSocket sessions
@@ -72,6 +73,9 @@ func BenchmarkFanOut(b *testing.B) {
 				if err := br.Publish(context.Background(), m); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if err := br.Sync(context.Background()); err != nil {
+				b.Fatal(err)
 			}
 			for _, s := range sessions {
 				for {

@@ -46,7 +46,14 @@ type Broker struct {
 	deliver broker.Deliverer
 	gen     *message.Generator
 
-	publishMu sync.Mutex // orders id assignment, storage and fan-out
+	publishMu sync.Mutex // orders id assignment, storage and hand-off to the dispatcher
+
+	// dispatch carries stored messages, in id order, to one goroutine that
+	// fans them out, so a publish is answered once stored rather than after
+	// every subscriber's queue has taken it. It is bounded: a publisher
+	// waits when fan-out falls that far behind.
+	dispatch   chan dispatchItem
+	dispatched chan struct{} // closed when the dispatcher has finished
 
 	histMu  sync.RWMutex
 	history map[channel.ID]*channelLog
@@ -87,12 +94,20 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 		history:  make(map[channel.ID]*channelLog),
 		presence: make(map[channel.ID]int),
 		stop:     make(chan struct{}),
+		dispatch: make(chan dispatchItem, dispatchQueue),
+
+		dispatched: make(chan struct{}),
 	}
 	if err := b.restore(); err != nil {
 		return nil, err
 	}
 	b.sweeping.Add(1)
 	go b.sweepLoop()
+	if d != nil {
+		go b.dispatchLoop()
+	} else {
+		close(b.dispatched)
+	}
 	return b, nil
 }
 
@@ -112,9 +127,62 @@ func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 		b.store(m)
 	}
 	if b.deliver != nil {
-		b.deliver.Deliver(m)
+		select {
+		case b.dispatch <- dispatchItem{m: m}:
+		case <-ctx.Done():
+			// Stored but not yet delivered: it is in the history, and
+			// subscribers recover it by mid.
+			return fmt.Errorf("publish: fan-out queue full: %w", ctx.Err())
+		}
 	}
 	return nil
+}
+
+// dispatchItem is a message to fan out, or a barrier for Sync.
+type dispatchItem struct {
+	m       *message.Message
+	barrier chan struct{}
+}
+
+// dispatchQueue bounds the messages stored but not yet fanned out.
+const dispatchQueue = 4096
+
+func (b *Broker) dispatchLoop() {
+	defer close(b.dispatched)
+	for it := range b.dispatch {
+		if it.barrier != nil {
+			close(it.barrier)
+			continue
+		}
+		b.deliver.Deliver(it.m)
+	}
+}
+
+// Sync returns once every message published before it has been handed to
+// the Deliverer. Tests and benchmarks use it to wait for fan-out.
+func (b *Broker) Sync(ctx context.Context) error {
+	if b.deliver == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	b.publishMu.Lock()
+	if b.isClosed() {
+		b.publishMu.Unlock()
+		return broker.ErrClosed
+	}
+	select {
+	case b.dispatch <- dispatchItem{barrier: done}:
+	case <-ctx.Done():
+		b.publishMu.Unlock()
+		return ctx.Err()
+	}
+	b.publishMu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (b *Broker) store(m *message.Message) {
@@ -282,6 +350,14 @@ func (b *Broker) Close(ctx context.Context) error {
 	// include it.
 	b.publishMu.Lock()
 	defer b.publishMu.Unlock()
+	// Let fan-out finish what was published; no publish can start now.
+	if b.deliver != nil {
+		close(b.dispatch)
+		select {
+		case <-b.dispatched:
+		case <-ctx.Done():
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("close memory broker: %w", err)
 	}
