@@ -44,6 +44,9 @@ type Config struct {
 	MessageTTL time.Duration `json:"message-ttl"`
 	// HistoryPerChannel caps the stored messages kept per channel.
 	HistoryPerChannel int `json:"history-per-channel"`
+	// HistoryMax caps the stored messages of all channels together (one
+	// entry per message and channel); the oldest go first beyond it.
+	HistoryMax int `json:"history-max"`
 	// ReplayPerChannel and ReplayTotal cap one recovery (the reference's 100 and 200).
 	ReplayPerChannel int `json:"replay-per-channel"`
 	ReplayTotal      int `json:"replay-total"`
@@ -92,6 +95,7 @@ func Default() Config {
 		MaxChannelsPerRequest: 100,
 		MessageTTL:            86400 * time.Second,
 		HistoryPerChannel:     1000,
+		HistoryMax:            1_000_000,
 		ReplayPerChannel:      100,
 		ReplayTotal:           200,
 		PollTimeout:           40 * time.Second,

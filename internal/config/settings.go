@@ -36,6 +36,7 @@ const (
 	maxChannelsPerRequest = "max-channels-per-request"
 	messageTTL            = "message-ttl"
 	historyPerChannel     = "history-per-channel"
+	historyMax            = "history-max"
 	replayPerChannel      = "replay-per-channel"
 	replayTotal           = "replay-total"
 	pollTimeout           = "poll-timeout"
@@ -80,6 +81,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.MessageTTL }},
 		{historyPerChannel, "N", "most messages stored per channel",
 			func(c *Config) any { return &c.HistoryPerChannel }},
+		{historyMax, "N", "stored messages kept for all channels together (about 1 KiB plus the body each); the oldest go first",
+			func(c *Config) any { return &c.HistoryMax }},
 		{replayPerChannel, "N", "most messages replayed per channel on one recovery",
 			func(c *Config) any { return &c.ReplayPerChannel }},
 		{replayTotal, "N", "most messages replayed in all on one recovery",

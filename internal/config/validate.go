@@ -85,6 +85,7 @@ func (c Config) Validate() error {
 		func() error { return positive(maxChannelsPerRequest, c.MaxChannelsPerRequest) },
 		func() error { return positiveDuration(messageTTL, c.MessageTTL) },
 		func() error { return positive(historyPerChannel, c.HistoryPerChannel) },
+		func() error { return positive(historyMax, c.HistoryMax) },
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
 		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
 		func() error {

@@ -121,6 +121,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	b, err := memory.New(memory.Options{
 		DataDir:           cfg.DataDir,
 		HistoryPerChannel: cfg.HistoryPerChannel,
+		MaxStored:         cfg.HistoryMax,
 		LiveRetention:     liveRetention,
 		Log:               log.With("component", "broker"),
 	}, h)

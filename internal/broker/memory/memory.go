@@ -24,6 +24,10 @@ type Options struct {
 	DataDir string
 	// HistoryPerChannel caps the messages stored per channel; older ones go.
 	HistoryPerChannel int
+	// MaxStored caps the stored entries (one per message and channel) of
+	// all channels together, so that many busy channels cannot exhaust
+	// memory; beyond it the oldest entries go first. 0: no cap.
+	MaxStored int
 	// LiveRetention keeps messages published with expiry 0 ("live only",
 	// protocol version 4) replayable for this long. Long-polling clients
 	// between two polls, and clients reconnecting at once, would otherwise
@@ -57,6 +61,13 @@ type Broker struct {
 
 	histMu  sync.RWMutex
 	history map[channel.ID]*channelLog
+	// stored counts the entries in history; order lists them oldest first
+	// for the global cap. order may hold entries already gone from their
+	// channel (trimmed or expired); they are skipped when met and dropped
+	// by Sweep.
+	stored    int
+	order     []storedEntry
+	orderHead int
 
 	presenceMu sync.Mutex
 	presence   map[channel.ID]int
@@ -197,11 +208,49 @@ func (b *Broker) store(m *message.Message) {
 		if len(l.msgs) >= b.opt.HistoryPerChannel {
 			// Shift rather than re-slice so the backing array does not grow
 			// without bound on a busy channel.
-			n := copy(l.msgs, l.msgs[len(l.msgs)-b.opt.HistoryPerChannel+1:])
+			drop := len(l.msgs) - b.opt.HistoryPerChannel + 1
+			n := copy(l.msgs, l.msgs[drop:])
 			clear(l.msgs[n:])
 			l.msgs = l.msgs[:n]
+			b.stored -= drop
 		}
 		l.msgs = append(l.msgs, m)
+		b.stored++
+		if b.opt.MaxStored > 0 {
+			b.order = append(b.order, storedEntry{ch: r.ID, id: m.ID})
+		}
+	}
+	b.enforceMaxStored()
+}
+
+// storedEntry names one stored entry for the global cap.
+type storedEntry struct {
+	ch channel.ID
+	id message.ID
+}
+
+// enforceMaxStored drops the oldest entries of all channels while there are
+// more than MaxStored. Called with histMu held.
+func (b *Broker) enforceMaxStored() {
+	for b.opt.MaxStored > 0 && b.stored > b.opt.MaxStored && b.orderHead < len(b.order) {
+		e := b.order[b.orderHead]
+		b.orderHead++
+		l := b.history[e.ch]
+		if l == nil || len(l.msgs) == 0 || l.msgs[0].ID != e.id {
+			continue // already trimmed or expired
+		}
+		l.msgs[0] = nil
+		l.msgs = l.msgs[1:]
+		b.stored--
+		if len(l.msgs) == 0 {
+			delete(b.history, e.ch)
+		}
+	}
+	// Reuse the front of order once half of it is spent.
+	if b.orderHead > 1024 && b.orderHead > len(b.order)/2 {
+		n := copy(b.order, b.order[b.orderHead:])
+		b.order = b.order[:n]
+		b.orderHead = 0
 	}
 }
 
@@ -398,12 +447,35 @@ func (b *Broker) Sweep() {
 	now := b.now()
 	b.histMu.Lock()
 	defer b.histMu.Unlock()
+	b.stored = 0
 	for ch, l := range b.history {
 		l.msgs = slices.DeleteFunc(l.msgs, func(m *message.Message) bool { return !b.expiresAt(m).After(now) })
 		if len(l.msgs) == 0 {
 			delete(b.history, ch)
 		}
+		b.stored += len(l.msgs)
 	}
+	b.compactOrder()
+}
+
+// compactOrder drops the entries of order that are no longer stored.
+// Called with histMu held.
+func (b *Broker) compactOrder() {
+	if b.opt.MaxStored <= 0 {
+		return
+	}
+	live := b.order[:0]
+	for _, e := range b.order[b.orderHead:] {
+		l := b.history[e.ch]
+		if l == nil {
+			continue
+		}
+		if _, found := slices.BinarySearchFunc(l.msgs, e.id, func(m *message.Message, id message.ID) int { return m.ID.Compare(id) }); found {
+			live = append(live, e)
+		}
+	}
+	clear(b.order[len(live):])
+	b.order, b.orderHead = live, 0
 }
 
 // entriesByID orders snapshot entries; used when restoring.

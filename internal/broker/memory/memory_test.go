@@ -177,3 +177,42 @@ func TestLiveOnlyMessagesAreKeptForTheRetentionWindow(t *testing.T) {
 		t.Fatalf("after the window history = %v", got)
 	}
 }
+
+func TestMaxStoredDropsTheOldestOfAllChannels(t *testing.T) {
+	dir := t.TempDir()
+	b := open(t, Options{DataDir: dir, HistoryPerChannel: 3, MaxStored: 4}, nil)
+	a, c := brokertest.NewChannel(t), brokertest.NewChannel(t)
+	a1 := publish(t, b, 60, a)
+	c1 := publish(t, b, 60, c)
+	a2 := publish(t, b, 60, a)
+	a3 := publish(t, b, 60, a)
+	a4 := publish(t, b, 60, a) // the per-channel cap drops a1
+	c2 := publish(t, b, 60, c) // now 5 entries: the global cap drops c1
+	if s := b.Stats(); s.Messages != 4 {
+		t.Fatalf("%d stored, want 4", s.Messages)
+	}
+	got, _ := b.History(context.Background(), []channel.ID{a, c}, message.ID{}, all)
+	want := []message.ID{a2.ID, a3.ID, a4.ID, c2.ID}
+	if len(got) != len(want) {
+		t.Fatalf("history %v", got)
+	}
+	for i, e := range got {
+		if e.Msg.ID != want[i] {
+			t.Fatalf("entry %d = %s, want %s (a1 %s, c1 %s)", i, e.Msg.ID, want[i], a1.ID, c1.ID)
+		}
+	}
+	b.Sweep()
+	if s := b.Stats(); s.Messages != 4 || len(b.order) != 4 {
+		t.Fatalf("after sweep: %+v, order %d", s, len(b.order))
+	}
+	// The cap holds across a restart with a smaller limit.
+	if err := b.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b2 := open(t, Options{DataDir: dir, HistoryPerChannel: 3, MaxStored: 2}, nil)
+	defer b2.Close(context.Background())
+	got, _ = b2.History(context.Background(), []channel.ID{a, c}, message.ID{}, all)
+	if len(got) != 2 || got[0].Msg.ID != a4.ID || got[1].Msg.ID != c2.ID {
+		t.Fatalf("restored with a cap of 2: %v", got)
+	}
+}

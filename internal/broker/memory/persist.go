@@ -166,6 +166,16 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 			restored += len(l.msgs)
 		}
 	}
+	b.stored = restored
+	if b.opt.MaxStored > 0 {
+		for ch, l := range b.history {
+			for _, m := range l.msgs {
+				b.order = append(b.order, storedEntry{ch: ch, id: m.ID})
+			}
+		}
+		slices.SortFunc(b.order, func(a, c storedEntry) int { return a.id.Compare(c.id) })
+		b.enforceMaxStored()
+	}
 	return restored, nil
 }
 
