@@ -55,7 +55,9 @@ type Config struct {
 
 	Subscribers int
 	Transport   string // TransportWS or TransportLP
-	Mode        string // ModeFanout or ModePrivate
+	// Binary subscribes with binaryMode=true (protobuf, protocol version 4).
+	Binary bool
+	Mode   string // ModeFanout or ModePrivate
 	// Rate is publishes per second, for Duration; Payload is the body size in
 	// bytes; Publishers is how many keep-alive publishing connections share
 	// the rate.
@@ -110,6 +112,7 @@ type Result struct {
 	URL         string  `json:"url"`
 	ServerPID   int     `json:"server_pid,omitempty"`
 	Transport   string  `json:"transport"`
+	Binary      bool    `json:"binary"`
 	Mode        string  `json:"mode"`
 	Subscribers int     `json:"subscribers"`
 	Idle        bool    `json:"idle"`
@@ -237,15 +240,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // run is the state of one bench.
 type run struct {
-	cfg      Config
-	addr     string // host:port
-	host     string // Host header
-	wsBase   string // ws://host/sub/?CHANNEL_ID=
-	loopback bool
-	signer   *channel.Signer
-	fanout   bool
-	planned  int64
-	progress io.Writer
+	cfg    Config
+	addr   string // host:port
+	host   string // Host header
+	wsBase string // ws://host/sub/?CHANNEL_ID=
+	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
+	binaryParam string
+	loopback    bool
+	signer      *channel.Signer
+	fanout      bool
+	planned     int64
+	progress    io.Writer
 
 	subs []*sub
 	// fanoutChannel is the shared channel (fanout mode).
@@ -370,16 +375,18 @@ func newRun(cfg Config) (*run, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	r := &run{
-		cfg:      cfg,
-		addr:     addr,
-		host:     u.Host,
-		wsBase:   "ws://" + u.Host + "/sub/?revision=19&CHANNEL_ID=",
-		loopback: isLoopback(u.Hostname()),
-		signer:   channel.NewSigner([]byte(cfg.SignatureKey), algo),
-		fanout:   cfg.Mode == ModeFanout,
-		progress: cfg.Progress,
-		lat:      newRecorder(64),
-		rtt:      newRecorder(cfg.Publishers),
+		cfg:    cfg,
+		addr:   addr,
+		host:   u.Host,
+		wsBase: "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+
+		binaryParam: binaryParam(cfg.Binary),
+		loopback:    isLoopback(u.Hostname()),
+		signer:      channel.NewSigner([]byte(cfg.SignatureKey), algo),
+		fanout:      cfg.Mode == ModeFanout,
+		progress:    cfg.Progress,
+		lat:         newRecorder(64),
+		rtt:         newRecorder(cfg.Publishers),
 	}
 	if r.progress == nil {
 		r.progress = io.Discard
@@ -413,7 +420,7 @@ func (r *run) logf(format string, args ...any) {
 func (r *run) run(ctx context.Context) (*Result, error) {
 	cfg := r.cfg
 	res := &Result{
-		URL: cfg.URL, Transport: cfg.Transport, Mode: cfg.Mode, Subscribers: cfg.Subscribers,
+		URL: cfg.URL, Transport: cfg.Transport, Binary: cfg.Binary, Mode: cfg.Mode, Subscribers: cfg.Subscribers,
 		Idle: cfg.Idle, Rate: cfg.Rate, DurationSec: cfg.Duration.Seconds(), Payload: cfg.Payload,
 		Publishers: cfg.Publishers,
 	}
@@ -759,4 +766,11 @@ func summarize(errs []ErrorCount) string {
 		return "no error reported"
 	}
 	return strings.Join(parts, "; ")
+}
+
+func binaryParam(binary bool) string {
+	if binary {
+		return "binaryMode=true&"
+	}
+	return ""
 }

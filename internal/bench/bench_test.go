@@ -120,6 +120,23 @@ func TestFanoutWebSocket(t *testing.T) {
 	}
 }
 
+func TestFanoutProtobuf(t *testing.T) {
+	t.Parallel()
+	for _, transport := range []string{TransportWS, TransportLP} {
+		cfg := testConfig(startServer(t))
+		cfg.Binary = true
+		cfg.Transport = transport
+		res, err := Run(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Binary {
+			t.Error("result does not say binary")
+		}
+		checkDelivered(t, res, 20)
+	}
+}
+
 func TestPrivateWebSocket(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(startServer(t))

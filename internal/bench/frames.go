@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The text protocol's frame markers (spec §7.1).
@@ -65,6 +68,12 @@ func parseFrame(obj []byte, f *frame) {
 			f.hasMid = true
 		}
 	}
+	parseBody(text, f)
+}
+
+// parseBody fills f.sent, f.seq and f.timed from a body the bench
+// published: {"t":SENT,"s":SEQ,…}.
+func parseBody(text []byte, f *frame) {
 	text = bytes.TrimLeft(text, " ")
 	v, ok := bytes.CutPrefix(text, []byte(`{"t":`))
 	if !ok {
@@ -118,4 +127,81 @@ func appendBody(dst []byte, sent, seq int64, size int) []byte {
 		dst = append(dst, 'x')
 	}
 	return append(dst, `"}`...)
+}
+
+// errBadBatch reports a binary delivery that is not a ResponseBatch.
+var errBadBatch = errors.New("malformed protobuf ResponseBatch")
+
+// forEachOutgoing calls fn with the fields the bench needs of every
+// OutgoingMessage in a ResponseBatch (binaryMode=true deliveries), reading
+// the wire format in place rather than decoding into new objects.
+func forEachOutgoing(data []byte, f *frame, fn func(*frame)) error {
+	// ResponseBatch.responses (1) → Response.outgoingMessages (1) →
+	// OutgoingMessagesResponse.messages (1) → OutgoingMessage{id 1, body 2}.
+	return eachField(data, 1, func(resp []byte) error {
+		return eachField(resp, 1, func(outgoing []byte) error {
+			return eachField(outgoing, 1, func(msg []byte) error {
+				*f = frame{}
+				var body []byte
+				err := eachAnyField(msg, func(num protowire.Number, v []byte) {
+					switch num {
+					case 1:
+						if len(v)*2 == midLen {
+							hex.Encode(f.mid[:], v)
+							f.hasMid = allDigits(f.mid[:])
+						}
+					case 2:
+						body = v
+					}
+				})
+				if err != nil {
+					return err
+				}
+				parseBody(body, f)
+				fn(f)
+				return nil
+			})
+		})
+	})
+}
+
+// eachField calls fn with the value of every length-delimited field num in
+// msg, skipping the others.
+func eachField(msg []byte, num protowire.Number, fn func([]byte) error) error {
+	var inner error
+	err := eachAnyField(msg, func(n protowire.Number, v []byte) {
+		if n == num && inner == nil {
+			inner = fn(v)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return inner
+}
+
+// eachAnyField walks msg, calling fn for its length-delimited fields.
+func eachAnyField(msg []byte, fn func(protowire.Number, []byte)) error {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return errBadBatch
+		}
+		msg = msg[n:]
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(msg)
+			if m < 0 {
+				return errBadBatch
+			}
+			fn(num, v)
+			msg = msg[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, msg)
+		if m < 0 {
+			return errBadBatch
+		}
+		msg = msg[m:]
+	}
+	return nil
 }

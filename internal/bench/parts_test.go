@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func TestAppendBody(t *testing.T) {
@@ -273,5 +276,36 @@ func TestErrKind(t *testing.T) {
 	}
 	if got := errKind(bytes.ErrTooLarge); got != bytes.ErrTooLarge.Error() {
 		t.Errorf("other error: %q", got)
+	}
+}
+
+func TestForEachOutgoing(t *testing.T) {
+	// The first protobuf vector of spec/protocol.md §8.4, then garbage.
+	data, _ := hex.DecodeString("0a7b0a790a770a0d1700000000000000000000004212597b226d6f64756c655f6964223a226170706c69636174696f6e222c22636f6d6d616e64223a2270696e67222c22706172616d73223a7b2261223a317d2c226578747261223a7b227265766973696f6e5f776562223a31397d7d1880a3052500f153652a020802")
+	var f frame
+	var got []frame
+	if err := forEachOutgoing(data, &f, func(f *frame) { got = append(got, *f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || string(got[0].mid[:]) != "17000000000000000000000042" || !got[0].hasMid || got[0].timed {
+		t.Fatalf("frames %+v", got)
+	}
+	body := appendBody(nil, 123, 7, 40)
+	msg := protowire.AppendTag(nil, 1, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, data[8:8+13])
+	msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+	msg = protowire.AppendBytes(msg, body)
+	batch := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+		protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+			protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), msg)))
+	got = nil
+	if err := forEachOutgoing(batch, &f, func(f *frame) { got = append(got, *f) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got[0].timed || got[0].sent != 123 || got[0].seq != 7 {
+		t.Fatalf("timed frame %+v", got)
+	}
+	if err := forEachOutgoing([]byte{0x0a, 0xff}, &f, func(*frame) {}); err == nil {
+		t.Fatal("a truncated batch was accepted")
 	}
 }

@@ -297,7 +297,7 @@ func (r *run) pollLP(ctx context.Context, s *sub) {
 	defer s.alive.Store(false)
 	c := s.lp
 	defer c.close()
-	prefix := "/sub/?revision=19&CHANNEL_ID=" + s.signed
+	prefix := "/sub/?revision=19&" + r.binaryParam + "CHANNEL_ID=" + s.signed
 	target := []byte(prefix)
 	for ctx.Err() == nil {
 		target = append(target[:len(prefix)], "&mid="...)
@@ -339,6 +339,12 @@ func (r *run) pollLP(ctx context.Context, s *sub) {
 // deliver takes one WebSocket message or poll answer received at now.
 func (r *run) deliver(s *sub, data []byte, now int64) {
 	var f frame
+	if r.cfg.Binary {
+		if err := forEachOutgoing(data, &f, func(f *frame) { r.take(s, f, now) }); err != nil {
+			s.malformed++
+		}
+		return
+	}
 	for {
 		rest, ok, err := nextFrame(data, &f)
 		if err != nil {
@@ -349,20 +355,24 @@ func (r *run) deliver(s *sub, data []byte, now int64) {
 			return
 		}
 		data = rest
-		if !s.ready.Load() {
-			s.ready.Store(true)
+		r.take(s, &f, now)
+	}
+}
+
+// take handles one received message.
+func (r *run) take(s *sub, f *frame, now int64) {
+	if !s.ready.Load() {
+		s.ready.Store(true)
+	}
+	if f.hasMid {
+		if !s.hasMid || bytes.Compare(f.mid[:], s.lastMid[:]) > 0 {
+			s.lastMid, s.hasMid = f.mid, true
+		} else if bytes.Compare(f.mid[:], s.lastMid[:]) < 0 {
+			s.outOfOrder++
 		}
-		if f.hasMid {
-			if !s.hasMid || bytes.Compare(f.mid[:], s.lastMid[:]) > 0 {
-				s.lastMid, s.hasMid = f.mid, true
-			} else if bytes.Compare(f.mid[:], s.lastMid[:]) < 0 {
-				s.outOfOrder++
-			}
-		}
-		if !f.timed || !r.counting.Load() {
-			continue
-		}
-		r.count(s, &f, now)
+	}
+	if f.timed && r.counting.Load() {
+		r.count(s, f, now)
 	}
 }
 

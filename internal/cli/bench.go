@@ -70,6 +70,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	algo := fs.String("signature-algo", "sha1", "the server's signature `ALGO`, sha1 or sha256")
 	subscribers := fs.Int("subscribers", 1000, "connect `N` subscribers")
 	transport := fs.String("transport", "ws", "the subscribers' `TRANSPORT`: ws (WebSocket) or lp (long polling)")
+	binary := fs.Bool("binary", false, "subscribe with binaryMode=true: protobuf deliveries (protocol version 4) instead of text frames")
 	mode := fs.String("mode", "fanout", "the channel `MODE`: fanout (one shared channel) or private (a channel each, one recipient per publish)")
 	rate := fs.Float64("rate", 10, "publish `R` messages per second in all")
 	duration := fs.Duration("duration", 10*time.Second, "publish for this `DURATION`")
@@ -133,6 +134,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		SignatureAlgo: *algo,
 		Subscribers:   *subscribers,
 		Transport:     *transport,
+		Binary:        *binary,
 		Mode:          *mode,
 		Rate:          *rate,
 		Duration:      *duration,
@@ -204,10 +206,10 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
 		fmt.Fprintf(&b, "%-13s %s\n", label, fmt.Sprintf(format, args...))
 	}
 	if res.Idle {
-		fmt.Fprintf(&b, "pushpull bench: %s, %d idle subscribers\n", transportName(res.Transport), res.Subscribers)
+		fmt.Fprintf(&b, "pushpull bench: %s, %d idle subscribers\n", transportName(*res), res.Subscribers)
 	} else {
 		fmt.Fprintf(&b, "pushpull bench: %s %s, %d subscribers, %g publishes/s for %gs, %d-byte bodies, %d publisher(s)\n",
-			transportName(res.Transport), res.Mode, res.Subscribers, res.Rate, res.DurationSec, res.Payload, res.Publishers)
+			transportName(*res), res.Mode, res.Subscribers, res.Rate, res.DurationSec, res.Payload, res.Publishers)
 	}
 	server := res.URL
 	if res.ServerPID != 0 {
@@ -287,11 +289,15 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-func transportName(t string) string {
-	if t == bench.TransportLP {
-		return "long polling"
+func transportName(res bench.Result) string {
+	name := "WebSocket"
+	if res.Transport == bench.TransportLP {
+		name = "long polling"
 	}
-	return "WebSocket"
+	if res.Binary {
+		name += " protobuf"
+	}
+	return name
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
