@@ -282,6 +282,7 @@ func TestStatsRequestsAnswerInOrder(t *testing.T) {
 	priv, pub, off := newChannel(t), newChannel(t), newChannel(t)
 	ts.dialBinary(t, ts.signer.SignPrivate(priv, pub), "")
 	ts.waitSubscribers(t, priv, 1)
+	ts.waitWebSockets(t, 1)
 	stats := &pb.Request{Command: &pb.Request_ChannelStats{ChannelStats: &pb.ChannelStatsRequest{Channels: []*pb.ChannelId{
 		{Id: priv[:], IsPrivate: true}, {Id: off[:], IsPrivate: true}, {Id: pub[:]},
 	}}}}

@@ -112,6 +112,7 @@ func TestServerStat(t *testing.T) {
 	ch := newChannel(t)
 	ts.dial(t, ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 1)
+	ts.waitWebSockets(t, 1)
 	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/server-stat/", nil)
 	code, body := do(t, req)
 	var stats []map[string]any

@@ -243,6 +243,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitWebSockets waits until the server counts n open WebSockets: a
+// connection is subscribed before its handshake completes and counted after.
+func (ts *testServer) waitWebSockets(t *testing.T, n int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d websockets", n), func() bool { return ts.rt.Stat().WebSockets == n })
+}
+
 func (ts *testServer) waitSubscribers(t *testing.T, ch channel.ID, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d subscribers on %s", n, ch), func() bool { return ts.hub.Subscribers(ch) == n })
