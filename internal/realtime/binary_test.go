@@ -24,10 +24,11 @@ import (
 
 // binClient is a binaryMode=true WebSocket subscriber.
 type binClient struct {
-	conn net.Conn
-	msgs chan *pb.OutgoingMessage
-	resp chan *pb.ResponseBatch // batches without outgoing messages
-	done chan wsutil.ClosedError
+	conn   net.Conn
+	msgs   chan *pb.OutgoingMessage
+	resp   chan *pb.ResponseBatch // batches without outgoing messages
+	done   chan wsutil.ClosedError
+	failed chan error
 }
 
 func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *binClient {
@@ -45,7 +46,7 @@ func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *
 	if br != nil {
 		r = io.MultiReader(br, conn)
 	}
-	c := &binClient{conn: conn, msgs: make(chan *pb.OutgoingMessage, 1000), resp: make(chan *pb.ResponseBatch, 10), done: make(chan wsutil.ClosedError, 1)}
+	c := &binClient{conn: conn, msgs: make(chan *pb.OutgoingMessage, 1000), resp: make(chan *pb.ResponseBatch, 10), done: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
 	go func() {
 		defer close(c.msgs)
 		rw := struct {
@@ -58,6 +59,8 @@ func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *
 				var ce wsutil.ClosedError
 				if errors.As(err, &ce) {
 					c.done <- ce
+				} else {
+					c.failed <- err
 				}
 				return
 			}
@@ -115,6 +118,8 @@ func (c *binClient) waitClosed(t *testing.T) wsutil.ClosedError {
 	select {
 	case ce := <-c.done:
 		return ce
+	case err := <-c.failed:
+		t.Fatalf("connection ended without a close frame: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("not closed within 10 s")
 	}

@@ -24,12 +24,13 @@ type wsConn struct {
 	// session is subscribed (and can be cut) before that.
 	connMu  sync.Mutex
 	conn    net.Conn
-	r       io.Reader // conn, or the handshake's reader while it holds bytes
+	pending *pendingClose // a close asked for before conn was set
+	r       io.Reader     // conn, or the handshake's reader while it holds bytes
 	writeMu sync.Mutex
 	writing bool // guarded by session.mu: a writer goroutine is running
 	alive   atomic.Bool
 	done    atomic.Bool
-	closing atomic.Bool // our close frame is sent; waiting for the peer\'s
+	closing atomic.Bool // our close frame is sent; waiting for the peer's
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +53,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			writeText(w, status, text)
 			return
 		}
+		// Counted from here, so that a client that sees the handshake
+		// complete also sees itself in /server-stat/.
+		s.websockets.Add(1)
 	}
 	up := ws.HTTPUpgrader{}
 	conn, rw, _, err := up.Upgrade(r, w)
@@ -59,18 +63,22 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// The upgrader has answered the client with 400 already.
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		if sess != nil {
+			s.websockets.Add(-1)
 			sess.detach()
 		}
 		return
 	}
-	if !c.setConn(conn) {
-		// Cut while the handshake was under way (a newer connection over
-		// the channel limit, a shutdown).
-		return
-	}
-	c.r = conn
+	var in io.Reader = conn
 	if rw != nil && rw.Reader.Buffered() > 0 {
-		c.r = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
+		in = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
+	}
+	if !c.setConn(conn, in) {
+		// Closed while the handshake was under way (a newer connection
+		// over the channel limit, a slow consumer, a shutdown).
+		if sess != nil {
+			s.websockets.Add(-1)
+		}
+		return
 	}
 	c.alive.Store(true)
 	if chanErr != nil {
@@ -82,7 +90,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.drain()
 		return
 	}
-	s.websockets.Add(1)
 	// Replay on the handler's goroutine, which ends when the handler
 	// returns; the reader that stays for the connection's life gets a fresh
 	// goroutine whose stack never grew for net/http, the replay or logging.
@@ -101,17 +108,32 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// setConn installs the upgraded socket, or closes it if the connection was
-// cut before the handshake completed.
-func (c *wsConn) setConn(conn net.Conn) bool {
+// setConn installs the upgraded socket and its reader. It returns false if
+// the connection was ended before the handshake completed: cut (the socket
+// is closed) or closed with a code (which is sent now, with its closing
+// handshake).
+func (c *wsConn) setConn(conn net.Conn, r io.Reader) bool {
 	c.connMu.Lock()
-	defer c.connMu.Unlock()
 	if c.done.Load() {
+		c.connMu.Unlock()
 		_ = conn.Close()
 		return false
 	}
-	c.conn = conn
+	c.conn, c.r = conn, r
+	pending := c.pending
+	c.connMu.Unlock()
+	if pending != nil {
+		c.closeWith(pending.code, pending.reason)
+		c.drain()
+		return false
+	}
 	return true
+}
+
+// pendingClose is a close asked for before the socket existed.
+type pendingClose struct {
+	code   ws.StatusCode
+	reason string
 }
 
 func (c *wsConn) socket() net.Conn {
@@ -228,6 +250,14 @@ const closeTimeout = time.Second
 // reader, or drain where none runs, closes the socket when the peer's close
 // arrives or the time is up.
 func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
+	c.connMu.Lock()
+	if c.conn == nil && !c.done.Load() {
+		// Still in the handshake: setConn sends it.
+		c.pending = &pendingClose{code, reason}
+		c.connMu.Unlock()
+		return
+	}
+	c.connMu.Unlock()
 	if err := c.writeFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason)), closeTimeout); err != nil {
 		c.abort(reason)
 		return
