@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/rest"
@@ -40,6 +41,10 @@ type Options struct {
 type Service struct {
 	st  store.Store
 	opt Options
+
+	portalMu sync.Mutex
+	portalID int64 // nonzero once cached is read
+	cached   store.Portal
 }
 
 // New returns a Service over st. Zero TTLs get Bitrix's values.
@@ -94,9 +99,9 @@ func (s *Service) authenticateToken(ctx context.Context, access string) (rest.Ca
 	if err != nil {
 		return rest.Caller{}, err
 	}
-	portal, err := s.st.DefaultPortal(ctx)
+	portal, err := s.portal(ctx)
 	if err != nil {
-		return rest.Caller{}, fmt.Errorf("auth: portal: %w", err)
+		return rest.Caller{}, err
 	}
 	return rest.Caller{
 		PortalID: tok.PortalID, UserID: tok.UserID, AppID: app.ID, Admin: user.Admin,
@@ -122,9 +127,9 @@ func (s *Service) authenticateWebhook(ctx context.Context, c rest.Credential) (r
 	if err != nil {
 		return rest.Caller{}, err
 	}
-	portal, err := s.st.DefaultPortal(ctx)
+	portal, err := s.portal(ctx)
 	if err != nil {
-		return rest.Caller{}, fmt.Errorf("auth: portal: %w", err)
+		return rest.Caller{}, err
 	}
 	caller := rest.Caller{
 		PortalID: wh.PortalID, UserID: wh.UserID, Admin: user.Admin,
@@ -139,6 +144,23 @@ func (s *Service) authenticateWebhook(ctx context.Context, c rest.Credential) (r
 		caller.AppID, caller.ClientID = app.ID, app.ClientID
 	}
 	return caller, nil
+}
+
+// portal returns the default portal, read from the registry once: it is
+// created at the first start and never changes while the server runs, and
+// every REST call needs its domain.
+func (s *Service) portal(ctx context.Context) (store.Portal, error) {
+	s.portalMu.Lock()
+	defer s.portalMu.Unlock()
+	if s.portalID != 0 {
+		return s.cached, nil
+	}
+	p, err := s.st.DefaultPortal(ctx)
+	if err != nil {
+		return store.Portal{}, fmt.Errorf("auth: portal: %w", err)
+	}
+	s.cached, s.portalID = p, p.ID
+	return p, nil
 }
 
 // WebhookClientID is the application scope of a webhook created without an
@@ -218,9 +240,9 @@ func (s *Service) newToken(app store.App, userID int64, now time.Time) store.Tok
 }
 
 func (s *Service) response(ctx context.Context, tok store.Token) (TokenResponse, error) {
-	portal, err := s.st.DefaultPortal(ctx)
+	portal, err := s.portal(ctx)
 	if err != nil {
-		return TokenResponse{}, fmt.Errorf("auth: portal: %w", err)
+		return TokenResponse{}, err
 	}
 	domain := portal.Domain
 	if u, err := url.Parse(s.opt.BaseURL); err == nil && u.Host != "" {

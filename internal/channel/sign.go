@@ -183,13 +183,17 @@ func (s *Signer) VerifyRaw(data string, sig []byte) bool {
 // any channel without a public id).
 func (s *Signer) SignChannel(id ID) string {
 	var buf [2*IDLen + 1 + 2*maxMACSize]byte
-	b := id.AppendHex(buf[:0])
+	return s.signed(id.AppendHex(buf[:0]))
+}
+
+// signed returns data + "." + the hex signature of data.
+func (s *Signer) signed(data []byte) string {
 	m := s.begin()
-	write(m, b)
+	write(m, data)
 	var mac [maxMACSize]byte
 	sig := s.end(m, &mac)
-	b = append(b, '.')
-	return string(appendHex(b, sig))
+	data = append(data, '.')
+	return string(appendHex(data, sig))
 }
 
 // SignPrivate returns "private:public.signature", the form of a private
@@ -199,13 +203,7 @@ func (s *Signer) SignPrivate(priv, pub ID) string {
 	var buf [4*IDLen + 2 + 2*maxMACSize]byte
 	b := priv.AppendHex(buf[:0])
 	b = append(b, ':')
-	b = pub.AppendHex(b)
-	m := s.begin()
-	write(m, b)
-	var mac [maxMACSize]byte
-	sig := s.end(m, &mac)
-	b = append(b, '.')
-	return string(appendHex(b, sig))
+	return s.signed(pub.AppendHex(b))
 }
 
 // publicPrefix is what Bitrix prepends to a public id before signing it, so

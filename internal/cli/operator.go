@@ -257,6 +257,14 @@ func parseScopes(s string) ([]string, error) {
 }
 
 // noArgs refuses positional arguments after the flags.
+// parseNoArgs parses the flags of a command that takes no arguments.
+func (r *runner) parseNoArgs(fs *flag.FlagSet, help func(io.Writer), args []string) (int, bool) {
+	if code, ok := r.parseFlags(fs, help, args); !ok {
+		return code, false
+	}
+	return r.noArgs(fs)
+}
+
 func (r *runner) noArgs(fs *flag.FlagSet) (int, bool) {
 	if fs.NArg() > 0 {
 		return r.usageError(fs.Name(), "unexpected argument %q", fs.Arg(0)), false
@@ -291,10 +299,7 @@ func (r *runner) appCreate(ctx context.Context, args []string) int {
 	scope := fs.String("scope", "pull", "comma-separated scope `LIST`")
 	help := helpWriter(fs, "pushpull app create --name NAME [--scope pull,...] [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Registers a REST application and prints its client_id and client_secret.", appCreateExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	if strings.TrimSpace(*name) == "" {
@@ -324,10 +329,7 @@ func (r *runner) appList(ctx context.Context, args []string) int {
 	fs, o := newOpFlagSet("app list")
 	help := helpWriter(fs, "pushpull app list [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Lists the registered applications in creation order, with their secrets.", appListExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	return r.withRegistry(ctx, fs, o, func(reg *registry) error {
@@ -368,10 +370,7 @@ func (r *runner) userAdd(ctx context.Context, args []string) int {
 	inactive := fs.Bool("inactive", false, "the user may not receive or authenticate")
 	help := helpWriter(fs, "pushpull user add --id N [--admin] [--inactive] [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Creates a user, or updates an existing one to exactly the given flags\n(so running it again without --admin takes admin rights away).", userAddExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	if *id <= 0 {
@@ -451,10 +450,7 @@ func (r *runner) tokenIssue(ctx context.Context, args []string) int {
 	clientID, userID := appUserFlags(fs)
 	help := helpWriter(fs, "pushpull token issue --app CLIENT_ID --user N [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Issues an OAuth access token (valid one hour) and refresh token for an active\nuser of an application, as /oauth/token/ would. --json prints the token response.", tokenIssueExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	if code, ok := r.checkAppUser(fs, *clientID, *userID); !ok {
@@ -486,10 +482,7 @@ func (r *runner) tokenCode(ctx context.Context, args []string) int {
 	clientID, userID := appUserFlags(fs)
 	help := helpWriter(fs, "pushpull token code --app CLIENT_ID --user N [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Mints an authorization code for an active user of an application. It is\nvalid once, for 30 seconds, at /oauth/token/?grant_type=authorization_code.", tokenCodeExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	if code, ok := r.checkAppUser(fs, *clientID, *userID); !ok {
@@ -561,10 +554,7 @@ func (r *runner) webhookCreate(ctx context.Context, args []string) int {
 	scope := fs.String("scope", "pull", "comma-separated scope `LIST`")
 	help := helpWriter(fs, "pushpull webhook create --user N [--app CLIENT_ID] [--scope pull,...] [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
 		"Creates an incoming webhook for an active user and prints its URL,\n<public-url>/rest/<user>/<secret>/, and its secret.", webhookCreateExamples)
-	if code, ok := r.parseFlags(fs, help, args); !ok {
-		return code
-	}
-	if code, ok := r.noArgs(fs); !ok {
+	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
 	if *userID <= 0 {
