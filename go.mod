@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/gobwas/ws v1.5.0
+	github.com/redis/rueidis v1.0.79
 	google.golang.org/protobuf v1.36.12
 	modernc.org/sqlite v1.62.0
 )
