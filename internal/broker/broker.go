@@ -12,7 +12,9 @@ import (
 )
 
 // Deliverer receives published messages for local subscribers. The hub
-// implements it. Deliver must not block: it only queues.
+// implements it. Deliver must not block: it only queues. An engine delivers
+// each message once, in id order, and at least every message for the
+// channels attached on this node (the embedded engine delivers all).
 type Deliverer interface {
 	Deliver(m *message.Message)
 }

@@ -58,6 +58,11 @@ func Options(rawURL string) (rueidis.ClientOption, error) {
 	// Client-side caching would keep serving registry reads that another
 	// node has changed (a revoked token); every read goes to Redis.
 	opt.DisableCache = true
+	// Every connection keeps a reader running, so a connection that Redis
+	// closed (a restart) is noticed when it happens rather than by the next
+	// command, which would fail with EOF: after a restart the first publish
+	// on each pooled connection would otherwise be refused.
+	opt.AlwaysPipelining = true
 	return opt, nil
 }
 

@@ -164,6 +164,9 @@ func (s *Server) Stop() {
 	}
 }
 
+// LogPath is the server's log file.
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "redis.log") }
+
 func (s *Server) log() string {
 	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 	return string(b)

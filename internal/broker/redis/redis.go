@@ -1,0 +1,488 @@
+// Package redis is the cluster broker: every pushpull node shares one Redis
+// (or Valkey) for message ids, history, presence and fan-out, so any node
+// serves any subscriber and accepts any publish.
+//
+// Layout, under the key prefix's hash tag (see redisconn):
+//
+//	startdate, counter   the mid's 10-digit epoch and 16-digit counter
+//	m:<mid>              one message (mid + codec tail), expiring with it
+//	h:<channel hex>      a channel's history: a sorted set of mids (lexical order)
+//	c:<channel hex>      the Pub/Sub channel its messages are published to
+//	o:<channel hex>      a hash of node id -> that node's connections on it
+//	nodes                a sorted set of node ids by last heartbeat
+//
+// Fan-out is by interest: a node SUBSCRIBEs to the Pub/Sub channels of the
+// channels it has local connections on, and no others, so a message costs
+// one PUBLISH per receiver and reaches only the nodes that need it.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/redisconn"
+)
+
+// Options configure a Broker.
+type Options struct {
+	// Client is the connection to Redis. The broker does not close it.
+	Client rueidis.Client
+	// Prefix names the keys (redisconn.NewKeys); nodes of one cluster share it.
+	Prefix string
+	// NodeID names this node in presence; empty picks a random one.
+	NodeID string
+	// HistoryPerChannel caps the messages stored per channel.
+	HistoryPerChannel int
+	// LiveRetention keeps messages published with expiry 0 replayable for
+	// this long (see the memory engine).
+	LiveRetention time.Duration
+	// Heartbeat is how often the node refreshes its presence; a node silent
+	// for three heartbeats is counted as gone. 0 means 10 s.
+	Heartbeat time.Duration
+	// ReconnectMin and ReconnectMax bound the backoff between attempts to
+	// reach Redis again. 0 means 50 ms and 1 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// StartWait is how long New waits for the first Pub/Sub connection
+	// before it returns a broker that is not yet healthy. 0 means 5 s.
+	StartWait time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// Broker is the Redis engine.
+type Broker struct {
+	opt     Options
+	client  rueidis.Client
+	keys    redisconn.Keys
+	base    string // the key prefix the scripts build keys from
+	node    string
+	now     func() time.Time
+	log     *slog.Logger
+	deliver broker.Deliverer
+
+	// floor is the newest mid this node has seen, as 26 digits (see
+	// publishScript).
+	floorMu sync.Mutex
+	floor   message.ID
+
+	sub *subscriber
+
+	heartbeatOK atomic.Bool
+	stop        chan struct{}
+	done        sync.WaitGroup
+	closeOnce   sync.Once
+}
+
+// New starts the broker: its Pub/Sub connection and its heartbeat. It does
+// not wait for Redis: a node starts, and reports unhealthy, while Redis is
+// down.
+func New(opt Options, d broker.Deliverer) (*Broker, error) {
+	if opt.Client == nil {
+		return nil, errors.New("redis broker: no client")
+	}
+	if opt.HistoryPerChannel <= 0 {
+		return nil, fmt.Errorf("redis broker: history per channel must be positive, got %d", opt.HistoryPerChannel)
+	}
+	if opt.Heartbeat <= 0 {
+		opt.Heartbeat = 10 * time.Second
+	}
+	if opt.ReconnectMin <= 0 {
+		opt.ReconnectMin = 50 * time.Millisecond
+	}
+	if opt.ReconnectMax <= 0 {
+		opt.ReconnectMax = time.Second
+	}
+	if opt.StartWait <= 0 {
+		opt.StartWait = 5 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.NodeID == "" {
+		id, err := randomNodeID()
+		if err != nil {
+			return nil, err
+		}
+		opt.NodeID = id
+	}
+	keys := redisconn.NewKeys(opt.Prefix)
+	b := &Broker{
+		opt:     opt,
+		client:  opt.Client,
+		keys:    keys,
+		base:    keys.Key(""),
+		node:    opt.NodeID,
+		now:     opt.Now,
+		log:     opt.Log,
+		deliver: d,
+		stop:    make(chan struct{}),
+	}
+	b.sub = newSubscriber(b)
+	b.heartbeat()
+	b.done.Add(2)
+	go func() { defer b.done.Done(); b.sub.run(b.stop) }()
+	go func() { defer b.done.Done(); b.heartbeatLoop() }()
+	// Give the first connection a moment, so that a node that starts next
+	// to a running Redis accepts subscribers at once.
+	select {
+	case <-b.sub.ready:
+	case <-time.After(opt.StartWait):
+		opt.Log.Warn("redis is not reachable yet; the node reports unhealthy and keeps trying")
+	}
+	return b, nil
+}
+
+// Publish implements broker.Broker. It returns once Redis has stored and
+// published the message; an error means it did neither.
+func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
+	if b.closed() {
+		return broker.ErrClosed
+	}
+	m.Created = b.now()
+	ttl := time.Duration(m.Expiry) * time.Second
+	if m.Expiry == 0 {
+		ttl = b.opt.LiveRetention
+	}
+	args := make([]string, 0, 6+len(m.Receivers))
+	args = append(args, b.base, b.epochNow(), b.floorText(),
+		strconv.FormatInt(ttl.Milliseconds(), 10), strconv.Itoa(b.opt.HistoryPerChannel),
+		string(appendTail(nil, m)))
+	for _, r := range m.Receivers {
+		args = append(args, hex.EncodeToString(r.ID[:]))
+	}
+	id, err := b.assign(ctx, args)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	m.ID = id
+	return nil
+}
+
+// NewID implements broker.Broker.
+func (b *Broker) NewID(ctx context.Context) (message.ID, error) {
+	if b.closed() {
+		return message.ID{}, broker.ErrClosed
+	}
+	id, err := b.assign(ctx, []string{b.base, b.epochNow(), b.floorText(), "0", "1", ""})
+	if err != nil {
+		return message.ID{}, fmt.Errorf("new id: %w", err)
+	}
+	return id, nil
+}
+
+func (b *Broker) assign(ctx context.Context, args []string) (message.ID, error) {
+	s, err := publishScript.Exec(ctx, b.client, []string{b.keys.Key("startdate"), b.keys.Key("counter")}, args).ToString()
+	if err != nil {
+		return message.ID{}, fmt.Errorf("redis: %w", err)
+	}
+	id, err := message.ParseID(s)
+	if err != nil {
+		return message.ID{}, fmt.Errorf("redis assigned id %q: %w", s, err)
+	}
+	b.saw(id)
+	return id, nil
+}
+
+// saw raises the floor to id.
+func (b *Broker) saw(id message.ID) {
+	b.floorMu.Lock()
+	if b.floor.Less(id) {
+		b.floor = id
+	}
+	b.floorMu.Unlock()
+}
+
+func (b *Broker) floorText() string {
+	b.floorMu.Lock()
+	defer b.floorMu.Unlock()
+	if b.floor.IsZero() {
+		return ""
+	}
+	return b.floor.String()
+}
+
+func (b *Broker) epochNow() string {
+	return fmt.Sprintf("%010d", b.now().Unix())
+}
+
+// History implements broker.Broker: for each channel the newest
+// limit.PerChannel mids after after, merged, the newest limit.Total kept,
+// and the messages read in one MGET. Entries whose message has expired are
+// skipped (and dropped from the index).
+func (b *Broker) History(ctx context.Context, channels []channel.ID, after message.ID, limit broker.HistoryLimit) ([]broker.Entry, error) {
+	if len(channels) == 0 {
+		return nil, nil
+	}
+	min := "-"
+	if !after.IsZero() {
+		min = "(" + after.String()
+	}
+	per := int64(limit.PerChannel)
+	if per <= 0 {
+		per = int64(b.opt.HistoryPerChannel)
+	}
+	cmds := make(rueidis.Commands, 0, len(channels))
+	for _, ch := range channels {
+		cmds = append(cmds, b.client.B().Zrevrangebylex().Key(b.historyKey(ch)).Max("+").Min(min).Limit(0, per).Build())
+	}
+	type ref struct {
+		mid string
+		ch  channel.ID
+	}
+	var refs []ref
+	for i, res := range b.client.DoMulti(ctx, cmds...) {
+		mids, err := res.AsStrSlice()
+		if err != nil {
+			return nil, fmt.Errorf("history: redis: %w", err)
+		}
+		for _, mid := range mids {
+			refs = append(refs, ref{mid, channels[i]})
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	slices.SortStableFunc(refs, func(a, c ref) int { return cmpString(a.mid, c.mid) })
+	if limit.Total > 0 && len(refs) > limit.Total {
+		refs = refs[len(refs)-limit.Total:]
+	}
+	keys := make([]string, 0, len(refs))
+	index := make(map[string]int, len(refs))
+	for _, r := range refs {
+		if _, ok := index[r.mid]; !ok {
+			index[r.mid] = len(keys)
+			keys = append(keys, b.keys.Key("m", r.mid))
+		}
+	}
+	vals, err := b.client.Do(ctx, b.client.B().Mget().Key(keys...).Build()).ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("history: redis: %w", err)
+	}
+	msgs := make([]*message.Message, len(keys))
+	for i, v := range vals {
+		s, err := v.ToString()
+		if rueidis.IsRedisNil(err) {
+			continue // expired since the index was read
+		}
+		if err != nil {
+			return nil, fmt.Errorf("history: redis: %w", err)
+		}
+		m, err := decode(s)
+		if err != nil {
+			b.log.Error("skipping a stored message that does not decode", "key", keys[i], "err", err)
+			continue
+		}
+		msgs[i] = m
+	}
+	out := make([]broker.Entry, 0, len(refs))
+	var stale rueidis.Commands
+	for _, r := range refs {
+		if m := msgs[index[r.mid]]; m != nil {
+			out = append(out, broker.Entry{Msg: m, Channel: r.ch})
+			continue
+		}
+		stale = append(stale, b.client.B().Zrem().Key(b.historyKey(r.ch)).Member(r.mid).Build())
+	}
+	if len(stale) > 0 {
+		for _, res := range b.client.DoMulti(ctx, stale...) {
+			if err := res.Error(); err != nil {
+				b.log.Debug("dropping expired history entries", "err", err)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func cmpString(a, c string) int {
+	switch {
+	case a < c:
+		return -1
+	case a > c:
+		return 1
+	}
+	return 0
+}
+
+// LastID implements broker.Broker.
+func (b *Broker) LastID(ctx context.Context, channels []channel.ID) (message.ID, bool, error) {
+	if len(channels) == 0 {
+		return message.ID{}, false, nil
+	}
+	s, err := lastIDScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base}, channels)).ToString()
+	if err != nil {
+		return message.ID{}, false, fmt.Errorf("last id: redis: %w", err)
+	}
+	if s == "" {
+		return message.ID{}, false, nil
+	}
+	id, err := message.ParseID(s)
+	if err != nil {
+		return message.ID{}, false, fmt.Errorf("last id %q: %w", s, err)
+	}
+	return id, true, nil
+}
+
+// Attach implements broker.Broker: it counts the connection in presence and,
+// for channels new to this node, subscribes to their Pub/Sub channels before
+// it returns, so that everything published after Attach reaches this node.
+func (b *Broker) Attach(ctx context.Context, channels []channel.ID) error {
+	if b.closed() {
+		return broker.ErrClosed
+	}
+	if err := b.sub.add(ctx, channels); err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	ttl := strconv.FormatInt((3 * b.opt.Heartbeat).Milliseconds(), 10)
+	if err := attachScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, b.node, ttl}, channels)).Error(); err != nil {
+		b.sub.remove(channels)
+		return fmt.Errorf("attach: presence: redis: %w", err)
+	}
+	return nil
+}
+
+// Detach implements broker.Broker.
+func (b *Broker) Detach(ctx context.Context, channels []channel.ID) error {
+	b.sub.remove(channels)
+	if b.closed() {
+		return nil
+	}
+	if err := detachScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, b.node}, channels)).Error(); err != nil {
+		// The heartbeat rewrites this node's counts from its own.
+		return fmt.Errorf("detach: presence: redis: %w", err)
+	}
+	return nil
+}
+
+// Online implements broker.Broker: connections of live nodes only.
+func (b *Broker) Online(ctx context.Context, channels []channel.ID) ([]int, error) {
+	if len(channels) == 0 {
+		return nil, nil
+	}
+	oldest := b.now().Add(-3 * b.opt.Heartbeat).UnixMilli()
+	vals, err := onlineScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, strconv.FormatInt(oldest, 10)}, channels)).AsIntSlice()
+	if err != nil {
+		return nil, fmt.Errorf("online: redis: %w", err)
+	}
+	out := make([]int, len(vals))
+	for i, v := range vals {
+		out[i] = int(v)
+	}
+	return out, nil
+}
+
+// Healthy reports whether the node can reach Redis: its Pub/Sub connection
+// is up and its last heartbeat was answered.
+func (b *Broker) Healthy() error {
+	if !b.sub.up.Load() {
+		return errors.New("redis: subscription connection is down")
+	}
+	if !b.heartbeatOK.Load() {
+		return errors.New("redis: heartbeat failed")
+	}
+	return nil
+}
+
+// Close implements broker.Broker: it stops the Pub/Sub connection and takes
+// this node out of presence. The client stays open.
+func (b *Broker) Close(ctx context.Context) error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		b.done.Wait()
+		base := b.base
+		node := b.node
+		chans := b.sub.local()
+		cmds := rueidis.Commands{b.client.B().Zrem().Key(b.keys.Key("nodes")).Member(node).Build()}
+		for _, ch := range chans {
+			cmds = append(cmds, b.client.B().Hdel().Key(base+"o:"+ch).Field(node).Build())
+		}
+		for _, res := range b.client.DoMulti(ctx, cmds...) {
+			if e := res.Error(); e != nil {
+				err = fmt.Errorf("close: leaving presence: redis: %w", e)
+				break
+			}
+		}
+	})
+	return err
+}
+
+func (b *Broker) closed() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Broker) heartbeatLoop() {
+	t := time.NewTicker(b.opt.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		b.heartbeat()
+	}
+}
+
+func (b *Broker) heartbeat() {
+	ctx, cancel := context.WithTimeout(context.Background(), b.opt.Heartbeat)
+	defer cancel()
+	ttl := strconv.FormatInt((3 * b.opt.Heartbeat).Milliseconds(), 10)
+	args := []string{b.base, b.node, strconv.FormatInt(b.now().UnixMilli(), 10), ttl}
+	for ch, n := range b.sub.counts() {
+		args = append(args, ch, strconv.Itoa(n))
+	}
+	err := heartbeatScript.Exec(ctx, b.client, nil, args).Error()
+	if was := b.heartbeatOK.Swap(err == nil); was != (err == nil) {
+		if err != nil {
+			b.log.Warn("redis heartbeat failed", "err", err)
+		} else {
+			b.log.Info("redis heartbeat answered")
+		}
+	}
+}
+
+func (b *Broker) historyKey(ch channel.ID) string {
+	return b.base + "h:" + hex.EncodeToString(ch[:])
+}
+
+// channelArgs appends the channels' hex ids to head.
+func (b *Broker) channelArgs(head []string, channels []channel.ID) []string {
+	args := make([]string, 0, len(head)+len(channels))
+	args = append(args, head...)
+	for _, ch := range channels {
+		args = append(args, hex.EncodeToString(ch[:]))
+	}
+	return args
+}
+
+func randomNodeID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("redis broker: node id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,169 @@
+package redis
+
+import "github.com/redis/rueidis"
+
+// The scripts run atomically in Redis. Publishing is one script so that id
+// assignment, storage and PUBLISH happen as one step: Redis runs scripts one
+// at a time, so every node's subscription connection receives messages in
+// id order, which is what makes "recover everything after mid" exact and lets
+// a node drop a second copy of a message by its id alone.
+//
+// Keys are built inside the scripts from the prefix passed as ARGV[1]; every
+// key carries the same hash tag, so on a Redis Cluster they share one slot.
+
+// publishScript assigns the next mid and, when the message has receivers,
+// stores and publishes it.
+//
+//	KEYS[1] start date (10 digits), KEYS[2] counter
+//	ARGV[1] key prefix, ARGV[2] now in unix seconds, ARGV[3] floor mid ("" or
+//	26 digits), ARGV[4] storage ttl in ms (0: not stored), ARGV[5] history cap
+//	per channel, ARGV[6] the encoded message without its mid, ARGV[7..] the
+//	receivers' channel ids in hex.
+//
+// The floor is the newest mid the calling node has seen. A Redis restored
+// from an older snapshot, or emptied, would hand out ids again that clients
+// already hold, and their recovery "after mid" would skip the new messages:
+// instead the script starts a new epoch above the floor.
+var publishScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+local start = redis.call('GET', KEYS[1])
+if not start then
+  start = ARGV[2]
+  redis.call('SET', KEYS[1], start)
+  redis.call('SET', KEYS[2], 0)
+end
+local cnt = redis.call('INCR', KEYS[2])
+local mid = start .. string.format('%016d', cnt)
+if ARGV[3] ~= '' and mid <= ARGV[3] then
+  local s = tonumber(ARGV[2])
+  local floor = tonumber(string.sub(ARGV[3], 1, 10))
+  if s <= floor then s = floor + 1 end
+  start = string.format('%010d', s)
+  redis.call('SET', KEYS[1], start)
+  redis.call('SET', KEYS[2], 1)
+  mid = start .. string.format('%016d', 1)
+end
+if #ARGV < 7 then
+  return mid
+end
+local payload = mid .. ARGV[6]
+local ttl = tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('SET', base .. 'm:' .. mid, payload, 'PX', ttl)
+end
+for i = 7, #ARGV do
+  local ch = ARGV[i]
+  if ttl > 0 then
+    local k = base .. 'h:' .. ch
+    redis.call('ZADD', k, 0, mid)
+    local n = redis.call('ZCARD', k)
+    if n > cap then
+      redis.call('ZREMRANGEBYRANK', k, 0, n - cap - 1)
+    end
+    if redis.call('PTTL', k) < ttl then
+      redis.call('PEXPIRE', k, ttl)
+    end
+  end
+  redis.call('PUBLISH', base .. 'c:' .. ch, payload)
+end
+return mid
+`)
+
+// lastIDScript returns the newest mid still stored in any of the channels,
+// or "", dropping index entries whose message has expired on the way.
+//
+//	ARGV[1] key prefix, ARGV[2..] channel ids in hex.
+var lastIDScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+local best = ''
+for i = 2, #ARGV do
+  local k = base .. 'h:' .. ARGV[i]
+  while true do
+    local r = redis.call('ZREVRANGEBYLEX', k, '+', '-', 'LIMIT', 0, 1)
+    if #r == 0 then break end
+    if redis.call('EXISTS', base .. 'm:' .. r[1]) == 1 then
+      if r[1] > best then best = r[1] end
+      break
+    end
+    redis.call('ZREM', k, r[1])
+  end
+end
+return best
+`)
+
+// onlineScript sums, per channel, the connection counts of the nodes that
+// are alive, and forgets the counts of nodes that are not (crashed without
+// saying goodbye).
+//
+//	ARGV[1] key prefix, ARGV[2] the oldest heartbeat (unix ms) of a live
+//	node, ARGV[3..] channel ids in hex. Returns one count per channel.
+var onlineScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+local live = {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', base .. 'nodes', ARGV[2], '+inf')) do
+  live[n] = true
+end
+local out = {}
+for i = 3, #ARGV do
+  local k = base .. 'o:' .. ARGV[i]
+  local kv = redis.call('HGETALL', k)
+  local sum = 0
+  for j = 1, #kv, 2 do
+    if live[kv[j]] then
+      sum = sum + tonumber(kv[j + 1])
+    else
+      redis.call('HDEL', k, kv[j])
+    end
+  end
+  out[#out + 1] = sum
+end
+return out
+`)
+
+// detachScript takes one connection of this node off each channel.
+//
+//	ARGV[1] key prefix, ARGV[2] node id, ARGV[3..] channel ids in hex.
+var detachScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+for i = 3, #ARGV do
+  local k = base .. 'o:' .. ARGV[i]
+  if redis.call('HINCRBY', k, ARGV[2], -1) <= 0 then
+    redis.call('HDEL', k, ARGV[2])
+  end
+end
+return 1
+`)
+
+// attachScript counts one more connection of this node on each channel and
+// keeps the count alive for ttl: a node that dies stops refreshing it.
+//
+//	ARGV[1] key prefix, ARGV[2] node id, ARGV[3] ttl in ms, ARGV[4..]
+//	channel ids in hex.
+var attachScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+for i = 4, #ARGV do
+  local k = base .. 'o:' .. ARGV[i]
+  redis.call('HINCRBY', k, ARGV[2], 1)
+  redis.call('PEXPIRE', k, ARGV[3])
+end
+return 1
+`)
+
+// heartbeatScript marks this node alive and rewrites its connection counts,
+// which restores them after Redis lost its data, and keeps them from
+// expiring while connections last.
+//
+//	ARGV[1] key prefix, ARGV[2] node id, ARGV[3] now (unix ms), ARGV[4]
+//	ttl in ms, then pairs of channel id in hex and count.
+var heartbeatScript = rueidis.NewLuaScript(`
+local base = ARGV[1]
+redis.call('ZADD', base .. 'nodes', ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', base .. 'nodes', '-inf', tonumber(ARGV[3]) - 10 * tonumber(ARGV[4]))
+for i = 5, #ARGV, 2 do
+  local k = base .. 'o:' .. ARGV[i]
+  redis.call('HSET', k, ARGV[2], ARGV[i + 1])
+  redis.call('PEXPIRE', k, ARGV[4])
+end
+return 1
+`)
