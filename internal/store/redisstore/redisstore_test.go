@@ -178,6 +178,68 @@ func TestTwoNodesSeeRevocation(t *testing.T) {
 	}
 }
 
+// The single-use operations hold across nodes, not only across goroutines
+// of one client: a refresh token rotates once, a code is used once, and a
+// push job is leased to one claimer.
+func TestTwoNodesSingleUse(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a, b := twoNodes(t)
+	nodes := [2]*redisstore.Store{a, b}
+	p, err := a.DefaultPortal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := a.CreateToken(ctx, store.Token{PortalID: p.ID, AppID: 1, UserID: 1,
+		AccessExpires: now.Add(time.Hour), RefreshExpires: now.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := a.CreateAuthCode(ctx, store.AuthCode{PortalID: p.ID, AppID: 1, UserID: 1, Expires: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.EnqueuePush(ctx, []byte("job"), now); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var (
+		wg                     sync.WaitGroup
+		mu                     sync.Mutex
+		rotated, used, claimed int
+	)
+	count := func(what string, won *int, err error) {
+		switch {
+		case err == nil:
+			mu.Lock()
+			*won++
+			mu.Unlock()
+		case !errors.Is(err, store.ErrNotFound):
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	for i := range n {
+		s := nodes[i%2]
+		wg.Go(func() {
+			_, err := s.RotateRefresh(ctx, tok.RefreshToken, store.Token{PortalID: p.ID, AppID: 1, UserID: 1})
+			count("RotateRefresh", &rotated, err)
+		})
+		wg.Go(func() {
+			_, err := s.UseAuthCode(ctx, code.Code, now)
+			count("UseAuthCode", &used, err)
+		})
+		wg.Go(func() {
+			_, err := s.ClaimPush(ctx, now, time.Minute)
+			count("ClaimPush", &claimed, err)
+		})
+	}
+	wg.Wait()
+	if rotated != 1 || used != 1 || claimed != 1 {
+		t.Errorf("winners: %d rotations, %d code uses, %d claims; want 1 each", rotated, used, claimed)
+	}
+}
+
 // Tokens and codes get a Redis expiry a day past their last expiry, counted
 // from now at the earliest; other records keep none.
 func TestExpiry(t *testing.T) {
