@@ -45,7 +45,9 @@
 // stored, so the registry does not grow forever while a lookup of an expired
 // or revoked token still finds it for a day, long enough to answer
 // "expired" rather than "invalid". Records without an expiry are kept.
-// Channels, apps, users, webhooks and the default portal never expire.
+// Channels, apps, users, webhooks and the default portal never expire: an
+// expired channel must still be found so that its replacement is reported
+// and subscribers get channel_expire.
 package redisstore
 
 import (
