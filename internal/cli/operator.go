@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -138,6 +137,9 @@ type opFlags struct {
 	publicURL  string
 	configPath string
 	json       bool
+	// redis and redisPrefix are only read through loadConfig.
+	redis       string
+	redisPrefix string
 }
 
 func newOpFlagSet(name string) (*flag.FlagSet, *opFlags) {
@@ -146,6 +148,8 @@ func newOpFlagSet(name string) (*flag.FlagSet, *opFlags) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "the server's data `DIR`, holding registry.db (env PUSHPULL_DATA_DIR; default ./data)")
 	fs.StringVar(&o.publicURL, "public-url", "", "how clients reach the server (`URL`), for webhook URLs and the portal domain (env PUSHPULL_PUBLIC_URL)")
 	fs.StringVar(&o.configPath, config.ConfigFlag, "", "the server's JSON config `FILE` (env PUSHPULL_CONFIG)")
+	fs.StringVar(&o.redis, "redis", "", "the cluster's Redis `URL`, whose registry to use instead of registry.db (env PUSHPULL_REDIS)")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "", "the cluster's key `PREFIX` in Redis (env PUSHPULL_REDIS_PREFIX; default pushpull)")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of text")
 	return fs, o
 }
@@ -173,7 +177,7 @@ func (r *runner) loadConfig(fs *flag.FlagSet, o *opFlags) (config.Config, error)
 	var args []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "data-dir", "public-url", config.ConfigFlag:
+		case "data-dir", "public-url", "redis", "redis-prefix", config.ConfigFlag:
 			args = append(args, "--"+f.Name+"="+f.Value.String())
 		}
 	})
@@ -196,10 +200,7 @@ func (r *runner) withRegistry(ctx context.Context, fs *flag.FlagSet, o *opFlags,
 	if err != nil {
 		return r.usageError(cmd, "%v", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return r.failure(cmd, fmt.Errorf("data dir %s: %w", cfg.DataDir, err))
-	}
-	st, err := store.OpenSQLite(ctx, server.RegistryPath(cfg), server.PublicHost(cfg))
+	st, closeRegistry, err := server.OpenRegistry(ctx, cfg)
 	if err != nil {
 		return r.failure(cmd, fmt.Errorf("registry: %w", err))
 	}
@@ -213,7 +214,7 @@ func (r *runner) withRegistry(ctx context.Context, fs *flag.FlagSet, o *opFlags,
 	} else {
 		err = fmt.Errorf("registry: portal: %w", err)
 	}
-	if cerr := st.Close(); cerr != nil && err == nil {
+	if cerr := closeRegistry(); cerr != nil && err == nil {
 		err = fmt.Errorf("registry: close: %w", cerr)
 	}
 	if err != nil {

@@ -74,6 +74,13 @@ type Config struct {
 	// (pull.application.push.add) is POSTed to as JSON, with retries. Empty:
 	// notifications are only logged.
 	PushWebhook string `json:"push-webhook"`
+	// Redis, when set, makes this process a cluster node: message ids,
+	// history, fan-out, presence and the registry live in this Redis, shared
+	// by every node. Empty: the embedded broker and the SQLite registry.
+	Redis string `json:"redis"`
+	// RedisPrefix names pushpull's keys in Redis, so that several clusters
+	// can share one Redis; every node of a cluster needs the same.
+	RedisPrefix string `json:"redis-prefix"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`
@@ -104,6 +111,7 @@ func Default() Config {
 		SendQueue:             1024,
 		MaxConnPerChannel:     100,
 		ServerVersion:         4,
+		RedisPrefix:           "pushpull",
 		ShutdownTimeout:       30 * time.Second,
 		LogLevel:              "info",
 	}

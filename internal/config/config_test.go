@@ -405,6 +405,21 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --push-webhook "backend.example.com/push": want an http or https URL, like "https://backend.example.com/push"`,
 		},
 		{
+			name:   "redis scheme, password not echoed",
+			modify: func(c *Config) { c.Redis = "http://:secret@127.0.0.1:6379" },
+			want:   `invalid --redis "http://:xxxxx@127.0.0.1:6379": want a redis://, rediss://, valkey:// or unix:// URL`,
+		},
+		{
+			name:   "redis without host",
+			modify: func(c *Config) { c.Redis = "redis:///0" },
+			want:   `invalid --redis "redis:///0": want a host, like "redis://127.0.0.1:6379"`,
+		},
+		{
+			name:   "redis prefix with a brace",
+			modify: func(c *Config) { c.RedisPrefix = "a{b" },
+			want:   `invalid --redis-prefix "a{b": want a name without spaces, braces or colons, like "pushpull"`,
+		},
+		{
 			name:   "sub paths empty",
 			modify: func(c *Config) { c.SubPaths = nil },
 			want:   `invalid --sub-paths "": want at least one path, like "/sub/"`,

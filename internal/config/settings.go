@@ -49,6 +49,8 @@ const (
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
 	pushWebhook           = "push-webhook"
+	redisURL              = "redis"
+	redisPrefix           = "redis-prefix"
 )
 
 func settings() []setting {
@@ -103,6 +105,10 @@ func settings() []setting {
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",
 			func(c *Config) any { return &c.PushWebhook }},
+		{redisURL, "URL", "run as a cluster node on this Redis or Valkey (ids, history, fan-out, presence, registry): redis://[:password@]host:port[/db], rediss:// for TLS, ?master_set=NAME for Sentinel, ?addr=host:port for more Cluster nodes; empty: embedded",
+			func(c *Config) any { return &c.Redis }},
+		{redisPrefix, "NAME", "prefix of pushpull's keys in Redis; nodes of one cluster share it",
+			func(c *Config) any { return &c.RedisPrefix }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

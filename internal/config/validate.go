@@ -95,6 +95,13 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPushWebhook(c.PushWebhook) },
+		func() error { return checkRedis(c.Redis) },
+		func() error {
+			if strings.TrimSpace(c.RedisPrefix) == "" || strings.ContainsAny(c.RedisPrefix, "{}: ") {
+				return invalid(redisPrefix, c.RedisPrefix, `want a name without spaces, braces or colons, like "pushpull"`)
+			}
+			return nil
+		},
 		func() error { return positive(replayTotal, c.ReplayTotal) },
 		func() error {
 			if err := positiveDuration(pollTimeout, c.PollTimeout); err != nil {
@@ -178,6 +185,27 @@ func checkPublicURL(v string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return invalid(publicURL, v, "want a URL without query or fragment: paths are appended to it")
+	}
+	return nil
+}
+
+func checkRedis(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return invalid(redisURL, "(unparsable)", `want a URL like "redis://127.0.0.1:6379"`)
+	}
+	shown := u.Redacted() // the URL may carry the Redis password
+	switch u.Scheme {
+	case "redis", "rediss", "valkey", "valkeys":
+		if u.Host == "" {
+			return invalid(redisURL, shown, `want a host, like "redis://127.0.0.1:6379"`)
+		}
+	case "unix":
+	default:
+		return invalid(redisURL, shown, `want a redis://, rediss://, valkey:// or unix:// URL`)
 	}
 	return nil
 }

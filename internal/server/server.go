@@ -86,7 +86,11 @@ type Server struct {
 	push     *push.Queue
 	http     *http.Server
 	healthy  atomic.Bool
+	cluster  *cluster // nil in embedded mode
 }
+
+// healthChecker is a broker that can lose its backend (Redis).
+type healthChecker interface{ Healthy() error }
 
 // Run serves on cfg.Addr until ctx is cancelled, then shuts down gracefully.
 // It returns once shutdown is complete.
@@ -109,7 +113,26 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
+	var cl *cluster
+	if cfg.Redis != "" {
+		c, err := openCluster(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		cl = c
+	}
+	s, err := build(cfg, cl, log)
+	if err != nil && cl != nil {
+		cl.close()
+	}
+	return s, err
+}
+
+func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	key, err := signatureKey(cfg, log)
+	if cl != nil {
+		key, err = cl.signatureKey(cfg, log)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -118,13 +141,18 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("signature-algo: %w", err)
 	}
 	h := hub.New()
-	b, err := memory.New(memory.Options{
-		DataDir:           cfg.DataDir,
-		HistoryPerChannel: cfg.HistoryPerChannel,
-		MaxStored:         cfg.HistoryMax,
-		LiveRetention:     liveRetention,
-		Log:               log.With("component", "broker"),
-	}, h)
+	var b broker.Broker
+	if cl != nil {
+		b, err = cl.newBroker(cfg, h, log.With("component", "broker"))
+	} else {
+		b, err = memory.New(memory.Options{
+			DataDir:           cfg.DataDir,
+			HistoryPerChannel: cfg.HistoryPerChannel,
+			MaxStored:         cfg.HistoryMax,
+			LiveRetention:     liveRetention,
+			Log:               log.With("component", "broker"),
+		}, h)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +173,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
 	}, b, h, signer, log.With("component", "realtime"))
 
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
+	var st store.Store
+	if cl != nil {
+		st, err = cl.openStore(cfg)
+	} else {
+		st, err = store.OpenSQLite(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
+	}
 	if err != nil {
 		_ = b.Close(context.Background())
 		return nil, fmt.Errorf("registry: %w", err)
@@ -158,7 +191,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		_ = b.Close(context.Background())
 		return nil, fmt.Errorf("registry: default portal: %w", err)
 	}
-	log.Debug("registry open", "file", filepath.Join(cfg.DataDir, registryFile), "member_id", portal.MemberID, "domain", portal.Domain)
+	log.Debug("registry open", "member_id", portal.MemberID, "domain", portal.Domain)
 	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
@@ -176,7 +209,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Log:           log.With("component", "pull"),
 	}).Register(restSrv)
 
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, push: queue}
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, push: queue, cluster: cl}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("/oauth/token/", authSvc.TokenHandler())
@@ -210,6 +243,15 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("shutting down\n"))
 		return
+	}
+	if hc, ok := s.broker.(healthChecker); ok {
+		if err := hc.Healthy(); err != nil {
+			// Connections stay up and are served what can be served; a load
+			// balancer sends new clients to healthy nodes meanwhile.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(err.Error() + "\n"))
+			return
+		}
 	}
 	_, _ = w.Write([]byte("ok\n"))
 }
@@ -296,6 +338,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close registry: %w", err))
+	}
+	if s.cluster != nil {
+		s.cluster.close()
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, fmt.Errorf("http server: %w", err))

@@ -1,0 +1,338 @@
+package interop
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/auth"
+	"github.com/pushpull/pushpull/internal/redisconn"
+	"github.com/pushpull/pushpull/internal/redistest"
+	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/redisstore"
+)
+
+// Cluster tests run two or three pushpull processes on one real
+// redis-server, started by the test on a free port, and drive the official
+// PullClient across them.
+
+// startNodes starts n cluster nodes on redis.
+func startNodes(t *testing.T, redis *redistest.Server, n int, args ...string) []*server {
+	t.Helper()
+	nodes := make([]*server, n)
+	for i := range nodes {
+		nodes[i] = startServer(t, append([]string{"--redis", redis.URL()}, args...)...)
+	}
+	return nodes
+}
+
+// healthStatus is the status of a node's /healthz.
+func healthStatus(s *server) int {
+	resp, err := http.Get(s.base + "/healthz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitHealth polls /healthz (the node offers no other signal) until it
+// answers want.
+func waitHealth(t *testing.T, s *server, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for healthStatus(s) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/healthz did not answer %d within 15 s", s.base, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterCrossNode: a message published on one node reaches clients on
+// another, once, in text (v3) and protobuf (v4) mode, over WebSocket and
+// long polling.
+func TestClusterCrossNode(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2)
+	a, b := nodes[0], nodes[1]
+	for _, tc := range []struct {
+		name      string
+		transport string
+		v4        bool
+	}{{"v3-websocket", "websocket", false}, {"v4-websocket", "websocket", true}, {"v4-longpolling", "longpolling", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			priv, pub, shared := newID(t), newID(t), newID(t)
+			cfg := makeConfig(a.base, signatureKey, 3, priv, shared)
+			if tc.v4 {
+				cfg = makeConfigV4(a.base, 1, priv, pub, shared)
+			}
+			c := startPullClient(t, ctx, ClientInput{Config: cfg, UserID: 1, Transport: tc.transport})
+			c.waitOnline(ctx)
+			b.publish(t, body("application", "textFromB", `{"n":1}`), priv)
+			checkMessage(t, c.nextMessage(ctx), "application", "textFromB", `{"n":1}`)
+			b.publishProtobuf(t, body("application", "protobufFromB", `{"n":2}`), shared)
+			checkMessage(t, c.nextMessage(ctx), "application", "protobufFromB", `{"n":2}`)
+			// Nothing came twice: the next message is the next one published.
+			a.publish(t, body("application", "fromA", `{"n":3}`), priv)
+			checkMessage(t, c.nextMessage(ctx), "application", "fromA", `{"n":3}`)
+		})
+	}
+}
+
+// TestClusterRecoverOnOtherNode: a client that was on node A comes back on
+// node B with its mid and gets exactly what it missed.
+func TestClusterRecoverOnOtherNode(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	priv, shared := newID(t), newID(t)
+	c := startPullClient(t, ctx, ClientInput{Config: makeConfig(a.base, signatureKey, 3, priv, shared), UserID: 1, Transport: "websocket"})
+	c.waitOnline(ctx)
+	a.publish(t, body("application", "seen", `{}`), priv)
+	first := c.nextMessage(ctx)
+	checkMessage(t, first, "application", "seen", `{}`)
+	c.Stop()
+	for i := 1; i <= 3; i++ {
+		a.publish(t, body("application", "missed", fmt.Sprintf(`{"n":%d}`, i)), priv)
+	}
+	c2 := startPullClient(t, ctx, ClientInput{Config: makeConfig(b.base, signatureKey, 3, priv, shared), UserID: 1, Transport: "websocket", MID: first.MID})
+	for i := 1; i <= 3; i++ {
+		checkMessage(t, c2.nextMessage(ctx), "application", "missed", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	a.publish(t, body("application", "sentinel", `{}`), shared)
+	checkMessage(t, c2.nextMessage(ctx), "application", "sentinel", `{}`)
+}
+
+// TestClusterNodeKilled: clients reach the cluster through a load balancer;
+// their node is killed with SIGKILL while messages keep being published
+// through another; they reconnect through the balancer to a surviving node
+// and receive every message once, in order.
+func TestClusterNodeKilled(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 3)
+	lb := startBalancer(t, nodes)
+	ctx := testContext(t)
+	type sub struct {
+		c    *PullClient
+		priv string
+	}
+	shared := newID(t)
+	var subs []sub
+	// WebSocket clients, text and protobuf: the SDK reports a long-polling
+	// request cut by a dying node as an error event, which the harness
+	// counts as a failure.
+	for i, v4 := range []bool{false, true} {
+		priv := newID(t)
+		cfg := makeConfig(lb.base, signatureKey, 3, priv, shared)
+		if v4 {
+			cfg = makeConfigV4(lb.base, i+1, priv, newID(t), shared)
+		}
+		c := startPullClient(t, ctx, ClientInput{Config: cfg, UserID: i + 1, Transport: "websocket"})
+		c.waitOnline(ctx)
+		subs = append(subs, sub{c, priv})
+	}
+	if got := lb.backendsUsed(); len(got) != 1 || got[0] != 0 {
+		t.Fatalf("balancer sent clients to nodes %v; want node 0 only", got)
+	}
+	nodes[1].publish(t, body("application", "before", `{}`), shared)
+	for _, s := range subs {
+		checkMessage(t, s.c.nextMessage(ctx), "application", "before", `{}`)
+	}
+
+	nodes[0].kill(t)
+	const missed = 5
+	for i := 1; i <= missed; i++ {
+		nodes[1].publish(t, body("application", "during", fmt.Sprintf(`{"n":%d}`, i)), shared)
+	}
+	for _, s := range subs {
+		nodes[2].publish(t, body("application", "private", `{}`), s.priv)
+	}
+	for _, s := range subs {
+		for i := 1; i <= missed; i++ {
+			checkMessage(t, s.c.nextMessage(ctx), "application", "during", fmt.Sprintf(`{"n":%d}`, i))
+		}
+		checkMessage(t, s.c.nextMessage(ctx), "application", "private", `{}`)
+	}
+	nodes[2].publish(t, body("application", "sentinel", `{}`), shared)
+	for _, s := range subs {
+		checkMessage(t, s.c.nextMessage(ctx), "application", "sentinel", `{}`)
+	}
+}
+
+// TestClusterRedisRestart: with Redis gone, nodes keep their clients, say
+// unhealthy and refuse publishes; once it is back they resubscribe and
+// deliver, including what was published before they had resubscribed.
+func TestClusterRedisRestart(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	priv, shared := newID(t), newID(t)
+	c := startPullClient(t, ctx, ClientInput{Config: makeConfig(a.base, signatureKey, 3, priv, shared), UserID: 1, Transport: "websocket"})
+	c.waitOnline(ctx)
+	b.publish(t, body("application", "before", `{}`), priv)
+	checkMessage(t, c.nextMessage(ctx), "application", "before", `{}`)
+
+	redis.Stop()
+	waitHealth(t, a, http.StatusServiceUnavailable)
+	if code, text := tryPublish(b, body("application", "refused", `{}`), priv); code < 500 {
+		t.Fatalf("publish with Redis down answered %d %q; want a 5xx refusal", code, text)
+	}
+	if err := redis.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Publish as soon as node b accepts, which may be before node a has
+	// resubscribed: a must still deliver it.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, text := tryPublish(b, body("application", "after", `{}`), priv)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after the Redis restart still refused: %d %q", code, text)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkMessage(t, c.nextMessage(ctx), "application", "after", `{}`)
+	waitHealth(t, a, http.StatusOK)
+	b.publish(t, body("application", "sentinel", `{}`), shared)
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
+}
+
+func tryPublish(s *server, body string, ids ...string) (int, string) {
+	resp, err := http.Post(s.base+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// balancer is a TCP load balancer for the tests: each connection goes to
+// the first node that accepts it, as a balancer with health checks sends
+// clients away from a dead node.
+type balancer struct {
+	base  string
+	ln    net.Listener
+	nodes []string
+	mu    sync.Mutex
+	used  map[int]bool
+}
+
+func startBalancer(t *testing.T, nodes []*server) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := &balancer{base: "http://" + ln.Addr().String(), ln: ln, used: make(map[int]bool)}
+	for _, n := range nodes {
+		lb.nodes = append(lb.nodes, strings.TrimPrefix(n.base, "http://"))
+	}
+	var conns sync.WaitGroup
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() { defer conns.Done(); lb.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return lb
+}
+
+func (lb *balancer) serve(c net.Conn) {
+	defer c.Close()
+	for i, addr := range lb.nodes {
+		up, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			continue
+		}
+		lb.mu.Lock()
+		lb.used[i] = true
+		lb.mu.Unlock()
+		defer up.Close()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(up, c); closeWrite(up); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(c, up); closeWrite(c); done <- struct{}{} }()
+		<-done
+		<-done
+		return
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+func (lb *balancer) backendsUsed() []int {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	var out []int
+	for i := range lb.nodes {
+		if lb.used[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// TestClusterRESTEventAdd: the PullClient takes its config from node B's
+// REST API; pull.application.event.add called on node A reaches it. The
+// registry (application, token, channels) is the one in Redis.
+func TestClusterRESTEventAdd(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	client, err := redisconn.Open(ctx, redis.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	st, err := redisstore.Open(ctx, client, "", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.DefaultPortal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := st.CreateApp(ctx, p.ID, "interop", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutUser(ctx, store.User{PortalID: p.ID, ID: 1, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: b.base, Auth: tok.AccessToken}})
+	c.mustWaitFor(ctx, "config request", func(e Event) bool { return e.Event == "rest" })
+	c.waitOnline(ctx)
+	f := &restFixture{srv: a, token: tok.AccessToken}
+	f.eventAdd(t, url.Values{"COMMAND": {"toShared"}, "PARAMS[n]": {"1"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
+	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "PARAMS": {`{"ok":true}`}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toMe", `{"ok":true}`)
+}
