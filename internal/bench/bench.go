@@ -44,6 +44,9 @@ type Config struct {
 	// URL is the server's base URL, like http://127.0.0.1:8080; the bench
 	// uses /sub/, /pub/ and /server-stat/ under it.
 	URL string
+	// PublishURL, when set, is where publishes go instead of URL: another
+	// node of a cluster, to measure cross-node delivery.
+	PublishURL string
 	// ServerPID is the server's process id for memory and CPU figures; 0
 	// means ask /server-stat/ (only used when URL's host is a loopback
 	// address, where /proc describes the same machine).
@@ -240,10 +243,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // run is the state of one bench.
 type run struct {
-	cfg    Config
-	addr   string // host:port
-	host   string // Host header
-	wsBase string // ws://host/sub/?CHANNEL_ID=
+	cfg  Config
+	addr string // host:port
+	host string // Host header
+	// pubAddr and pubHost are where publishes go (Config.PublishURL).
+	pubAddr string
+	pubHost string
+	wsBase  string // ws://host/sub/?CHANNEL_ID=
 	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
 	binaryParam string
 	loopback    bool
@@ -333,6 +339,11 @@ func (cfg Config) complete() (Config, error) {
 	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
 	}
+	if cfg.PublishURL != "" {
+		if u, err := url.Parse(cfg.PublishURL); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, fmt.Errorf("publish url: want http://HOST:PORT, got %q", cfg.PublishURL)
+		}
+	}
 	limit, err := fileLimit()
 	if err != nil {
 		return cfg, err
@@ -374,11 +385,21 @@ func newRun(cfg Config) (*run, error) {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
+	pubAddr, pubHost := addr, u.Host
+	if cfg.PublishURL != "" {
+		pu, _ := url.Parse(cfg.PublishURL) // checked by complete
+		pubAddr, pubHost = pu.Host, pu.Host
+		if pu.Port() == "" {
+			pubAddr = net.JoinHostPort(pu.Hostname(), "80")
+		}
+	}
 	r := &run{
-		cfg:    cfg,
-		addr:   addr,
-		host:   u.Host,
-		wsBase: "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		cfg:     cfg,
+		addr:    addr,
+		host:    u.Host,
+		pubAddr: pubAddr,
+		pubHost: pubHost,
+		wsBase:  "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
 
 		binaryParam: binaryParam(cfg.Binary),
 		loopback:    isLoopback(u.Hostname()),

@@ -33,7 +33,7 @@ func (r *run) publishAll(ctx context.Context, start time.Time, alive []int) {
 }
 
 func (r *run) publisher(ctx context.Context, p int, next *atomic.Int64, start, deadline time.Time, alive []int) {
-	c := &httpConn{addr: r.addr, host: r.host, dialTimeout: r.cfg.DialTimeout}
+	c := &httpConn{addr: r.pubAddr, host: r.pubHost, dialTimeout: r.cfg.DialTimeout}
 	defer c.close()
 	var body []byte
 	timer := time.NewTimer(time.Hour)
@@ -90,7 +90,7 @@ func (r *run) publisher(ctx context.Context, p int, next *atomic.Int64, start, d
 // long-polling subscriber gets its first mid from the probe, from which its
 // next polls recover anything published between two polls.
 func (r *run) probe(ctx context.Context) (ready, unready int) {
-	c := &httpConn{addr: r.addr, host: r.host, dialTimeout: r.cfg.DialTimeout}
+	c := &httpConn{addr: r.pubAddr, host: r.pubHost, dialTimeout: r.cfg.DialTimeout}
 	defer c.close()
 	deadline := time.Now().Add(r.cfg.ReadyTimeout)
 	body := []byte(`{"bench":"ready"}`)

@@ -63,6 +63,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func (r *runner) bench(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the server's base `URL` (not with --spawn)")
+	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
 	var serverArgs stringList
 	fs.Var(&serverArgs, "server-arg", "one more `FLAG` for the spawned server, like --send-queue=4096; repeatable")
@@ -130,6 +131,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	cfg := bench.Config{
 		URL:           *base,
+		PublishURL:    *publishURL,
 		SignatureKey:  *key,
 		SignatureAlgo: *algo,
 		Subscribers:   *subscribers,
