@@ -104,6 +104,10 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, evicted)
 		return
 	}
+	// Where to resume is settled before the queue is taken: a message
+	// stored after this point, and so missing from the answer, is newer
+	// than the Last-Message-Id and recovered by the next poll.
+	resume := s.resumeID(ctx, sess, q.Get("mid"), recover)
 	// One response per poll, as the reference does: what arrives after this
 	// is replayed from history on the next poll, which carries the new mid.
 	if ds := sess.take(); len(ds) > 0 {
@@ -123,20 +127,26 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.notModified(ctx, w, sess, q.Get("mid"), recover)
+	notModified(w, resume)
+}
+
+// resumeID is the Last-Message-Id of a poll that ends with nothing new: the
+// mid the client sent, or else the newest stored message of its channels, or
+// nothing.
+func (s *Server) resumeID(ctx context.Context, sess *session, givenMid string, valid bool) string {
+	if valid {
+		return givenMid
+	}
+	if id, ok, err := s.broker.LastID(ctx, sess.historyChannels()); err == nil && ok {
+		return id.String()
+	}
+	return ""
 }
 
 // notModified ends a poll with nothing new. Last-Message-Id tells the client
-// where to resume: the mid it sent, or else the newest stored message of its
-// channels, or nothing. A 200 with no messages is never sent: it would clear
-// the client's mid.
-func (s *Server) notModified(ctx context.Context, w http.ResponseWriter, sess *session, givenMid string, valid bool) {
-	last := ""
-	if valid {
-		last = givenMid
-	} else if id, ok, err := s.broker.LastID(ctx, sess.historyChannels()); err == nil && ok {
-		last = id.String()
-	}
+// where to resume. A 200 with no messages is never sent: it would clear the
+// client's mid.
+func notModified(w http.ResponseWriter, last string) {
 	h := w.Header()
 	h.Set("Last-Message-Id", last)
 	h.Set("Expires", lpExpires)
