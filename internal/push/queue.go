@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/pull"
@@ -81,6 +82,9 @@ type Queue struct {
 	store store.Store
 	opt   Options
 	wake  chan struct{}
+	// registryDown is set while claiming fails, so that an outage is
+	// logged once.
+	registryDown atomic.Bool
 }
 
 var _ pull.PushSender = (*Queue)(nil)
@@ -147,15 +151,25 @@ func (q *Queue) drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		job, err := q.store.ClaimPush(ctx, q.opt.Now(), 2*q.opt.Timeout)
 		if errors.Is(err, store.ErrNotFound) {
+			q.registryBack()
 			return
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				q.opt.Log.Error("push: claim job", "err", err)
+			// Said once per outage, not at every poll of the queue.
+			if ctx.Err() == nil && !q.registryDown.Swap(true) {
+				q.opt.Log.Error("push: cannot read the queue; retrying until the registry answers", "err", err)
 			}
 			return
 		}
+		q.registryBack()
 		q.deliver(ctx, job)
+	}
+}
+
+// registryBack notes that the registry answers again.
+func (q *Queue) registryBack() {
+	if q.registryDown.Swap(false) {
+		q.opt.Log.Info("push: the registry answers again")
 	}
 }
 

@@ -176,10 +176,15 @@ func (s *subscriber) session(stop <-chan struct{}) (lost bool, err error) {
 	broken := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: s.onMessage})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	lostErr := make(chan error, 1)
 	go func() {
 		select {
 		case <-stop:
-		case <-broken:
+		case err := <-broken:
+			if err == nil {
+				err = errors.New("connection closed")
+			}
+			lostErr <- err
 		}
 		cancel()
 	}()
@@ -218,7 +223,7 @@ func (s *subscriber) session(stop <-chan struct{}) (lost bool, err error) {
 		select {
 		case <-ctx.Done():
 			select {
-			case err := <-broken:
+			case err := <-lostErr:
 				return true, err
 			default:
 				return true, ctx.Err()
