@@ -30,6 +30,8 @@ type Server struct {
 	dir  string
 	bin  string
 	args []string
+	// config is a config file given first (Sentinel needs one).
+	config string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -121,6 +123,10 @@ func (s *Server) Start() error {
 		"--save", "", "--daemonize", "no", "--protected-mode", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}, s.args...)
+	if s.config != "" {
+		args = append([]string{s.config, "--bind", "127.0.0.1", "--port", port, "--daemonize", "no",
+			"--protected-mode", "no", "--logfile", filepath.Join(s.dir, "redis.log")}, s.args...)
+	}
 	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
@@ -218,4 +224,98 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Cluster is a Redis Cluster of test servers, every slot assigned.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// URL names every node, the form pushpull's --redis takes for a cluster.
+func (c *Cluster) URL() string {
+	u := c.Nodes[0].URL()
+	for i, n := range c.Nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + n.Addr
+	}
+	return u
+}
+
+// StartCluster starts n redis-servers in cluster mode for t, joins them into
+// one cluster with redis-cli and waits until the cluster reports ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	args := []string{"create"}
+	for range n {
+		s := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+		c.Nodes = append(c.Nodes, s)
+		args = append(args, s.Addr)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli (Debian's redis-tools, installed with redis-server): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cli, append([]string{"--cluster"}, append(args, "--cluster-replicas", "0", "--cluster-yes")...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, s := range c.Nodes {
+		host, port, _ := net.SplitHostPort(s.Addr)
+		for {
+			out, err := exec.CommandContext(ctx, cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("redis cluster node %s not ok within 30 s: %s %v", s.Addr, out, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return c
+}
+
+// StartSentinel starts a Redis Sentinel for t that monitors primary under
+// the name "mymaster", and returns the --redis URL that reaches the primary
+// through it.
+func StartSentinel(t testing.TB, primary *Server) string {
+	t.Helper()
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	conf := filepath.Join(dir, "sentinel.conf")
+	content := fmt.Sprintf("sentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster 5000\n", host, port)
+	if err := os.WriteFile(conf, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := Binary()
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	// A sentinel is redis-server in sentinel mode; its config file must be
+	// writable, and comes first.
+	s := &Server{dir: dir, bin: bin}
+	for attempt := 0; ; attempt++ {
+		p, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		s.args = []string{"--sentinel"}
+		s.config = conf
+		if err = s.Start(); err == nil {
+			break
+		}
+		if attempt == 4 {
+			t.Fatalf("sentinel: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	return s.URL() + "?master_set=mymaster"
 }

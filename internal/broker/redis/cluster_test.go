@@ -221,3 +221,44 @@ func ids(ms []*message.Message) []string {
 	}
 	return out
 }
+
+// TestRedisClusterConformance runs the suite on a three-node Redis Cluster:
+// every key shares one hash tag, so the scripts stay within one slot.
+func TestRedisClusterConformance(t *testing.T) {
+	rc := redistest.StartCluster(t, 3)
+	brokertest.Run(t, func(t *testing.T, d broker.Deliverer) broker.Broker {
+		return node(t, rc.URL(), randomPrefix(t), d, nil)
+	})
+	// Two nodes on the cluster, one publishing, one listening.
+	rec := brokertest.NewRecorder()
+	prefix := randomPrefix(t)
+	a := node(t, rc.URL(), prefix, rec, nil)
+	b := node(t, rc.URL(), prefix, nil, nil)
+	ch := brokertest.NewChannel(t)
+	if err := a.Attach(context.Background(), []channel.ID{ch}); err != nil {
+		t.Fatal(err)
+	}
+	m := publishTo(t, b, `"across"`, ch)
+	if got := rec.Wait(t, 1); got[0].ID != m.ID {
+		t.Fatalf("got %v, want %s", ids(got), m.ID)
+	}
+}
+
+// TestSentinel reaches the primary through a Redis Sentinel.
+func TestSentinel(t *testing.T) {
+	primary := redistest.Start(t)
+	url := redistest.StartSentinel(t, primary)
+	rec := brokertest.NewRecorder()
+	a := node(t, url, "", rec, nil)
+	ch := brokertest.NewChannel(t)
+	if err := a.Attach(context.Background(), []channel.ID{ch}); err != nil {
+		t.Fatal(err)
+	}
+	m := publishTo(t, a, `"through sentinel"`, ch)
+	if got := rec.Wait(t, 1); got[0].ID != m.ID {
+		t.Fatalf("got %v, want %s", ids(got), m.ID)
+	}
+	if n, err := primary.Do("EXISTS", "{pushpull}:m:"+m.ID.String()); err != nil || n != ":1" {
+		t.Fatalf("message not stored on the primary: %q %v", n, err)
+	}
+}

@@ -66,10 +66,13 @@ type Options struct {
 
 // Broker is the Redis engine.
 type Broker struct {
-	opt     Options
-	client  rueidis.Client
-	keys    redisconn.Keys
-	base    string // the key prefix the scripts build keys from
+	opt    Options
+	client rueidis.Client
+	keys   redisconn.Keys
+	base   string // the key prefix the scripts build keys from
+	// route is the KEYS of scripts that build their keys themselves: on a
+	// Redis Cluster it sends them to the node of the prefix's slot.
+	route   []string
 	node    string
 	now     func() time.Time
 	log     *slog.Logger
@@ -129,6 +132,7 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 		client:  opt.Client,
 		keys:    keys,
 		base:    keys.Key(""),
+		route:   []string{keys.Key("nodes")},
 		node:    opt.NodeID,
 		now:     opt.Now,
 		log:     opt.Log,
@@ -327,7 +331,7 @@ func (b *Broker) LastID(ctx context.Context, channels []channel.ID) (message.ID,
 	if len(channels) == 0 {
 		return message.ID{}, false, nil
 	}
-	s, err := lastIDScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base}, channels)).ToString()
+	s, err := lastIDScript.Exec(ctx, b.client, b.route, b.channelArgs([]string{b.base}, channels)).ToString()
 	if err != nil {
 		return message.ID{}, false, fmt.Errorf("last id: redis: %w", err)
 	}
@@ -352,7 +356,7 @@ func (b *Broker) Attach(ctx context.Context, channels []channel.ID) error {
 		return fmt.Errorf("attach: %w", err)
 	}
 	ttl := strconv.FormatInt((3 * b.opt.Heartbeat).Milliseconds(), 10)
-	if err := attachScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, b.node, ttl}, channels)).Error(); err != nil {
+	if err := attachScript.Exec(ctx, b.client, b.route, b.channelArgs([]string{b.base, b.node, ttl}, channels)).Error(); err != nil {
 		b.sub.remove(channels)
 		return fmt.Errorf("attach: presence: redis: %w", err)
 	}
@@ -365,7 +369,7 @@ func (b *Broker) Detach(ctx context.Context, channels []channel.ID) error {
 	if b.closed() {
 		return nil
 	}
-	if err := detachScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, b.node}, channels)).Error(); err != nil {
+	if err := detachScript.Exec(ctx, b.client, b.route, b.channelArgs([]string{b.base, b.node}, channels)).Error(); err != nil {
 		// The heartbeat rewrites this node's counts from its own.
 		return fmt.Errorf("detach: presence: redis: %w", err)
 	}
@@ -378,7 +382,7 @@ func (b *Broker) Online(ctx context.Context, channels []channel.ID) ([]int, erro
 		return nil, nil
 	}
 	oldest := b.now().Add(-3 * b.opt.Heartbeat).UnixMilli()
-	vals, err := onlineScript.Exec(ctx, b.client, nil, b.channelArgs([]string{b.base, strconv.FormatInt(oldest, 10)}, channels)).AsIntSlice()
+	vals, err := onlineScript.Exec(ctx, b.client, b.route, b.channelArgs([]string{b.base, strconv.FormatInt(oldest, 10)}, channels)).AsIntSlice()
 	if err != nil {
 		return nil, fmt.Errorf("online: redis: %w", err)
 	}
@@ -455,7 +459,7 @@ func (b *Broker) heartbeat() {
 	for ch, n := range b.sub.counts() {
 		args = append(args, ch, strconv.Itoa(n))
 	}
-	err := heartbeatScript.Exec(ctx, b.client, nil, args).Error()
+	err := heartbeatScript.Exec(ctx, b.client, b.route, args).Error()
 	if was := b.heartbeatOK.Swap(err == nil); was != (err == nil) {
 		if err != nil {
 			b.log.Warn("redis heartbeat failed", "err", err)

@@ -9,7 +9,8 @@ import "github.com/redis/rueidis"
 // a node drop a second copy of a message by its id alone.
 //
 // Keys are built inside the scripts from the prefix passed as ARGV[1]; every
-// key carries the same hash tag, so on a Redis Cluster they share one slot.
+// key carries the same hash tag, so on a Redis Cluster they share one slot,
+// and each script is given one key of that slot (KEYS[1]) for routing.
 
 // publishScript assigns the next mid and, when the message has receivers,
 // stores and publishes it.

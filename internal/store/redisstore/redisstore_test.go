@@ -315,3 +315,17 @@ func TestOpen(t *testing.T) {
 		t.Error("Open on a newer key layout succeeded")
 	}
 }
+
+// TestRedisCluster runs the suite on a three-node Redis Cluster: every key
+// of a prefix shares one hash tag, so the scripts stay within one slot.
+func TestRedisCluster(t *testing.T) {
+	rc := redistest.StartCluster(t, 3)
+	c, err := redisconn.Open(t.Context(), rc.URL())
+	if err != nil {
+		t.Fatalf("redis cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, c, newPrefix(t))
+	})
+}
