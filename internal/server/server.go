@@ -133,6 +133,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
 		PubWebPaths:           cfg.PubWebPaths,
+		APIPaths:              cfg.APIPaths,
 		StatPath:              cfg.StatPath,
 		MaxPayload:            cfg.MaxPayload,
 		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,
@@ -140,6 +141,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Replay:                broker.HistoryLimit{PerChannel: cfg.ReplayPerChannel, Total: cfg.ReplayTotal},
 		PollTimeout:           cfg.PollTimeout,
 		PingInterval:          cfg.PingInterval,
+		RPCPingInterval:       cfg.JSONRPCPingInterval,
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
@@ -169,6 +171,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
 	pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
+		Tenant:        portal.MemberID,
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
