@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -273,4 +274,17 @@ func (s *Server) liveSessions(keep func(*session) bool) []*session {
 		}
 	}
 	return list
+}
+
+// ackOverHTTP answers the mack:<mid> that a version 5 client on long
+// polling posts to server.publish, where its connector sends every frame.
+// It reports whether body was one.
+func (s *Server) ackOverHTTP(w http.ResponseWriter, body []byte) bool {
+	const maxAck = 64 // "mack:" and a 26-digit id, with room
+	if len(body) > maxAck || !bytes.HasPrefix(body, prefixMack) {
+		return false
+	}
+	s.log.Debug("message acknowledged", "mid", string(body[len(prefixMack):]))
+	writeText(w, http.StatusOK, "")
+	return true
 }

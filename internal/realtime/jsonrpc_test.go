@@ -493,3 +493,27 @@ func TestV5ReplayIsOneBatch(t *testing.T) {
 		t.Fatalf("live frame %s", frame)
 	}
 }
+
+// A long-polling version 5 client posts its mack: to server.publish, the
+// client-publish route, without CHANNEL_ID.
+func TestV5AckOverHTTP(t *testing.T) {
+	ts := newTestServer(t, nil)
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/pubweb/", strings.NewReader(body))
+		return do(t, req)
+	}
+	if code, body := post("mack:17957502860000000000000003"); code != 200 || body != "" {
+		t.Fatalf("mack: %d %q", code, body)
+	}
+	// With the CHANNEL_ID the connector adds, as b24jssdk does.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/pubweb/?"+ts.subQuery([]channel.ID{newChannel(t)}, ""), strings.NewReader("mack:1"))
+	if code, body := do(t, req); code != 200 || body != "" {
+		t.Fatalf("mack: %d %q", code, body)
+	}
+	if code, body := post("junk"); code != 400 || body != "4010: Wrong Channel Id." {
+		t.Fatalf("junk: %d %q", code, body)
+	}
+	if code, _ := post("mack:" + strings.Repeat("1", 100)); code != 400 {
+		t.Fatalf("long mack: %d", code)
+	}
+}
