@@ -239,10 +239,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen on %s (internal-addr): %w", s.cfg.InternalAddr, err)
 		}
 		go func() { internalDone <- s.internal.Serve(iln) }()
-		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","),
+			"api", strings.Join(s.cfg.APIPaths, ","))
 	} else if !isLoopback(ln.Addr()) {
 		s.log.Warn("backend publish routes are served on the public listener: anyone who reaches it can publish to any channel; set --internal-addr",
-			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","), "api", strings.Join(s.cfg.APIPaths, ","))
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
