@@ -128,8 +128,8 @@ func buildServer(t *testing.T) string {
 type server struct {
 	base   string // http://127.0.0.1:PORT
 	cmd    *exec.Cmd
-	logs   bytes.Buffer
-	killed bool // by kill: its exit is expected
+	logs   syncBuffer // the server's output; tests may read it while it runs
+	killed bool       // by kill: its exit is expected
 }
 
 // kill ends the process with SIGKILL, as a crash would: nothing is drained
@@ -309,6 +309,10 @@ type Event struct {
 	Error    string          `json:"error"`
 	Method   string          `json:"method"`
 	OK       bool            `json:"ok"`
+	Cmd      string          `json:"cmd"`
+	Result   json.RawMessage `json:"result"`
+	UserID   int             `json:"userId"`
+	IsOnline bool            `json:"isOnline"`
 	Extra    struct {
 		Sender *struct {
 			Type int    `json:"type"`
@@ -505,4 +509,23 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// syncBuffer is a bytes.Buffer that the server process writes while a test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -17,9 +17,15 @@
 //   {"event":"sent","cmd"}               a stdin command was carried out
 //   {"event":"stopped","mid"}            last line, on a clean exit
 //
-// Further stdin lines are commands (v4 client publishing):
+// Further stdin lines are commands (v4 and v5 client publishing):
 //   {"cmd":"sendMessage","users":[2],"moduleId","command","params","expiry"?}
 //   {"cmd":"sendMessageToChannels","channels":["<public id>.<signature>"],…}
+// and, version 5 (JSON-RPC), each answered by {"event":"sent","cmd","result"}:
+//   {"cmd":"ping"}  {"cmd":"listChannels"}  {"cmd":"getUsersLastSeen","userList":[1]}
+//   {"cmd":"subscribeUserStatusChange","userId":2}, whose callback prints
+//       {"event":"userStatus","userId","isOnline"}
+//   {"cmd":"disconnect"}  {"cmd":"connect"}   drop and re-open the connection,
+//       as after a network change; the client resumes from its session mid.
 // It exits on SIGTERM or when stdin closes.
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
@@ -139,14 +145,22 @@ client.start(input.config ? structuredClone(input.config) : null).then(
   (error) => out({ event: 'error', level: 'error', error: `start: ${error?.ex?.error_description ?? error}` }),
 );
 
+const commands = {
+  sendMessage: (c) => client.sendMessage(c.users, c.moduleId, c.command, c.params, c.expiry),
+  sendMessageToChannels: (c) => client.sendMessageToChannels(c.channels, c.moduleId, c.command, c.params, c.expiry),
+  ping: () => client.ping(),
+  listChannels: () => client.listChannels(),
+  getUsersLastSeen: (c) => client.getUsersLastSeen(c.userList),
+  subscribeUserStatusChange: (c) => client.subscribeUserStatusChange(c.userId,
+    ({ userId, isOnline }) => out({ event: 'userStatus', userId, isOnline })),
+  disconnect: () => client.disconnect(1000, 'interop disconnect'),
+  connect: () => client.connect(),
+};
 for await (const line of lines) {
   const c = JSON.parse(line);
-  const sent = c.cmd === 'sendMessage'
-    ? client.sendMessage(c.users, c.moduleId, c.command, c.params, c.expiry)
-    : client.sendMessageToChannels(c.channels, c.moduleId, c.command, c.params, c.expiry);
-  Promise.resolve(sent).then(
-    () => out({ event: 'sent', cmd: c.cmd }),
-    (error) => out({ event: 'error', level: 'error', error: String(error) }),
+  Promise.resolve().then(() => commands[c.cmd](c)).then(
+    (result) => out({ event: 'sent', cmd: c.cmd, result }),
+    (error) => out({ event: 'error', level: 'error', error: `${c.cmd}: ${JSON.stringify(error) ?? error}` }),
   );
 }
 stop();

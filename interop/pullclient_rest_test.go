@@ -27,10 +27,10 @@ type restFixture struct {
 	adminToken string
 }
 
-func newRESTFixture(t *testing.T, version string) *restFixture {
+func newRESTFixture(t *testing.T, version string, args ...string) *restFixture {
 	t.Helper()
 	dir := t.TempDir()
-	srv := startServer(t, "--data-dir", dir, "--server-version", version, "--public-url", "")
+	srv := startServer(t, append([]string{"--data-dir", dir, "--server-version", version, "--public-url", ""}, args...)...)
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "registry.db"), "localhost")
 	if err != nil {

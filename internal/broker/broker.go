@@ -6,6 +6,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
@@ -58,6 +59,14 @@ type Broker interface {
 	Detach(ctx context.Context, channels []channel.ID) error
 	// Online returns the number of connections on each channel, in order.
 	Online(ctx context.Context, channels []channel.ID) ([]int, error)
+	// SetLastSeen records when users were last seen (protocol version 5's
+	// getUsersLastSeen), replacing what was recorded before. Users are keyed
+	// by their channel.User id, which includes the tenant. Times are kept
+	// at second precision.
+	SetLastSeen(ctx context.Context, seen map[channel.ID]time.Time) error
+	// LastSeen returns the recorded times of those of users that have one;
+	// users never recorded are absent from the map.
+	LastSeen(ctx context.Context, users []channel.ID) (map[channel.ID]time.Time, error)
 	// Close stops the broker; the embedded engine snapshots its history.
 	Close(ctx context.Context) error
 }

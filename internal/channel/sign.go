@@ -237,3 +237,8 @@ func (s *Signer) VerifyPublic(pub ID, sig []byte) bool {
 	var got [maxMACSize]byte
 	return hmac.Equal(sig, s.end(m, &got))
 }
+
+// Key returns a copy of the signing key, for the version 5 connection
+// tokens, which are always HMAC-SHA256 with this key whatever the channel
+// signature algorithm (spec §4.7).
+func (s *Signer) Key() []byte { return append([]byte(nil), s.key...) }

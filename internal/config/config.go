@@ -35,6 +35,9 @@ type Config struct {
 	PubWebPaths []string `json:"pubweb-paths"`
 	// StatPath is the server statistics route (trusted).
 	StatPath string `json:"stat-path"`
+	// APIPaths are the backend JSON-RPC prefixes of protocol version 5
+	// (Bitrix's path_to_json_rpc: publish, users' last-seen); trusted.
+	APIPaths []string `json:"api-paths"`
 
 	// MaxPayload caps a published body and an incoming WebSocket message, bytes.
 	MaxPayload int64 `json:"max-payload"`
@@ -56,6 +59,10 @@ type Config struct {
 	// PingInterval is how often idle WebSockets are pinged; a connection that
 	// has not answered the previous ping by the next one is dropped.
 	PingInterval time.Duration `json:"ping-interval"`
+	// JSONRPCPingInterval is how often version 5 (JSON-RPC) connections get
+	// a text ping; the clients reconnect when none comes for 20 s, and the
+	// server drops a peer that stays silent for three pings.
+	JSONRPCPingInterval time.Duration `json:"jsonrpc-ping-interval"`
 	// WriteTimeout bounds one socket write; a peer that cannot take it is dropped.
 	WriteTimeout time.Duration `json:"write-timeout"`
 	// SendQueue is the number of deliveries queued per connection before the
@@ -68,7 +75,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
 
 	// ServerVersion is the push-server version pull.application.config.get
-	// advertises: 3 (text frames) or 4 (protobuf and client publishing).
+	// advertises: 3 (text frames), 4 (protobuf and client publishing) or 5
+	// (JSON-RPC, connection tokens, user routing and online status).
 	ServerVersion int `json:"server-version"`
 	// PushWebhook, when set, is the http(s) URL each mobile push notification
 	// (pull.application.push.add) is POSTed to as JSON, with retries. Empty:
@@ -98,6 +106,7 @@ func Default() Config {
 		PubPaths:              []string{"/pub/", "/bitrix/pub/"},
 		PubWebPaths:           []string{"/pubweb/", "/bitrix/pubweb/", "/bitrix/rest/"},
 		StatPath:              "/server-stat/",
+		APIPaths:              []string{"/api/", "/bitrix/api/"},
 		MaxPayload:            1 << 20,
 		MaxChannelsPerRequest: 100,
 		MessageTTL:            86400 * time.Second,
@@ -107,6 +116,7 @@ func Default() Config {
 		ReplayTotal:           200,
 		PollTimeout:           40 * time.Second,
 		PingInterval:          120 * time.Second,
+		JSONRPCPingInterval:   10 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		SendQueue:             1024,
 		MaxConnPerChannel:     100,

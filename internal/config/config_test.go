@@ -153,6 +153,16 @@ func TestLoadFileValueForms(t *testing.T) {
 	}
 }
 
+func TestServerVersionFiveAndItsSettings(t *testing.T) {
+	cfg, err := Load([]string{"--server-version", "5", "--api-paths", "/v5/api/", "--jsonrpc-ping-interval", "5s"}, nil, files(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerVersion != 5 || !reflect.DeepEqual(cfg.APIPaths, []string{"/v5/api/"}) || cfg.JSONRPCPingInterval != 5*time.Second {
+		t.Fatalf("loaded %d %v %s", cfg.ServerVersion, cfg.APIPaths, cfg.JSONRPCPingInterval)
+	}
+}
+
 func TestLoadFlagValueForms(t *testing.T) {
 	cfg, err := Load([]string{
 		"--max-payload", "512KiB",
@@ -508,6 +518,36 @@ func TestValidateErrors(t *testing.T) {
 			name:   "ping interval",
 			modify: func(c *Config) { c.PingInterval = 0 },
 			want:   `invalid --ping-interval "0s": want a duration more than 0, like 40s`,
+		},
+		{
+			name:   "jsonrpc ping interval",
+			modify: func(c *Config) { c.JSONRPCPingInterval = 0 },
+			want:   `invalid --jsonrpc-ping-interval "0s": want a duration more than 0, like 40s`,
+		},
+		{
+			name:   "jsonrpc ping interval beyond the clients",
+			modify: func(c *Config) { c.JSONRPCPingInterval = 20 * time.Second },
+			want:   `invalid --jsonrpc-ping-interval "20s": want less than 20s, after which the official clients reconnect`,
+		},
+		{
+			name:   "server version 6",
+			modify: func(c *Config) { c.ServerVersion = 6 },
+			want:   `invalid --server-version "6": want 3, 4 or 5`,
+		},
+		{
+			name:   "server version 2",
+			modify: func(c *Config) { c.ServerVersion = 2 },
+			want:   `invalid --server-version "2": want 3, 4 or 5`,
+		},
+		{
+			name:   "api path shared with pub",
+			modify: func(c *Config) { c.APIPaths = []string{"/pub/"} },
+			want:   `invalid --api-paths "/pub/": already used by --pub-paths`,
+		},
+		{
+			name:   "api path form",
+			modify: func(c *Config) { c.APIPaths = []string{"api"} },
+			want:   `invalid --api-paths "api": want a path that starts and ends with "/", like "/sub/"`,
 		},
 		{
 			name:   "write timeout",

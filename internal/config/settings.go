@@ -32,6 +32,8 @@ const (
 	pubPaths              = "pub-paths"
 	pubWebPaths           = "pubweb-paths"
 	statPath              = "stat-path"
+	apiPaths              = "api-paths"
+	jsonRPCPingInterval   = "jsonrpc-ping-interval"
 	maxPayload            = "max-payload"
 	maxChannelsPerRequest = "max-channels-per-request"
 	messageTTL            = "message-ttl"
@@ -75,6 +77,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.PubWebPaths }},
 		{statPath, "PATH", "server statistics route (trusted)",
 			func(c *Config) any { return &c.StatPath }},
+		{apiPaths, "PATH,...", "backend JSON-RPC prefixes (protocol version 5; trusted: expose internally only)",
+			func(c *Config) any { return &c.APIPaths }},
 		{maxPayload, "BYTES", "largest published body or incoming WebSocket message; suffixes KiB, MiB, GiB",
 			func(c *Config) any { return &c.MaxPayload }},
 		{maxChannelsPerRequest, "N", "most channels in one CHANNEL_ID list",
@@ -93,6 +97,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.PollTimeout }},
 		{pingInterval, "DURATION", "how often idle WebSockets are pinged",
 			func(c *Config) any { return &c.PingInterval }},
+		{jsonRPCPingInterval, "DURATION", "how often protocol version 5 connections get a text ping (under 20s, when clients give up)",
+			func(c *Config) any { return &c.JSONRPCPingInterval }},
 		{writeTimeout, "DURATION", "longest one socket write may take",
 			func(c *Config) any { return &c.WriteTimeout }},
 		{sendQueue, "N", "deliveries queued per connection before it is dropped as a slow consumer",
@@ -101,7 +107,7 @@ func settings() []setting {
 			func(c *Config) any { return &c.MaxConnPerChannel }},
 		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
 			func(c *Config) any { return &c.ShutdownTimeout }},
-		{serverVersion, "3|4", "push-server version pull.application.config.get advertises to clients",
+		{serverVersion, "3|4|5", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",
 			func(c *Config) any { return &c.PushWebhook }},

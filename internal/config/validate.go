@@ -17,6 +17,10 @@ import (
 // would turn every quiet poll into a reconnect with backoff.
 const clientPollAbort = 60 * time.Second
 
+// clientPingWait is how long the official clients wait for the next text
+// ping of a version 5 connection before they reconnect (2 × PING_TIMEOUT).
+const clientPingWait = 20 * time.Second
+
 // parseLevel maps the accepted --log-level names, in any case, to slog levels.
 func parseLevel(name string) (slog.Level, bool) {
 	switch strings.ToLower(name) {
@@ -74,6 +78,7 @@ func (c Config) Validate() error {
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
 		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },
+		func() error { return checkPaths(apiPaths, c.APIPaths) },
 		func() error {
 			if err := checkPath(c.StatPath); err != "" {
 				return invalid(statPath, c.StatPath, err)
@@ -89,8 +94,8 @@ func (c Config) Validate() error {
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
 		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
 		func() error {
-			if c.ServerVersion != 3 && c.ServerVersion != 4 {
-				return invalid(serverVersion, fmt.Sprint(c.ServerVersion), "want 3 or 4")
+			if c.ServerVersion < 3 || c.ServerVersion > 5 {
+				return invalid(serverVersion, fmt.Sprint(c.ServerVersion), "want 3, 4 or 5")
 			}
 			return nil
 		},
@@ -114,6 +119,16 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return positiveDuration(pingInterval, c.PingInterval) },
+		func() error {
+			if err := positiveDuration(jsonRPCPingInterval, c.JSONRPCPingInterval); err != nil {
+				return err
+			}
+			if c.JSONRPCPingInterval >= clientPingWait {
+				return invalid(jsonRPCPingInterval, c.JSONRPCPingInterval.String(),
+					fmt.Sprintf("want less than %s, after which the official clients reconnect", clientPingWait))
+			}
+			return nil
+		},
 		func() error { return positiveDuration(writeTimeout, c.WriteTimeout) },
 		func() error { return positive(sendQueue, c.SendQueue) },
 		func() error { return positiveDuration(shutdownTimeout, c.ShutdownTimeout) },
@@ -276,6 +291,11 @@ func (c Config) checkPathsDistinct() error {
 	}
 	for _, p := range c.PubWebPaths {
 		if err := claim(pubWebPaths, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.APIPaths {
+		if err := claim(apiPaths, p); err != nil {
 			return err
 		}
 	}

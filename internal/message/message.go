@@ -20,6 +20,9 @@ const (
 type Sender struct {
 	Type SenderType
 	ID   channel.ID
+	// UserID is the publishing user of a protocol version 5 client (its
+	// token's sub), set only for SenderClient; 0 when unknown.
+	UserID int64
 }
 
 // Receiver is one addressee of a message. A public receiver is a public
@@ -42,6 +45,14 @@ type Message struct {
 	// and never stored.
 	Expiry uint32
 	Sender Sender
+	// UserParams and Dictionary are protocol version 5's per-recipient
+	// additions to body.params (spec §9.2), which the clients merge in, so
+	// the body itself stays the same for every recipient. UserParams is keyed
+	// by the receiver channel of the user each object is for (channel.User);
+	// values and Dictionary are JSON objects; nil when absent. An engine that
+	// stores messages outside the process must keep them.
+	UserParams map[channel.ID][]byte
+	Dictionary []byte
 }
 
 // ExpiresAt is when the stored message stops being replayable.

@@ -19,6 +19,7 @@ import (
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/token"
 )
 
 // ChannelTTL is Bitrix's channel lifetime, 12 hours and 5 seconds; the
@@ -42,9 +43,12 @@ type Publisher interface {
 
 // Options configure the methods.
 type Options struct {
-	// ServerVersion is what the config advertises: 3 (text) or 4 (protobuf,
-	// client publishing).
+	// ServerVersion is what the config advertises: 3 (text), 4 (protobuf,
+	// client publishing) or 5 (JSON-RPC with a connection token).
 	ServerVersion int
+	// Tenant is the iss of version 5 tokens: the portal's member_id, which
+	// the push server takes as the namespace of user ids.
+	Tenant string
 	// PublicURL is how clients reach the push server, http(s)://host[:port].
 	PublicURL string
 	// SubPath and PubWebPath are the subscribe and client-publish routes.
@@ -169,7 +173,7 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 		}
 		publicChannels = pc
 	}
-	return configResult{
+	res := configResult{
 		Server: s.serverBlock(c.Domain),
 		API:    map[string]int{"revision_web": revisionWeb, "revision_mobile": revisionMobile},
 		Channels: map[string]any{
@@ -179,14 +183,31 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 		},
 		PublicChannels: publicChannels,
 		ServerTime:     now.Format(isoTime),
-	}, nil
+	}
+	if s.opt.ServerVersion >= 5 {
+		// The token lists both of the caller's channels, not only the shared
+		// one as Bitrix does: pushpull is the push server too, so it can
+		// route the application's private events to this application's
+		// connections rather than to every connection of the user.
+		exp := now.Add(tokenTTL)
+		res.JWT = token.Sign(token.Claims{Issuer: s.opt.Tenant, IssuedAt: now, Expires: exp, User: c.UserID,
+			Channels: []channel.ID{sharedIDs.priv, privIDs.priv}}, s.signer.Key())
+		res.Exp = exp.Unix()
+	}
+	return res, nil
 }
+
+// tokenTTL is the lifetime of a version 5 connection token, Bitrix's
+// default config_ttl; clients fetch a new config before it ends.
+const tokenTTL = 12 * time.Hour
 
 // configResult keeps the keys in Bitrix's order.
 type configResult struct {
 	Server         serverConfig   `json:"server"`
 	API            map[string]int `json:"api"`
 	Channels       map[string]any `json:"channels"`
+	JWT            string         `json:"jwt,omitempty"` // version 5 only
+	Exp            int64          `json:"exp,omitempty"`
 	PublicChannels any            `json:"publicChannels"`
 	ServerTime     string         `json:"serverTime"`
 }

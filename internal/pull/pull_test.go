@@ -13,6 +13,7 @@ import (
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/token"
 )
 
 type recorder struct {
@@ -57,7 +58,7 @@ func newFixture(t *testing.T, version int) *fixture {
 	}
 	f := &fixture{st: st, pub: &recorder{}, signer: channel.NewSigner([]byte("SECRET"), channel.SHA1), now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	f.svc = New(st, f.pub, f.signer, Options{ServerVersion: version, PublicURL: "https://push.example", SubPath: "/bitrix/sub/", PubWebPath: "/bitrix/rest/",
-		Now: func() time.Time { return f.now }})
+		Tenant: p.MemberID, Now: func() time.Time { return f.now }})
 	f.caller = rest.Caller{PortalID: p.ID, UserID: 5, AppID: app.ID, ClientID: app.ClientID, Kind: rest.KindOAuth, Scopes: []string{"pull"}, Domain: "push.example"}
 	f.admin = f.caller
 	f.admin.UserID, f.admin.Admin = 1, true
@@ -116,6 +117,44 @@ func TestConfigGetVersion4(t *testing.T) {
 	again, _ := f.svc.configGet(context.Background(), f.caller, nil)
 	if roundTrip(t, again)["channels"].(map[string]any)["private"].(map[string]any)["id"] != priv["id"] {
 		t.Fatal("the channel changed within its lifetime")
+	}
+}
+
+func TestConfigGetVersion5HasToken(t *testing.T) {
+	f := newFixture(t, 5)
+	res, err := f.svc.configGet(context.Background(), f.caller, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := roundTrip(t, res)
+	if cfg["server"].(map[string]any)["version"].(float64) != 5 {
+		t.Fatalf("server %v", cfg["server"])
+	}
+	jwt, _ := cfg["jwt"].(string)
+	claims, err := token.Verify(jwt, []byte("SECRET"), f.now)
+	if err != nil {
+		t.Fatalf("jwt %q: %v", jwt, err)
+	}
+	if exp, _ := cfg["exp"].(float64); int64(exp) != claims.Expires.Unix() || claims.Expires.Sub(f.now) != 12*time.Hour {
+		t.Fatalf("exp %v, token expires %v", cfg["exp"], claims.Expires)
+	}
+	p, _ := f.st.DefaultPortal(context.Background())
+	chans := cfg["channels"].(map[string]any)
+	elems, err := channel.ParseList(chans["private"].(map[string]any)["id"].(string)+"/"+chans["shared"].(map[string]any)["id"].(string),
+		channel.ListOptions{Signer: f.signer, RequireSignature: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The token names the user, the tenant, and both application channels.
+	if claims.User != 5 || claims.Issuer != p.MemberID || len(claims.Channels) != 2 ||
+		claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+		t.Fatalf("claims %+v; channels private %s shared %s", claims, elems[0].ID, elems[1].ID)
+	}
+	// Versions before 5 have neither.
+	f4 := newFixture(t, 4)
+	res, _ = f4.svc.configGet(context.Background(), f4.caller, nil)
+	if cfg := roundTrip(t, res); cfg["jwt"] != nil || cfg["exp"] != nil {
+		t.Fatalf("v4 config has jwt/exp: %v %v", cfg["jwt"], cfg["exp"])
 	}
 }
 

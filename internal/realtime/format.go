@@ -27,6 +27,9 @@ type format struct {
 	// header, when set, is the prefix of a batch whose elements take n
 	// bytes: protobuf's nested length-delimited ResponseBatch headers.
 	header func(dst []byte, n int) []byte
+	// bare sends a batch of one without open and close: a JSON-RPC
+	// notification on its own rather than a batch array of one.
+	bare bool
 }
 
 var (
@@ -35,6 +38,10 @@ var (
 		open: []byte("["), sep: []byte(","), close: []byte("]")}
 	formatBinary = format{slot: 2, encode: appendOutgoing, contentType: "application/octet-stream", opcode: ws.OpBinary,
 		header: wire.AppendResponseBatchHeader}
+	// formatRPC is protocol version 5: incoming.message notifications, a
+	// batch array when several are queued (both clients accept either).
+	formatRPC = format{slot: 3, encode: wire.AppendIncomingMessage, contentType: "application/json", opcode: ws.OpText,
+		open: []byte("["), sep: []byte(","), close: []byte("]"), bare: true}
 )
 
 // appendOutgoing is the protobuf OutgoingMessage; it names no channel, so
@@ -79,6 +86,10 @@ func (f format) batch(pieces [][]byte, ds []*hub.Delivery, hdr []byte) ([][]byte
 		pieces = append(pieces, fr)
 		elems += len(fr)
 		n++
+	}
+	if f.bare && n == 1 {
+		pieces[first] = nil
+		return pieces, n, elems
 	}
 	if f.header != nil {
 		pieces[first] = f.header(hdr[:0], elems)

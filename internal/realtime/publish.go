@@ -138,10 +138,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // publishBinary carries out a protobuf RequestBatch posted by a backend
 // (/pub/?binaryMode=true) or a client (/pubweb/).
 func (s *Server) publishBinary(w http.ResponseWriter, r *http.Request, who requester) {
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
+	if body, ok := s.readBody(w, r); ok {
+		s.answerBatch(w, r, body, who)
 	}
+}
+
+func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, body []byte, who requester) {
 	resp, err := s.handleRequestBatch(r.Context(), body, who)
 	var perr *protoError
 	switch {
@@ -173,13 +175,20 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, "POST, OPTIONS")
 		return
 	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	if s.ackOverHTTP(w, body) {
+		return
+	}
 	elems, err := s.parseSubscribe(r.URL.Query())
 	if err != nil {
 		writeError(w, errWrongChannelID)
 		return
 	}
 	who := newSession(s, elems, formatBinary).requester()
-	s.publishBinary(w, r, who)
+	s.answerBatch(w, r, body, who)
 }
 
 // statsChannels reads the CHANNEL_ID of an online check; on failure it has

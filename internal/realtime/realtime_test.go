@@ -38,6 +38,7 @@ func testOptions() Options {
 	return Options{
 		SubPaths:              []string{"/sub/", "/bitrix/subws/"},
 		PubPaths:              []string{"/pub/"},
+		APIPaths:              []string{"/api/"},
 		PubWebPaths:           []string{"/pubweb/"},
 		StatPath:              "/server-stat/",
 		MaxPayload:            1 << 20,

@@ -28,7 +28,9 @@ type Options struct {
 	SubPaths    []string
 	PubPaths    []string
 	PubWebPaths []string
-	StatPath    string
+	// APIPaths are the backend's JSON-RPC prefixes (protocol version 5), trusted.
+	APIPaths []string
+	StatPath string
 
 	MaxPayload            int64
 	MaxChannelsPerRequest int
@@ -37,12 +39,18 @@ type Options struct {
 
 	PollTimeout  time.Duration
 	PingInterval time.Duration
-	WriteTimeout time.Duration
-	SendQueue    int
+	// RPCPingInterval is how often version 5 connections get a text ping.
+	RPCPingInterval time.Duration
+	WriteTimeout    time.Duration
+	SendQueue       int
 	// MaxConnPerChannel caps the connections on one private channel with a
 	// public id; the oldest is closed with 4029 beyond it. 0: no cap.
 	MaxConnPerChannel int
 }
+
+// DefaultRPCPingInterval is how often version 5 connections are pinged
+// unless told otherwise: the clients reconnect after 20 s without a ping.
+const DefaultRPCPingInterval = 10 * time.Second
 
 // Server serves the push-server routes. Create it with New, mount Handler,
 // and call Shutdown before closing the broker.
@@ -51,9 +59,11 @@ type Server struct {
 	broker broker.Broker
 	hub    *hub.Hub
 	signer *channel.Signer
-	log    *slog.Logger
-	start  time.Time
-	uid    string
+	// tokenKey verifies version 5 connection tokens: the signer's key.
+	tokenKey []byte
+	log      *slog.Logger
+	start    time.Time
+	uid      string
 
 	limit *connLimit
 
@@ -65,18 +75,26 @@ type Server struct {
 	websockets atomic.Int64
 	pollings   atomic.Int64
 
-	stopPing chan struct{}
-	pingDone chan struct{}
+	stopPing    chan struct{}
+	pingDone    chan struct{}
+	rpcPingDone chan struct{}
+
+	// presenceMu orders this node's changes of users' presence (status.go).
+	presenceMu sync.Mutex
 }
 
 // New returns a Server publishing through b and delivering through h, which
 // must be the broker's Deliverer.
 func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *slog.Logger) *Server {
+	if opt.RPCPingInterval <= 0 {
+		opt.RPCPingInterval = DefaultRPCPingInterval
+	}
 	s := &Server{
 		opt:      opt,
 		broker:   b,
 		hub:      h,
 		signer:   signer,
+		tokenKey: signer.Key(),
 		log:      log,
 		start:    time.Now(),
 		uid:      fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()),
@@ -85,8 +103,11 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		drained:  make(chan struct{}),
 		stopPing: make(chan struct{}),
 		pingDone: make(chan struct{}),
+
+		rpcPingDone: make(chan struct{}),
 	}
 	go s.pingLoop()
+	go s.rpcPingLoop()
 	return s
 }
 
@@ -119,6 +140,9 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 	if trusted {
 		for _, p := range s.opt.PubPaths {
 			routes = append(routes, route{p, s.servePub})
+		}
+		for _, p := range s.opt.APIPaths {
+			routes = append(routes, route{p, s.serveAPI})
 		}
 		if s.opt.StatPath != "" {
 			routes = append(routes, route{s.opt.StatPath, s.serveStat})
@@ -214,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.sessMu.Unlock()
 	close(s.stopPing)
 	<-s.pingDone
+	<-s.rpcPingDone
 
 	if len(list) > 0 {
 		restart, err := s.serverRestartMessage(ctx)
@@ -257,7 +282,8 @@ func (s *Server) pingLoop() {
 		s.sessMu.Lock()
 		list := make([]*session, 0, len(s.sessions))
 		for sess := range s.sessions {
-			if sess.ws != nil {
+			// Version 5 connections have their own text pings (rpcPingLoop).
+			if sess.ws != nil && sess.rpc == nil {
 				list = append(list, sess)
 			}
 		}

@@ -23,7 +23,8 @@ type session struct {
 	publisher channel.ID
 	hasPublic bool
 	format    format
-	ws        *wsConn // nil for long polling
+	ws        *wsConn  // nil for long polling
+	rpc       *rpcConn // protocol version 5 (jsonRpc=true); nil otherwise
 
 	mu         sync.Mutex
 	queue      []*hub.Delivery
@@ -118,6 +119,9 @@ func (s *session) subscribe(ctx context.Context) error {
 		s.srv.unregister(s)
 		return fmt.Errorf("attach: %w", err)
 	}
+	if s.rpc != nil && s.rpc.user > 0 && s.ws != nil {
+		s.srv.userArrived(ctx, s)
+	}
 	return nil
 }
 
@@ -132,8 +136,20 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 			return fmt.Errorf("%w: %w", errHistory, err)
 		}
 		replay = make([]*hub.Delivery, 0, len(entries))
+		var seen map[message.ID]struct{} // JSON-RPC: one frame per message
+		if s.rpc != nil {
+			seen = make(map[message.ID]struct{}, len(entries))
+		}
 		for _, e := range entries {
-			replay = append(replay, hub.NewDelivery(e.Msg, s.localChannel(e.Channel)))
+			d := hub.NewDelivery(e.Msg, s.localChannel(e.Channel))
+			if s.rpc != nil {
+				if _, dup := seen[e.Msg.ID]; dup {
+					continue
+				}
+				seen[e.Msg.ID] = struct{}{}
+				d = s.rpc.viaUser(d)
+			}
+			replay = append(replay, d)
 		}
 	}
 	s.mu.Lock()
@@ -147,15 +163,21 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 			ch  channel.ID
 			mid message.ID
 		}
+		keyOf := func(d *hub.Delivery) key {
+			if s.rpc != nil {
+				return key{mid: d.Msg.ID} // JSON-RPC frames do not name the channel
+			}
+			return key{d.Channel, d.Msg.ID}
+		}
 		sent := make(map[key]struct{}, len(replay))
 		for _, d := range replay {
-			sent[key{d.Channel, d.Msg.ID}] = struct{}{}
+			sent[keyOf(d)] = struct{}{}
 		}
 		s.replayedUpTo = replay[len(replay)-1].Msg.ID
 		live := s.queue
 		s.queue = replay
 		for _, d := range live {
-			if _, dup := sent[key{d.Channel, d.Msg.ID}]; !dup && !s.knownLocked(d) {
+			if _, dup := sent[keyOf(d)]; !dup && !s.knownLocked(d) {
 				s.queue = append(s.queue, d)
 			}
 		}
@@ -192,6 +214,13 @@ func (s *session) Deliver(d *hub.Delivery) {
 	if !s.recovering && (!s.replayedUpTo.Less(d.Msg.ID) || s.knownLocked(d)) {
 		s.mu.Unlock()
 		return
+	}
+	if s.rpc != nil {
+		var ok bool
+		if d, ok = s.rpc.admit(d); !ok {
+			s.mu.Unlock()
+			return
+		}
 	}
 	if len(s.queue) >= s.srv.opt.SendQueue {
 		// Deliver runs under the hub's locks, so the connection is only cut
@@ -240,6 +269,9 @@ func (s *session) detach() {
 		s.mu.Unlock()
 		s.srv.hub.Detach(s, s.subs)
 		s.srv.limit.remove(s)
+		if s.rpc != nil {
+			s.srv.rpcDetached(s)
+		}
 		// The embedded broker cannot fail here; a cluster broker's presence
 		// keys expire on their own if it does.
 		if err := s.srv.broker.Detach(context.Background(), s.chans); err != nil {

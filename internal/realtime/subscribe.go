@@ -62,14 +62,13 @@ const lpExpires = "Thu, 01 Jan 1973 11:11:01 GMT"
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Expose-Headers", "Last-Message-Id")
 	q := r.URL.Query()
-	elems, err := s.parseSubscribe(q)
+	sess, err := s.openSession(q)
 	if err != nil {
 		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
 		writeError(w, errWrongChannelID)
 		return
 	}
 	mid, recover := parseMid(q)
-	sess := newSession(s, elems, subscriberFormat(q))
 	sess.wake = make(chan struct{}, 1)
 	s.pollings.Add(1)
 	defer s.pollings.Add(-1)

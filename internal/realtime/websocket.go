@@ -35,11 +35,9 @@ type wsConn struct {
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	elems, chanErr := s.parseSubscribe(q)
-	var sess *session
+	sess, chanErr := s.openSession(q)
 	c := &wsConn{}
 	if chanErr == nil {
-		sess = newSession(s, elems, subscriberFormat(q))
 		sess.ws = c
 		sess.onDeliver = func() { c.startWriter(sess) }
 		// Subscribe before the handshake completes: a client that sees
@@ -342,10 +340,12 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			c.drain()
 			return
 		}
-		binaryMode := sess.format.opcode == ws.OpBinary
 		control := h.OpCode.IsControl()
-		data := h.OpCode == ws.OpBinary || (h.OpCode == ws.OpContinuation && msg != nil)
-		if !control && !(binaryMode && data) {
+		// Data is read where it means something: protobuf requests, and
+		// JSON-RPC text (protocol version 5).
+		reads := sess.format.opcode == ws.OpBinary || sess.rpc != nil
+		data := h.OpCode == sess.format.opcode || (h.OpCode == ws.OpContinuation && msg != nil)
+		if !control && !(reads && data) {
 			if _, err := io.CopyN(io.Discard, c.r, h.Length); err != nil {
 				c.abort("read failed")
 				return
@@ -380,7 +380,11 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			if !h.Fin {
 				continue
 			}
-			if !c.handleRequest(sess, msg) {
+			handle := c.handleRequest
+			if sess.rpc != nil {
+				handle = c.handleRPC
+			}
+			if !handle(sess, msg) {
 				return
 			}
 			msg = nil

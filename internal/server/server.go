@@ -161,6 +161,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
 		PubWebPaths:           cfg.PubWebPaths,
+		APIPaths:              cfg.APIPaths,
 		StatPath:              cfg.StatPath,
 		MaxPayload:            cfg.MaxPayload,
 		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,
@@ -168,6 +169,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		Replay:                broker.HistoryLimit{PerChannel: cfg.ReplayPerChannel, Total: cfg.ReplayTotal},
 		PollTimeout:           cfg.PollTimeout,
 		PingInterval:          cfg.PingInterval,
+		RPCPingInterval:       cfg.JSONRPCPingInterval,
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
@@ -202,6 +204,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
 	pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
+		Tenant:        portal.MemberID,
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
@@ -278,10 +281,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("listen on %s (internal-addr): %w", s.cfg.InternalAddr, err)
 		}
 		go func() { internalDone <- s.internal.Serve(iln) }()
-		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","),
+			"api", strings.Join(s.cfg.APIPaths, ","))
 	} else if !isLoopback(ln.Addr()) {
 		s.log.Warn("backend publish routes are served on the public listener: anyone who reaches it can publish to any channel; set --internal-addr",
-			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","))
+			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","), "api", strings.Join(s.cfg.APIPaths, ","))
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
@@ -150,6 +151,23 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	}
 	if code, _ := get(t, internal+"/server-stat/"); code != http.StatusOK {
 		t.Fatalf("/server-stat/ on the internal listener: %d", code)
+	}
+	// So is the backend JSON-RPC endpoint (signed, but still the backend's).
+	api := func(base string) int {
+		body := `{"jsonrpc":"2.0","method":"getUsersLastSeen","params":{"userList":[1]}}`
+		sig := hex.EncodeToString(channel.NewSigner([]byte("SECRET"), channel.SHA1).Sign([]byte(body)))
+		resp, err := http.Post(base+"/bitrix/api/?signature="+sig, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := api(r.url); code != http.StatusNotFound {
+		t.Fatalf("/bitrix/api/ on the public listener: %d, want 404", code)
+	}
+	if code := api(internal); code != http.StatusOK {
+		t.Fatalf("/bitrix/api/ on the internal listener: %d", code)
 	}
 	// Subscribing stays public.
 	signed := channel.NewSigner([]byte("SECRET"), channel.SHA1).SignChannel(mustParse(t, ch))

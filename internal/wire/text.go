@@ -1,5 +1,6 @@
 // Package wire encodes messages for subscribers and decodes what comes back:
 // the NGINX text frames of protocol versions 1–3 (and 4 without binaryMode),
+// JSON-RPC 2.0 (protocol version 5),
 // the format=json arrays and protobuf. It is pure (no I/O, no goroutines) so
 // that everything that judges untrusted bytes can be fuzzed on its own.
 package wire

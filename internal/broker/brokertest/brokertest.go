@@ -223,6 +223,68 @@ func Run(t *testing.T, newBroker Factory) {
 		}
 	})
 
+	t.Run("VersionFiveFieldsSurvive", func(t *testing.T) {
+		rec := NewRecorder()
+		b := newBroker(t, rec)
+		a, u := NewChannel(t), channel.User("tenant", 7)
+		m := &message.Message{
+			Body: []byte(`{"module_id":"im","command":"x","params":{}}`), Expiry: 60,
+			Receivers:  []message.Receiver{{ID: a}, {ID: u}},
+			Sender:     message.Sender{Type: message.SenderClient, UserID: 42},
+			UserParams: map[channel.ID][]byte{u: []byte(`{"name":"Ann"}`)},
+			Dictionary: []byte(`{"k":"v"}`),
+		}
+		attach(t, b, a, u)
+		if err := b.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		check := func(where string, got *message.Message) {
+			t.Helper()
+			if got.Sender.UserID != 42 || got.Sender.Type != message.SenderClient ||
+				string(got.UserParams[u]) != `{"name":"Ann"}` || len(got.UserParams) != 1 ||
+				string(got.Dictionary) != `{"k":"v"}` {
+				t.Fatalf("%s: sender %+v, user params %q, dictionary %q", where, got.Sender, got.UserParams, got.Dictionary)
+			}
+		}
+		check("delivered", rec.Wait(t, 1)[0])
+		hist, err := b.History(ctx, []channel.ID{u}, message.ID{}, all)
+		if err != nil || len(hist) != 1 {
+			t.Fatalf("History = %d entries, %v; want 1", len(hist), err)
+		}
+		check("history", hist[0].Msg)
+	})
+
+	t.Run("LastSeen", func(t *testing.T) {
+		b := newBroker(t, nil)
+		u1, u2, never := channel.User("t", 1), channel.User("t", 2), channel.User("t", 3)
+		got, err := b.LastSeen(ctx, []channel.ID{u1})
+		if err != nil || len(got) != 0 {
+			t.Fatalf("LastSeen before any record = %v, %v; want empty", got, err)
+		}
+		t1 := time.Unix(1_700_000_000, 600_000_000)
+		t2 := time.Unix(1_700_000_100, 0)
+		if err := b.SetLastSeen(ctx, map[channel.ID]time.Time{u1: t1, u2: t2}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = b.LastSeen(ctx, []channel.ID{u1, u2, never})
+		if err != nil || len(got) != 2 || got[u1].Unix() != t1.Unix() || got[u2].Unix() != t2.Unix() {
+			t.Fatalf("LastSeen = %v, %v; want u1 at %d, u2 at %d, nothing for the third", got, err, t1.Unix(), t2.Unix())
+		}
+		// A later record replaces the earlier one, even if it is older:
+		// the backend's updateUsersLastSeen is authoritative.
+		t3 := time.Unix(1_600_000_000, 0)
+		if err := b.SetLastSeen(ctx, map[channel.ID]time.Time{u2: t3}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = b.LastSeen(ctx, []channel.ID{u1, u2})
+		if got[u2].Unix() != t3.Unix() || got[u1].Unix() != t1.Unix() {
+			t.Fatalf("after replacing u2: %v", got)
+		}
+		if got, err := b.LastSeen(ctx, nil); err != nil || len(got) != 0 {
+			t.Fatalf("LastSeen(nil) = %v, %v", got, err)
+		}
+	})
+
 	t.Run("ConcurrentPublishersDeliverInIDOrder", func(t *testing.T) {
 		rec := NewRecorder()
 		b := newBroker(t, rec)

@@ -72,6 +72,11 @@ type Broker struct {
 	presenceMu sync.Mutex
 	presence   map[channel.ID]int
 
+	// seen is the users' last-seen times, Unix seconds by channel.User id;
+	// one entry per user ever seen, kept in the snapshot.
+	seenMu sync.Mutex
+	seen   map[channel.ID]int64
+
 	stop     chan struct{}
 	sweeping sync.WaitGroup
 	closeMu  sync.Mutex
@@ -104,6 +109,7 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 		deliver:  d,
 		history:  make(map[channel.ID]*channelLog),
 		presence: make(map[channel.ID]int),
+		seen:     make(map[channel.ID]int64),
 		stop:     make(chan struct{}),
 		dispatch: make(chan dispatchItem, dispatchQueue),
 

@@ -216,3 +216,37 @@ func TestMaxStoredDropsTheOldestOfAllChannels(t *testing.T) {
 		t.Fatalf("restored with a cap of 2: %v", got)
 	}
 }
+
+func TestSnapshotKeepsVersionFiveFieldsAndLastSeen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b := open(t, Options{DataDir: dir}, nil)
+	u := channel.User("tenant", 5)
+	m := &message.Message{Body: []byte(`{}`), Expiry: 3600, Receivers: []message.Receiver{{ID: u}},
+		Sender:     message.Sender{Type: message.SenderClient, UserID: 9},
+		UserParams: map[channel.ID][]byte{u: []byte(`{"a":1}`)}, Dictionary: []byte(`{"d":2}`)}
+	if err := b.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Unix(1_700_000_000, 0)
+	if err := b.SetLastSeen(ctx, map[channel.ID]time.Time{u: seen}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b2 := open(t, Options{DataDir: dir}, nil)
+	defer b2.Close(ctx)
+	got, err := b2.History(ctx, []channel.ID{u}, message.ID{}, all)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("History = %v, %v", got, err)
+	}
+	r := got[0].Msg
+	if r.Sender.UserID != 9 || string(r.UserParams[u]) != `{"a":1}` || string(r.Dictionary) != `{"d":2}` {
+		t.Fatalf("restored %+v", r)
+	}
+	ls, err := b2.LastSeen(ctx, []channel.ID{u})
+	if err != nil || !ls[u].Equal(seen) {
+		t.Fatalf("restored last seen = %v, %v; want %v", ls, err, seen)
+	}
+}

@@ -38,6 +38,14 @@ type snapshot struct {
 	Version  int
 	Messages []snapMessage
 	Channels []snapChannel
+	// Seen is the users' last-seen times. Added within version 1: gob
+	// leaves it empty when reading an older snapshot.
+	Seen []snapSeen
+}
+
+type snapSeen struct {
+	User channel.ID
+	Unix int64
 }
 
 type snapMessage struct {
@@ -48,6 +56,10 @@ type snapMessage struct {
 	Expiry     uint32
 	SenderType int32
 	SenderID   channel.ID
+	// Added within version 1; gob leaves them zero in older snapshots.
+	SenderUser int64
+	UserParams map[channel.ID][]byte
+	Dictionary []byte
 }
 
 type snapChannel struct {
@@ -138,14 +150,21 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 	msgs := make([]*message.Message, len(snap.Messages))
 	for i, sm := range snap.Messages {
 		msgs[i] = &message.Message{
-			ID:        message.ID{Epoch: sm.Epoch, Seq: sm.Seq},
-			Receivers: sm.Receivers,
-			Body:      sm.Body,
-			Created:   time.Unix(0, sm.Created),
-			Expiry:    sm.Expiry,
-			Sender:    message.Sender{Type: message.SenderType(sm.SenderType), ID: sm.SenderID},
+			ID:         message.ID{Epoch: sm.Epoch, Seq: sm.Seq},
+			Receivers:  sm.Receivers,
+			Body:       sm.Body,
+			Created:    time.Unix(0, sm.Created),
+			Expiry:     sm.Expiry,
+			Sender:     message.Sender{Type: message.SenderType(sm.SenderType), ID: sm.SenderID, UserID: sm.SenderUser},
+			UserParams: sm.UserParams,
+			Dictionary: sm.Dictionary,
 		}
 	}
+	b.seenMu.Lock()
+	for _, s := range snap.Seen {
+		b.seen[s.User] = s.Unix
+	}
+	b.seenMu.Unlock()
 	restored := 0
 	for _, sc := range snap.Channels {
 		l := &channelLog{}
@@ -199,7 +218,8 @@ func (b *Broker) persist() error {
 				snap.Messages = append(snap.Messages, snapMessage{
 					Epoch: m.ID.Epoch, Seq: m.ID.Seq, Receivers: m.Receivers, Body: m.Body,
 					Created: m.Created.UnixNano(), Expiry: m.Expiry,
-					SenderType: int32(m.Sender.Type), SenderID: m.Sender.ID,
+					SenderType: int32(m.Sender.Type), SenderID: m.Sender.ID, SenderUser: m.Sender.UserID,
+					UserParams: m.UserParams, Dictionary: m.Dictionary,
 				})
 			}
 			sc.Messages = append(sc.Messages, i)
@@ -207,6 +227,11 @@ func (b *Broker) persist() error {
 		snap.Channels = append(snap.Channels, sc)
 	}
 	b.histMu.RUnlock()
+	b.seenMu.Lock()
+	for u, t := range b.seen {
+		snap.Seen = append(snap.Seen, snapSeen{User: u, Unix: t})
+	}
+	b.seenMu.Unlock()
 
 	path := filepath.Join(b.opt.DataDir, snapshotFile)
 	if err := writeAtomic(path, func(w *bufio.Writer) error { return gob.NewEncoder(w).Encode(&snap) }); err != nil {

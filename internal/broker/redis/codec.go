@@ -14,16 +14,18 @@ import (
 // publish script prepends once it has assigned it, then codecVersion and the
 // rest of the message:
 //
-//	version  byte (1)
-//	created  uvarint, unix microseconds
-//	expiry   uvarint, seconds (0: live only)
-//	sender   byte type, then 16 bytes of id when the type is client
-//	count    uvarint, number of receivers, each 16 bytes of id + 1 byte public flag
-//	body     the remaining bytes
+//	version     byte (2)
+//	created     uvarint, unix microseconds
+//	expiry      uvarint, seconds (0: live only)
+//	sender      byte type, then for a client 16 bytes of id and a varint user id
+//	receivers   uvarint count, each 16 bytes of id + 1 byte public flag
+//	user params uvarint count, each 16 bytes of user channel + uvarint length + JSON
+//	dictionary  uvarint length + JSON (0: none)
+//	body        the remaining bytes
 //
 // Binary rather than JSON: a body is carried as it is, and every node decodes
 // each message it receives, so the format is on the fan-out path.
-const codecVersion = 1
+const codecVersion = 2
 
 // maxReceivers bounds the receiver count a decoder accepts, so a corrupt
 // count cannot make it allocate without bound.
@@ -39,6 +41,7 @@ func appendTail(dst []byte, m *message.Message) []byte {
 	dst = append(dst, byte(m.Sender.Type))
 	if m.Sender.Type == message.SenderClient {
 		dst = append(dst, m.Sender.ID[:]...)
+		dst = binary.AppendVarint(dst, m.Sender.UserID)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.Receivers)))
 	for _, r := range m.Receivers {
@@ -49,6 +52,14 @@ func appendTail(dst []byte, m *message.Message) []byte {
 		}
 		dst = append(dst, flag)
 	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.UserParams)))
+	for id, p := range m.UserParams {
+		dst = append(dst, id[:]...)
+		dst = binary.AppendUvarint(dst, uint64(len(p)))
+		dst = append(dst, p...)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.Dictionary)))
+	dst = append(dst, m.Dictionary...)
 	return append(dst, m.Body...)
 }
 
@@ -90,6 +101,11 @@ func decode(s string) (*message.Message, error) {
 			return nil, fmt.Errorf("%w: short sender id", errCorrupt)
 		}
 		b = b[copy(m.Sender.ID[:], b):]
+		uid, n := binary.Varint(b)
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: bad sender user id", errCorrupt)
+		}
+		m.Sender.UserID, b = uid, b[n:]
 	}
 	n, b, err := uvarint(b)
 	if err != nil {
@@ -105,8 +121,47 @@ func decode(s string) (*message.Message, error) {
 		m.Receivers[i].Public = b[len(channel.ID{})] == 1
 		b = b[receiverLen:]
 	}
+	if n, b, err = uvarint(b); err != nil {
+		return nil, err
+	}
+	if n > maxReceivers {
+		return nil, fmt.Errorf("%w: %d user params", errCorrupt, n)
+	}
+	if n > 0 {
+		m.UserParams = make(map[channel.ID][]byte, n)
+	}
+	for range n {
+		if len(b) < len(channel.ID{}) {
+			return nil, fmt.Errorf("%w: short user params", errCorrupt)
+		}
+		var id channel.ID
+		b = b[copy(id[:], b):]
+		var p []byte
+		if p, b, err = chunk(b); err != nil {
+			return nil, err
+		}
+		m.UserParams[id] = p
+	}
+	if m.Dictionary, b, err = chunk(b); err != nil {
+		return nil, err
+	}
+	if len(m.Dictionary) == 0 {
+		m.Dictionary = nil
+	}
 	m.Body = b
 	return m, nil
+}
+
+// chunk reads a uvarint length and that many bytes.
+func chunk(b []byte) ([]byte, []byte, error) {
+	n, b, err := uvarint(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > uint64(len(b)) {
+		return nil, nil, fmt.Errorf("%w: %d bytes announced, %d left", errCorrupt, n, len(b))
+	}
+	return b[:n:n], b[n:], nil
 }
 
 func uvarint(b []byte) (uint64, []byte, error) {

@@ -12,12 +12,14 @@ import (
 func TestCodecRoundTrip(t *testing.T) {
 	pub := channel.ID{1, 2, 3}
 	m := &message.Message{
-		ID:        message.ID{Epoch: 1700000000, Seq: 42},
-		Receivers: []message.Receiver{{ID: channel.ID{9}}, {ID: pub, Public: true}},
-		Body:      []byte(`{"module_id":"test","command":"x","params":{}}`),
-		Created:   time.UnixMicro(1700000000123456),
-		Expiry:    86400,
-		Sender:    message.Sender{Type: message.SenderClient, ID: pub},
+		ID:         message.ID{Epoch: 1700000000, Seq: 42},
+		Receivers:  []message.Receiver{{ID: channel.ID{9}}, {ID: pub, Public: true}},
+		Body:       []byte(`{"module_id":"test","command":"x","params":{}}`),
+		Created:    time.UnixMicro(1700000000123456),
+		Expiry:     86400,
+		Sender:     message.Sender{Type: message.SenderClient, ID: pub, UserID: -7},
+		UserParams: map[channel.ID][]byte{{5}: []byte(`{"a":1}`)},
+		Dictionary: []byte(`{"d":2}`),
 	}
 	s := m.ID.String() + string(appendTail(nil, m))
 	got, err := decode(s)
@@ -25,7 +27,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.ID != m.ID || !got.Created.Equal(m.Created) || got.Expiry != m.Expiry || got.Sender != m.Sender ||
-		!bytes.Equal(got.Body, m.Body) || len(got.Receivers) != 2 || got.Receivers[1] != m.Receivers[1] || got.Receivers[0] != m.Receivers[0] {
+		!bytes.Equal(got.Body, m.Body) || len(got.Receivers) != 2 || got.Receivers[1] != m.Receivers[1] || got.Receivers[0] != m.Receivers[0] ||
+		string(got.UserParams[channel.ID{5}]) != `{"a":1}` || len(got.UserParams) != 1 || string(got.Dictionary) != `{"d":2}` {
 		t.Fatalf("decoded %+v, want %+v", got, m)
 	}
 }
@@ -39,6 +42,7 @@ func TestDecodeRejectsCorrupt(t *testing.T) {
 		"only mid":      m.ID.String(),
 		"bad mid":       "x" + good[1:],
 		"bad version":   good[:26] + "\x07" + good[27:],
+		"huge params":   good[:len(good)-2] + "\xff\x0f",
 		"truncated":     good[:len(good)-10],
 		"huge receiver": good[:26] + "\x01\x01\x00\x02\xff\xff\xff\xff\x0f",
 	} {

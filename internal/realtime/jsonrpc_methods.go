@@ -1,0 +1,197 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
+)
+
+// The client methods of protocol version 5 (spec §9.3), as the clients
+// spell them.
+const (
+	methodPublish           = "publish"
+	methodGetUsersLastSeen  = "getUsersLastSeen"
+	methodPing              = "ping"
+	methodListChannels      = "listChannels"
+	methodSubscribeStatus   = "subscribeStatusChange"
+	methodUnsubscribeStatus = "unsubscribeStatusChange"
+)
+
+// maxUsersPerCall bounds getUsersLastSeen lists and a connection's status
+// subscriptions.
+const maxUsersPerCall = 1000
+
+// clientMethod runs one call of a subscriber.
+func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCCall) (any, *wire.RPCError) {
+	rc := sess.rpc
+	switch call.Method {
+	case methodPing:
+		return "pong", nil
+	case methodPublish:
+		return s.clientPublish(ctx, sess, call.Params)
+	case methodGetUsersLastSeen:
+		var p struct {
+			UserList []int64 `json:"userList"`
+		}
+		if err := decodeParams(call.Params, &p); err != nil {
+			return nil, err
+		}
+		if len(p.UserList) > maxUsersPerCall {
+			return nil, invalidParams("userList has more than " + strconv.Itoa(maxUsersPerCall) + " users")
+		}
+		seen, err := s.usersLastSeen(ctx, rc.tenant, p.UserList)
+		if err != nil {
+			s.log.Error("getUsersLastSeen", "err", err)
+			return nil, wire.NewRPCError(wire.RPCInternalError, "")
+		}
+		return seen, nil
+	case methodListChannels:
+		type entry struct {
+			ID   string `json:"id"`
+			Type string `json:"type"`
+		}
+		list := make([]entry, 0, len(rc.channels)+1)
+		for _, id := range rc.channels {
+			list = append(list, entry{id.String(), "channel"})
+		}
+		if rc.user > 0 {
+			list = append(list, entry{strconv.FormatInt(rc.user, 10), "user"})
+		}
+		return map[string]any{"channels": list}, nil
+	case methodSubscribeStatus, methodUnsubscribeStatus:
+		var p struct {
+			UserID *int64 `json:"userId"`
+		}
+		if err := decodeParams(call.Params, &p); err != nil {
+			return nil, err
+		}
+		if p.UserID == nil || *p.UserID <= 0 {
+			return nil, invalidParams("userId must be a positive user id")
+		}
+		if call.Method == methodUnsubscribeStatus {
+			s.unwatch(ctx, sess, *p.UserID)
+			return true, nil
+		}
+		if err := s.watch(ctx, sess, *p.UserID); err != nil {
+			return nil, err
+		}
+		return true, nil
+	}
+	return nil, wire.NewRPCError(wire.RPCMethodNotFound, "")
+}
+
+// clientPublish is a subscriber's publish: to other users of its tenant and
+// to public channels whose signature it holds, as version 4 clients
+// publish to public ids.
+func (s *Server) clientPublish(ctx context.Context, sess *session, params json.RawMessage) (any, *wire.RPCError) {
+	var p struct {
+		UserList    []int64           `json:"userList"`
+		ChannelList []json.RawMessage `json:"channelList"`
+		Body        json.RawMessage   `json:"body"`
+		Expiry      *uint32           `json:"expiry"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	rc := sess.rpc
+	if rc.user == 0 && !sess.hasPublic {
+		return nil, invalidParams(errPublicRequired.Error())
+	}
+	if !isObject(p.Body) {
+		return nil, invalidParams("body must be an object")
+	}
+	if len(p.UserList)+len(p.ChannelList) == 0 {
+		return nil, invalidParams(errNoChannelsFound.Error())
+	}
+	if len(p.UserList)+len(p.ChannelList) > s.opt.MaxChannelsPerRequest {
+		return nil, invalidParams(errTooManyChannelsReq.Error())
+	}
+	m := &message.Message{
+		Body:   p.Body,
+		Expiry: s.defaultExpiry(p.Expiry),
+		Sender: message.Sender{Type: message.SenderClient, UserID: rc.user, ID: sess.publisher},
+	}
+	for _, u := range p.UserList {
+		if u <= 0 {
+			return nil, invalidParams("userList holds a user id that is not positive")
+		}
+		m.Receivers = append(m.Receivers, message.Receiver{ID: channel.User(rc.tenant, u)})
+	}
+	for _, raw := range p.ChannelList {
+		id, ok := s.publicReceiver(raw)
+		if !ok {
+			return nil, invalidParams(errInvalidSignature.Error())
+		}
+		m.Receivers = append(m.Receivers, message.Receiver{ID: id, Public: true})
+	}
+	if err := s.broker.Publish(ctx, m); err != nil {
+		s.log.Error("client publish failed", "err", err)
+		return nil, wire.NewRPCError(wire.RPCInternalError, "")
+	}
+	s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "user", rc.user)
+	return true, nil
+}
+
+// publicReceiver reads one channelList element, "publicId.signature" or
+// {"publicId":…,"signature":…}, and checks the public signature.
+func (s *Server) publicReceiver(raw json.RawMessage) (channel.ID, bool) {
+	var pub, sig string
+	var str string
+	if json.Unmarshal(raw, &str) == nil {
+		var ok bool
+		if pub, sig, ok = strings.Cut(str, "."); !ok {
+			return channel.ID{}, false
+		}
+	} else {
+		var obj struct {
+			PublicID  string `json:"publicId"`
+			Signature string `json:"signature"`
+		}
+		if json.Unmarshal(raw, &obj) != nil {
+			return channel.ID{}, false
+		}
+		pub, sig = obj.PublicID, obj.Signature
+	}
+	id, err := channel.ParseID(pub)
+	if err != nil || !s.signer.Verify("public:"+pub, sig) {
+		return channel.ID{}, false
+	}
+	return id, true
+}
+
+// defaultExpiry is a v5 publish's stored lifetime: absent is the Bitrix
+// default of a day, 0 is live only, and either is capped by MessageTTL.
+func (s *Server) defaultExpiry(e *uint32) uint32 {
+	if e == nil {
+		return s.capExpiry(86400)
+	}
+	return s.capExpiry(*e)
+}
+
+// decodeParams reads params (an object) into v; absent params are an
+// empty object.
+func decodeParams(params json.RawMessage, v any) *wire.RPCError {
+	if params == nil {
+		params = json.RawMessage(`{}`)
+	}
+	if params[0] != '{' {
+		return invalidParams("params must be an object")
+	}
+	if err := json.Unmarshal(params, v); err != nil {
+		return invalidParams(err.Error())
+	}
+	return nil
+}
+
+func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
+
+// isObject reports whether raw is a JSON object.
+func isObject(raw json.RawMessage) bool {
+	raw = json.RawMessage(strings.TrimSpace(string(raw)))
+	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+}

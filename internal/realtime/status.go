@@ -1,0 +1,209 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
+)
+
+// Users' online status for protocol version 5. A user is online while it
+// has at least one version 5 WebSocket (long polls come and go with every
+// answer, so they would make users flicker). Connections count on the
+// user's channel.Presence in the broker, so a cluster agrees; the node that
+// sees the count reach 1 or 0 announces it on channel.Status, which the
+// watchers' connections listen on, and records the last-seen time.
+//
+// presenceMu orders this node's changes, so that on one node every 0→1 and
+// 1→0 is announced exactly once. Two nodes changing the same user at the
+// same instant may both or neither announce: status is advisory.
+
+// userArrived counts a WebSocket of a user and announces it if it is the
+// user's first.
+func (s *Server) userArrived(ctx context.Context, sess *session) {
+	rc := sess.rpc
+	pc := channel.Presence(rc.tenant, rc.user)
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	// Under rc.mu, so that a connection cut meanwhile (closed) is not
+	// counted after its detach has run.
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.closed {
+		return
+	}
+	if err := s.broker.Attach(ctx, []channel.ID{pc}); err != nil {
+		s.log.Warn("presence attach failed", "err", err)
+		return
+	}
+	rc.present = true
+	if n, err := s.broker.Online(ctx, []channel.ID{pc}); err == nil && n[0] == 1 {
+		s.announceStatus(ctx, rc.tenant, rc.user, true)
+	}
+}
+
+// userLeft undoes userArrived: the user was seen now, and is gone if this
+// was its last WebSocket.
+func (s *Server) userLeft(sess *session) {
+	rc := sess.rpc
+	rc.mu.Lock()
+	present := rc.present
+	rc.present = false
+	rc.mu.Unlock()
+	if !present {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.WriteTimeout)
+	defer cancel()
+	pc := channel.Presence(rc.tenant, rc.user)
+	s.presenceMu.Lock()
+	defer s.presenceMu.Unlock()
+	if err := s.broker.Detach(ctx, []channel.ID{pc}); err != nil {
+		s.log.Warn("presence detach failed", "err", err)
+	}
+	if err := s.broker.SetLastSeen(ctx, map[channel.ID]time.Time{rc.userChan: time.Now()}); err != nil {
+		s.log.Warn("last seen not recorded", "err", err)
+	}
+	if n, err := s.broker.Online(ctx, []channel.ID{pc}); err == nil && n[0] == 0 {
+		s.announceStatus(ctx, rc.tenant, rc.user, false)
+	}
+}
+
+// statusBody is the event the clients' online handlers expect (spec §9.3):
+// module online, command userStatusChange. extra has server_time_unix,
+// without which b24jssdk drops online events as stale; no revision_web,
+// so that the clients' revision check leaves it alone (spec §2.3).
+type statusBody struct {
+	ModuleID string       `json:"module_id"`
+	Command  string       `json:"command"`
+	Params   statusParams `json:"params"`
+	Extra    statusExtra  `json:"extra"`
+}
+
+type statusParams struct {
+	UserID int64 `json:"user_id"`
+	Online bool  `json:"online"`
+}
+
+type statusExtra struct {
+	ServerTime     string  `json:"server_time"`
+	ServerTimeUnix float64 `json:"server_time_unix"`
+}
+
+// announceStatus publishes a user's change to its watchers, live only: a
+// watcher that reconnects asks getUsersLastSeen instead.
+func (s *Server) announceStatus(ctx context.Context, tenant string, user int64, online bool) {
+	now := time.Now()
+	body, err := json.Marshal(statusBody{ModuleID: "online", Command: "userStatusChange",
+		Params: statusParams{UserID: user, Online: online},
+		Extra:  statusExtra{ServerTime: now.Format(time.RFC3339), ServerTimeUnix: float64(now.UnixMicro()) / 1e6}})
+	if err == nil {
+		err = s.broker.Publish(ctx, &message.Message{Body: body, Expiry: 0,
+			Receivers: []message.Receiver{{ID: channel.Status(tenant, user)}},
+			Sender:    message.Sender{Type: message.SenderBackend}})
+	}
+	if err != nil {
+		s.log.Warn("user status not announced", "user", user, "online", online, "err", err)
+	}
+}
+
+// watch makes sess receive user's status changes.
+func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPCError {
+	rc := sess.rpc
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.closed {
+		return nil
+	}
+	if _, ok := rc.watching[user]; ok {
+		return nil
+	}
+	if len(rc.watching) >= maxUsersPerCall {
+		return invalidParams(fmt.Sprintf("a connection watches at most %d users", maxUsersPerCall))
+	}
+	sc := channel.Status(rc.tenant, user)
+	if err := s.broker.Attach(ctx, []channel.ID{sc}); err != nil {
+		s.log.Warn("status watch failed", "err", err)
+		return wire.NewRPCError(wire.RPCInternalError, "")
+	}
+	s.hub.Attach(sess, []hub.Subscription{{Channel: sc}})
+	if rc.watching == nil {
+		rc.watching = make(map[int64]channel.ID)
+	}
+	rc.watching[user] = sc
+	return nil
+}
+
+// unwatch undoes watch; unknown users are ignored.
+func (s *Server) unwatch(ctx context.Context, sess *session, user int64) {
+	rc := sess.rpc
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	sc, ok := rc.watching[user]
+	if !ok {
+		return
+	}
+	delete(rc.watching, user)
+	s.dropWatch(ctx, sess, sc)
+}
+
+func (s *Server) dropWatch(ctx context.Context, sess *session, sc channel.ID) {
+	s.hub.Detach(sess, []hub.Subscription{{Channel: sc}})
+	if err := s.broker.Detach(ctx, []channel.ID{sc}); err != nil {
+		s.log.Warn("status unwatch failed", "err", err)
+	}
+}
+
+// rpcDetached releases what a version 5 connection holds beyond its
+// channels: its watches and its presence.
+func (s *Server) rpcDetached(sess *session) {
+	rc := sess.rpc
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.WriteTimeout)
+	defer cancel()
+	rc.mu.Lock()
+	rc.closed = true
+	for _, sc := range rc.watching {
+		s.dropWatch(ctx, sess, sc)
+	}
+	rc.watching = nil
+	rc.mu.Unlock()
+	s.userLeft(sess)
+}
+
+// usersLastSeen answers getUsersLastSeen (spec §9.3): 0 for users online
+// now, else the seconds since they were last seen; users never seen are
+// left out, which tells the clients to ask the REST API instead.
+func (s *Server) usersLastSeen(ctx context.Context, tenant string, users []int64) (map[string]int64, error) {
+	presence := make([]channel.ID, len(users))
+	userChans := make([]channel.ID, len(users))
+	for i, u := range users {
+		presence[i] = channel.Presence(tenant, u)
+		userChans[i] = channel.User(tenant, u)
+	}
+	online, err := s.broker.Online(ctx, presence)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	seen, err := s.broker.LastSeen(ctx, userChans)
+	if err != nil {
+		return nil, fmt.Errorf("last seen: %w", err)
+	}
+	now := time.Now()
+	out := make(map[string]int64, len(users))
+	for i, u := range users {
+		key := strconv.FormatInt(u, 10)
+		switch t, ok := seen[userChans[i]]; {
+		case online[i] > 0:
+			out[key] = 0
+		case ok:
+			out[key] = max(int64(now.Sub(t)/time.Second), 0)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,148 @@
+package wire
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+func TestDecodeRPC(t *testing.T) {
+	type want struct {
+		method string
+		id     string // "" for none
+		code   int    // element error
+		resp   bool
+	}
+	cases := []struct {
+		name  string
+		in    string
+		batch bool
+		code  int // frame error
+		calls []want
+	}{
+		{name: "request", in: `{"jsonrpc":"2.0","method":"ping","params":{},"id":1}`, calls: []want{{method: "ping", id: "1"}}},
+		{name: "string id kept as string", in: `{"jsonrpc":"2.0","method":"ping","id":"7"}`, calls: []want{{method: "ping", id: `"7"`}}},
+		{name: "null id", in: `{"jsonrpc":"2.0","method":"ping","id":null}`, calls: []want{{method: "ping", id: "null"}}},
+		{name: "notification", in: ` {"jsonrpc":"2.0","method":"publish","params":[1]} `, calls: []want{{method: "publish"}}},
+		{name: "batch", in: `[{"jsonrpc":"2.0","method":"a","id":1},{"jsonrpc":"2.0","method":"b","id":2}]`, batch: true,
+			calls: []want{{method: "a", id: "1"}, {method: "b", id: "2"}}},
+		{name: "response ignored", in: `{"jsonrpc":"2.0","id":3,"result":{}}`, calls: []want{{resp: true, id: "3"}}},
+		{name: "not JSON", in: `{"jsonrpc":`, code: RPCParseError},
+		{name: "empty", in: ``, code: RPCParseError},
+		{name: "empty batch", in: `[]`, batch: true, code: RPCInvalidRequest},
+		{name: "scalar", in: `1`, calls: []want{{code: RPCInvalidRequest}}},
+		{name: "wrong version", in: `{"jsonrpc":"1.0","method":"ping","id":4}`, calls: []want{{code: RPCInvalidRequest, id: "4"}}},
+		{name: "no version", in: `{"method":"ping","id":4}`, calls: []want{{code: RPCInvalidRequest, id: "4"}}},
+		{name: "method not string", in: `{"jsonrpc":"2.0","method":1,"id":4}`, calls: []want{{code: RPCInvalidRequest, id: "4"}}},
+		{name: "empty method", in: `{"jsonrpc":"2.0","method":"","id":4}`, calls: []want{{code: RPCInvalidRequest, id: "4"}}},
+		{name: "params scalar", in: `{"jsonrpc":"2.0","method":"ping","params":"x","id":4}`, calls: []want{{code: RPCInvalidRequest, id: "4"}}},
+		{name: "id object", in: `{"jsonrpc":"2.0","method":"ping","id":{}}`, calls: []want{{code: RPCInvalidRequest}}},
+		{name: "batch with bad element", in: `[1,{"jsonrpc":"2.0","method":"a","id":"x"}]`, batch: true,
+			calls: []want{{code: RPCInvalidRequest}, {method: "a", id: `"x"`}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls, batch, err := DecodeRPC([]byte(c.in))
+			if c.code != 0 {
+				if err == nil || err.Code != c.code {
+					t.Fatalf("error = %v; want code %d", err, c.code)
+				}
+				return
+			}
+			if err != nil || batch != c.batch || len(calls) != len(c.calls) {
+				t.Fatalf("DecodeRPC = %+v, batch %v, %v", calls, batch, err)
+			}
+			for i, w := range c.calls {
+				got := calls[i]
+				if got.Method != w.method || string(got.ID) != w.id || got.Response != w.resp ||
+					(w.code == 0) != (got.Err == nil) || (got.Err != nil && got.Err.Code != w.code) {
+					t.Fatalf("call %d = %+v (err %v); want %+v", i, got, got.Err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestAppendRPC(t *testing.T) {
+	got := string(AppendRPCResult(nil, json.RawMessage(`"a"`), json.RawMessage(`true`)))
+	if got != `{"jsonrpc":"2.0","id":"a","result":true}` {
+		t.Fatal(got)
+	}
+	got = string(AppendRPCError(nil, nil, NewRPCError(RPCMethodNotFound, "")))
+	if got != `{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found"}}` {
+		t.Fatal(got)
+	}
+}
+
+func TestAppendIncomingMessage(t *testing.T) {
+	u, other := channel.User("t", 1), channel.User("t", 2)
+	m := &message.Message{
+		ID: message.ID{Epoch: 1700000000, Seq: 5}, Body: []byte(` {"module_id":"im","command":"c","params":{"a":1}}`),
+		Created: time.Unix(1700000000, 0), Sender: message.Sender{Type: message.SenderClient, UserID: 3},
+		UserParams: map[channel.ID][]byte{u: []byte(`{"name":"Ann"}`)}, Dictionary: []byte(`{"k":"v"}`),
+	}
+	want := `{"jsonrpc":"2.0","method":"incoming.message","params":{"mid":"` + m.ID.String() +
+		`","body":{"module_id":"im","command":"c","params":{"a":1}},"sender":{"type":1,"id":"3"},"user_params":{"name":"Ann"},"dictionary":{"k":"v"}}}`
+	if got := string(AppendIncomingMessage(nil, m, u)); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// Another user has no user_params; a backend sender has no id.
+	m.Sender = message.Sender{Type: message.SenderBackend}
+	m.Dictionary = nil
+	want = `{"jsonrpc":"2.0","method":"incoming.message","params":{"mid":"` + m.ID.String() +
+		`","body":{"module_id":"im","command":"c","params":{"a":1}},"sender":{"type":2}}}`
+	if got := string(AppendIncomingMessage(nil, m, other)); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// A body that is not JSON is sent as a string, so the frame stays JSON.
+	m.Body = []byte("plain \xff text")
+	if fr := AppendIncomingMessage(nil, m, other); !json.Valid(fr) {
+		t.Fatalf("not JSON: %s", fr)
+	}
+}
+
+// FuzzDecodeRPC: any frame decodes without panicking into calls whose
+// answers are valid JSON echoing the id as sent.
+func FuzzDecodeRPC(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"ping","params":{},"id":1}`))
+	f.Add([]byte(`[{"jsonrpc":"2.0","method":"publish","params":{"userList":[1]},"id":"x"},1,{"jsonrpc":"2.0","id":2,"result":{}}]`))
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"a","id":-1.5e3}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		calls, _, ferr := DecodeRPC(data)
+		if ferr != nil {
+			if calls != nil {
+				t.Fatal("calls with a frame error")
+			}
+			if !json.Valid(AppendRPCError(nil, nil, ferr)) {
+				t.Fatal("frame error answer is not JSON")
+			}
+			return
+		}
+		if len(calls) == 0 {
+			t.Fatal("no calls and no error")
+		}
+		for _, c := range calls {
+			switch {
+			case c.Err != nil:
+				if !json.Valid(AppendRPCError(nil, c.ID, c.Err)) {
+					t.Fatalf("error answer for id %q is not JSON", c.ID)
+				}
+			case c.Response:
+			default:
+				if c.Method == "" {
+					t.Fatal("valid call without a method")
+				}
+				if c.ID != nil && !json.Valid(AppendRPCResult(nil, c.ID, json.RawMessage(`true`))) {
+					t.Fatalf("answer for id %q is not JSON", c.ID)
+				}
+				if c.Params != nil && c.Params[0] != '{' && c.Params[0] != '[' {
+					t.Fatalf("params %q", c.Params)
+				}
+			}
+		}
+	})
+}
