@@ -303,6 +303,23 @@ func TestClusterRESTEventAdd(t *testing.T) {
 	nodes := startNodes(t, redis, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := testContext(t)
+	tok, _ := clusterRegistry(t, redis)
+	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: b.base, Auth: tok}})
+	c.mustWaitFor(ctx, "config request", func(e Event) bool { return e.Event == "rest" })
+	c.waitOnline(ctx)
+	f := &restFixture{srv: a, token: tok}
+	f.eventAdd(t, url.Values{"COMMAND": {"toShared"}, "PARAMS[n]": {"1"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
+	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "PARAMS": {`{"ok":true}`}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toMe", `{"ok":true}`)
+}
+
+// clusterRegistry registers, in the cluster's Redis registry, an
+// application with user 1 and user 2 (an administrator), and returns their
+// access tokens.
+func clusterRegistry(t *testing.T, redis *redistest.Server) (user1, admin2 string) {
+	t.Helper()
+	ctx := t.Context()
 	client, err := redisconn.Open(ctx, redis.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -320,19 +337,49 @@ func TestClusterRESTEventAdd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutUser(ctx, store.User{PortalID: p.ID, ID: 1, Active: true}); err != nil {
-		t.Fatal(err)
+	var toks []string
+	for _, u := range []store.User{{PortalID: p.ID, ID: 1, Active: true}, {PortalID: p.ID, ID: 2, Active: true, Admin: true}} {
+		if err := st.PutUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok.AccessToken)
 	}
-	tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, 1)
-	if err != nil {
-		t.Fatal(err)
+	return toks[0], toks[1]
+}
+
+// TestClusterV5 runs protocol version 5 across nodes: user 1 on node A
+// watches user 2, who connects to node B; events from node B's REST and
+// user 2's own messages reach user 1; user 2 leaving is seen on node A.
+func TestClusterV5(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := startNodes(t, redis, 2, "--server-version", "5", "--jsonrpc-ping-interval", v5Ping.String())
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	tok1, tok2 := clusterRegistry(t, redis)
+	watcher := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: a.base, Auth: tok1}})
+	watcher.waitOnline(ctx)
+	watcher.do(ctx, map[string]any{"cmd": "subscribeUserStatusChange", "userId": 2})
+
+	other := startPullClient(t, ctx, ClientInput{UserID: 2, Transport: "websocket", REST: &RESTAuth{URL: b.base, Auth: tok2}})
+	other.waitOnline(ctx)
+	if e := watcher.mustWaitFor(ctx, "user 2 online", func(e Event) bool { return e.Event == "userStatus" }); e.UserID != 2 || !e.IsOnline {
+		t.Fatalf("status %s", e.Line)
 	}
-	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: b.base, Auth: tok.AccessToken}})
-	c.mustWaitFor(ctx, "config request", func(e Event) bool { return e.Event == "rest" })
-	c.waitOnline(ctx)
-	f := &restFixture{srv: a, token: tok.AccessToken}
-	f.eventAdd(t, url.Values{"COMMAND": {"toShared"}, "PARAMS[n]": {"1"}})
-	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
-	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "PARAMS": {`{"ok":true}`}})
-	checkMessage(t, c.nextMessage(ctx), "application", "toMe", `{"ok":true}`)
+	f := &restFixture{srv: b, token: tok2}
+	f.eventAdd(t, url.Values{"COMMAND": {"fromB"}, "USER_ID": {"1"}, "PARAMS": {`{"n":1}`}})
+	checkMessage(t, watcher.nextMessage(ctx), "application", "fromB", `{"n":1}`)
+
+	other.do(ctx, map[string]any{"cmd": "sendMessage", "users": []int{1}, "moduleId": "application", "command": "hello", "params": map[string]any{"from": 2}})
+	m := watcher.mustWaitFor(ctx, "the message from user 2", func(e Event) bool { return e.Event == "message" && e.Command == "hello" })
+	if !m.Client || m.Extra.Sender == nil || m.Extra.Sender.Type != 1 || m.Extra.Sender.ID != "2" {
+		t.Fatalf("client message %s", m.Line)
+	}
+	other.Stop()
+	if e := watcher.mustWaitFor(ctx, "user 2 offline", func(e Event) bool { return e.Event == "userStatus" }); e.UserID != 2 || e.IsOnline {
+		t.Fatalf("status %s", e.Line)
+	}
 }
