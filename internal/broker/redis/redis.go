@@ -451,15 +451,30 @@ func (b *Broker) heartbeatLoop() {
 	}
 }
 
+// heartbeatBatch bounds the channels one heartbeat script rewrites.
+const heartbeatBatch = 1000
+
 func (b *Broker) heartbeat() {
 	ctx, cancel := context.WithTimeout(context.Background(), b.opt.Heartbeat)
 	defer cancel()
 	ttl := strconv.FormatInt((3 * b.opt.Heartbeat).Milliseconds(), 10)
-	args := []string{b.base, b.node, strconv.FormatInt(b.now().UnixMilli(), 10), ttl}
+	head := []string{b.base, b.node, strconv.FormatInt(b.now().UnixMilli(), 10), ttl}
+	// In slices of heartbeatBatch channels: a script blocks Redis while it
+	// runs, and a busy node has tens of thousands of channels.
+	args := append([]string(nil), head...)
+	var err error
 	for ch, n := range b.sub.counts() {
 		args = append(args, ch, strconv.Itoa(n))
+		if len(args)-len(head) == 2*heartbeatBatch {
+			if err = heartbeatScript.Exec(ctx, b.client, b.route, args).Error(); err != nil {
+				break
+			}
+			args = append(args[:0], head...)
+		}
 	}
-	err := heartbeatScript.Exec(ctx, b.client, b.route, args).Error()
+	if err == nil {
+		err = heartbeatScript.Exec(ctx, b.client, b.route, args).Error()
+	}
 	if was := b.heartbeatOK.Swap(err == nil); was != (err == nil) {
 		if err != nil {
 			b.log.Warn("redis heartbeat failed", "err", err)
