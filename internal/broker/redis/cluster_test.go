@@ -262,3 +262,21 @@ func TestSentinel(t *testing.T) {
 		t.Fatalf("message not stored on the primary: %q %v", n, err)
 	}
 }
+
+// TestPresenceRestoredAfterRedisLosesData: the heartbeat rewrites the
+// node's connection counts, so presence comes back after Redis lost it.
+func TestPresenceRestoredAfterRedisLosesData(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv.URL(), "", nil, func(o *Options) { o.Heartbeat = 100 * time.Millisecond })
+	ch := brokertest.NewChannel(t)
+	if err := a.Attach(context.Background(), []channel.ID{ch, ch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "presence to be rewritten", func() bool {
+		n, err := a.Online(context.Background(), []channel.ID{ch})
+		return err == nil && n[0] == 2
+	})
+}
