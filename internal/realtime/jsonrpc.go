@@ -124,10 +124,16 @@ func (rc *rpcConn) viaUser(d *hub.Delivery) *hub.Delivery {
 
 // The non-JSON text frames of version 5 (spec §9.1).
 var (
-	framePing   = []byte("ping")
-	framePong   = []byte("pong")
-	prefixMack  = []byte("mack:")
-	maxMissed   = int32(3) // pings without any frame back before the peer is taken for dead
+	framePing  = []byte("ping")
+	framePong  = []byte("pong")
+	prefixMack = []byte("mack:")
+)
+
+const (
+	// maxMissed is how many pings may go without any frame back before
+	// the peer is taken for dead (the spec's proposal).
+	maxMissed = 3
+	// rpcCallTime bounds one client call: the clients give up after 5 s.
 	rpcCallTime = 5 * time.Second
 )
 
