@@ -3,7 +3,6 @@ package realtime
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/pushpull/pushpull/internal/channel"
@@ -145,13 +144,6 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recovering = false
-	if recover {
-		// The client has mid and everything before it. The broker stores a
-		// message before it fans it out, so a client that re-polls quickly
-		// can ask from mid while mid itself is still on its way here live.
-		s.replayedUpTo = mid
-		s.queue = slices.DeleteFunc(s.queue, func(d *hub.Delivery) bool { return !mid.Less(d.Msg.ID) })
-	}
 	if len(replay) > 0 {
 		type key struct {
 			ch  channel.ID

@@ -14,8 +14,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/channel"
-	"github.com/pushpull/pushpull/internal/hub"
-	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -379,37 +377,5 @@ func TestCloseHandshakeWithSilentPeer(t *testing.T) {
 	}
 	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("after an unanswered close the server should hang up; read gave %v", err)
-	}
-}
-
-// A client that asks from mid must not get mid again, even when mid's live
-// delivery is still on its way (the broker stores before it fans out, so a
-// quick re-poll can overtake it): found by the long-polling fan-out bench.
-func TestRecoveryDropsTheMidItself(t *testing.T) {
-	ts := newTestServer(t, nil)
-	ch := newChannel(t)
-	ts.publish(t, `{"n":1}`, ch)
-	hist, err := ts.broker.History(t.Context(), []channel.ID{ch}, message.ID{}, testOptions().Replay)
-	if err != nil || len(hist) != 1 {
-		t.Fatalf("history %v %v", hist, err)
-	}
-	m := hist[0].Msg
-	for _, rpc := range []bool{false, true} {
-		sess := newSession(ts.rt, []channel.Element{{ID: ch}}, formatText)
-		if rpc {
-			sess.format, sess.rpc = formatRPC, &rpcConn{}
-		}
-		if err := sess.subscribe(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		sess.Deliver(hub.NewDelivery(m, ch)) // the late live copy, while recovering
-		if err := sess.replay(t.Context(), m.ID, true); err != nil {
-			t.Fatal(err)
-		}
-		sess.Deliver(hub.NewDelivery(m, ch)) // and one after
-		if q := sess.take(); len(q) != 0 {
-			t.Fatalf("rpc %v: queued %d copies of the mid the client asked from", rpc, len(q))
-		}
-		sess.detach()
 	}
 }
