@@ -123,17 +123,19 @@ func TestFanoutWebSocket(t *testing.T) {
 func TestFanoutProtobuf(t *testing.T) {
 	t.Parallel()
 	for _, transport := range []string{TransportWS, TransportLP} {
-		cfg := testConfig(startServer(t))
-		cfg.Binary = true
-		cfg.Transport = transport
-		res, err := Run(t.Context(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !res.Binary {
-			t.Error("result does not say binary")
-		}
-		checkDelivered(t, res, 20)
+		t.Run(transport, func(t *testing.T) {
+			cfg := testConfig(startServer(t))
+			cfg.Binary = true
+			cfg.Transport = transport
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Binary {
+				t.Error("result does not say binary")
+			}
+			checkDelivered(t, res, 20)
+		})
 	}
 }
 

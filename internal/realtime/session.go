@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
@@ -32,12 +33,21 @@ type session struct {
 	// was stored before the history was read, so it was replayed already:
 	// the broker delivers in id order, and stores before it delivers.
 	replayedUpTo message.ID
-	closed       bool
-	wake         chan struct{} // long polling: signalled on the first delivery
-	onDeliver    func()        // WebSocket: starts the writer
-	closeOnce    sync.Once
-	evicted      *protoError // set when a newer connection pushed this one out
-	restarting   bool
+	// knownUpTo is the mid the client recovered from: it has every message
+	// up to it. A message published before this connection subscribed can
+	// still be on its way from the broker when the connection is live (the
+	// client may have got it from history on its previous connection); it
+	// is not sent again. Messages published later are never held back, so a
+	// bogus future mid cannot silence a connection.
+	knownUpTo  message.ID
+	hasKnown   bool
+	subscribed time.Time
+	closed     bool
+	wake       chan struct{} // long polling: signalled on the first delivery
+	onDeliver  func()        // WebSocket: starts the writer
+	closeOnce  sync.Once
+	evicted    *protoError // set when a newer connection pushed this one out
+	restarting bool
 }
 
 func newSession(srv *Server, elems []channel.Element, f format) *session {
@@ -94,6 +104,7 @@ func (s *session) attach(ctx context.Context, mid message.ID, recover bool) erro
 // completes, so that a client that sees the connection open can rely on
 // everything published from then on reaching it.
 func (s *session) subscribe(ctx context.Context) error {
+	s.subscribed = time.Now()
 	if err := s.srv.register(s); err != nil {
 		return err
 	}
@@ -144,6 +155,9 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recovering = false
+	if recover {
+		s.knownUpTo, s.hasKnown = mid, true
+	}
 	if len(replay) > 0 {
 		type key struct {
 			ch  channel.ID
@@ -163,10 +177,19 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 		live := s.queue
 		s.queue = replay
 		for _, d := range live {
-			if _, dup := sent[keyOf(d)]; !dup {
+			if _, dup := sent[keyOf(d)]; !dup && !s.knownLocked(d) {
 				s.queue = append(s.queue, d)
 			}
 		}
+	} else if s.hasKnown {
+		kept := s.queue[:0]
+		for _, d := range s.queue {
+			if !s.knownLocked(d) {
+				kept = append(kept, d)
+			}
+		}
+		clear(s.queue[len(kept):])
+		s.queue = kept
 	}
 	if len(s.queue) > 0 {
 		s.notifyLocked()
@@ -176,6 +199,11 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 
 var errHistory = fmt.Errorf("history unavailable")
 
+// knownLocked reports whether the client had d before it connected.
+func (s *session) knownLocked(d *hub.Delivery) bool {
+	return s.hasKnown && !s.knownUpTo.Less(d.Msg.ID) && d.Msg.Created.Before(s.subscribed)
+}
+
 // Deliver implements hub.Subscriber.
 func (s *session) Deliver(d *hub.Delivery) {
 	s.mu.Lock()
@@ -183,7 +211,7 @@ func (s *session) Deliver(d *hub.Delivery) {
 		s.mu.Unlock()
 		return
 	}
-	if !s.recovering && !s.replayedUpTo.Less(d.Msg.ID) {
+	if !s.recovering && (!s.replayedUpTo.Less(d.Msg.ID) || s.knownLocked(d)) {
 		s.mu.Unlock()
 		return
 	}

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -377,5 +380,28 @@ func TestCloseHandshakeWithSilentPeer(t *testing.T) {
 	}
 	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("after an unanswered close the server should hang up; read gave %v", err)
+	}
+}
+
+// TestLateBrokerDeliveryOfKnownMessageIsNotRepeated: a client that got a
+// message from history on one connection and resumes from its mid on the
+// next may be attached before the broker has finished handing that message
+// out live (the broker stores before it fans out). The new connection must
+// not send it again.
+func TestLateBrokerDeliveryOfKnownMessageIsNotRepeated(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ch := newChannel(t)
+	ts.publish(t, `{"n":1}`, ch)
+	hist, err := ts.broker.History(context.Background(), []channel.ID{ch}, message.ID{}, broker.HistoryLimit{PerChannel: 10, Total: 10})
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history = %v, %v", hist, err)
+	}
+	known := hist[0].Msg
+	c := ts.dial(t, ts.subQuery([]channel.ID{ch}, "&mid="+known.ID.String()))
+	ts.waitSubscribers(t, ch, 1)
+	ts.hub.Deliver(known) // the broker's late live hand-out of the same message
+	ts.publish(t, `{"n":2}`, ch)
+	if f := c.next(t); string(f.Text) != `{"n":2}` {
+		t.Fatalf("first frame after resuming from %s = %s; want the new message only", known.ID, f.Text)
 	}
 }
