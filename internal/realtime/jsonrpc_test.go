@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/token"
 )
@@ -526,5 +527,35 @@ func TestV5AckOverHTTP(t *testing.T) {
 	}
 	if code, _ := post("mack:" + strings.Repeat("1", 100)); code != 400 {
 		t.Fatalf("long mack: %d", code)
+	}
+}
+
+// A JSON-RPC connection resuming from mid does not get mid again when its
+// live copy is late (the broker stores before it fans out), through its
+// user or a channel.
+func TestV5RecoveryDoesNotResendTheMid(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ch := newChannel(t)
+	ts.apiPublish(t, `{"channelList":["`+ch.String()+`"],"userList":[5],"body":{}}`)
+	hist, err := ts.broker.History(t.Context(), []channel.ID{ch}, message.ID{}, testOptions().Replay)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	m := hist[0].Msg
+	sess, err := ts.rt.openRPCSession(url.Values{"token": {ts.tokenFor(5, ch)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.subscribe(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer sess.detach()
+	sess.Deliver(hub.NewDelivery(m, ch)) // the late live copy, while recovering
+	if err := sess.replay(t.Context(), m.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	sess.Deliver(hub.NewDelivery(m, channel.User(testTenant, 5))) // and through the user, after
+	if q := sess.take(); len(q) != 0 {
+		t.Fatalf("queued %d copies of the mid the client resumed from", len(q))
 	}
 }
