@@ -174,6 +174,8 @@ func TestV5Methods(t *testing.T) {
 			`{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"params must be an object"}}`},
 		{"subscribe without userId", `{"jsonrpc":"2.0","method":"subscribeStatusChange","params":{},"id":6}`,
 			`{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"userId must be a positive user id"}}`},
+		{"batch too long", "[" + strings.TrimSuffix(strings.Repeat(`{"jsonrpc":"2.0","method":"ping","id":1},`, 101), ",") + "]",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"a batch holds at most 100 calls"}}`},
 		{"batch", `[{"jsonrpc":"2.0","method":"ping","id":8},{"jsonrpc":"2.0","method":"nope","id":9},5]`,
 			`[{"jsonrpc":"2.0","id":8,"result":"pong"},{"jsonrpc":"2.0","id":9,"error":{"code":-32601,"message":"Method not found"}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}}]`},
 	}
