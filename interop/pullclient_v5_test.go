@@ -205,3 +205,54 @@ func TestPullClientV5UserStatus(t *testing.T) {
 	watcher.command(map[string]any{"cmd": "getUsersLastSeen", "userList": []int{3}})
 	watcher.mustWaitFor(ctx, "the REST fallback", func(e Event) bool { return e.Event == "rest" && e.Method == "pull.api.user.getLastSeen" })
 }
+
+// Official clients of versions 3, 4 and 5 listening on the same application
+// channels each get every event once, in their own wire format: the v5 one
+// with its token from config.get, the others with the same config's
+// CHANNEL_ID (text, and protobuf).
+func TestPullClientV5CoexistsWithV3AndV4(t *testing.T) {
+	ctx := testContext(t)
+	f := newRESTFixture(t, "5")
+	_, body := postJSON(t, f.srv.base+"/rest/pull.application.config.get", url.Values{"auth": {f.token}})
+	v5cfg, _ := body["result"].(map[string]any)
+	if v5cfg["jwt"] == nil {
+		t.Fatalf("config without jwt: %v", body)
+	}
+	older := func(version int) map[string]any {
+		raw, _ := json.Marshal(v5cfg)
+		var cfg map[string]any
+		_ = json.Unmarshal(raw, &cfg)
+		delete(cfg, "jwt")
+		delete(cfg, "exp")
+		cfg["server"].(map[string]any)["version"] = version
+		return cfg
+	}
+	clients := []*PullClient{
+		startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", Config: v5cfg}),
+		startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", Config: older(4)}),
+		startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", Config: older(3)}),
+	}
+	for _, c := range clients {
+		c.waitOnline(ctx)
+	}
+	f.eventAdd(t, url.Values{"COMMAND": {"toShared"}, "PARAMS[n]": {"1"}})
+	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "PARAMS[n]": {"2"}})
+	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}})
+	var mids []string
+	for i, c := range clients {
+		a, b, s := c.nextMessage(ctx), c.nextMessage(ctx), c.nextMessage(ctx)
+		// Each format shows: JSON-RPC and protobuf carry a sender, text
+		// frames do not.
+		if hasSender := a.Extra.Sender != nil && a.Extra.Sender.Type == 2; hasSender != (i < 2) {
+			t.Fatalf("client %d (version %d): %s", i, 5-i, a.Line)
+		}
+		checkMessage(t, a, "application", "toShared", `{"n":"1"}`)
+		checkMessage(t, b, "application", "toMe", `{"n":"2"}`)
+		// The sentinel, sent last, comes third: no copies in between.
+		checkMessage(t, s, "application", "sentinel", `{}`)
+		mids = append(mids, a.MID+" "+b.MID)
+	}
+	if mids[0] != mids[1] || mids[0] != mids[2] {
+		t.Fatalf("the clients saw different ids: %q", mids)
+	}
+}

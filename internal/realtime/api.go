@@ -47,9 +47,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tenant := q.Get("hostId")
-	resp := s.serveRPC(r.Context(), body, func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
-		return s.backendMethod(ctx, tenant, call)
-	}, true)
+	resp := s.serveRPC(r.Context(), body, rpcFace{
+		run: func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
+			return s.backendMethod(ctx, tenant, call)
+		},
+		answerAll: true,
+	})
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -155,3 +155,20 @@ func TestV5APIIsTrusted(t *testing.T) {
 		}
 	}
 }
+
+// The backend's batches are bounded by size only: PHP cuts them at the
+// payload limit, not at a count.
+func TestV5APILongBatch(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ch := newChannel(t).String()
+	call := `{"jsonrpc":"2.0","method":"publish","params":{"channelList":["` + ch + `"],"body":{}}}`
+	n := 150
+	code, got, _ := ts.postAPI(t, "["+strings.TrimSuffix(strings.Repeat(call+",", n), ",")+"]", nil)
+	want := "[" + strings.TrimSuffix(strings.Repeat(`{"jsonrpc":"2.0","id":null,"result":true},`, n), ",") + "]"
+	if code != 200 || got != want {
+		t.Fatalf("%d %.200s", code, got)
+	}
+	if s := ts.broker.Stats(); s.Messages != n {
+		t.Fatalf("stored %d messages, want %d", s.Messages, n)
+	}
+}

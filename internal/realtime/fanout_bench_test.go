@@ -33,14 +33,15 @@ func (c *discardConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *discardConn) Close() error                     { return nil }
 
 // BenchmarkFanOut publishes to one channel with 1,000 WebSocket sessions
-// in each format and reports the cost per delivery. Text and protobuf
-// should cost about the same: each message is encoded once per format and
-// the sessions only frame and write shared bytes.
+// in each format and reports the cost per delivery. The formats should
+// cost about the same: each message is encoded once per format and the
+// sessions only frame and write shared bytes (JSON-RPC adds its per-session
+// duplicate check).
 func BenchmarkFanOut(b *testing.B) {
 	for _, f := range []struct {
 		name string
 		fmt  format
-	}{{"text", formatText}, {"json", formatJSON}, {"protobuf", formatBinary}} {
+	}{{"text", formatText}, {"json", formatJSON}, {"protobuf", formatBinary}, {"jsonrpc", formatRPC}} {
 		b.Run(f.name, func(b *testing.B) {
 			const subscribers = 1000
 			h := hub.New()
@@ -57,6 +58,9 @@ func BenchmarkFanOut(b *testing.B) {
 			sessions := make([]*session, subscribers)
 			for i := range sessions {
 				s := newSession(srv, []channel.Element{{ID: ch}}, f.fmt)
+				if f.fmt.slot == formatRPC.slot {
+					s.rpc = &rpcConn{} // a version 5 connection by CHANNEL_ID
+				}
 				c := &wsConn{conn: &discardConn{}}
 				s.ws = c
 				s.onDeliver = func() { c.startWriter(s) }

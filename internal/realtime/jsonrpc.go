@@ -124,10 +124,16 @@ func (rc *rpcConn) viaUser(d *hub.Delivery) *hub.Delivery {
 
 // The non-JSON text frames of version 5 (spec §9.1).
 var (
-	framePing   = []byte("ping")
-	framePong   = []byte("pong")
-	prefixMack  = []byte("mack:")
-	maxMissed   = int32(3) // pings without any frame back before the peer is taken for dead
+	framePing  = []byte("ping")
+	framePong  = []byte("pong")
+	prefixMack = []byte("mack:")
+)
+
+const (
+	// maxMissed is how many pings may go without any frame back before
+	// the peer is taken for dead (the spec's proposal).
+	maxMissed = 3
+	// rpcCallTime bounds one client call: the clients give up after 5 s.
 	rpcCallTime = 5 * time.Second
 )
 
@@ -149,9 +155,13 @@ func (c *wsConn) handleRPC(sess *session, data []byte) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rpcCallTime)
 	defer cancel()
-	resp := srv.serveRPC(ctx, data, func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
-		return srv.clientMethod(ctx, sess, call)
-	}, false)
+	resp := srv.serveRPC(ctx, data, rpcFace{
+		run: func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
+			return srv.clientMethod(ctx, sess, call)
+		},
+		// As many as a version 4 client may put in one RequestBatch.
+		maxCalls: maxMessagesPerRequest,
+	})
 	if resp == nil {
 		return true
 	}
@@ -170,12 +180,23 @@ func (c *wsConn) writeText(sess *session, b []byte) bool {
 // JSON) or error.
 type rpcMethod func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError)
 
+// rpcFace is how the frames of one side, clients or backends, are served.
+type rpcFace struct {
+	run rpcMethod
+	// answerAll answers notifications too, with id null, which the
+	// backend's PHP client requires (spec §9.4).
+	answerAll bool
+	// maxCalls bounds a batch; 0 leaves it to the payload limit.
+	maxCalls int
+}
+
 // serveRPC decodes a frame, runs each call and returns the answer: one
 // response, an array for a batch, or nil when nothing is to be answered.
-// answerAll answers notifications too, with id null, which the backend's
-// PHP client requires (spec §9.4).
-func (s *Server) serveRPC(ctx context.Context, data []byte, run rpcMethod, answerAll bool) []byte {
+func (s *Server) serveRPC(ctx context.Context, data []byte, face rpcFace) []byte {
 	calls, batch, ferr := wire.DecodeRPC(data)
+	if ferr == nil && face.maxCalls > 0 && len(calls) > face.maxCalls {
+		ferr = wire.NewRPCError(wire.RPCInvalidRequest, fmt.Sprintf("a batch holds at most %d calls", face.maxCalls))
+	}
 	if ferr != nil {
 		return wire.AppendRPCError(nil, nil, ferr)
 	}
@@ -189,8 +210,8 @@ func (s *Server) serveRPC(ctx context.Context, data []byte, run rpcMethod, answe
 		if call.Err != nil {
 			item = wire.AppendRPCError(nil, call.ID, call.Err)
 		} else {
-			result, rerr := run(ctx, call)
-			if !answerAll && call.IsNotification() {
+			result, rerr := face.run(ctx, call)
+			if !face.answerAll && call.IsNotification() {
 				continue
 			}
 			item = s.rpcAnswer(call.ID, result, rerr)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/token"
 )
@@ -173,6 +174,8 @@ func TestV5Methods(t *testing.T) {
 			`{"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"params must be an object"}}`},
 		{"subscribe without userId", `{"jsonrpc":"2.0","method":"subscribeStatusChange","params":{},"id":6}`,
 			`{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"userId must be a positive user id"}}`},
+		{"batch too long", "[" + strings.TrimSuffix(strings.Repeat(`{"jsonrpc":"2.0","method":"ping","id":1},`, 101), ",") + "]",
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"a batch holds at most 100 calls"}}`},
 		{"batch", `[{"jsonrpc":"2.0","method":"ping","id":8},{"jsonrpc":"2.0","method":"nope","id":9},5]`,
 			`[{"jsonrpc":"2.0","id":8,"result":"pong"},{"jsonrpc":"2.0","id":9,"error":{"code":-32601,"message":"Method not found"}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}}]`},
 	}
@@ -356,7 +359,9 @@ func TestV5StatusChangesAndLastSeen(t *testing.T) {
 }
 
 func TestV5PingsAndDeadPeers(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.RPCPingInterval = 20 * time.Millisecond })
+	// Short, but long enough that a race-checked test on a busy machine
+	// answers within maxMissed intervals.
+	ts := newTestServer(t, func(o *Options) { o.RPCPingInterval = 100 * time.Millisecond })
 	live := ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
 	dead := ts.dialRPC(t, "token="+ts.tokenFor(2)+"&jsonRpc=true")
 	// The live peer answers every ping, as the clients do.
@@ -425,7 +430,7 @@ func TestV5RecoveryByMid(t *testing.T) {
 }
 
 func TestV5LongPoll(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.PollTimeout = 100 * time.Millisecond })
+	ts := newTestServer(t, nil)
 	shared := newChannel(t)
 	q := ts.URL + "/sub/?token=" + ts.tokenFor(5, shared) + "&jsonRpc=true"
 	done := make(chan struct{})
@@ -450,10 +455,19 @@ func TestV5LongPoll(t *testing.T) {
 		string(n.Params.UserParams) != `{"a":1}` {
 		t.Fatalf("long poll body %s (%v)", body, err)
 	}
-	// The next poll from that mid finds nothing and answers 304 with it.
-	resp, _ = longPoll(t, q+"&mid="+n.Params.Mid)
-	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("Last-Message-Id") != n.Params.Mid {
-		t.Fatalf("second poll %d, Last-Message-Id %q", resp.StatusCode, resp.Header.Get("Last-Message-Id"))
+
+	// A poll from the newest mid finds nothing and answers 304 with it (on
+	// a server that holds polls briefly).
+	quick := newTestServer(t, func(o *Options) { o.PollTimeout = 50 * time.Millisecond })
+	quick.apiPublish(t, `{"userList":[5],"body":{}}`)
+	hist, err := quick.broker.History(t.Context(), []channel.ID{channel.User(testTenant, 5)}, message.ID{}, testOptions().Replay)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	mid := hist[0].Msg.ID.String()
+	resp, _ = longPoll(t, quick.URL+"/sub/?token="+quick.tokenFor(5, shared)+"&jsonRpc=true&mid="+mid)
+	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("Last-Message-Id") != mid {
+		t.Fatalf("poll from the newest mid: %d, Last-Message-Id %q", resp.StatusCode, resp.Header.Get("Last-Message-Id"))
 	}
 }
 
@@ -515,5 +529,35 @@ func TestV5AckOverHTTP(t *testing.T) {
 	}
 	if code, _ := post("mack:" + strings.Repeat("1", 100)); code != 400 {
 		t.Fatalf("long mack: %d", code)
+	}
+}
+
+// A JSON-RPC connection resuming from mid does not get mid again when its
+// live copy is late (the broker stores before it fans out), through its
+// user or a channel.
+func TestV5RecoveryDoesNotResendTheMid(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ch := newChannel(t)
+	ts.apiPublish(t, `{"channelList":["`+ch.String()+`"],"userList":[5],"body":{}}`)
+	hist, err := ts.broker.History(t.Context(), []channel.ID{ch}, message.ID{}, testOptions().Replay)
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	m := hist[0].Msg
+	sess, err := ts.rt.openRPCSession(url.Values{"token": {ts.tokenFor(5, ch)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.subscribe(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer sess.detach()
+	sess.Deliver(hub.NewDelivery(m, ch)) // the late live copy, while recovering
+	if err := sess.replay(t.Context(), m.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	sess.Deliver(hub.NewDelivery(m, channel.User(testTenant, 5))) // and through the user, after
+	if q := sess.take(); len(q) != 0 {
+		t.Fatalf("queued %d copies of the mid the client resumed from", len(q))
 	}
 }

@@ -47,6 +47,7 @@ func testOptions() Options {
 		Replay:                broker.HistoryLimit{PerChannel: 100, Total: 200},
 		PollTimeout:           40 * time.Second,
 		PingInterval:          time.Hour,
+		RPCPingInterval:       time.Hour,
 		WriteTimeout:          5 * time.Second,
 		SendQueue:             1024,
 		MaxConnPerChannel:     100,
