@@ -31,6 +31,9 @@ type wsConn struct {
 	alive   atomic.Bool
 	done    atomic.Bool
 	closing atomic.Bool // our close frame is sent; waiting for the peer's
+
+	// ev is set, under connMu, when the poller drives the reader.
+	ev *eventReader
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -101,11 +104,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.drain()
 		return
 	}
-	go func() {
-		defer s.websockets.Add(-1)
-		c.readLoop(sess, s.opt.MaxPayload)
-		sess.detach()
-	}()
+	s.startReader(c, sess)
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if
@@ -266,6 +265,7 @@ func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 	if conn := c.socket(); conn != nil {
 		_ = conn.SetReadDeadline(time.Now().Add(closeTimeout))
 	}
+	c.expireClose()
 }
 
 // drain finishes a closing handshake on a connection that has no reader
@@ -300,6 +300,7 @@ func (c *wsConn) abort(string) {
 		return
 	}
 	_ = c.conn.Close()
+	c.aborted()
 }
 
 // ping is called by the server's ping loop once per interval.
@@ -328,6 +329,9 @@ func (c *wsConn) ping(sess *session) {
 func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 	var msg []byte // the binary message being assembled from fragments
 	for {
+		if msg == nil && c.yield() {
+			return
+		}
 		h, err := ws.ReadHeader(c.r)
 		if err != nil {
 			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

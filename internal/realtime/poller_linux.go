@@ -1,0 +1,181 @@
+package realtime
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+)
+
+// poller watches sockets for readability with one epoll instance, so that
+// an idle connection needs no goroutine parked in Read: a goroutine is
+// started when its socket has something to read, and the socket is armed
+// again when that goroutine is done (EPOLLONESHOT, so at most one runs per
+// socket). The runtime's own netpoller cannot be asked this; it only wakes
+// goroutines that are already waiting.
+type poller struct {
+	epfd int
+	wake [2]int // a pipe; a byte written to wake[1] ends the wait loop
+	done chan struct{}
+
+	mu     sync.Mutex
+	ready  map[uint32]func() // by token: what to run when readable
+	next   uint32
+	closed bool // no new sockets; stop once the last is removed
+
+	stopOnce sync.Once
+}
+
+// wakeToken is the token of the stop pipe; sockets get the others.
+const wakeToken = 0
+
+// readEvents are what a socket is armed for: readable, or the peer gone.
+// EPOLLERR and EPOLLHUP are always reported.
+const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// pollBatch is how many events one wait returns at most.
+const pollBatch = 256
+
+func newPoller() (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	p := &poller{epfd: epfd, done: make(chan struct{}), ready: make(map[uint32]func()), next: wakeToken}
+	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		_ = syscall.Close(epfd)
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: wakeToken}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+		p.closeFDs()
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	go p.loop()
+	return p, nil
+}
+
+func (p *poller) closeFDs() {
+	_ = syscall.Close(p.wake[0])
+	_ = syscall.Close(p.wake[1])
+	_ = syscall.Close(p.epfd)
+}
+
+// loop waits for readable sockets and starts their handlers. It holds a
+// thread while it waits (epoll_wait is a blocking system call), one for the
+// whole server.
+func (p *poller) loop() {
+	defer close(p.done)
+	events := make([]syscall.EpollEvent, pollBatch)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			// Only a bad epoll descriptor fails here: closed under us.
+			return
+		}
+		for i := range n {
+			tok := uint32(events[i].Fd)
+			if tok == wakeToken {
+				return
+			}
+			p.mu.Lock()
+			fn := p.ready[tok]
+			p.mu.Unlock()
+			if fn != nil {
+				go fn()
+			}
+		}
+	}
+}
+
+// reserve returns a token for a socket whose handler is onReadable, to be
+// run on a new goroutine each time the socket becomes readable after being
+// armed by watch or rearm. Call remove when the socket is closed.
+func (p *poller) reserve(onReadable func()) (uint32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, errPollerClosed
+	}
+	tok := p.next
+	for {
+		tok++
+		if _, used := p.ready[tok]; !used && tok != wakeToken {
+			break
+		}
+	}
+	p.next = tok
+	p.ready[tok] = onReadable
+	return tok, nil
+}
+
+// watch adds rc's socket under tok and arms it.
+func (p *poller) watch(rc syscall.RawConn, tok uint32) error {
+	// Under mu, so that the first handler's start (looked up under mu)
+	// comes after everything the caller did, for the race detector too.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ctl(rc, syscall.EPOLL_CTL_ADD, tok)
+}
+
+var errPollerClosed = errors.New("poller closed")
+
+// rearm watches the socket again after its handler is done. If it is
+// readable already, the handler runs again at once.
+func (p *poller) rearm(rc syscall.RawConn, tok uint32) error {
+	// Under mu, as in watch: the next handler starts after this one ended.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ctl(rc, syscall.EPOLL_CTL_MOD, tok)
+}
+
+func (p *poller) ctl(rc syscall.RawConn, op int, tok uint32) error {
+	var ctlErr error
+	// Control holds the descriptor open: it cannot be closed and reused by
+	// another connection while epoll_ctl runs.
+	err := rc.Control(func(fd uintptr) {
+		ev := syscall.EpollEvent{Events: readEvents, Fd: int32(tok)}
+		ctlErr = syscall.EpollCtl(p.epfd, op, int(fd), &ev)
+	})
+	if err == nil && ctlErr != nil {
+		err = fmt.Errorf("epoll_ctl: %w", ctlErr)
+	}
+	return err
+}
+
+// remove forgets a socket. Its epoll registration ends when the socket is
+// closed; an event already on its way finds no handler.
+func (p *poller) remove(tok uint32) {
+	p.mu.Lock()
+	delete(p.ready, tok)
+	last := p.closed && len(p.ready) == 0
+	p.mu.Unlock()
+	if last {
+		p.stop()
+	}
+}
+
+// closeWhenIdle takes no new sockets and stops the poller once the last
+// one is removed: sockets still finishing their closing handshake after a
+// shutdown keep being read until they end.
+func (p *poller) closeWhenIdle() {
+	p.mu.Lock()
+	p.closed = true
+	idle := len(p.ready) == 0
+	p.mu.Unlock()
+	if idle {
+		p.stop()
+	}
+}
+
+// stop ends the wait loop and releases the epoll instance.
+func (p *poller) stop() {
+	p.stopOnce.Do(func() {
+		_, _ = syscall.Write(p.wake[1], []byte{1})
+		<-p.done
+		p.closeFDs()
+	})
+}
