@@ -77,6 +77,8 @@ type Server struct {
 	pollMu      sync.Mutex
 	poll        *poller
 	pollStopped bool
+
+	writers *writerPool
 }
 
 // New returns a Server publishing through b and delivering through h, which
@@ -95,6 +97,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		drained:  make(chan struct{}),
 		stopPing: make(chan struct{}),
 		pingDone: make(chan struct{}),
+		writers:  newWriterPool(),
 	}
 	go s.pingLoop()
 	return s
@@ -238,6 +241,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.drained:
 		s.stopPoller()
+		s.writers.stop()
 		return nil
 	case <-ctx.Done():
 		s.sessMu.Lock()
@@ -249,6 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			sess.kill("shutdown timeout")
 		}
 		s.stopPoller()
+		s.writers.stop()
 		return fmt.Errorf("shutdown: %d connections cut: %w", len(list), ctx.Err())
 	}
 }
