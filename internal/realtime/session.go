@@ -128,20 +128,6 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recovering = false
-	if recover {
-		// The client has mid and what came before it. Under load the
-		// broker's dispatcher can still be delivering those when this
-		// session subscribes; with nothing newer in the history they would
-		// otherwise reach the client a second time.
-		s.replayedUpTo = mid
-		live := s.queue
-		s.queue = s.queue[:0]
-		for _, d := range live {
-			if mid.Less(d.Msg.ID) {
-				s.queue = append(s.queue, d)
-			}
-		}
-	}
 	if len(replay) > 0 {
 		type key struct {
 			ch  channel.ID
