@@ -3,6 +3,7 @@ package realtime
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"syscall"
 )
@@ -17,6 +18,7 @@ type poller struct {
 	epfd int
 	wake [2]int // a pipe; a byte written to wake[1] ends the wait loop
 	done chan struct{}
+	log  *slog.Logger
 
 	mu     sync.Mutex
 	ready  map[uint32]func() // by token: what to run when readable
@@ -36,12 +38,12 @@ const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // pollBatch is how many events one wait returns at most.
 const pollBatch = 256
 
-func newPoller() (*poller, error) {
+func newPoller(log *slog.Logger) (*poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), ready: make(map[uint32]func()), next: wakeToken}
+	p := &poller{epfd: epfd, done: make(chan struct{}), log: log, ready: make(map[uint32]func()), next: wakeToken}
 	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		_ = syscall.Close(epfd)
 		return nil, fmt.Errorf("pipe2: %w", err)
@@ -73,7 +75,13 @@ func (p *poller) loop() {
 			if errors.Is(err, syscall.EINTR) {
 				continue
 			}
-			// Only a bad epoll descriptor fails here: closed under us.
+			// Only a bad epoll descriptor fails here, which is a bug: the
+			// sockets it watches would never be read again. Take no new ones
+			// (they get goroutine readers) and say so.
+			p.mu.Lock()
+			p.closed = true
+			p.mu.Unlock()
+			p.log.Error("websocket poller stopped", "err", err)
 			return
 		}
 		for i := range n {

@@ -4,6 +4,7 @@ package realtime
 
 import (
 	"errors"
+	"log/slog"
 	"syscall"
 )
 
@@ -11,7 +12,7 @@ import (
 // where every WebSocket keeps its reader goroutine.
 type poller struct{}
 
-func newPoller() (*poller, error) { return nil, errors.ErrUnsupported }
+func newPoller(*slog.Logger) (*poller, error) { return nil, errors.ErrUnsupported }
 
 func (p *poller) reserve(func()) (uint32, error) { return 0, errors.ErrUnsupported }
 

@@ -302,7 +302,7 @@ func (s *Server) poller() *poller {
 	if s.poll != nil || s.pollStopped {
 		return s.poll
 	}
-	p, err := newPoller()
+	p, err := newPoller(s.log)
 	if err != nil {
 		s.log.Info("websocket readers run on goroutines: no poller", "err", err)
 		s.pollStopped = true
