@@ -21,15 +21,39 @@ type poller struct {
 	log  *slog.Logger
 
 	mu     sync.Mutex
-	ready  map[uint32]func() // by token: what to run when readable
-	next   uint32
-	closed bool // no new sockets; stop once the last is removed
+	slots  []pollSlot // by token index; slot 0 is the stop pipe's
+	free   []uint32   // indexes of unused slots
+	live   int        // sockets registered
+	closed bool       // no new sockets; stop once the last is removed
 
 	stopOnce sync.Once
 }
 
+// pollHandler is run, on a goroutine of its own, when its socket is
+// readable.
+type pollHandler interface{ readable() }
+
+// pollSlot is a registered socket's handler. A token is the slot's index
+// and its generation: an event read just before its socket was removed and
+// the slot reused names an old generation and is dropped, so no socket ever
+// gets a second handler running.
+type pollSlot struct {
+	h   pollHandler
+	gen uint32
+}
+
+// Tokens fit epoll's 32-bit data: 20 bits of index (a million sockets),
+// 12 of generation.
+const (
+	tokenIndexBits = 20
+	tokenIndexMask = 1<<tokenIndexBits - 1
+	tokenGenMask   = 1<<(32-tokenIndexBits) - 1
+)
+
 // wakeToken is the token of the stop pipe; sockets get the others.
 const wakeToken = 0
+
+var errTooManySockets = errors.New("poller full")
 
 // readEvents are what a socket is armed for: readable, or the peer gone.
 // EPOLLERR and EPOLLHUP are always reported.
@@ -43,7 +67,7 @@ func newPoller(log *slog.Logger) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), log: log, ready: make(map[uint32]func()), next: wakeToken}
+	p := &poller{epfd: epfd, done: make(chan struct{}), log: log, slots: make([]pollSlot, 1)}
 	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		_ = syscall.Close(epfd)
 		return nil, fmt.Errorf("pipe2: %w", err)
@@ -89,35 +113,49 @@ func (p *poller) loop() {
 			if tok == wakeToken {
 				return
 			}
-			p.mu.Lock()
-			fn := p.ready[tok]
-			p.mu.Unlock()
-			if fn != nil {
-				go fn()
+			if h := p.handler(tok); h != nil {
+				go h.readable()
 			}
 		}
 	}
 }
 
-// reserve returns a token for a socket whose handler is onReadable, to be
-// run on a new goroutine each time the socket becomes readable after being
-// armed by watch or rearm. Call remove when the socket is closed.
-func (p *poller) reserve(onReadable func()) (uint32, error) {
+// reserve returns a token for a socket whose handler is h, to be run on a
+// new goroutine each time the socket becomes readable after being armed by
+// watch or rearm. Call remove when the socket is closed.
+func (p *poller) reserve(h pollHandler) (uint32, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return 0, errPollerClosed
 	}
-	tok := p.next
-	for {
-		tok++
-		if _, used := p.ready[tok]; !used && tok != wakeToken {
-			break
+	var idx uint32
+	if n := len(p.free); n > 0 {
+		idx = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		if len(p.slots) > tokenIndexMask {
+			return 0, errTooManySockets
 		}
+		idx = uint32(len(p.slots))
+		p.slots = append(p.slots, pollSlot{})
 	}
-	p.next = tok
-	p.ready[tok] = onReadable
-	return tok, nil
+	sl := &p.slots[idx]
+	sl.gen = (sl.gen + 1) & tokenGenMask
+	sl.h = h
+	p.live++
+	return sl.gen<<tokenIndexBits | idx, nil
+}
+
+// handler returns the handler of tok, nil if it is no longer registered.
+func (p *poller) handler(tok uint32) pollHandler {
+	idx, gen := tok&tokenIndexMask, tok>>tokenIndexBits
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if idx == 0 || int(idx) >= len(p.slots) || p.slots[idx].gen != gen {
+		return nil
+	}
+	return p.slots[idx].h
 }
 
 // watch adds rc's socket under tok and arms it.
@@ -157,9 +195,16 @@ func (p *poller) ctl(rc syscall.RawConn, op int, tok uint32) error {
 // remove forgets a socket. Its epoll registration ends when the socket is
 // closed; an event already on its way finds no handler.
 func (p *poller) remove(tok uint32) {
+	idx, gen := tok&tokenIndexMask, tok>>tokenIndexBits
 	p.mu.Lock()
-	delete(p.ready, tok)
-	last := p.closed && len(p.ready) == 0
+	if idx == 0 || int(idx) >= len(p.slots) || p.slots[idx].gen != gen || p.slots[idx].h == nil {
+		p.mu.Unlock()
+		return
+	}
+	p.slots[idx].h = nil
+	p.free = append(p.free, idx)
+	p.live--
+	last := p.closed && p.live == 0
 	p.mu.Unlock()
 	if last {
 		p.stop()
@@ -172,7 +217,7 @@ func (p *poller) remove(tok uint32) {
 func (p *poller) closeWhenIdle() {
 	p.mu.Lock()
 	p.closed = true
-	idle := len(p.ready) == 0
+	idle := p.live == 0
 	p.mu.Unlock()
 	if idle {
 		p.stop()

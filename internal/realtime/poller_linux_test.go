@@ -29,6 +29,11 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
+// funcHandler is a pollHandler made of a function.
+type funcHandler func()
+
+func (f funcHandler) readable() { f() }
+
 // The handler runs once per arming, and again after rearm; a removed socket
 // is forgotten, and a poller told to close stops with its last socket.
 func TestPollerArmsOncePerEvent(t *testing.T) {
@@ -42,14 +47,14 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan byte, 10)
-	tok, err := p.reserve(func() {
+	tok, err := p.reserve(funcHandler(func() {
 		var b [1]byte
 		if _, err := server.Read(b[:]); err != nil {
 			t.Error(err)
 			return
 		}
 		got <- b[0]
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +93,18 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 		t.Fatalf("read %q", b)
 	}
 	p.closeWhenIdle()
-	if _, err := p.reserve(func() {}); err == nil {
+	if _, err := p.reserve(funcHandler(func() {})); err == nil {
 		t.Error("a closing poller took a new socket")
 	}
 	select {
 	case <-p.done:
 		t.Fatal("the poller stopped while a socket was still registered")
+	default:
+	}
+	p.remove(tok + 1<<tokenIndexBits) // another generation's token changes nothing
+	select {
+	case <-p.done:
+		t.Fatal("a stale token removed the socket")
 	default:
 	}
 	p.remove(tok)

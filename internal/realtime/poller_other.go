@@ -14,7 +14,10 @@ type poller struct{}
 
 func newPoller(*slog.Logger) (*poller, error) { return nil, errors.ErrUnsupported }
 
-func (p *poller) reserve(func()) (uint32, error) { return 0, errors.ErrUnsupported }
+// pollHandler is run when its socket is readable.
+type pollHandler interface{ readable() }
+
+func (p *poller) reserve(pollHandler) (uint32, error) { return 0, errors.ErrUnsupported }
 
 func (p *poller) watch(syscall.RawConn, uint32) error { return errors.ErrUnsupported }
 

@@ -16,39 +16,40 @@ import (
 // netpoller); a peer that stops halfway is dropped by the ping loop, as with
 // a parked reader.
 type eventReader struct {
+	c    *wsConn
+	sess *session
 	poll *poller
 	rc   syscall.RawConn
 	tok  uint32
 	// handled is owned by the running handler: it has read a frame in this
 	// wake-up. Handlers of one socket never overlap (EPOLLONESHOT).
 	handled bool
-	// end is what a reader goroutine does after readLoop returns: it runs
-	// once, when the socket is closed.
-	end func()
 }
 
 // startReader reads the connection's frames for its whole life, from the
 // poller where possible, else on a goroutine of its own.
 func (s *Server) startReader(c *wsConn, sess *session) {
-	end := func() {
-		// Detached before it stops counting, as a client that sees the
-		// count drop may expect.
-		sess.detach()
-		s.websockets.Add(-1)
-	}
-	if !s.opt.GoroutineReaders && c.pollWith(s.poller(), sess, s.opt.MaxPayload, end) {
+	if !s.opt.GoroutineReaders && c.pollWith(s.poller(), sess) {
 		return
 	}
 	go func() {
-		defer end()
+		defer readerEnded(sess)
 		c.readLoop(sess, s.opt.MaxPayload)
 	}()
+}
+
+// readerEnded is what follows the end of a connection's reading.
+func readerEnded(sess *session) {
+	// Detached before it stops counting, as a client that sees the count
+	// drop may expect.
+	sess.detach()
+	sess.srv.websockets.Add(-1)
 }
 
 // pollWith hands the connection's reading to p. It returns false if it
 // cannot: no poller, a socket that is not a plain TCP one (TLS), handshake
 // bytes already buffered (epoll knows only the socket), or an error.
-func (c *wsConn) pollWith(p *poller, sess *session, maxPayload int64, end func()) bool {
+func (c *wsConn) pollWith(p *poller, sess *session) bool {
 	if p == nil {
 		return false
 	}
@@ -61,25 +62,21 @@ func (c *wsConn) pollWith(p *poller, sess *session, maxPayload int64, end func()
 	if err != nil {
 		return false
 	}
-	tok, err := p.reserve(func() { c.onReadable(sess, maxPayload) })
-	if err != nil {
+	// One allocation per connection: the reader is its own handler.
+	ev := &eventReader{c: c, sess: sess, poll: p, rc: rc}
+	if ev.tok, err = p.reserve(ev); err != nil {
 		return false
-	}
-	ev := &eventReader{poll: p, rc: rc, tok: tok}
-	ev.end = func() {
-		p.remove(tok)
-		end()
 	}
 	c.connMu.Lock()
 	if c.done.Load() {
 		// Closed already: a goroutine reader sees it at once and ends.
 		c.connMu.Unlock()
-		p.remove(tok)
+		p.remove(ev.tok)
 		return false
 	}
 	c.ev = ev
 	c.connMu.Unlock()
-	err = p.watch(rc, tok)
+	err = p.watch(rc, ev.tok)
 	if err == nil {
 		return true
 	}
@@ -91,8 +88,17 @@ func (c *wsConn) pollWith(p *poller, sess *session, maxPayload int64, end func()
 		return true
 	}
 	c.ev = nil
-	p.remove(tok)
+	p.remove(ev.tok)
 	return false
+}
+
+// readable is the poller's handler.
+func (ev *eventReader) readable() { ev.c.onReadable(ev.sess, ev.sess.srv.opt.MaxPayload) }
+
+// end runs once, when abort has closed the socket.
+func (ev *eventReader) end() {
+	ev.poll.remove(ev.tok)
+	readerEnded(ev.sess)
 }
 
 // onReadable runs on a fresh goroutine each time the socket has something
