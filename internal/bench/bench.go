@@ -70,6 +70,12 @@ type Config struct {
 	Publishers int
 	// Idle only connects and measures memory; nothing is published.
 	Idle bool
+	// Storm drops every WebSocket subscriber once they are ready, publishes
+	// while they are away, and reconnects them all with their last mid
+	// within StormWindow (0: DefaultStormWindow): each must recover exactly
+	// what it missed.
+	Storm       bool
+	StormWindow time.Duration
 
 	// ConnectRate is new connections per second while ramping up;
 	// ConnectConcurrency bounds the handshakes in flight.
@@ -125,6 +131,7 @@ type Result struct {
 	Publishers  int     `json:"publishers"`
 
 	Connect     ConnectResult  `json:"connect"`
+	Storm       *StormResult   `json:"storm,omitempty"`
 	Memory      MemoryResult   `json:"memory"`
 	Ready       ReadyResult    `json:"ready"`
 	Publish     PublishResult  `json:"publish"`
@@ -265,6 +272,10 @@ type run struct {
 	counting atomic.Bool
 	// closing is set when the bench drops its connections.
 	closing atomic.Bool
+	// dropping is set while a storm drops its connections on purpose.
+	dropping atomic.Bool
+	// stormStart is when a storm's reconnections began (unix ns).
+	stormStart atomic.Int64
 	// seen has a bit per expected delivery: (subscriber, seq) in fanout,
 	// seq in private mode.
 	seen []atomic.Uint64
@@ -314,6 +325,9 @@ func (cfg Config) complete() (Config, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = ModeFanout
 	}
+	if cfg.StormWindow <= 0 {
+		cfg.StormWindow = DefaultStormWindow
+	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10*time.Second + time.Duration(cfg.Subscribers)*readyTimeoutPerSubscriber
 	}
@@ -330,6 +344,8 @@ func (cfg Config) complete() (Config, error) {
 		return cfg, fmt.Errorf("payload: want 0 or more bytes, got %d", cfg.Payload)
 	case !cfg.Idle && (cfg.Rate <= 0 || cfg.Duration <= 0):
 		return cfg, errors.New("rate and duration: want both above 0 (or idle)")
+	case cfg.Storm && (cfg.Idle || cfg.Transport != TransportWS):
+		return cfg, errors.New("storm: wants WebSocket subscribers and publishes (not idle, not long polling)")
 	}
 	if cfg.SignatureAlgo != "" {
 		if _, err := channel.ParseAlgo(cfg.SignatureAlgo); err != nil {
@@ -473,7 +489,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	defer r.closeAll(dropSubs)
 	r.logf("connecting %d %s subscribers (%s, up to %.0f/s)…", cfg.Subscribers, cfg.Transport, cfg.Mode, cfg.ConnectRate)
 	t0 := time.Now()
-	if err := r.connectAll(ctx, subsCtx); err != nil {
+	if err := r.connectAll(ctx, subsCtx, r.subs, cfg.ConnectRate); err != nil {
 		return nil, err
 	}
 	con := &res.Connect
@@ -481,6 +497,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	for _, s := range r.subs {
 		if s.connected {
 			con.Established++
+			s.wasConnected = true
 		}
 	}
 	con.Failed = cfg.Subscribers - con.Established
@@ -535,6 +552,18 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	self0 := selfCPU()
 	machine0, machineErr := readMachineCPU()
 	others0 := otherProcsCPU(pid, os.Getpid())
+	var storm *StormResult
+	var sampler *rssSampler
+	if cfg.Storm {
+		storm = &StormResult{WindowSec: cfg.StormWindow.Seconds()}
+		res.Storm = storm
+		if mem.Known {
+			storm.RSSSteady, _, _ = procRSS(pid)
+		}
+		sampler = startRSSSampler(pid)
+		storm.Dropped = r.dropAll(ctx, stat0)
+		r.logf("dropped %d subscribers; publishing while they are away", storm.Dropped)
+	}
 	r.counting.Store(true)
 	start := time.Now()
 	r.publishAll(ctx, start, alive)
@@ -545,8 +574,25 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		expected *= int64(len(alive))
 	}
 	r.logf("sent %d publishes in %.1fs; draining…", sent, pubEnd.Sub(start).Seconds())
-	received := r.drain(ctx, expected, pubEnd.Add(cfg.Drain))
+	drainFrom := pubEnd
+	if storm != nil {
+		storm.MissedPerClient = sent
+		r.logf("reconnecting %d subscribers within %s…", storm.Dropped, cfg.StormWindow)
+		if err := r.reconnectAll(ctx, subsCtx, storm); err != nil {
+			sampler.finish()
+			return res, err
+		}
+		r.logf("reconnected %d, failed %d, in %.1fs", storm.Reconnected, storm.Failed, storm.ReconnectSec)
+		drainFrom = time.Now()
+	}
+	received := r.drain(ctx, expected, drainFrom.Add(cfg.Drain))
 	drainEnd := time.Now()
+	if storm != nil {
+		storm.RSSPeak = sampler.finish()
+		if storm.RSSSteady > 0 {
+			storm.PeakRatio = float64(storm.RSSPeak) / float64(storm.RSSSteady)
+		}
+	}
 	r.counting.Store(false)
 	cpu1, cpuErr1 := r.serverCPU(pid)
 	self1 := selfCPU()
@@ -583,7 +629,7 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		lastRecv = max(lastRecv, s.lastRecv)
 	}
 	d.Lost = max(d.Expected-d.Received, 0)
-	d.DrainSec = drainEnd.Sub(pubEnd).Seconds()
+	d.DrainSec = drainEnd.Sub(drainFrom).Seconds()
 	if lastRecv > 0 {
 		d.Seconds = time.Unix(0, lastRecv).Sub(start).Seconds()
 		if d.Seconds > 0 {
@@ -591,6 +637,9 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Latency = r.lat.snapshot().latency()
+	if storm != nil && lastRecv > 0 {
+		storm.RecoverSec = time.Unix(0, lastRecv).Sub(time.Unix(0, r.stormStart.Load())).Seconds()
+	}
 
 	window := drainEnd.Sub(start).Seconds()
 	if cpuErr == nil && cpuErr1 == nil {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/fdlimit"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. Go
@@ -96,29 +98,12 @@ func selfCPU() time.Duration {
 // (each connection is a file descriptor) and returns the limit now in force.
 // Children started afterwards inherit it.
 func RaiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("read the open-file limit: %w", err)
-	}
-	if lim.Cur >= lim.Max {
-		return lim.Cur, nil
-	}
-	cur := lim.Cur
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return cur, fmt.Errorf("raise the open-file limit from %d to %d: %w", cur, lim.Max, err)
-	}
-	return lim.Cur, nil
+	l, err := fdlimit.Raise()
+	return l.After, err
 }
 
 // fileLimit returns the soft open-file limit.
-func fileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("read the open-file limit: %w", err)
-	}
-	return lim.Cur, nil
-}
+func fileLimit() (uint64, error) { return fdlimit.Current() }
 
 // machineCPU is the whole machine's CPU time from the first line of
 // /proc/stat. The kernel here accounts by ticks (no IRQ_TIME_ACCOUNTING),

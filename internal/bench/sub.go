@@ -24,6 +24,9 @@ type sub struct {
 	pubURL []byte // /pub/ target of its channel (private mode)
 
 	connected bool // set by the connect phase before the reader starts
+	// wasConnected is set once the first connect phase is over for the
+	// subscribers it connected: a storm reconnects those.
+	wasConnected bool
 
 	// Read by other goroutines while the reader runs.
 	received atomic.Int64
@@ -75,19 +78,19 @@ func (r *run) newChannel() benchChannel {
 	}
 }
 
-// connectAll opens every subscriber's connection at the configured rate,
-// with a bounded number of handshakes in flight, and starts its reader.
+// connectAll opens the connections of subs at rate per second, with a
+// bounded number of handshakes in flight, and starts their readers.
 // Readers stop when subsCtx is cancelled (long polling) or their socket is
 // closed (WebSocket). Failures are counted, not returned.
-func (r *run) connectAll(ctx, subsCtx context.Context) error {
+func (r *run) connectAll(ctx, subsCtx context.Context, subs []*sub, rate float64) error {
 	sem := make(chan struct{}, r.cfg.ConnectConcurrency)
 	var dials sync.WaitGroup
 	defer dials.Wait()
 	start := time.Now()
-	for i, s := range r.subs {
+	for i, s := range subs {
 		// Start no more than rate × elapsed connections so far.
 		for {
-			due := start.Add(time.Duration(float64(i) / r.cfg.ConnectRate * float64(time.Second)))
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 			if d := time.Until(due); d > 0 {
 				if err := sleepCtx(ctx, max(d, time.Millisecond)); err != nil {
 					return err
@@ -119,7 +122,13 @@ func (r *run) dialWS(ctx context.Context, s *sub) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	d := ws.Dialer{Timeout: r.cfg.DialTimeout}
-	conn, br, _, err := d.Dial(ctx, r.wsBase+s.signed)
+	target := r.wsBase + s.signed
+	if s.hasMid {
+		// As the official client does on reconnecting: the server replays
+		// what was published after this message.
+		target += "&mid=" + string(s.lastMid[:])
+	}
+	conn, br, _, err := d.Dial(ctx, target)
 	if err != nil {
 		r.connectErrs.add(errKind(err))
 		return
@@ -283,7 +292,7 @@ func (e *closedError) Error() string {
 
 // ended records why a connection ended, unless the bench is closing it.
 func (r *run) ended(s *sub, err error) {
-	if r.closing.Load() {
+	if r.closing.Load() || r.dropping.Load() {
 		return
 	}
 	r.disconnects.add(errKind(err))

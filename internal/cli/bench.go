@@ -27,6 +27,15 @@ reaches all of them; --mode private gives each subscriber its own channel and
 sends each publish to one subscriber picked at random. --idle only connects
 and measures memory.
 
+--storm is a reconnect storm: once every subscriber is ready the bench drops
+them all, sends the publishes while they are away, then reconnects them all
+with the mid of their last message within --storm-window. Each must recover
+exactly what it missed (lost and duplicated count as usual; latency then
+includes the outage); the server's peak memory during the storm is
+reported against its steady state just before the drop. The server replays
+at most --replay-per-channel (100) messages per channel: keep rate ×
+duration within it.
+
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
 end; --server-arg passes it more flags. With --url the server must run
@@ -50,6 +59,7 @@ Examples:
   pushpull bench --spawn --idle --subscribers 10000
   pushpull bench --spawn --subscribers 2000 --mode private --rate 5000 --publishers 8
   pushpull bench --spawn --transport lp --subscribers 1000 --rate 5
+  pushpull bench --spawn --storm --subscribers 10000 --rate 10 --duration 2s --connect-rate 2000
   pushpull bench --spawn --server-arg=--send-queue=4096 --subscribers 5000 --rate 100
   pushpull bench --url http://127.0.0.1:8080 --signature-key "$KEY" --subscribers 500
 `
@@ -79,6 +89,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	publishers := fs.Int("publishers", 1, "share the rate among `K` publishing keep-alive connections")
 	connectRate := fs.Float64("connect-rate", bench.DefaultConnectRate, "open at most `RATE` new connections per second while ramping up")
 	idle := fs.Bool("idle", false, "only connect and measure the server's memory; publish nothing")
+	storm := fs.Bool("storm", false, "reconnect storm: drop every subscriber, publish while they are away, reconnect them all with their mid")
+	stormWindow := fs.Duration("storm-window", bench.DefaultStormWindow, "with --storm, reconnect every subscriber within this `DURATION`")
 	settle := fs.Duration("settle", bench.DefaultSettle, "after connecting, wait this `DURATION` before reading the server's memory")
 	drain := fs.Duration("drain", bench.DefaultDrain, "after the last publish, wait at most this `DURATION` for late deliveries")
 	dialTimeout := fs.Duration("dial-timeout", bench.DefaultDialTimeout, "give up on a connection and its handshake after this `DURATION`")
@@ -121,6 +133,10 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "invalid --publishers %d: want 1 or more", *publishers)
 	case *connectRate <= 0:
 		return r.usageError("bench", "invalid --connect-rate %g: want more than 0", *connectRate)
+	case *storm && (*idle || *transport != bench.TransportWS):
+		return r.usageError("bench", "--storm wants WebSocket subscribers and publishes (not --idle, not --transport lp)")
+	case *stormWindow <= 0:
+		return r.usageError("bench", "invalid --storm-window %s: want more than 0", *stormWindow)
 	case *settle < 0 || *drain <= 0 || *dialTimeout <= 0:
 		return r.usageError("bench", "--settle, --drain and --dial-timeout want durations above 0")
 	}
@@ -143,6 +159,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		Payload:       *payload,
 		Publishers:    *publishers,
 		Idle:          *idle,
+		Storm:         *storm,
+		StormWindow:   *stormWindow,
 		ConnectRate:   *connectRate,
 		DialTimeout:   *dialTimeout,
 		Settle:        *settle,
@@ -242,6 +260,16 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
 	if !res.Idle && res.Connect.Established > 0 {
 		rd := res.Ready
 		line("ready", "%d subscribers received the probe in %.1f s, %d did not", rd.Ready, rd.Seconds, rd.Unready)
+		if st := res.Storm; st != nil {
+			line("storm", "%d dropped, %d missed each; %d reconnected with their mid, %d failed, in %.1f s (window %.1f s); last recovered %.2f s after the first reconnect",
+				st.Dropped, st.MissedPerClient, st.Reconnected, st.Failed, st.ReconnectSec, st.WindowSec, st.RecoverSec)
+			for _, e := range st.Errors {
+				line("", "%d× %s", e.Count, e.Error)
+			}
+			if st.RSSSteady > 0 {
+				line("", "server RSS %s steady, peak %s during the storm: %.2f× steady", mib(st.RSSSteady), mib(st.RSSPeak), st.PeakRatio)
+			}
+		}
 		p := res.Publish
 		line("publishes", "%d of %d sent (%.1f/s over %.1f s), %d failed; POST round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms",
 			p.Sent, p.Planned, p.Rate, p.Seconds, p.Failed, p.RTT.P50, p.RTT.P99, p.RTT.Max)

@@ -46,6 +46,10 @@ type Options struct {
 	// MaxConnPerChannel caps the connections on one private channel with a
 	// public id; the oldest is closed with 4029 beyond it. 0: no cap.
 	MaxConnPerChannel int
+	// GoroutineReaders gives every WebSocket a reader goroutine of its own
+	// instead of reading from the epoll poller (Linux; elsewhere they always
+	// have one). It costs a goroutine stack per idle connection.
+	GoroutineReaders bool
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged
@@ -81,6 +85,14 @@ type Server struct {
 
 	// presenceMu orders this node's changes of users' presence (status.go).
 	presenceMu sync.Mutex
+
+	// pollMu guards the WebSocket poller, started with the first WebSocket;
+	// after Shutdown it stops with the last socket.
+	pollMu      sync.Mutex
+	poll        *poller
+	pollStopped bool
+
+	writers *writerPool
 }
 
 // New returns a Server publishing through b and delivering through h, which
@@ -105,6 +117,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		pingDone: make(chan struct{}),
 
 		rpcPingDone: make(chan struct{}),
+		writers:     newWriterPool(),
 	}
 	go s.pingLoop()
 	go s.rpcPingLoop()
@@ -252,6 +265,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-s.drained:
+		s.stopPoller()
+		s.writers.stop()
 		return nil
 	case <-ctx.Done():
 		s.sessMu.Lock()
@@ -262,6 +277,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, sess := range list {
 			sess.kill("shutdown timeout")
 		}
+		s.stopPoller()
+		s.writers.stop()
 		return fmt.Errorf("shutdown: %d connections cut: %w", len(list), ctx.Err())
 	}
 }
@@ -300,4 +317,33 @@ func (s *Server) serverRestartMessage(ctx context.Context) (*message.Message, er
 		return nil, fmt.Errorf("server_restart id: %w", err)
 	}
 	return newServerRestart(id, time.Now()), nil
+}
+
+// poller returns the WebSocket poller, starting it on first use; nil where
+// there is none (not Linux, or it could not start), which leaves every
+// WebSocket its own reader goroutine.
+func (s *Server) poller() *poller {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	if s.poll != nil || s.pollStopped {
+		return s.poll
+	}
+	p, err := newPoller(s.log)
+	if err != nil {
+		s.log.Info("websocket readers run on goroutines: no poller", "err", err)
+		s.pollStopped = true
+		return nil
+	}
+	s.poll = p
+	return p
+}
+
+func (s *Server) stopPoller() {
+	s.pollMu.Lock()
+	p := s.poll
+	s.poll, s.pollStopped = nil, true
+	s.pollMu.Unlock()
+	if p != nil {
+		p.closeWhenIdle()
+	}
 }

@@ -75,6 +75,9 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := sess.attach(ctx, mid, recover); err != nil {
 		switch {
+		case ctx.Err() != nil:
+			// The client left while its history was read: nothing failed.
+			s.log.Debug("long poll ended before its answer", "err", err)
 		case errors.Is(err, errHistory):
 			s.log.Error("replay failed", "err", err)
 			writeError(w, errLastMessages)

@@ -2,12 +2,14 @@ package realtime
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -31,6 +33,12 @@ type wsConn struct {
 	alive   atomic.Bool
 	done    atomic.Bool
 	closing atomic.Bool // our close frame is sent; waiting for the peer's
+
+	// ev is set, under connMu, when the poller drives the reader.
+	ev *eventReader
+	// raw is the socket for the writer pool's non-blocking writes, found
+	// on the first one; guarded by writeMu.
+	raw syscall.RawConn
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -99,11 +107,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		c.drain()
 		return
 	}
-	go func() {
-		defer s.websockets.Add(-1)
-		c.readLoop(sess, s.opt.MaxPayload)
-		sess.detach()
-	}()
+	s.startReader(c, sess)
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if
@@ -146,20 +150,26 @@ func (c *wsConn) startWriter(sess *session) {
 		return
 	}
 	c.writing = true
-	go c.writeLoop(sess)
+	if !c.pooledWrites() || !sess.srv.writers.submit(sess) {
+		go c.writeLoop(sess, nil)
+	}
 }
 
 // writeLoop drains the session queue, coalescing everything queued into as
 // few WebSocket messages as the format allows, and exits when the queue is
-// empty so idle connections hold no writer goroutine.
-func (c *wsConn) writeLoop(sess *session) {
-	var pieces [][]byte
-	var hdr [ws.MaxHeaderSize]byte
-	var batchHdr [16]byte
+// empty so idle connections hold no writer goroutine. w is a pool worker's
+// scratch space, or nil on a goroutine of the connection's own.
+func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
+	if w == nil {
+		w = sess.srv.writers.own()
+		defer sess.srv.writers.release(w)
+	}
+	var written []*hub.Delivery // the queue last written out, reused
 	for {
 		sess.mu.Lock()
 		q := sess.queue
-		sess.queue = nil
+		sess.queue = reuseQueue(written)
+		written = q
 		if len(q) == 0 {
 			c.writing = false
 			restarting := sess.restarting
@@ -174,41 +184,51 @@ func (c *wsConn) writeLoop(sess *session) {
 		for len(q) > 0 {
 			var n, size int
 			// Slot 0 is the frame header, known once the size is.
-			pieces, n, size = sess.format.batch(append(pieces[:0], nil), q, batchHdr[:0])
+			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
 			q = q[n:]
-			pieces[0] = hdr[:headerInto(hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
-			bufs := net.Buffers(pieces)
-			if err := c.write(&bufs, sess.srv.opt.WriteTimeout); err != nil {
-				sess.srv.log.Debug("websocket write failed", "err", err)
-				sess.kill("write failed")
-				sess.mu.Lock()
-				c.writing = false
-				sess.mu.Unlock()
+			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
+			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
+			if err != nil {
+				c.writeFailed(sess, err)
+				return
+			}
+			if rest != nil {
+				// The socket is full: a pool worker must not wait for it.
+				c.handOff(sess, w, rest, q)
 				return
 			}
 		}
 	}
 }
 
-// headerInto encodes a frame header into buf and returns its length.
+// headerInto encodes a frame header into buf (at least ws.MaxHeaderSize
+// bytes) and returns its length, per RFC 6455 §5.2. ws.WriteHeader would
+// do it through an io.Writer, at two allocations per frame on the fan-out
+// path.
 func headerInto(buf []byte, h ws.Header) int {
-	w := fixedWriter{buf: buf}
-	_ = ws.WriteHeader(&w, h) // a header always fits in MaxHeaderSize
-	return w.n
-}
-
-type fixedWriter struct {
-	buf []byte
-	n   int
-}
-
-func (w *fixedWriter) Write(p []byte) (int, error) {
-	n := copy(w.buf[w.n:], p)
-	w.n += n
-	if n < len(p) {
-		return n, io.ErrShortWrite
+	b0 := byte(h.OpCode) | h.Rsv<<4
+	if h.Fin {
+		b0 |= 0x80
 	}
-	return n, nil
+	buf[0] = b0
+	n := 2
+	switch {
+	case h.Length < 126:
+		buf[1] = byte(h.Length)
+	case h.Length <= 0xFFFF:
+		buf[1] = 126
+		binary.BigEndian.PutUint16(buf[2:], uint16(h.Length))
+		n = 4
+	default:
+		buf[1] = 127
+		binary.BigEndian.PutUint64(buf[2:], uint64(h.Length))
+		n = 10
+	}
+	if h.Masked {
+		buf[1] |= 0x80
+		n += copy(buf[n:], h.Mask[:])
+	}
+	return n
 }
 
 // withSocket runs one write on the socket, alone and bounded by timeout.
@@ -222,7 +242,13 @@ func (c *wsConn) withSocket(timeout time.Duration, write func(net.Conn) error) e
 	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
 	}
-	return write(conn)
+	err := write(conn)
+	// A deadline left to expire would fail the writer pool's next write,
+	// which sets none.
+	if derr := conn.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return err
 }
 
 func (c *wsConn) write(bufs *net.Buffers, timeout time.Duration) error {
@@ -264,6 +290,7 @@ func (c *wsConn) closeWith(code ws.StatusCode, reason string) {
 	if conn := c.socket(); conn != nil {
 		_ = conn.SetReadDeadline(time.Now().Add(closeTimeout))
 	}
+	c.expireClose()
 }
 
 // drain finishes a closing handshake on a connection that has no reader
@@ -298,6 +325,7 @@ func (c *wsConn) abort(string) {
 		return
 	}
 	_ = c.conn.Close()
+	c.aborted()
 }
 
 // ping is called by the server's ping loop once per interval.
@@ -326,6 +354,9 @@ func (c *wsConn) ping(sess *session) {
 func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 	var msg []byte // the binary message being assembled from fragments
 	for {
+		if msg == nil && c.yield() {
+			return
+		}
 		h, err := ws.ReadHeader(c.r)
 		if err != nil {
 			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/auth"
@@ -27,6 +26,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
@@ -416,20 +416,17 @@ func signatureKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
 }
 
 // raiseFileLimit lifts the soft open-file limit to the hard one: every
-// connection is a file descriptor.
+// connection is a file descriptor, and the usual soft limit (1,024) would
+// cap the server far below what it can hold.
 func raiseFileLimit(log *slog.Logger) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		log.Warn("cannot read the open-file limit", "err", err)
-		return
+	l, err := fdlimit.Raise()
+	switch {
+	case errors.Is(err, fdlimit.ErrUnsupported):
+	case err != nil:
+		log.Warn("cannot raise the open-file limit", "err", err, "limit", l.After)
+	case l.Raised():
+		log.Info("raised the open-file limit", "from", l.Before, "to", l.After)
+	default:
+		log.Info("open-file limit", "limit", l.After)
 	}
-	if lim.Cur >= lim.Max {
-		return
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		log.Warn("cannot raise the open-file limit", "err", err)
-		return
-	}
-	log.Debug("raised the open-file limit", "limit", lim.Cur)
 }

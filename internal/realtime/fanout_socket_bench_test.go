@@ -1,0 +1,102 @@
+package realtime
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"testing"
+
+	"github.com/pushpull/pushpull/internal/broker/memory"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
+)
+
+// hiddenConn hides the socket's SyscallConn, so its bursts go the way of a
+// TLS connection's: a goroutine per burst with blocking writes.
+type hiddenConn struct{ net.Conn }
+
+// BenchmarkFanOutSockets publishes to 500 WebSocket sessions over real
+// loopback sockets, whose readers discard, and reports the server-side
+// cost per delivery including the system calls: the writer pool's
+// non-blocking writev against a goroutine and a blocking write per burst.
+func BenchmarkFanOutSockets(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		wrap func(net.Conn) net.Conn
+	}{
+		{"pool", func(c net.Conn) net.Conn { return c }},
+		{"goroutine-per-burst", func(c net.Conn) net.Conn { return hiddenConn{c} }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			const subscribers = 500
+			h := hub.New()
+			br, err := memory.New(memory.Options{HistoryPerChannel: 100}, h)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close(context.Background())
+			opt := testOptions()
+			opt.SendQueue = 1 << 20
+			srv := New(opt, br, h, channel.NewSigner([]byte("k"), channel.SHA1), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			defer srv.Shutdown(context.Background())
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			ch := channel.ID{1}
+			sessions := make([]*session, subscribers)
+			for i := range sessions {
+				client, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer client.Close()
+				go func() { _, _ = io.Copy(io.Discard, client) }()
+				server, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer server.Close()
+				s := newSession(srv, []channel.Element{{ID: ch}}, formatText)
+				c := &wsConn{conn: bc.wrap(server)}
+				s.ws = c
+				s.onDeliver = func() { c.startWriter(s) }
+				if err := s.attach(context.Background(), message.ID{}, false); err != nil {
+					b.Fatal(err)
+				}
+				sessions[i] = s
+			}
+			body := []byte(`{"module_id":"application","command":"bench","params":{"p":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				m := &message.Message{Body: body, Expiry: 60, Receivers: []message.Receiver{{ID: ch}}, Sender: message.Sender{Type: message.SenderBackend}}
+				if err := br.Publish(context.Background(), m); err != nil {
+					b.Fatal(err)
+				}
+				// One publish at a time, as at a moderate rate: every
+				// delivery is its own write, nothing coalesces.
+				if err := br.Sync(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				for _, s := range sessions {
+					for {
+						s.mu.Lock()
+						idle := len(s.queue) == 0 && !s.ws.writing
+						s.mu.Unlock()
+						if idle {
+							break
+						}
+						runtime.Gosched()
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers), "ns/delivery")
+		})
+	}
+}
