@@ -199,6 +199,18 @@ func TestV5Methods(t *testing.T) {
 	if r := c.call(t, "getUsersLastSeen", `{"userList":"5"}`); r.Error == nil || r.Error.Code != -32602 {
 		t.Fatalf("bad userList: %+v", r)
 	}
+	// User ids may be strings of digits: b24jssdk re-subscribes with them.
+	if r := c.call(t, "subscribeStatusChange", `{"userId":"3"}`); string(r.Result) != "true" {
+		t.Fatalf("string userId: %+v", r)
+	}
+	if r := c.call(t, "getUsersLastSeen", `{"userList":["5",5]}`); string(r.Result) != `{"5":0}` {
+		t.Fatalf("string ids in userList: %+v", r)
+	}
+	for _, bad := range []string{`{"userId":"3x"}`, `{"userId":1.5}`, `{"userId":"-"}`, `{"userId":true}`, `{"userId":"-3"}`} {
+		if r := c.call(t, "subscribeStatusChange", bad); r.Error == nil || r.Error.Code != -32602 {
+			t.Fatalf("%s: %+v", bad, r)
+		}
+	}
 	// Notifications, a client's response and the non-JSON frames get no
 	// answer; the next request is answered as usual.
 	c.send(t, `{"jsonrpc":"2.0","method":"ping"}`)

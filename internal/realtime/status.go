@@ -137,6 +137,7 @@ func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPC
 		rc.watching = make(map[int64]channel.ID)
 	}
 	rc.watching[user] = sc
+	s.log.Debug("status watched", "user", user, "watches", len(rc.watching))
 	return nil
 }
 
