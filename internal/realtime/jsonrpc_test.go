@@ -354,9 +354,8 @@ func TestV5StatusChangesAndLastSeen(t *testing.T) {
 	if !strings.Contains(string(m.Body), `"user_id":3,"online":true`) {
 		t.Fatalf("after unsubscribing from 2, got %s", m.Body)
 	}
-	// Another tenant's user 3 is another user: its arrival is announced
-	// (under the same lock) before user 3 of ours leaves, so a wrongly
-	// routed event would come first.
+	// Another tenant's user 3 is another user: while it is online, ours
+	// leaving is still announced as offline.
 	now := time.Now()
 	other := token.Sign(token.Claims{Issuer: "other", IssuedAt: now, Expires: now.Add(time.Hour), User: 3}, []byte("SECURITYKEY123456"))
 	ts.dialRPC(t, "token="+other+"&jsonRpc=true")

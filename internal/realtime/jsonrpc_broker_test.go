@@ -18,10 +18,12 @@ import (
 	"github.com/pushpull/pushpull/internal/message"
 )
 
-// failingBroker fails the calls the JSON-RPC methods make while fail is set.
+// failingBroker fails the calls the JSON-RPC methods make while fail is
+// set, and counts publishes.
 type failingBroker struct {
 	broker.Broker
-	fail atomic.Bool
+	fail      atomic.Bool
+	published atomic.Int64
 }
 
 var errBrokerDown = errors.New("broker down")
@@ -30,6 +32,7 @@ func (b *failingBroker) Publish(ctx context.Context, m *message.Message) error {
 	if b.fail.Load() {
 		return errBrokerDown
 	}
+	b.published.Add(1)
 	return b.Broker.Publish(ctx, m)
 }
 
@@ -47,9 +50,9 @@ func (b *failingBroker) SetLastSeen(ctx context.Context, seen map[channel.ID]tim
 	return b.Broker.SetLastSeen(ctx, seen)
 }
 
-// A broker failure is -32603 Internal error, on both faces, and never
-// closes the connection.
-func TestV5InternalErrors(t *testing.T) {
+// newFailingServer is a test server whose broker can be made to fail.
+func newFailingServer(t *testing.T) (*testServer, *failingBroker) {
+	t.Helper()
 	h := hub.New()
 	mem, err := memory.New(memory.Options{HistoryPerChannel: 100}, h)
 	if err != nil {
@@ -67,6 +70,13 @@ func TestV5InternalErrors(t *testing.T) {
 		srv.Close()
 		_ = mem.Close(ctx)
 	})
+	return ts, fb
+}
+
+// A broker failure is -32603 Internal error, on both faces, and never
+// closes the connection.
+func TestV5InternalErrors(t *testing.T) {
+	ts, fb := newFailingServer(t)
 	c := ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
 	ts.waitUser(t, 1, 1)
 
@@ -95,5 +105,30 @@ func TestV5InternalErrors(t *testing.T) {
 	fb.fail.Store(false)
 	if r := c.call(t, "ping", `{}`); !strings.Contains(string(r.Result), "pong") {
 		t.Fatalf("after the failures: %+v", r)
+	}
+}
+
+// A user nobody watches comes and goes without a status message; a watched
+// one's changes are published.
+func TestV5StatusOnlyForWatchedUsers(t *testing.T) {
+	ts, fb := newFailingServer(t)
+	u := ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
+	ts.waitUser(t, 1, 1)
+	_ = u.conn.Close()
+	ts.waitUser(t, 1, 0)
+	// The last-seen record is written once the departure is settled (and a
+	// watcher subscribing before that could rightly get an offline event).
+	waitFor(t, "user 1 last seen", func() bool {
+		seen, _ := ts.broker.LastSeen(t.Context(), []channel.ID{channel.User(testTenant, 1)})
+		return len(seen) == 1
+	})
+	if n := fb.published.Load(); n != 0 {
+		t.Fatalf("%d messages published for an unwatched user", n)
+	}
+	w := ts.dialRPC(t, "token="+ts.tokenFor(2)+"&jsonRpc=true")
+	w.call(t, "subscribeStatusChange", `{"userId":1}`)
+	ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
+	if m := w.next(t); !strings.Contains(string(m.Body), `"user_id":1,"online":true`) || fb.published.Load() != 1 {
+		t.Fatalf("watched: %s, %d published", m.Body, fb.published.Load())
 	}
 }
