@@ -3,10 +3,12 @@ package realtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,5 +132,69 @@ func TestV5StatusOnlyForWatchedUsers(t *testing.T) {
 	ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
 	if m := w.next(t); !strings.Contains(string(m.Body), `"user_id":1,"online":true`) || fb.published.Load() != 1 {
 		t.Fatalf("watched: %s, %d published", m.Body, fb.published.Load())
+	}
+}
+
+// Users coming and going while others watch them, all at once: no data
+// race, and once everyone has left nothing stays attached, in the hub or in
+// the broker's presence.
+func TestV5ConcurrentChurnLeavesNothingAttached(t *testing.T) {
+	ts := newTestServer(t, nil)
+	const users, watchers, rounds = 5, 6, 4
+	var wg sync.WaitGroup
+	for w := range watchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := ts.tryDialRPC(t, "token="+ts.tokenFor(int64(100+w))+"&jsonRpc=true")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for u := 1; u <= users; u++ {
+				_ = c.write(fmt.Sprintf(`{"jsonrpc":"2.0","method":"subscribeStatusChange","params":{"userId":%d},"id":%d}`, u, u))
+			}
+			if w%2 == 0 {
+				_ = c.write(`{"jsonrpc":"2.0","method":"unsubscribeStatusChange","params":{"userId":1},"id":99}`)
+			}
+			_ = c.conn.Close() // with calls possibly still in flight
+		}()
+	}
+	for u := 1; u <= users; u++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				c, err := ts.tryDialRPC(t, "token="+ts.tokenFor(int64(u))+"&jsonRpc=true")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = c.conn.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	ts.waitWebSockets(t, 0)
+	waitFor(t, "every session gone", func() bool {
+		ts.rt.sessMu.Lock()
+		defer ts.rt.sessMu.Unlock()
+		return len(ts.rt.sessions) == 0
+	})
+	if n := ts.hub.Channels(); n != 0 {
+		t.Fatalf("%d channels still have local subscribers", n)
+	}
+	var chans []channel.ID
+	for u := int64(1); u <= 100+watchers; u++ {
+		chans = append(chans, channel.User(testTenant, u), channel.Status(testTenant, u), channel.Presence(testTenant, u))
+	}
+	counts, err := ts.broker.Online(t.Context(), chans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range counts {
+		if n != 0 {
+			t.Fatalf("channel %d of user %d still counts %d connections", i%3, i/3+1, n)
+		}
 	}
 }
