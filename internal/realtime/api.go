@@ -13,10 +13,9 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// The backend's JSON-RPC methods (spec §9.4).
-const (
-	methodUpdateUsersLastSeen = "updateUsersLastSeen"
-)
+// methodUpdateUsersLastSeen is the backend's own method (spec §9.4); it
+// shares publish and getUsersLastSeen with the clients.
+const methodUpdateUsersLastSeen = "updateUsersLastSeen"
 
 // serveAPI is the backend's JSON-RPC endpoint (Bitrix path_to_json_rpc,
 // /bitrix/api/): publish batches, and users' last-seen times both ways.
@@ -53,6 +52,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		},
 		answerAll: true,
 	})
+	if resp == nil {
+		// Only responses were posted, which have no answer; PHP still
+		// wants JSON.
+		resp = wire.AppendRPCResult(nil, nil, json.RawMessage("null"))
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
