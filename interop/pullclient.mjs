@@ -138,6 +138,8 @@ const stop = () => {
   process.exit(0);
 };
 process.on('SIGTERM', stop);
+// A rejection the SDK leaves unhandled would end Node silently; report it.
+process.on('unhandledRejection', (reason) => out({ event: 'error', level: 'error', error: `unhandled rejection: ${JSON.stringify(reason) ?? reason}` }));
 
 client.start(input.config ? structuredClone(input.config) : null).then(
   // Connectors are built inside start() with their own null loggers.

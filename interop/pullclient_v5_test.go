@@ -34,15 +34,25 @@ func configJWT(t *testing.T, f *restFixture, auth string) string {
 // The server offers no other signal for what it did with a frame.
 func (s *server) waitLog(t *testing.T, ctx context.Context, parts ...string) {
 	t.Helper()
+	s.waitLogN(t, ctx, 1, parts...)
+}
+
+// waitLogN waits for n such lines.
+func (s *server) waitLogN(t *testing.T, ctx context.Context, n int, parts ...string) {
+	t.Helper()
 	for {
+		found := 0
 		for _, line := range strings.Split(s.logs.String(), "\n") {
 			all := true
 			for _, p := range parts {
 				all = all && strings.Contains(line, p)
 			}
 			if all {
-				return
+				found++
 			}
+		}
+		if found >= n {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -200,6 +210,20 @@ func TestPullClientV5UserStatus(t *testing.T) {
 		t.Fatalf("status %s", e.Line)
 	}
 	lastSeenFromServer(2) // known now, though offline
+
+	// The SDK subscribes again after each reconnect, and the server takes
+	// it up on the new connection.
+	watcher.do(ctx, map[string]any{"cmd": "disconnect"})
+	watcher.mustWaitFor(ctx, "offline", func(e Event) bool { return e.Event == "status" && e.Status == "offline" })
+	watcher.command(map[string]any{"cmd": "connect"})
+	watcher.waitOnline(ctx)
+	f.srv.waitLogN(t, ctx, 2, "status watched", "user=2") // once per connection
+	again := startPullClient(t, ctx, ClientInput{UserID: 2, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Auth: f.adminToken}})
+	again.waitOnline(ctx)
+	e = watcher.mustWaitFor(ctx, "user 2 online again", func(e Event) bool { return e.Event == "userStatus" })
+	if e.UserID != 2 || !e.IsOnline {
+		t.Fatalf("status %s", e.Line)
+	}
 	// A user never seen is left out, and the SDK asks REST, which fails
 	// here: the one case that reaches REST.
 	watcher.command(map[string]any{"cmd": "getUsersLastSeen", "userList": []int{3}})

@@ -48,6 +48,9 @@ JSON line on standard output:
 
 SIGNED_CHANNEL is a channel id with its signature, "id.signature" (or
 "private:public.signature"), as pull.application.config.get hands them out.
+With --token (the config's jwt) it connects with protocol version 5 instead,
+answers the server's pings, and prints {"mid":"…","text":{…}} lines, with
+"user_params" and "dictionary" when the message has them.
 subscribe remembers the last message id and resumes from it when it
 reconnects; --mid resumes from an earlier one. It runs until interrupted.
 It fails (exit 1) if the first connection fails or the server refuses the
@@ -61,6 +64,7 @@ Examples:
   pushpull subscribe 0123456789abcdef0123456789abcdef.5f2ab6c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6
   pushpull subscribe --long-poll --mid 17000000000000000000000042 ID.SIGNATURE
   pushpull subscribe --url wss://push.example.com/bitrix/subws/ ID.SIGNATURE | jq .text.command
+  pushpull subscribe --token "$(curl -s "$REST/pull.application.config.get?auth=$TOKEN" | jq -r .result.jwt)"
 `
 
 // fatalError is an error that reconnecting cannot fix.
@@ -77,6 +81,8 @@ func (r *runner) subscribe(ctx context.Context, args []string) int {
 	format := fs.String("format", "text",
 		"the wire `FORMAT` to ask for: text (#!NGINXNMS!# frames) or json (format=json arrays)")
 	longPoll := fs.Bool("long-poll", false, "use long polling instead of a WebSocket")
+	token := fs.String("token", "",
+		"connect with protocol version 5 (JSON-RPC) and this connection `JWT` (config.get's jwt) instead of SIGNED_CHANNELs")
 	writeHelp := func(w io.Writer) {
 		_, _ = io.WriteString(w, subscribeHelpHead)
 		writeFlags(w, fs)
@@ -100,7 +106,11 @@ func (r *runner) subscribe(ctx context.Context, args []string) int {
 		return r.usageError("subscribe", "invalid --format %q: want text or json", *format)
 	}
 	channels := fs.Args()
-	if len(channels) == 0 {
+	if *token != "" {
+		if len(channels) > 0 || *format != "text" {
+			return r.usageError("subscribe", "--token replaces SIGNED_CHANNELs and --format: give neither")
+		}
+	} else if len(channels) == 0 {
 		return r.usageError("subscribe", "want at least one SIGNED_CHANNEL")
 	}
 	if err := checkNoFlags(channels); err != nil {
@@ -121,6 +131,7 @@ func (r *runner) subscribe(ctx context.Context, args []string) int {
 		url:      u,
 		channels: strings.Join(channels, "/"),
 		json:     *format == "json",
+		token:    *token,
 		parse:    parse,
 		mid:      *mid,
 		out:      json.NewEncoder(r.stdout),
@@ -165,17 +176,22 @@ type subscriber struct {
 	url      *url.URL
 	channels string // CHANNEL_ID, the signed channels joined with "/"
 	json     bool   // ask for format=json
+	token    string // protocol version 5: the connection token
 	parse    func([]byte) ([]wire.TextFrame, error)
 	mid      string // the last message id seen, sent as mid on (re)connect
 	out      *json.Encoder
 }
 
-// line is what subscribe prints for a message.
+// line is what subscribe prints for a message. Version 5 messages name no
+// channel or time, and may carry the user's params and a dictionary, which
+// the official clients merge into text.params.
 type line struct {
-	MID     string          `json:"mid"`
-	Channel string          `json:"channel"`
-	Time    string          `json:"time"`
-	Text    json.RawMessage `json:"text"`
+	MID        string          `json:"mid"`
+	Channel    string          `json:"channel,omitempty"`
+	Time       string          `json:"time,omitempty"`
+	Text       json.RawMessage `json:"text"`
+	UserParams json.RawMessage `json:"user_params,omitempty"`
+	Dictionary json.RawMessage `json:"dictionary,omitempty"`
 }
 
 // run calls session until ctx is cancelled or an error cannot be helped by
@@ -214,7 +230,12 @@ func (s *subscriber) run(ctx context.Context, session func(context.Context) (boo
 func (s *subscriber) requestURL() string {
 	u := *s.url
 	q := u.Query()
-	q.Set("CHANNEL_ID", s.channels)
+	if s.token != "" {
+		q.Set("token", s.token)
+		q.Set("jsonRpc", "true")
+	} else {
+		q.Set("CHANNEL_ID", s.channels)
+	}
 	if s.json {
 		q.Set("format", "json")
 	}
@@ -231,6 +252,9 @@ func (s *subscriber) requestURL() string {
 // remembers the last mid. A batch that does not parse is reported and
 // skipped, as the official clients skip it.
 func (s *subscriber) deliver(data []byte) error {
+	if s.token != "" {
+		return s.deliverRPC(data)
+	}
 	frames, perr := s.parse(data)
 	for _, f := range frames {
 		if err := s.out.Encode(line{MID: f.MID, Channel: f.Channel, Time: f.Time, Text: f.Text}); err != nil {
@@ -239,6 +263,21 @@ func (s *subscriber) deliver(data []byte) error {
 		if f.MID != "" {
 			s.mid = f.MID
 		}
+	}
+	if perr != nil {
+		fmt.Fprintf(s.stderr, "pushpull subscribe: skipped what could not be decoded: %v\n", perr)
+	}
+	return nil
+}
+
+// deliverRPC is deliver for version 5: incoming.message notifications.
+func (s *subscriber) deliverRPC(data []byte) error {
+	msgs, perr := wire.ParseIncomingMessages(data)
+	for _, m := range msgs {
+		if err := s.out.Encode(line{MID: m.MID, Text: m.Body, UserParams: m.UserParams, Dictionary: m.Dictionary}); err != nil {
+			return &fatalError{fmt.Errorf("write standard output: %w", err)}
+		}
+		s.mid = m.MID
 	}
 	if perr != nil {
 		fmt.Fprintf(s.stderr, "pushpull subscribe: skipped what could not be decoded: %v\n", perr)
@@ -330,6 +369,16 @@ func (s *subscriber) webSocket(ctx context.Context) (connected bool, err error) 
 				return true, ctx.Err()
 			}
 			return true, fmt.Errorf("connection lost: %w", err)
+		}
+		if s.token != "" && string(data) == "ping" {
+			// Version 5 servers ping with text and drop who does not answer.
+			_ = conn.SetWriteDeadline(time.Now().Add(dialTimeout))
+			err := wsutil.WriteClientText(conn, []byte("pong"))
+			_ = conn.SetWriteDeadline(time.Time{})
+			if err != nil {
+				return true, fmt.Errorf("connection lost: %w", err)
+			}
+			continue
 		}
 		if err := s.deliver(data); err != nil {
 			return true, err

@@ -388,6 +388,16 @@ func TestSubscribeUsageErrors(t *testing.T) {
 			want: `invalid --format "protobuf": want text or json`,
 		},
 		{
+			name: "token and channels",
+			args: []string{"--token", "a.b.c", "a.b"},
+			want: "--token replaces SIGNED_CHANNELs and --format: give neither",
+		},
+		{
+			name: "token and format",
+			args: []string{"--token", "a.b.c", "--format", "json"},
+			want: "--token replaces SIGNED_CHANNELs and --format: give neither",
+		},
+		{
 			name: "bad url",
 			args: []string{"--url", "ftp://x/", "a.b"},
 			want: `invalid --url "ftp://x/": want a ws, wss, http or https URL, like ws://127.0.0.1:8080/sub/`,
@@ -409,5 +419,51 @@ func TestSubscribeUsageErrors(t *testing.T) {
 				t.Errorf("stderr\n got %q\nwant %q", stderr, want)
 			}
 		})
+	}
+}
+
+// TestSubscribeJSONRPC: with --token, subscribe connects as a version 5
+// client, answers the text ping, prints incoming.message notifications
+// (single and batched, with user_params) and resumes from the last mid.
+func TestSubscribeJSONRPC(t *testing.T) {
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"
+	note := func(mid, body, extra string) string {
+		return `{"jsonrpc":"2.0","method":"incoming.message","params":{"mid":"` + mid + `","body":` + body + `,"sender":{"type":2}` + extra + `}}`
+	}
+	queries := make(chan string, 3)
+	srv := wsServer(t, func(n int, r *http.Request, conn io.ReadWriter) {
+		queries <- r.URL.RawQuery
+		switch n {
+		case 1:
+			wsutil.WriteServerText(conn, []byte("ping"))
+			if data, err := wsutil.ReadClientText(conn); err != nil || string(data) != "pong" {
+				t.Errorf("answer to ping: %q, %v", data, err)
+			}
+			wsutil.WriteServerText(conn, []byte(note(mid1, body1, `,"user_params":{"u":1},"dictionary":{"d":2}`)))
+			wsutil.WriteServerText(conn, []byte("["+note(mid2, body2, "")+","+note(mid3, body3, "")+"]"))
+			closeWith(t, conn, ws.StatusGoingAway, "server restart")
+		case 2:
+			closeWith(t, conn, 4010, "4010: Wrong Channel Id.")
+		}
+		wsutil.ReadClientData(conn) // wait for the client's answer to the close
+	})
+	r, stdout, _ := testRunner(t, nil)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/sub/"
+	if code := r.main(t.Context(), []string{"subscribe", "--url", url, "--token", jwt}); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	want := `{"mid":"` + mid1 + `","text":` + body1 + `,"user_params":{"u":1},"dictionary":{"d":2}}` + "\n" +
+		`{"mid":"` + mid2 + `","text":` + body2 + "}\n" +
+		`{"mid":"` + mid3 + `","text":` + body3 + "}\n"
+	if stdout.String() != want {
+		t.Errorf("stdout\n got %q\nwant %q", stdout, want)
+	}
+	close(queries)
+	var got []string
+	for q := range queries {
+		got = append(got, q)
+	}
+	if len(got) != 2 || got[0] != "jsonRpc=true&token="+jwt || got[1] != "jsonRpc=true&mid="+mid3+"&token="+jwt {
+		t.Errorf("queries %q", got)
 	}
 }

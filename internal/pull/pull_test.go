@@ -402,3 +402,31 @@ func TestPublicGet(t *testing.T) {
 		}
 	}
 }
+
+// pull.config.get in version 5: the token names the user's own channels,
+// not the application's.
+func TestUserConfigGetVersion5(t *testing.T) {
+	f := newFixture(t, 5)
+	ctx := context.Background()
+	hook := f.caller
+	hook.Kind = rest.KindWebhook
+	cfg := roundTrip(t, must(f.svc.userConfigGet(ctx, hook, nil)))
+	claims, err := token.Verify(cfg["jwt"].(string), []byte("SECRET"), f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chans := cfg["channels"].(map[string]any)
+	elems, err := channel.ParseList(chans["private"].(map[string]any)["id"].(string)+"/"+chans["shared"].(map[string]any)["id"].(string),
+		channel.ListOptions{Signer: f.signer, RequireSignature: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.User != 5 || len(claims.Channels) != 2 || claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+		t.Fatalf("claims %+v", claims)
+	}
+	app := roundTrip(t, must(f.svc.configGet(ctx, f.caller, nil)))
+	appClaims, _ := token.Verify(app["jwt"].(string), []byte("SECRET"), f.now)
+	if appClaims.Channels[1] == claims.Channels[1] {
+		t.Fatal("the user's token names the application's private channel")
+	}
+}

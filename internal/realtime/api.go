@@ -13,10 +13,9 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// The backend's JSON-RPC methods (spec §9.4).
-const (
-	methodUpdateUsersLastSeen = "updateUsersLastSeen"
-)
+// methodUpdateUsersLastSeen is the backend's own method (spec §9.4); it
+// shares publish and getUsersLastSeen with the clients.
+const methodUpdateUsersLastSeen = "updateUsersLastSeen"
 
 // serveAPI is the backend's JSON-RPC endpoint (Bitrix path_to_json_rpc,
 // /bitrix/api/): publish batches, and users' last-seen times both ways.
@@ -53,6 +52,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		},
 		answerAll: true,
 	})
+	if resp == nil {
+		// Only responses were posted, which have no answer; PHP still
+		// wants JSON.
+		resp = wire.AppendRPCResult(nil, nil, json.RawMessage("null"))
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -71,12 +75,12 @@ func (s *Server) backendMethod(ctx context.Context, tenant string, call wire.RPC
 		return s.backendPublish(ctx, tenant, call.Params)
 	case methodGetUsersLastSeen:
 		var p struct {
-			UserList []int64 `json:"userList"`
+			UserList []userID `json:"userList"`
 		}
 		if err := decodeParams(call.Params, &p); err != nil {
 			return nil, err
 		}
-		seen, err := s.usersLastSeen(ctx, tenant, p.UserList)
+		seen, err := s.usersLastSeen(ctx, tenant, ids(p.UserList))
 		if err != nil {
 			s.log.Error("getUsersLastSeen", "err", err)
 			return nil, wire.NewRPCError(wire.RPCInternalError, "")
@@ -113,7 +117,7 @@ func (s *Server) backendMethod(ctx context.Context, tenant string, call wire.RPC
 func (s *Server) backendPublish(ctx context.Context, tenant string, params json.RawMessage) (any, *wire.RPCError) {
 	var p struct {
 		ChannelList []string        `json:"channelList"`
-		UserList    []int64         `json:"userList"`
+		UserList    []userID        `json:"userList"`
 		Body        json.RawMessage `json:"body"`
 		UserParams  json.RawMessage `json:"user_params"`
 		Dictionary  json.RawMessage `json:"dictionary"`
@@ -135,7 +139,7 @@ func (s *Server) backendPublish(ctx context.Context, tenant string, params json.
 		m.Receivers = append(m.Receivers, message.Receiver{ID: id})
 	}
 	users := make(map[int64]channel.ID, len(p.UserList))
-	for _, u := range p.UserList {
+	for _, u := range ids(p.UserList) {
 		switch {
 		case u < 0:
 			return nil, invalidParams("userList holds a negative user id")

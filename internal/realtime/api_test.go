@@ -77,6 +77,7 @@ func TestV5APIErrors(t *testing.T) {
 		{"negative user", `{"jsonrpc":"2.0","method":"publish","params":{"userList":[-1],"body":{}}}`,
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"userList holds a negative user id"}}`},
 		{"nobody", `{"jsonrpc":"2.0","method":"publish","params":{"userList":[0],"body":{}}}`, `{"jsonrpc":"2.0","id":null,"result":true}`},
+		{"only a response", `{"jsonrpc":"2.0","id":1,"result":true}`, `{"jsonrpc":"2.0","id":null,"result":null}`},
 		{"last seen bad user", `{"jsonrpc":"2.0","method":"updateUsersLastSeen","params":{"x":1}}`,
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"not a user id: \"x\""}}`},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -66,10 +67,20 @@ type rpcClient struct {
 
 func (ts *testServer) dialRPC(t *testing.T, query string) *rpcClient {
 	t.Helper()
+	c, err := ts.tryDialRPC(t, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryDialRPC is dialRPC for goroutines other than the test's, which must
+// not call t.Fatal.
+func (ts *testServer) tryDialRPC(t *testing.T, query string) (*rpcClient, error) {
 	u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sub/?" + query
 	conn, br, _, err := ws.Dial(t.Context(), u)
 	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
+		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	var r io.Reader = conn
@@ -113,7 +124,7 @@ func (ts *testServer) dialRPC(t *testing.T, query string) *rpcClient {
 			}
 		}
 	}()
-	return c
+	return c, nil
 }
 
 func (c *rpcClient) sort(data []byte) error {

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -36,7 +37,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 		return s.clientPublish(ctx, sess, call.Params)
 	case methodGetUsersLastSeen:
 		var p struct {
-			UserList []int64 `json:"userList"`
+			UserList []userID `json:"userList"`
 		}
 		if err := decodeParams(call.Params, &p); err != nil {
 			return nil, err
@@ -44,7 +45,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 		if len(p.UserList) > maxUsersPerCall {
 			return nil, invalidParams("userList has more than " + strconv.Itoa(maxUsersPerCall) + " users")
 		}
-		seen, err := s.usersLastSeen(ctx, rc.tenant, p.UserList)
+		seen, err := s.usersLastSeen(ctx, rc.tenant, ids(p.UserList))
 		if err != nil {
 			s.log.Error("getUsersLastSeen", "err", err)
 			return nil, wire.NewRPCError(wire.RPCInternalError, "")
@@ -65,7 +66,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 		return map[string]any{"channels": list}, nil
 	case methodSubscribeStatus, methodUnsubscribeStatus:
 		var p struct {
-			UserID *int64 `json:"userId"`
+			UserID *userID `json:"userId"`
 		}
 		if err := decodeParams(call.Params, &p); err != nil {
 			return nil, err
@@ -74,10 +75,10 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 			return nil, invalidParams("userId must be a positive user id")
 		}
 		if call.Method == methodUnsubscribeStatus {
-			s.unwatch(ctx, sess, *p.UserID)
+			s.unwatch(ctx, sess, int64(*p.UserID))
 			return true, nil
 		}
-		if err := s.watch(ctx, sess, *p.UserID); err != nil {
+		if err := s.watch(ctx, sess, int64(*p.UserID)); err != nil {
 			return nil, err
 		}
 		return true, nil
@@ -90,7 +91,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 // publish to public ids.
 func (s *Server) clientPublish(ctx context.Context, sess *session, params json.RawMessage) (any, *wire.RPCError) {
 	var p struct {
-		UserList    []int64           `json:"userList"`
+		UserList    []userID          `json:"userList"`
 		ChannelList []json.RawMessage `json:"channelList"`
 		Body        json.RawMessage   `json:"body"`
 		Expiry      *uint32           `json:"expiry"`
@@ -120,7 +121,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 		if u <= 0 {
 			return nil, invalidParams("userList holds a user id that is not positive")
 		}
-		m.Receivers = append(m.Receivers, message.Receiver{ID: channel.User(rc.tenant, u)})
+		m.Receivers = append(m.Receivers, message.Receiver{ID: channel.User(rc.tenant, int64(u))})
 	}
 	for _, raw := range p.ChannelList {
 		id, ok := s.publicReceiver(raw)
@@ -194,4 +195,32 @@ func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPC
 func isObject(raw json.RawMessage) bool {
 	raw = json.RawMessage(strings.TrimSpace(string(raw)))
 	return len(raw) > 0 && raw[0] == '{' && json.Valid(raw)
+}
+
+// userID is a user id as the clients send it: a JSON number or a string of
+// digits. b24jssdk sends strings when it re-subscribes status watches after
+// a reconnect: it takes the ids from the keys of an object.
+type userID int64
+
+func (u *userID) UnmarshalJSON(b []byte) error {
+	digits := string(b)
+	if len(digits) >= 2 && digits[0] == '"' {
+		if err := json.Unmarshal(b, &digits); err != nil {
+			return err
+		}
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return fmt.Errorf("user id %s is not an integer", b)
+	}
+	*u = userID(n)
+	return nil
+}
+
+func ids(us []userID) []int64 {
+	out := make([]int64, len(us))
+	for i, u := range us {
+		out[i] = int64(u)
+	}
+	return out
 }

@@ -199,6 +199,18 @@ func TestV5Methods(t *testing.T) {
 	if r := c.call(t, "getUsersLastSeen", `{"userList":"5"}`); r.Error == nil || r.Error.Code != -32602 {
 		t.Fatalf("bad userList: %+v", r)
 	}
+	// User ids may be strings of digits: b24jssdk re-subscribes with them.
+	if r := c.call(t, "subscribeStatusChange", `{"userId":"3"}`); string(r.Result) != "true" {
+		t.Fatalf("string userId: %+v", r)
+	}
+	if r := c.call(t, "getUsersLastSeen", `{"userList":["5",5]}`); string(r.Result) != `{"5":0}` {
+		t.Fatalf("string ids in userList: %+v", r)
+	}
+	for _, bad := range []string{`{"userId":"3x"}`, `{"userId":1.5}`, `{"userId":"-"}`, `{"userId":true}`, `{"userId":"-3"}`} {
+		if r := c.call(t, "subscribeStatusChange", bad); r.Error == nil || r.Error.Code != -32602 {
+			t.Fatalf("%s: %+v", bad, r)
+		}
+	}
 	// Notifications, a client's response and the non-JSON frames get no
 	// answer; the next request is answered as usual.
 	c.send(t, `{"jsonrpc":"2.0","method":"ping"}`)
@@ -342,9 +354,8 @@ func TestV5StatusChangesAndLastSeen(t *testing.T) {
 	if !strings.Contains(string(m.Body), `"user_id":3,"online":true`) {
 		t.Fatalf("after unsubscribing from 2, got %s", m.Body)
 	}
-	// Another tenant's user 3 is another user: its arrival is announced
-	// (under the same lock) before user 3 of ours leaves, so a wrongly
-	// routed event would come first.
+	// Another tenant's user 3 is another user: while it is online, ours
+	// leaving is still announced as offline.
 	now := time.Now()
 	other := token.Sign(token.Claims{Issuer: "other", IssuedAt: now, Expires: now.Add(time.Hour), User: 3}, []byte("SECURITYKEY123456"))
 	ts.dialRPC(t, "token="+other+"&jsonRpc=true")

@@ -83,8 +83,10 @@ type Server struct {
 	pingDone    chan struct{}
 	rpcPingDone chan struct{}
 
-	// presenceMu orders this node's changes of users' presence (status.go).
-	presenceMu sync.Mutex
+	// presenceMu orders this node's changes of users' presence, striped by
+	// user so that one user's changes are in order and others' do not wait
+	// (status.go).
+	presenceMu [presenceStripes]sync.Mutex
 
 	// pollMu guards the WebSocket poller, started with the first WebSocket;
 	// after Shutdown it stops with the last socket.

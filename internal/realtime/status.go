@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
@@ -20,8 +21,8 @@ import (
 // sees the count reach 1 or 0 announces it on channel.Status, which the
 // watchers' connections listen on, and records the last-seen time.
 //
-// presenceMu orders this node's changes, so that on one node every 0→1 and
-// 1→0 is announced exactly once. Two nodes changing the same user at the
+// presenceMu orders this node's changes of one user, so that on one node
+// every 0→1 and 1→0 is announced exactly once. Two nodes changing the same user at the
 // same instant may both or neither announce: status is advisory.
 
 // userArrived counts a WebSocket of a user and announces it if it is the
@@ -29,8 +30,9 @@ import (
 func (s *Server) userArrived(ctx context.Context, sess *session) {
 	rc := sess.rpc
 	pc := channel.Presence(rc.tenant, rc.user)
-	s.presenceMu.Lock()
-	defer s.presenceMu.Unlock()
+	mu := s.presenceLock(pc)
+	mu.Lock()
+	defer mu.Unlock()
 	// Under rc.mu, so that a connection cut meanwhile (closed) is not
 	// counted after its detach has run.
 	rc.mu.Lock()
@@ -62,17 +64,29 @@ func (s *Server) userLeft(sess *session) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.WriteTimeout)
 	defer cancel()
 	pc := channel.Presence(rc.tenant, rc.user)
-	s.presenceMu.Lock()
-	defer s.presenceMu.Unlock()
+	mu := s.presenceLock(pc)
+	mu.Lock()
+	defer mu.Unlock()
 	if err := s.broker.Detach(ctx, []channel.ID{pc}); err != nil {
 		s.log.Warn("presence detach failed", "err", err)
-	}
-	if err := s.broker.SetLastSeen(ctx, map[channel.ID]time.Time{rc.userChan: time.Now()}); err != nil {
-		s.log.Warn("last seen not recorded", "err", err)
 	}
 	if n, err := s.broker.Online(ctx, []channel.ID{pc}); err == nil && n[0] == 0 {
 		s.announceStatus(ctx, rc.tenant, rc.user, false)
 	}
+	// Last, so that a recorded time means this departure is settled.
+	if err := s.broker.SetLastSeen(ctx, map[channel.ID]time.Time{rc.userChan: time.Now()}); err != nil {
+		s.log.Warn("last seen not recorded", "err", err)
+	}
+}
+
+// presenceStripes spreads users over locks: a reconnect storm of many users
+// must not queue behind one lock around broker round trips.
+const presenceStripes = 64
+
+// presenceLock is the lock of the user whose presence channel is pc; the
+// id is an md5, so any byte is evenly spread.
+func (s *Server) presenceLock(pc channel.ID) *sync.Mutex {
+	return &s.presenceMu[pc[0]%presenceStripes]
 }
 
 // statusBody is the event the clients' online handlers expect (spec §9.3):
@@ -97,15 +111,20 @@ type statusExtra struct {
 }
 
 // announceStatus publishes a user's change to its watchers, live only: a
-// watcher that reconnects asks getUsersLastSeen instead.
+// watcher that reconnects asks getUsersLastSeen instead. Most users have
+// no watcher; their changes are not published at all.
 func (s *Server) announceStatus(ctx context.Context, tenant string, user int64, online bool) {
+	sc := channel.Status(tenant, user)
+	if n, err := s.broker.Online(ctx, []channel.ID{sc}); err == nil && n[0] == 0 {
+		return
+	}
 	now := time.Now()
 	body, err := json.Marshal(statusBody{ModuleID: "online", Command: "userStatusChange",
 		Params: statusParams{UserID: user, Online: online},
 		Extra:  statusExtra{ServerTime: now.Format(time.RFC3339), ServerTimeUnix: float64(now.UnixMicro()) / 1e6}})
 	if err == nil {
 		err = s.broker.Publish(ctx, &message.Message{Body: body, Expiry: 0,
-			Receivers: []message.Receiver{{ID: channel.Status(tenant, user)}},
+			Receivers: []message.Receiver{{ID: sc}},
 			Sender:    message.Sender{Type: message.SenderBackend}})
 	}
 	if err != nil {
@@ -137,6 +156,7 @@ func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPC
 		rc.watching = make(map[int64]channel.ID)
 	}
 	rc.watching[user] = sc
+	s.log.Debug("status watched", "user", user, "watches", len(rc.watching))
 	return nil
 }
 

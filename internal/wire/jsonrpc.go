@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/pushpull/pushpull/internal/channel"
@@ -211,4 +212,36 @@ func appendRPCSender(dst []byte, s message.Sender) []byte {
 		}
 	}
 	return append(dst, '}')
+}
+
+// IncomingMessage is the params of an incoming.message notification, as a
+// client reads it.
+type IncomingMessage struct {
+	MID        string          `json:"mid"`
+	Body       json.RawMessage `json:"body"`
+	Sender     json.RawMessage `json:"sender,omitempty"`
+	UserParams json.RawMessage `json:"user_params,omitempty"`
+	Dictionary json.RawMessage `json:"dictionary,omitempty"`
+}
+
+// ParseIncomingMessages reads the incoming.message notifications of one
+// version 5 frame or long-poll answer (one request or a batch), as a
+// client does: elements that are not incoming.message are skipped.
+func ParseIncomingMessages(data []byte) ([]IncomingMessage, error) {
+	calls, _, ferr := DecodeRPC(data)
+	if ferr != nil {
+		return nil, ferr
+	}
+	var out []IncomingMessage
+	for _, c := range calls {
+		if c.Err != nil || c.Response || c.Method != "incoming.message" {
+			continue
+		}
+		var m IncomingMessage
+		if c.Params == nil || json.Unmarshal(c.Params, &m) != nil || m.MID == "" {
+			return out, fmt.Errorf("incoming.message without a mid: %.100s", c.Params)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }

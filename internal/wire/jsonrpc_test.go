@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,4 +146,22 @@ func FuzzDecodeRPC(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseIncomingMessages(t *testing.T) {
+	one := `{"jsonrpc":"2.0","method":"incoming.message","params":{"mid":"17000000000000000000000001","body":{"a":1},"sender":{"type":2},"user_params":{"u":1}}}`
+	got, err := ParseIncomingMessages([]byte(one))
+	if err != nil || len(got) != 1 || got[0].MID != "17000000000000000000000001" || string(got[0].Body) != `{"a":1}` || string(got[0].UserParams) != `{"u":1}` {
+		t.Fatalf("one: %+v, %v", got, err)
+	}
+	batch := `[` + one + `,{"jsonrpc":"2.0","id":1,"result":"pong"},{"jsonrpc":"2.0","method":"other"},` + strings.Replace(one, "01\"", "02\"", 1) + `]`
+	got, err = ParseIncomingMessages([]byte(batch))
+	if err != nil || len(got) != 2 || got[1].MID != "17000000000000000000000002" {
+		t.Fatalf("batch: %+v, %v", got, err)
+	}
+	for _, bad := range []string{`ping`, `{"jsonrpc":"2.0","method":"incoming.message","params":{"body":{}}}`} {
+		if _, err := ParseIncomingMessages([]byte(bad)); err == nil {
+			t.Fatalf("%s: no error", bad)
+		}
+	}
 }
