@@ -186,8 +186,8 @@ func TestPullClientV5UserStatus(t *testing.T) {
 	// fills from the REST fallback (pull.api.user.getLastSeen) for users
 	// the server left out: when the server knows every user it resolves {}
 	// (client.mjs, getUsersLastSeen). So the SDK shows that the server
-	// answered for every user (no REST call, which pushpull does not
-	// serve and would fail); the values are checked by the Go tests.
+	// answered for every user (no REST call); the values are checked by
+	// the Go tests.
 	lastSeenFromServer := func(users ...int) {
 		t.Helper()
 		r := watcher.do(ctx, map[string]any{"cmd": "getUsersLastSeen", "userList": users})
@@ -224,10 +224,15 @@ func TestPullClientV5UserStatus(t *testing.T) {
 	if e.UserID != 2 || !e.IsOnline {
 		t.Fatalf("status %s", e.Line)
 	}
-	// A user never seen is left out, and the SDK asks REST, which fails
-	// here: the one case that reaches REST.
+	// A user never seen is left out, and the SDK asks REST: the one case
+	// that reaches pull.api.user.getLastSeen, which answers from the same
+	// records (nobody by that id was ever online), so the call resolves.
 	watcher.command(map[string]any{"cmd": "getUsersLastSeen", "userList": []int{3}})
 	watcher.mustWaitFor(ctx, "the REST fallback", func(e Event) bool { return e.Event == "rest" && e.Method == "pull.api.user.getLastSeen" })
+	r := watcher.mustWaitFor(ctx, "getUsersLastSeen resolved", func(e Event) bool { return e.Event == "sent" && e.Cmd == "getUsersLastSeen" })
+	if string(r.Result) != `{}` {
+		t.Fatalf("getUsersLastSeen through REST: %s", r.Line)
+	}
 }
 
 // Official clients of versions 3, 4 and 5 listening on the same application

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/rest"
@@ -58,6 +59,9 @@ type Options struct {
 	ConfigTimestamp int64
 	// Push receives pull.application.push.add notifications; nil drops them.
 	Push PushSender
+	// Presence answers pull.api.user.getLastSeen; nil: the method knows
+	// nobody and answers an empty object.
+	Presence broker.Presence
 	Now  func() time.Time
 	Log  *slog.Logger
 }
@@ -90,6 +94,7 @@ func (s *Service) Register(r *rest.Server) {
 	r.Register(rest.Method{Name: "pull.config.get", Scope: "pull_channel", Handler: s.userConfigGet})
 	r.Register(rest.Method{Name: "pull.channel.public.list", Scope: "pull", Handler: s.publicList})
 	r.Register(rest.Method{Name: "pull.channel.public.get", Scope: "pull", Handler: s.publicGet})
+	r.Register(rest.Method{Name: "pull.api.user.getLastSeen", Scope: "pull", Handler: s.lastSeen})
 }
 
 func wrongAuthType() *rest.Error {

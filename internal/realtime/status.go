@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
@@ -196,34 +197,16 @@ func (s *Server) rpcDetached(sess *session) {
 	s.userLeft(sess)
 }
 
-// usersLastSeen answers getUsersLastSeen (spec §9.3): 0 for users online
-// now, else the seconds since they were last seen; users never seen are
-// left out, which tells the clients to ask the REST API instead.
+// usersLastSeen answers getUsersLastSeen (broker.UsersLastSeen), keyed by
+// the user ids as JSON object keys.
 func (s *Server) usersLastSeen(ctx context.Context, tenant string, users []int64) (map[string]int64, error) {
-	presence := make([]channel.ID, len(users))
-	userChans := make([]channel.ID, len(users))
-	for i, u := range users {
-		presence[i] = channel.Presence(tenant, u)
-		userChans[i] = channel.User(tenant, u)
-	}
-	online, err := s.broker.Online(ctx, presence)
+	seen, err := broker.UsersLastSeen(ctx, s.broker, tenant, users, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("presence: %w", err)
+		return nil, err
 	}
-	seen, err := s.broker.LastSeen(ctx, userChans)
-	if err != nil {
-		return nil, fmt.Errorf("last seen: %w", err)
-	}
-	now := time.Now()
-	out := make(map[string]int64, len(users))
-	for i, u := range users {
-		key := strconv.FormatInt(u, 10)
-		switch t, ok := seen[userChans[i]]; {
-		case online[i] > 0:
-			out[key] = 0
-		case ok:
-			out[key] = max(int64(now.Sub(t)/time.Second), 0)
-		}
+	out := make(map[string]int64, len(seen))
+	for u, sec := range seen {
+		out[strconv.FormatInt(u, 10)] = sec
 	}
 	return out, nil
 }

@@ -209,6 +209,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
 		Push:          queue,
+		Presence:      b,
 		Log:           log.With("component", "pull"),
 	}).Register(restSrv)
 
