@@ -62,8 +62,8 @@ type Options struct {
 	// Presence answers pull.api.user.getLastSeen; nil: the method knows
 	// nobody and answers an empty object.
 	Presence broker.Presence
-	Now  func() time.Time
-	Log  *slog.Logger
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // Service holds the pull.* methods.
