@@ -3,12 +3,14 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/auth"
+	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
 )
@@ -264,5 +266,28 @@ func TestOperatorHelp(t *testing.T) {
 		if args[0] != "help" && !strings.Contains(stdout, "Usage: pushpull "+args[0]+" "+args[1]) {
 			t.Errorf("%v: no usage line:\n%s", args, stdout)
 		}
+	}
+}
+
+// TestOperatorOnRedis: with --redis (or PUSHPULL_REDIS) the commands act on
+// the cluster's registry, which every node reads, not on a registry.db.
+func TestOperatorOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newOpEnv(t)
+	var a appJSON
+	e.ok(&a, "app", "create", "--name", "on redis", "--redis", srv.URL(), "--json")
+	e.env["PUSHPULL_REDIS"] = srv.URL()
+	var list struct{ Apps []appJSON }
+	e.ok(&list, "app", "list", "--json")
+	if len(list.Apps) != 1 || list.Apps[0].ClientID != a.ClientID {
+		t.Fatalf("app list through PUSHPULL_REDIS = %+v, want %s", list.Apps, a.ClientID)
+	}
+	if _, err := os.Stat(filepath.Join(e.dataDir, "registry.db")); !os.IsNotExist(err) {
+		t.Fatalf("a registry.db was written in cluster mode: %v", err)
+	}
+	delete(e.env, "PUSHPULL_REDIS")
+	e.ok(&list, "app", "list", "--json")
+	if len(list.Apps) != 0 {
+		t.Fatalf("the data dir's own registry lists %+v", list.Apps)
 	}
 }
