@@ -83,6 +83,7 @@ type Store struct {
 	domain string
 
 	portal, createApp, createToken, rotate, revoke *rueidis.Lua
+	putUser                                        *rueidis.Lua
 	createCode, useCode, createWebhook, channelCAS *rueidis.Lua
 	enqueue, claim, complete, retry                *rueidis.Lua
 }
@@ -100,6 +101,7 @@ func Open(ctx context.Context, client rueidis.Client, prefix, domain string) (*S
 		domain:        domain,
 		portal:        rueidis.NewLuaScript(portalLua),
 		createApp:     rueidis.NewLuaScript(createAppLua),
+		putUser:       rueidis.NewLuaScript(putUserLua),
 		createToken:   rueidis.NewLuaScript(insertTokenLua + createTokenLua),
 		rotate:        rueidis.NewLuaScript(insertTokenLua + rotateLua),
 		revoke:        rueidis.NewLuaScript(revokeLua),
@@ -278,16 +280,20 @@ func (s *Store) PutUser(ctx context.Context, u store.User) error {
 		u.CreatedAt = time.Now()
 	}
 	k := s.key("user", itoa(u.PortalID), itoa(u.ID))
-	for _, r := range s.c.DoMulti(ctx,
-		s.c.B().Hsetnx().Key(k).Field("created_at").Value(itoa(toNS(u.CreatedAt))).Build(),
-		s.c.B().Hset().Key(k).FieldValue().FieldValue("active", boolStr(u.Active)).FieldValue("admin", boolStr(u.Admin)).Build(),
-	) {
-		if err := r.Error(); err != nil {
-			return fmt.Errorf("redis store: put user %d: %w", u.ID, err)
-		}
+	err := s.putUser.Exec(ctx, s.c, []string{k}, []string{itoa(toNS(u.CreatedAt)), boolStr(u.Active), boolStr(u.Admin)}).Error()
+	if err != nil {
+		return fmt.Errorf("redis store: put user %d: %w", u.ID, err)
 	}
 	return nil
 }
+
+// putUserLua writes a user in one step, keeping the first created_at:
+// KEYS[1] the user, ARGV created_at, active, admin.
+const putUserLua = `
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'active', ARGV[2], 'admin', ARGV[3])
+return 1
+`
 
 // User implements store.Store.
 func (s *Store) User(ctx context.Context, portalID, userID int64) (store.User, error) {
