@@ -272,9 +272,8 @@ func parseApp(m map[string]string) (store.App, error) {
 
 // --- users ---
 
-// PutUser implements store.Store. created_at is written first and only if
-// absent, and both commands go down one connection in order, so a reader
-// never sees a user without it.
+// PutUser implements store.Store. One script writes the user, keeping the
+// created_at of its first put, so a reader never sees half a user.
 func (s *Store) PutUser(ctx context.Context, u store.User) error {
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = time.Now()
