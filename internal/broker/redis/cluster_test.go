@@ -280,3 +280,30 @@ func TestPresenceRestoredAfterRedisLosesData(t *testing.T) {
 		return err == nil && n[0] == 2
 	})
 }
+
+// TestCatchUpBeforeAnyDelivery: a node whose subscription breaks before it
+// has delivered anything still recovers what was published meanwhile, and
+// only that: messages from before it listened are not handed out.
+func TestCatchUpBeforeAnyDelivery(t *testing.T) {
+	ctx := context.Background()
+	prefix := randomPrefix(t)
+	b := node(t, shared.URL(), prefix, nil, nil)
+	ch := brokertest.NewChannel(t)
+	publishTo(t, b, `"before a listened"`, ch)
+	rec := brokertest.NewRecorder()
+	a := node(t, shared.URL(), prefix, rec, func(o *Options) { o.ReconnectMin, o.ReconnectMax = 300*time.Millisecond, 300*time.Millisecond })
+	if err := a.Attach(ctx, []channel.ID{ch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shared.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node a to notice its subscription is gone", func() bool { return a.Healthy() != nil })
+	missed := publishTo(t, b, `"while a was away"`, ch)
+	waitFor(t, "node a to reconnect", func() bool { return a.Healthy() == nil })
+	live := publishTo(t, b, `"after"`, ch)
+	got := rec.Wait(t, 2)
+	if len(got) != 2 || got[0].ID != missed.ID || got[1].ID != live.ID {
+		t.Fatalf("got %v; want %s then %s", ids(got), missed.ID, live.ID)
+	}
+}

@@ -205,6 +205,27 @@ func (b *Broker) assign(ctx context.Context, args []string) (message.ID, error) 
 	return id, nil
 }
 
+// currentID is the newest id Redis has assigned, zero if none.
+func (b *Broker) currentID(ctx context.Context) (message.ID, error) {
+	vals, err := b.client.Do(ctx, b.client.B().Mget().Key(b.keys.Key("startdate"), b.keys.Key("counter")).Build()).ToArray()
+	if err != nil {
+		return message.ID{}, fmt.Errorf("current id: redis: %w", err)
+	}
+	start, err1 := vals[0].ToString()
+	counter, err2 := vals[1].AsInt64()
+	if rueidis.IsRedisNil(err1) || rueidis.IsRedisNil(err2) {
+		return message.ID{}, nil
+	}
+	if err := errors.Join(err1, err2); err != nil {
+		return message.ID{}, fmt.Errorf("current id: %w", err)
+	}
+	id, err := message.ParseID(fmt.Sprintf("%s%016d", start, counter))
+	if err != nil {
+		return message.ID{}, fmt.Errorf("current id %s/%d: %w", start, counter, err)
+	}
+	return id, nil
+}
+
 // saw raises the floor to id.
 func (b *Broker) saw(id message.ID) {
 	b.floorMu.Lock()

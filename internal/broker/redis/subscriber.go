@@ -48,6 +48,10 @@ type subscriber struct {
 	last       message.ID // newest id handed to the Deliverer
 	catchingUp bool
 	held       []*message.Message // arrived during a catch-up
+
+	// everUp is set once a connection was up: later connections catch up.
+	// Only the run goroutine touches it.
+	everUp bool
 }
 
 func newSubscriber(b *Broker) *subscriber {
@@ -191,8 +195,8 @@ func (s *subscriber) session(stop <-chan struct{}) (lost bool, err error) {
 
 	// Until the catch-up below has run, arriving messages are held so that
 	// they are delivered after the ones missed while disconnected.
+	recovering := s.everUp
 	s.deliverMu.Lock()
-	recovering := !s.last.IsZero()
 	s.catchingUp = recovering
 	s.deliverMu.Unlock()
 	defer s.endCatchUp()
@@ -203,10 +207,25 @@ func (s *subscriber) session(stop <-chan struct{}) (lost bool, err error) {
 	if err := dc.Do(ctx, dc.B().Ping().Build()).Error(); err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
+	if !recovering {
+		// The newest id before the first SUBSCRIBE is where a later
+		// catch-up starts if nothing has been delivered by then: anything
+		// at or below it was published before this node listened.
+		id, err := s.b.currentID(ctx)
+		if err != nil {
+			return false, fmt.Errorf("connect: %w", err)
+		}
+		s.deliverMu.Lock()
+		if s.last.Less(id) {
+			s.last = id
+		}
+		s.deliverMu.Unlock()
+	}
 	if err := s.round(ctx, dc); err != nil {
 		return false, err
 	}
 	s.up.Store(true)
+	s.everUp = true
 	s.readyOnce.Do(func() { close(s.ready) })
 	if lostBefore := !s.b.heartbeatOK.Load(); lostBefore {
 		// Report healthy as soon as Redis is back, not a heartbeat later.
