@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -206,7 +205,7 @@ func (s *SQLite) DefaultPortal(ctx context.Context) (Portal, error) {
 		p.Domain = s.domain
 		p.CreatedAt = time.Now()
 		res, err := tx.ExecContext(ctx, `INSERT INTO portals (member_id, domain, created_at) VALUES (?, ?, ?)`,
-			p.MemberID, p.Domain, toDB(p.CreatedAt))
+			p.MemberID, p.Domain, EncodeTime(p.CreatedAt))
 		if err != nil {
 			return Portal{}, fmt.Errorf("store: default portal: create: %w", err)
 		}
@@ -216,7 +215,7 @@ func (s *SQLite) DefaultPortal(ctx context.Context) (Portal, error) {
 	case err != nil:
 		return Portal{}, fmt.Errorf("store: default portal: %w", err)
 	default:
-		p.CreatedAt = fromDB(created)
+		p.CreatedAt = DecodeTime(created)
 		if s.domain != "" && p.Domain != s.domain {
 			if _, err := tx.ExecContext(ctx, `UPDATE portals SET domain = ? WHERE id = ?`, s.domain, p.ID); err != nil {
 				return Portal{}, fmt.Errorf("store: default portal: update domain: %w", err)
@@ -232,7 +231,7 @@ func (s *SQLite) DefaultPortal(ctx context.Context) (Portal, error) {
 
 // CreateApp implements Store.
 func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, scopes []string) (App, error) {
-	a := App{PortalID: portalID, Name: name, Scopes: cloneScopes(scopes), CreatedAt: time.Now()}
+	a := App{PortalID: portalID, Name: name, Scopes: CloneScopes(scopes), CreatedAt: time.Now()}
 	var err error
 	if a.ClientID, err = NewClientID(); err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", err)
@@ -241,7 +240,7 @@ func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, sco
 		return App{}, fmt.Errorf("store: create app: %w", err)
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		a.PortalID, a.ClientID, a.ClientSecret, a.Name, joinScopes(a.Scopes), toDB(a.CreatedAt))
+		a.PortalID, a.ClientID, a.ClientSecret, a.Name, JoinScopes(a.Scopes), EncodeTime(a.CreatedAt))
 	if err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", dbErr(err))
 	}
@@ -260,8 +259,8 @@ func scanApp(sc interface{ Scan(...any) error }) (App, error) {
 	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecret, &a.Name, &scopes, &created); err != nil {
 		return App{}, err
 	}
-	a.Scopes = splitScopes(scopes)
-	a.CreatedAt = fromDB(created)
+	a.Scopes = SplitScopes(scopes)
+	a.CreatedAt = DecodeTime(created)
 	return a, nil
 }
 
@@ -302,7 +301,7 @@ func (s *SQLite) PutUser(ctx context.Context, u User) error {
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO users (portal_id, id, active, admin, created_at) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (portal_id, id) DO UPDATE SET active = excluded.active, admin = excluded.admin`,
-		u.PortalID, u.ID, u.Active, u.Admin, toDB(u.CreatedAt))
+		u.PortalID, u.ID, u.Active, u.Admin, EncodeTime(u.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: put user %d: %w", u.ID, dbErr(err))
 	}
@@ -318,28 +317,8 @@ func (s *SQLite) User(ctx context.Context, portalID, userID int64) (User, error)
 	if err != nil {
 		return User{}, fmt.Errorf("store: user %d: %w", userID, dbErr(err))
 	}
-	u.CreatedAt = fromDB(created)
+	u.CreatedAt = DecodeTime(created)
 	return u, nil
-}
-
-// fillToken generates missing secrets and the creation time.
-func fillToken(t Token) (Token, error) {
-	var err error
-	if t.AccessToken == "" {
-		if t.AccessToken, err = NewToken(); err != nil {
-			return Token{}, err
-		}
-	}
-	if t.RefreshToken == "" {
-		if t.RefreshToken, err = NewToken(); err != nil {
-			return Token{}, err
-		}
-	}
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = time.Now()
-	}
-	t.Scopes = cloneScopes(t.Scopes)
-	return t, nil
 }
 
 func insertToken(ctx context.Context, ex interface {
@@ -347,14 +326,14 @@ func insertToken(ctx context.Context, ex interface {
 }, t Token) error {
 	_, err := ex.ExecContext(ctx, `INSERT INTO tokens (access_hash, refresh_hash, portal_id, app_id, user_id, scopes, access_expires, refresh_expires, revoked, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		HashSecret(t.AccessToken), HashSecret(t.RefreshToken), t.PortalID, t.AppID, t.UserID, joinScopes(t.Scopes),
-		toDB(t.AccessExpires), toDB(t.RefreshExpires), t.Revoked, toDB(t.CreatedAt))
+		HashSecret(t.AccessToken), HashSecret(t.RefreshToken), t.PortalID, t.AppID, t.UserID, JoinScopes(t.Scopes),
+		EncodeTime(t.AccessExpires), EncodeTime(t.RefreshExpires), t.Revoked, EncodeTime(t.CreatedAt))
 	return dbErr(err)
 }
 
 // CreateToken implements Store.
 func (s *SQLite) CreateToken(ctx context.Context, t Token) (Token, error) {
-	t, err := fillToken(t)
+	t, err := FillToken(t)
 	if err != nil {
 		return Token{}, fmt.Errorf("store: create token: %w", err)
 	}
@@ -374,8 +353,8 @@ func (s *SQLite) tokenBy(ctx context.Context, column, hash string) (Token, error
 	if err != nil {
 		return Token{}, dbErr(err)
 	}
-	t.Scopes = splitScopes(scopes)
-	t.AccessExpires, t.RefreshExpires, t.CreatedAt = fromDB(access), fromDB(refresh), fromDB(created)
+	t.Scopes = SplitScopes(scopes)
+	t.AccessExpires, t.RefreshExpires, t.CreatedAt = DecodeTime(access), DecodeTime(refresh), DecodeTime(created)
 	return t, nil
 }
 
@@ -403,7 +382,7 @@ func (s *SQLite) TokenByRefresh(ctx context.Context, refresh string) (Token, err
 // RotateRefresh implements Store. The conditional UPDATE is the gate: of
 // concurrent callers only one sees a row change.
 func (s *SQLite) RotateRefresh(ctx context.Context, oldRefresh string, next Token) (Token, error) {
-	next, err := fillToken(next)
+	next, err := FillToken(next)
 	if err != nil {
 		return Token{}, fmt.Errorf("store: rotate refresh: %w", err)
 	}
@@ -452,9 +431,9 @@ func (s *SQLite) CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, erro
 			return AuthCode{}, fmt.Errorf("store: create auth code: %w", err)
 		}
 	}
-	c.Scopes = cloneScopes(c.Scopes)
+	c.Scopes = CloneScopes(c.Scopes)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO auth_codes (code_hash, portal_id, app_id, user_id, scopes, expires, used) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		HashSecret(c.Code), c.PortalID, c.AppID, c.UserID, joinScopes(c.Scopes), toDB(c.Expires), c.Used)
+		HashSecret(c.Code), c.PortalID, c.AppID, c.UserID, JoinScopes(c.Scopes), EncodeTime(c.Expires), c.Used)
 	if err != nil {
 		return AuthCode{}, fmt.Errorf("store: create auth code: %w", dbErr(err))
 	}
@@ -468,19 +447,19 @@ func (s *SQLite) UseAuthCode(ctx context.Context, code string, now time.Time) (A
 	var scopes string
 	var expires int64
 	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND used = 0 AND expires > ?
-RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), toDB(now)).
+RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), EncodeTime(now)).
 		Scan(&c.PortalID, &c.AppID, &c.UserID, &scopes, &expires)
 	if err != nil {
 		return AuthCode{}, fmt.Errorf("store: use auth code: %w", dbErr(err))
 	}
-	c.Scopes = splitScopes(scopes)
-	c.Expires = fromDB(expires)
+	c.Scopes = SplitScopes(scopes)
+	c.Expires = DecodeTime(expires)
 	return c, nil
 }
 
 // CreateWebhook implements Store.
 func (s *SQLite) CreateWebhook(ctx context.Context, portalID, userID, appID int64, scopes []string) (Webhook, error) {
-	w := Webhook{PortalID: portalID, UserID: userID, AppID: appID, Scopes: cloneScopes(scopes), CreatedAt: time.Now()}
+	w := Webhook{PortalID: portalID, UserID: userID, AppID: appID, Scopes: CloneScopes(scopes), CreatedAt: time.Now()}
 	var err error
 	if w.Secret, err = NewWebhookSecret(); err != nil {
 		return Webhook{}, fmt.Errorf("store: create webhook: %w", err)
@@ -490,7 +469,7 @@ func (s *SQLite) CreateWebhook(ctx context.Context, portalID, userID, appID int6
 		app = appID
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO webhooks (portal_id, user_id, app_id, secret_hash, scopes, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, 0)`,
-		w.PortalID, w.UserID, app, HashSecret(w.Secret), joinScopes(w.Scopes), toDB(w.CreatedAt))
+		w.PortalID, w.UserID, app, HashSecret(w.Secret), JoinScopes(w.Scopes), EncodeTime(w.CreatedAt))
 	if err != nil {
 		return Webhook{}, fmt.Errorf("store: create webhook: %w", dbErr(err))
 	}
@@ -512,8 +491,8 @@ func (s *SQLite) Webhook(ctx context.Context, userID int64, secret string) (Webh
 		return Webhook{}, fmt.Errorf("store: webhook of user %d: %w", userID, dbErr(err))
 	}
 	w.AppID = app.Int64
-	w.Scopes = splitScopes(scopes)
-	w.CreatedAt = fromDB(created)
+	w.Scopes = SplitScopes(scopes)
+	w.CreatedAt = DecodeTime(created)
 	return w, nil
 }
 
@@ -546,7 +525,7 @@ func channelForTx(ctx context.Context, tx *sql.Tx, key ChannelKey, now time.Time
 		return Channel{}, nil, err
 	}
 	if found {
-		old.Start, old.End = fromDB(start), fromDB(end)
+		old.Start, old.End = DecodeTime(start), DecodeTime(end)
 		if !old.Expired(now) {
 			return old, nil, nil
 		}
@@ -562,7 +541,7 @@ func channelForTx(ctx context.Context, tx *sql.Tx, key ChannelKey, now time.Time
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO channels (portal_id, app_id, user_id, type, private_id, public_id, start, end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (portal_id, app_id, user_id, type) DO UPDATE SET private_id = excluded.private_id, public_id = excluded.public_id, start = excluded.start, end = excluded.end`,
-		cur.PortalID, cur.AppID, cur.UserID, cur.Type, cur.PrivateID, cur.PublicID, toDB(cur.Start), toDB(cur.End))
+		cur.PortalID, cur.AppID, cur.UserID, cur.Type, cur.PrivateID, cur.PublicID, EncodeTime(cur.Start), EncodeTime(cur.End))
 	if err != nil {
 		return Channel{}, nil, dbErr(err)
 	}
@@ -610,11 +589,11 @@ func (s *SQLite) PublicChannels(ctx context.Context, portalID, appID int64, user
 func (s *SQLite) EnqueuePush(ctx context.Context, payload []byte, now time.Time) (PushJob, error) {
 	j := PushJob{Payload: append([]byte(nil), payload...), NextAttempt: now, CreatedAt: now}
 	err := s.db.QueryRowContext(ctx, `INSERT INTO push_jobs (payload, attempts, next_attempt, created_at) VALUES (?, 0, ?, ?) RETURNING id`,
-		j.Payload, toDB(now), toDB(now)).Scan(&j.ID)
+		j.Payload, EncodeTime(now), EncodeTime(now)).Scan(&j.ID)
 	if err != nil {
 		return PushJob{}, fmt.Errorf("store: enqueue push: %w", dbErr(err))
 	}
-	j.NextAttempt, j.CreatedAt = fromDB(toDB(now)), fromDB(toDB(now))
+	j.NextAttempt, j.CreatedAt = DecodeTime(EncodeTime(now)), DecodeTime(EncodeTime(now))
 	return j, nil
 }
 
@@ -625,12 +604,12 @@ func (s *SQLite) ClaimPush(ctx context.Context, now time.Time, lease time.Durati
 	var next, created int64
 	err := s.db.QueryRowContext(ctx, `UPDATE push_jobs SET next_attempt = ?
 WHERE id = (SELECT id FROM push_jobs WHERE next_attempt <= ? ORDER BY next_attempt, id LIMIT 1)
-RETURNING id, payload, attempts, next_attempt, created_at`, toDB(now.Add(lease)), toDB(now)).
+RETURNING id, payload, attempts, next_attempt, created_at`, EncodeTime(now.Add(lease)), EncodeTime(now)).
 		Scan(&j.ID, &j.Payload, &j.Attempts, &next, &created)
 	if err != nil {
 		return PushJob{}, fmt.Errorf("store: claim push: %w", dbErr(err))
 	}
-	j.NextAttempt, j.CreatedAt = fromDB(next), fromDB(created)
+	j.NextAttempt, j.CreatedAt = DecodeTime(next), DecodeTime(created)
 	return j, nil
 }
 
@@ -642,7 +621,7 @@ func (s *SQLite) CompletePush(ctx context.Context, id int64) error {
 
 // RetryPush implements Store.
 func (s *SQLite) RetryPush(ctx context.Context, id int64, next time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE push_jobs SET attempts = attempts + 1, next_attempt = ? WHERE id = ?`, toDB(next), id)
+	res, err := s.db.ExecContext(ctx, `UPDATE push_jobs SET attempts = attempts + 1, next_attempt = ? WHERE id = ?`, EncodeTime(next), id)
 	return pushAffected("retry push", res, err)
 }
 
@@ -658,41 +637,6 @@ func pushAffected(op string, res sql.Result, err error) error {
 		return fmt.Errorf("store: %s: %w", op, ErrNotFound)
 	}
 	return nil
-}
-
-// toDB stores a time as Unix nanoseconds; the zero time is 0 because its
-// UnixNano is out of range.
-func toDB(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromDB is the inverse of toDB, in UTC so that results do not depend on
-// the process's zone.
-func fromDB(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func joinScopes(s []string) string { return strings.Join(s, ",") }
-
-func splitScopes(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-// cloneScopes copies so that stored records never alias the caller's slice.
-func cloneScopes(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return append([]string(nil), s...)
 }
 
 // dbErr maps driver errors to the package's sentinels.

@@ -54,7 +54,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -163,7 +162,7 @@ func (s *Store) DefaultPortal(ctx context.Context) (store.Portal, error) {
 	}
 	vals, err := s.portal.Exec(ctx, s.c,
 		[]string{s.key("portal", "default"), s.key("seq", "portal")},
-		[]string{member, s.domain, itoa(toNS(time.Now()))}).AsStrSlice()
+		[]string{member, s.domain, itoa(store.EncodeTime(time.Now()))}).AsStrSlice()
 	if err != nil {
 		return store.Portal{}, fmt.Errorf("redis store: default portal: %w", err)
 	}
@@ -178,7 +177,7 @@ func (s *Store) DefaultPortal(ctx context.Context) (store.Portal, error) {
 	if err != nil {
 		return store.Portal{}, fmt.Errorf("redis store: default portal: corrupt record: %w", err)
 	}
-	p.CreatedAt = fromNS(created)
+	p.CreatedAt = store.DecodeTime(created)
 	return p, nil
 }
 
@@ -195,7 +194,7 @@ return id
 
 // CreateApp implements store.Store.
 func (s *Store) CreateApp(ctx context.Context, portalID int64, name string, scopes []string) (store.App, error) {
-	a := store.App{PortalID: portalID, Name: name, Scopes: cloneScopes(scopes), CreatedAt: roundTrip(time.Now())}
+	a := store.App{PortalID: portalID, Name: name, Scopes: store.CloneScopes(scopes), CreatedAt: roundTrip(time.Now())}
 	var err error
 	if a.ClientID, err = store.NewClientID(); err != nil {
 		return store.App{}, fmt.Errorf("redis store: create app: %w", err)
@@ -205,7 +204,7 @@ func (s *Store) CreateApp(ctx context.Context, portalID int64, name string, scop
 	}
 	id, err := s.createApp.Exec(ctx, s.c,
 		[]string{s.key("app", a.ClientID), s.key("apps", itoa(portalID)), s.key("seq", "app")},
-		[]string{a.ClientID, itoa(portalID), a.ClientSecret, a.Name, joinScopes(a.Scopes), itoa(toNS(a.CreatedAt))}).AsInt64()
+		[]string{a.ClientID, itoa(portalID), a.ClientSecret, a.Name, store.JoinScopes(a.Scopes), itoa(store.EncodeTime(a.CreatedAt))}).AsInt64()
 	if err != nil {
 		return store.App{}, fmt.Errorf("redis store: create app: %w", err)
 	}
@@ -264,7 +263,7 @@ func parseApp(m map[string]string) (store.App, error) {
 	f := fields{m: m}
 	a := store.App{
 		ID: f.int("id"), PortalID: f.int("portal_id"), ClientID: f.str("client_id"),
-		ClientSecret: f.str("client_secret"), Name: f.str("name"), Scopes: splitScopes(f.str("scopes")),
+		ClientSecret: f.str("client_secret"), Name: f.str("name"), Scopes: store.SplitScopes(f.str("scopes")),
 		CreatedAt: f.time("created_at"),
 	}
 	return a, f.err
@@ -279,7 +278,7 @@ func (s *Store) PutUser(ctx context.Context, u store.User) error {
 		u.CreatedAt = time.Now()
 	}
 	k := s.key("user", itoa(u.PortalID), itoa(u.ID))
-	err := s.putUser.Exec(ctx, s.c, []string{k}, []string{itoa(toNS(u.CreatedAt)), boolStr(u.Active), boolStr(u.Admin)}).Error()
+	err := s.putUser.Exec(ctx, s.c, []string{k}, []string{itoa(store.EncodeTime(u.CreatedAt)), boolStr(u.Active), boolStr(u.Admin)}).Error()
 	if err != nil {
 		return fmt.Errorf("redis store: put user %d: %w", u.ID, err)
 	}
@@ -351,26 +350,6 @@ redis.call('HSET', KEYS[1], 'revoked', '1')
 return 1
 `
 
-// fillToken generates missing secrets and the creation time.
-func fillToken(t store.Token) (store.Token, error) {
-	var err error
-	if t.AccessToken == "" {
-		if t.AccessToken, err = store.NewToken(); err != nil {
-			return store.Token{}, err
-		}
-	}
-	if t.RefreshToken == "" {
-		if t.RefreshToken, err = store.NewToken(); err != nil {
-			return store.Token{}, err
-		}
-	}
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = roundTrip(time.Now())
-	}
-	t.Scopes = cloneScopes(t.Scopes)
-	return t, nil
-}
-
 // tokenKeys and tokenArgs are insertTokenLua's KEYS[1..2] and ARGV[1..11].
 func (s *Store) tokenKeys(t store.Token) []string {
 	return []string{s.key("token", store.HashSecret(t.AccessToken)), s.key("refresh", store.HashSecret(t.RefreshToken))}
@@ -379,8 +358,8 @@ func (s *Store) tokenKeys(t store.Token) []string {
 func tokenArgs(t store.Token) []string {
 	return []string{
 		store.HashSecret(t.AccessToken), store.HashSecret(t.RefreshToken),
-		itoa(t.PortalID), itoa(t.AppID), itoa(t.UserID), joinScopes(t.Scopes),
-		itoa(toNS(t.AccessExpires)), itoa(toNS(t.RefreshExpires)), boolStr(t.Revoked), itoa(toNS(t.CreatedAt)),
+		itoa(t.PortalID), itoa(t.AppID), itoa(t.UserID), store.JoinScopes(t.Scopes),
+		itoa(store.EncodeTime(t.AccessExpires)), itoa(store.EncodeTime(t.RefreshExpires)), boolStr(t.Revoked), itoa(store.EncodeTime(t.CreatedAt)),
 		itoa(expireAtMS(t.AccessExpires, t.RefreshExpires)),
 	}
 }
@@ -407,7 +386,7 @@ func expireAtMS(ts ...time.Time) int64 {
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) (store.Token, error) {
-	t, err := fillToken(t)
+	t, err := store.FillToken(t)
 	if err != nil {
 		return store.Token{}, fmt.Errorf("redis store: create token: %w", err)
 	}
@@ -432,7 +411,7 @@ func (s *Store) tokenByHash(ctx context.Context, accessHash string) (store.Token
 	f := fields{m: m}
 	t := store.Token{
 		PortalID: f.int("portal_id"), AppID: f.int("app_id"), UserID: f.int("user_id"),
-		Scopes:        splitScopes(f.str("scopes")),
+		Scopes:        store.SplitScopes(f.str("scopes")),
 		AccessExpires: f.time("access_expires"), RefreshExpires: f.time("refresh_expires"),
 		Revoked: f.bool("revoked"), CreatedAt: f.time("created_at"),
 	}
@@ -474,7 +453,7 @@ func (s *Store) TokenByRefresh(ctx context.Context, refresh string) (store.Token
 
 // RotateRefresh implements store.Store.
 func (s *Store) RotateRefresh(ctx context.Context, oldRefresh string, next store.Token) (store.Token, error) {
-	next, err := fillToken(next)
+	next, err := store.FillToken(next)
 	if err != nil {
 		return store.Token{}, fmt.Errorf("redis store: rotate refresh: %w", err)
 	}
@@ -533,10 +512,10 @@ func (s *Store) CreateAuthCode(ctx context.Context, c store.AuthCode) (store.Aut
 			return store.AuthCode{}, fmt.Errorf("redis store: create auth code: %w", err)
 		}
 	}
-	c.Scopes = cloneScopes(c.Scopes)
+	c.Scopes = store.CloneScopes(c.Scopes)
 	ok, err := s.createCode.Exec(ctx, s.c, []string{s.key("code", store.HashSecret(c.Code))},
-		[]string{itoa(c.PortalID), itoa(c.AppID), itoa(c.UserID), joinScopes(c.Scopes),
-			itoa(toNS(c.Expires)), boolStr(c.Used), itoa(expireAtMS(c.Expires))}).AsInt64()
+		[]string{itoa(c.PortalID), itoa(c.AppID), itoa(c.UserID), store.JoinScopes(c.Scopes),
+			itoa(store.EncodeTime(c.Expires)), boolStr(c.Used), itoa(expireAtMS(c.Expires))}).AsInt64()
 	if err != nil {
 		return store.AuthCode{}, fmt.Errorf("redis store: create auth code: %w", err)
 	}
@@ -559,7 +538,7 @@ func (s *Store) UseAuthCode(ctx context.Context, code string, now time.Time) (st
 	f := fields{m: m}
 	c := store.AuthCode{
 		Code: code, PortalID: f.int("portal_id"), AppID: f.int("app_id"), UserID: f.int("user_id"),
-		Scopes: splitScopes(f.str("scopes")), Expires: f.time("expires"), Used: true,
+		Scopes: store.SplitScopes(f.str("scopes")), Expires: f.time("expires"), Used: true,
 	}
 	if f.err != nil {
 		return store.AuthCode{}, fmt.Errorf("redis store: use auth code: %w", f.err)
@@ -589,14 +568,14 @@ return id
 
 // CreateWebhook implements store.Store.
 func (s *Store) CreateWebhook(ctx context.Context, portalID, userID, appID int64, scopes []string) (store.Webhook, error) {
-	w := store.Webhook{PortalID: portalID, UserID: userID, AppID: appID, Scopes: cloneScopes(scopes), CreatedAt: roundTrip(time.Now())}
+	w := store.Webhook{PortalID: portalID, UserID: userID, AppID: appID, Scopes: store.CloneScopes(scopes), CreatedAt: roundTrip(time.Now())}
 	var err error
 	if w.Secret, err = store.NewWebhookSecret(); err != nil {
 		return store.Webhook{}, fmt.Errorf("redis store: create webhook: %w", err)
 	}
 	id, err := s.createWebhook.Exec(ctx, s.c,
 		[]string{s.key("webhook", itoa(userID), store.HashSecret(w.Secret)), s.key("seq", "webhook")},
-		[]string{itoa(portalID), itoa(appID), joinScopes(w.Scopes), itoa(toNS(w.CreatedAt))}).AsInt64()
+		[]string{itoa(portalID), itoa(appID), store.JoinScopes(w.Scopes), itoa(store.EncodeTime(w.CreatedAt))}).AsInt64()
 	if err != nil {
 		return store.Webhook{}, fmt.Errorf("redis store: create webhook: %w", err)
 	}
@@ -619,7 +598,7 @@ func (s *Store) Webhook(ctx context.Context, userID int64, secret string) (store
 	f := fields{m: m}
 	w := store.Webhook{
 		ID: f.int("id"), PortalID: f.int("portal_id"), UserID: userID, AppID: f.int("app_id"), Secret: secret,
-		Scopes: splitScopes(f.str("scopes")), CreatedAt: f.time("created_at"), Revoked: f.bool("revoked"),
+		Scopes: store.SplitScopes(f.str("scopes")), CreatedAt: f.time("created_at"), Revoked: f.bool("revoked"),
 	}
 	if f.err != nil {
 		return store.Webhook{}, fmt.Errorf("redis store: webhook of user %d: %w", userID, f.err)
@@ -699,7 +678,7 @@ func (s *Store) settleChannel(ctx context.Context, key store.ChannelKey, old sto
 			expect = old.PrivateID
 		}
 		ok, err := s.channelCAS.Exec(ctx, s.c, []string{s.channelKey(key)},
-			[]string{expect, cur.PrivateID, cur.PublicID, itoa(toNS(cur.Start)), itoa(toNS(cur.End))}).AsInt64()
+			[]string{expect, cur.PrivateID, cur.PublicID, itoa(store.EncodeTime(cur.Start)), itoa(store.EncodeTime(cur.End))}).AsInt64()
 		if err != nil {
 			return store.Channel{}, nil, err
 		}
@@ -834,7 +813,7 @@ func (s *Store) pushKeys(names ...string) []string {
 // EnqueuePush implements store.Store.
 func (s *Store) EnqueuePush(ctx context.Context, payload []byte, now time.Time) (store.PushJob, error) {
 	id, err := s.enqueue.Exec(ctx, s.c, s.pushKeys("seq", "due", "member", "payload", "attempts", "created"),
-		[]string{string(payload), lexTime(now), itoa(toNS(now))}).AsInt64()
+		[]string{string(payload), lexTime(now), itoa(store.EncodeTime(now))}).AsInt64()
 	if err != nil {
 		return store.PushJob{}, fmt.Errorf("redis store: enqueue push: %w", err)
 	}
@@ -873,7 +852,7 @@ func (s *Store) ClaimPush(ctx context.Context, now time.Time, lease time.Duratio
 	if err != nil {
 		return store.PushJob{}, fmt.Errorf("redis store: claim push: corrupt job: %w", err)
 	}
-	j.Attempts, j.CreatedAt = int(attempts), fromNS(created)
+	j.Attempts, j.CreatedAt = int(attempts), store.DecodeTime(created)
 	return j, nil
 }
 
@@ -903,55 +882,20 @@ func pushResult(op string, ok int64, err error) error {
 // Unix nanoseconds with the sign bit flipped, so that times before 1970
 // sort first too.
 func lexTime(t time.Time) string {
-	return fmt.Sprintf("%020d", uint64(toNS(t))^(1<<63))
+	return fmt.Sprintf("%020d", uint64(store.EncodeTime(t))^(1<<63))
 }
 
 // --- encoding ---
 
-// toNS stores a time as Unix nanoseconds; the zero time is 0 because its
-// UnixNano is out of range. Same as the SQLite store.
-func toNS(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNS is the inverse of toNS, in UTC so that results do not depend on
-// the process's zone.
-func fromNS(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
 // roundTrip returns t as a later read will: returned records then compare
 // equal with stored ones field by field (no monotonic reading, UTC).
-func roundTrip(t time.Time) time.Time { return fromNS(toNS(t)) }
+func roundTrip(t time.Time) time.Time { return store.DecodeTime(store.EncodeTime(t)) }
 
 func boolStr(b bool) string {
 	if b {
 		return "1"
 	}
 	return "0"
-}
-
-func joinScopes(s []string) string { return strings.Join(s, ",") }
-
-func splitScopes(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
-// cloneScopes copies so that returned records never alias the caller's slice.
-func cloneScopes(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return append([]string(nil), s...)
 }
 
 // fields reads a record hash, keeping the first malformed or missing field
@@ -981,6 +925,6 @@ func (f *fields) int(name string) int64 {
 	return n
 }
 
-func (f *fields) time(name string) time.Time { return fromNS(f.int(name)) }
+func (f *fields) time(name string) time.Time { return store.DecodeTime(f.int(name)) }
 
 func (f *fields) bool(name string) bool { return f.int(name) != 0 }
