@@ -19,18 +19,7 @@ const maxLastSeenUsers = 1000
 // now}. Users pushpull has never seen online are left out, as the clients
 // expect of users that never were ("missing from the result object").
 func (s *Service) lastSeen(ctx context.Context, _ rest.Caller, p rest.Params) (any, error) {
-	raw, ok := p.List("userIds")
-	if !ok {
-		if one, ok := rest.AsInt(p.Get("userIds")); ok {
-			raw = []any{one}
-		}
-	}
-	var ids []int64
-	for _, v := range raw {
-		if n, ok := rest.AsInt(v); ok && n > 0 {
-			ids = append(ids, n)
-		}
-	}
+	ids := userIDs(p, "userIds")
 	if len(ids) > maxLastSeenUsers {
 		return nil, rest.NewError(http.StatusBadRequest, rest.CodeInvalidRequest, fmt.Sprintf("userIds: at most %d users", maxLastSeenUsers))
 	}

@@ -120,13 +120,12 @@ func (s *Service) publicGet(ctx context.Context, c rest.Caller, p rest.Params) (
 	return s.publicList(ctx, c, p)
 }
 
-// publicList is pull.channel.public.list: the public ids of users' own
-// channels, as clients need them to message those users (b24jssdk's
-// ChannelManager reads user_id, public_id, signature, start and end).
-func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
-	raw, ok := p.List("USERS")
+// userIDs reads a list of user ids, or a single one, from p[key]; ids that
+// are not positive numbers are skipped.
+func userIDs(p rest.Params, key string) []int64 {
+	raw, ok := p.List(key)
 	if !ok {
-		if one, ok := rest.AsInt(p.Get("USERS")); ok {
+		if one, ok := rest.AsInt(p.Get(key)); ok {
 			raw = []any{one}
 		}
 	}
@@ -136,6 +135,14 @@ func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) 
 			ids = append(ids, n)
 		}
 	}
+	return ids
+}
+
+// publicList is pull.channel.public.list: the public ids of users' own
+// channels, as clients need them to message those users (b24jssdk's
+// ChannelManager reads user_id, public_id, signature, start and end).
+func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
+	ids := userIDs(p, "USERS")
 	out := map[string]any{}
 	if len(ids) == 0 {
 		return out, nil
