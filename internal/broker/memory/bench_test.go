@@ -4,41 +4,14 @@ import (
 	"context"
 	"testing"
 
-	"github.com/pushpull/pushpull/internal/broker"
-	"github.com/pushpull/pushpull/internal/channel"
-	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/broker/brokertest"
 )
 
-// BenchmarkHistory is one reconnect's recovery read: a connection's private
-// and shared channel, each with 1,000 stored messages, everything after a
-// mid 150 messages back, at the reference limits (100 per channel, 200 in
-// all).
 func BenchmarkHistory(b *testing.B) {
-	ctx := context.Background()
 	br, err := New(Options{HistoryPerChannel: 1000}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer br.Close(ctx)
-	private, shared := channel.ID{1}, channel.ID{2}
-	var mid message.ID
-	for i := range 1000 {
-		m := &message.Message{Body: []byte(`{"module_id":"bench","command":"x","params":{}}`), Expiry: 3600,
-			Receivers: []message.Receiver{{ID: private}, {ID: shared}}}
-		if err := br.Publish(ctx, m); err != nil {
-			b.Fatal(err)
-		}
-		if i == 850 {
-			mid = m.ID
-		}
-	}
-	limit := broker.HistoryLimit{PerChannel: 100, Total: 200}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		got, err := br.History(ctx, []channel.ID{private, shared}, mid, limit)
-		if err != nil || len(got) != 200 {
-			b.Fatalf("history: %d entries, %v", len(got), err)
-		}
-	}
+	defer br.Close(context.Background())
+	brokertest.BenchHistory(b, br)
 }
