@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/redisconn"
 	"github.com/pushpull/pushpull/internal/redistest"
-	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/store/redisstore"
 )
 
@@ -329,26 +327,8 @@ func clusterRegistry(t *testing.T, redis *redistest.Server) (user1, admin2 strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := st.DefaultPortal(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := st.CreateApp(ctx, p.ID, "interop", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var toks []string
-	for _, u := range []store.User{{PortalID: p.ID, ID: 1, Active: true}, {PortalID: p.ID, ID: 2, Active: true, Admin: true}} {
-		if err := st.PutUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-		tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, u.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		toks = append(toks, tok.AccessToken)
-	}
-	return toks[0], toks[1]
+	_, _, tok1, tok2 := seedRegistry(t, st)
+	return tok1.AccessToken, tok2.AccessToken
 }
 
 // TestClusterV5 runs protocol version 5 across nodes: user 1 on node A

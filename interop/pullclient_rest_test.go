@@ -37,6 +37,21 @@ func newRESTFixture(t *testing.T, version string, args ...string) *restFixture {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	p, app, tok, adminTok := seedRegistry(t, st)
+	wh, err := st.CreateWebhook(ctx, p.ID, 1, app.ID, []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &restFixture{srv: srv, app: app, token: tok.AccessToken, refresh: tok.RefreshToken, memberID: tok.MemberID, adminToken: adminTok.AccessToken,
+		webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
+}
+
+// seedRegistry registers in st an application "interop" with user 1 and
+// user 2, an administrator, and returns the portal, the application and
+// the users' tokens.
+func seedRegistry(t *testing.T, st store.Store) (store.Portal, store.App, auth.TokenResponse, auth.TokenResponse) {
+	t.Helper()
+	ctx := t.Context()
 	p, err := st.DefaultPortal(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -45,26 +60,18 @@ func newRESTFixture(t *testing.T, version string, args ...string) *restFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutUser(ctx, store.User{PortalID: p.ID, ID: 1, Active: true}); err != nil {
-		t.Fatal(err)
+	var toks []auth.TokenResponse
+	for _, u := range []store.User{{PortalID: p.ID, ID: 1, Active: true}, {PortalID: p.ID, ID: 2, Active: true, Admin: true}} {
+		if err := st.PutUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
 	}
-	tok, err := auth.New(st, auth.Options{}).Issue(ctx, app, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.PutUser(ctx, store.User{PortalID: p.ID, ID: 2, Active: true, Admin: true}); err != nil {
-		t.Fatal(err)
-	}
-	adminTok, err := auth.New(st, auth.Options{}).Issue(ctx, app, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wh, err := st.CreateWebhook(ctx, p.ID, 1, app.ID, []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &restFixture{srv: srv, app: app, token: tok.AccessToken, refresh: tok.RefreshToken, memberID: tok.MemberID, adminToken: adminTok.AccessToken,
-		webhook: fmt.Sprintf("%s/rest/1/%s/", srv.base, wh.Secret)}
+	return p, app, toks[0], toks[1]
 }
 
 func (f *restFixture) eventAdd(t *testing.T, form url.Values) {
