@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,54 +36,34 @@ func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *
 	if extra != "" {
 		u += "&" + extra
 	}
-	conn, br, _, err := ws.Dial(t.Context(), u)
+	conn, r, err := dialRaw(t.Context(), u)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
 	c := &binClient{conn: conn, msgs: make(chan *pb.OutgoingMessage, 1000), resp: make(chan *pb.ResponseBatch, 10), done: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go func() {
-		defer close(c.msgs)
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, conn}
-		for {
-			data, op, err := wsutil.ReadServerData(rw)
-			if err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					c.done <- ce
-				} else {
-					c.failed <- err
-				}
-				return
-			}
-			if op != ws.OpBinary {
-				t.Errorf("binary subscriber got opcode %v", op)
-				return
-			}
-			var b pb.ResponseBatch
-			if err := proto.Unmarshal(data, &b); err != nil {
-				t.Errorf("undecodable ResponseBatch: %v", err)
-				return
-			}
-			got := false
-			for _, r := range b.GetResponses() {
-				for _, m := range r.GetOutgoingMessages().GetMessages() {
-					c.msgs <- m
-					got = true
-				}
-			}
-			if !got {
-				c.resp <- &b
+	go readServer(conn, r, c.done, c.failed, func(data []byte, op ws.OpCode) bool {
+		if op != ws.OpBinary {
+			t.Errorf("binary subscriber got opcode %v", op)
+			return false
+		}
+		var b pb.ResponseBatch
+		if err := proto.Unmarshal(data, &b); err != nil {
+			t.Errorf("undecodable ResponseBatch: %v", err)
+			return false
+		}
+		got := false
+		for _, r := range b.GetResponses() {
+			for _, m := range r.GetOutgoingMessages().GetMessages() {
+				c.msgs <- m
+				got = true
 			}
 		}
-	}()
+		if !got {
+			c.resp <- &b
+		}
+		return true
+	}, func() { close(c.msgs) })
 	return c
 }
 

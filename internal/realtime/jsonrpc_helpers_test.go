@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -78,52 +77,33 @@ func (ts *testServer) dialRPC(t *testing.T, query string) *rpcClient {
 // not call t.Fatal.
 func (ts *testServer) tryDialRPC(t *testing.T, query string) (*rpcClient, error) {
 	u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sub/?" + query
-	conn, br, _, err := ws.Dial(t.Context(), u)
+	conn, r, err := dialRaw(t.Context(), u)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", u, err)
+		return nil, err
 	}
 	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
 	c := &rpcClient{conn: conn, pings: make(chan struct{}, 100), msgs: make(chan rpcMessage, 1000),
 		resps: make(chan []rpcResponse, 100), frames: make(chan string, 1000),
 		closed: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go func() {
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, conn}
-		for {
-			data, op, err := wsutil.ReadServerData(rw)
-			if err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					c.closed <- ce
-				} else {
-					c.failed <- err
-				}
-				return
-			}
-			if op != ws.OpText {
-				t.Errorf("JSON-RPC client got opcode %v", op)
-				return
-			}
-			c.frames <- string(data)
-			switch string(data) {
-			case "ping":
-				c.pings <- struct{}{}
-				continue
-			case "pong": // the answer to our own text ping
-				continue
-			}
-			if err := c.sort(data); err != nil {
-				t.Errorf("frame %s: %v", data, err)
-				return
-			}
+	go readServer(conn, r, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
+		if op != ws.OpText {
+			t.Errorf("JSON-RPC client got opcode %v", op)
+			return false
 		}
-	}()
+		c.frames <- string(data)
+		switch string(data) {
+		case "ping":
+			c.pings <- struct{}{}
+			return true
+		case "pong": // the answer to our own text ping
+			return true
+		}
+		if err := c.sort(data); err != nil {
+			t.Errorf("frame %s: %v", data, err)
+			return false
+		}
+		return true
+	}, nil)
 	return c, nil
 }
 

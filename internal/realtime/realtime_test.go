@@ -166,43 +166,66 @@ func dialURL(t *testing.T, u string) *wsClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	conn, r, err := dialRaw(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &wsClient{conn: conn, frames: make(chan wire.TextFrame, 10000), closed: make(chan wsutil.ClosedError, 1), errs: make(chan error, 1)}
+	t.Cleanup(func() { conn.Close() })
+	go readServer(conn, r, c.closed, c.errs, func(data []byte, _ ws.OpCode) bool {
+		fs, err := wire.ParseTextFrames(data)
+		if err != nil {
+			c.errs <- err
+		}
+		for _, f := range fs {
+			c.frames <- f
+		}
+		return true
+	}, func() { close(c.frames) })
+	return c
+}
+
+// dialRaw opens a WebSocket to u; r reads what the handshake's reader
+// already holds before the socket.
+func dialRaw(ctx context.Context, u string) (net.Conn, io.Reader, error) {
 	conn, br, _, err := ws.Dial(ctx, u)
 	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
+		return nil, nil, fmt.Errorf("dial %s: %w", u, err)
 	}
 	var r io.Reader = conn
 	if br != nil {
 		r = io.MultiReader(br, conn)
 	}
-	c := &wsClient{conn: conn, frames: make(chan wire.TextFrame, 10000), closed: make(chan wsutil.ClosedError, 1), errs: make(chan error, 1)}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, conn}
-		for {
-			data, _, err := wsutil.ReadServerData(rw)
-			if err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					c.closed <- ce
-				} else {
-					c.errs <- err
-				}
-				close(c.frames)
-				return
+	return conn, r, nil
+}
+
+// readServer reads a test client's connection until it ends, handing each
+// server message to handle, which returns false to stop reading. A close
+// frame goes to closed, any other end to failed; after runs last.
+func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, failed chan<- error,
+	handle func(data []byte, op ws.OpCode) bool, after func()) {
+	if after != nil {
+		defer after()
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	for {
+		data, op, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			var ce wsutil.ClosedError
+			if errors.As(err, &ce) {
+				closed <- ce
+			} else {
+				failed <- err
 			}
-			fs, err := wire.ParseTextFrames(data)
-			if err != nil {
-				c.errs <- err
-			}
-			for _, f := range fs {
-				c.frames <- f
-			}
+			return
 		}
-	}()
-	return c
+		if !handle(data, op) {
+			return
+		}
+	}
 }
 
 func (c *wsClient) next(t *testing.T) wire.TextFrame {
