@@ -61,39 +61,55 @@ func BenchmarkFanOut(b *testing.B) {
 				if f.fmt.slot == formatRPC.slot {
 					s.rpc = &rpcConn{} // a version 5 connection by CHANNEL_ID
 				}
-				c := &wsConn{conn: &discardConn{}}
-				s.ws = c
-				s.onDeliver = func() { c.startWriter(s) }
-				if err := s.attach(context.Background(), message.ID{}, false); err != nil {
-					b.Fatal(err)
-				}
-				sessions[i] = s
+				sessions[i] = attachBench(b, s, &wsConn{conn: &discardConn{}})
 			}
-			body := []byte(`{"module_id":"application","command":"bench","params":{"p":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				m := &message.Message{Body: body, Expiry: 60, Receivers: []message.Receiver{{ID: ch}}, Sender: message.Sender{Type: message.SenderBackend}}
-				if err := br.Publish(context.Background(), m); err != nil {
-					b.Fatal(err)
-				}
+				publishBench(b, br, ch)
 			}
-			if err := br.Sync(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			for _, s := range sessions {
-				for {
-					s.mu.Lock()
-					idle := len(s.queue) == 0 && !s.ws.writing
-					s.mu.Unlock()
-					if idle {
-						break
-					}
-					runtime.Gosched()
-				}
-			}
+			waitWritten(b, br, sessions)
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers), "ns/delivery")
 		})
+	}
+}
+
+// attachBench gives s the WebSocket side c and subscribes it.
+func attachBench(b *testing.B, s *session, c *wsConn) *session {
+	s.ws = c
+	s.onDeliver = func() { c.startWriter(s) }
+	if err := s.attach(context.Background(), message.ID{}, false); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// benchBody is a typical 100-byte application event.
+var benchBody = []byte(`{"module_id":"application","command":"bench","params":{"p":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`)
+
+func publishBench(b *testing.B, br *memory.Broker, ch channel.ID) {
+	m := &message.Message{Body: benchBody, Expiry: 60, Receivers: []message.Receiver{{ID: ch}}, Sender: message.Sender{Type: message.SenderBackend}}
+	if err := br.Publish(context.Background(), m); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// waitWritten returns once the broker has fanned out everything published
+// and every session has written what it was given.
+func waitWritten(b *testing.B, br *memory.Broker, sessions []*session) {
+	if err := br.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range sessions {
+		for {
+			s.mu.Lock()
+			idle := len(s.queue) == 0 && !s.ws.writing
+			s.mu.Unlock()
+			if idle {
+				break
+			}
+			runtime.Gosched()
+		}
 	}
 }

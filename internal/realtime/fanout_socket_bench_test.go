@@ -5,13 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"testing"
 
 	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
-	"github.com/pushpull/pushpull/internal/message"
 )
 
 // hiddenConn hides the socket's SyscallConn, so its bursts go the way of a
@@ -62,38 +60,15 @@ func BenchmarkFanOutSockets(b *testing.B) {
 				}
 				defer server.Close()
 				s := newSession(srv, []channel.Element{{ID: ch}}, formatText)
-				c := &wsConn{conn: bc.wrap(server)}
-				s.ws = c
-				s.onDeliver = func() { c.startWriter(s) }
-				if err := s.attach(context.Background(), message.ID{}, false); err != nil {
-					b.Fatal(err)
-				}
-				sessions[i] = s
+				sessions[i] = attachBench(b, s, &wsConn{conn: bc.wrap(server)})
 			}
-			body := []byte(`{"module_id":"application","command":"bench","params":{"p":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				m := &message.Message{Body: body, Expiry: 60, Receivers: []message.Receiver{{ID: ch}}, Sender: message.Sender{Type: message.SenderBackend}}
-				if err := br.Publish(context.Background(), m); err != nil {
-					b.Fatal(err)
-				}
+				publishBench(b, br, ch)
 				// One publish at a time, as at a moderate rate: every
 				// delivery is its own write, nothing coalesces.
-				if err := br.Sync(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				for _, s := range sessions {
-					for {
-						s.mu.Lock()
-						idle := len(s.queue) == 0 && !s.ws.writing
-						s.mu.Unlock()
-						if idle {
-							break
-						}
-						runtime.Gosched()
-					}
-				}
+				waitWritten(b, br, sessions)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers), "ns/delivery")
