@@ -25,13 +25,7 @@ const methodUpdateUsersLastSeen = "updateUsersLastSeen"
 // "jsonrpc":"2.0" as a failure and re-posts, so every call is answered,
 // notifications (which it sends) included, with id null.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodOptions:
-		serveOptions(w)
-		return
-	case http.MethodPost:
-	default:
-		methodNotAllowed(w, "POST, OPTIONS")
+	if !acceptPost(w, r) {
 		return
 	}
 	body, ok := s.readBody(w, r)

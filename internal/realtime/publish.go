@@ -166,13 +166,7 @@ func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, body []byte
 // the same RequestBatch bytes a WebSocket client sends, authenticated by the
 // CHANNEL_ID it subscribes with.
 func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
-	switch r.Method {
-	case http.MethodPost:
-	case http.MethodOptions:
-		serveOptions(w)
-		return
-	default:
-		methodNotAllowed(w, "POST, OPTIONS")
+	if !acceptPost(w, r) {
 		return
 	}
 	body, ok := s.readBody(w, r)

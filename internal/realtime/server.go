@@ -194,6 +194,20 @@ func serveOptions(w http.ResponseWriter) {
 	writeText(w, http.StatusOK, "")
 }
 
+// acceptPost lets POST through to a POST-only route; it answers OPTIONS
+// (CORS preflight) and refuses other methods itself.
+func acceptPost(w http.ResponseWriter, r *http.Request) bool {
+	switch r.Method {
+	case http.MethodPost:
+		return true
+	case http.MethodOptions:
+		serveOptions(w)
+	default:
+		methodNotAllowed(w, "POST, OPTIONS")
+	}
+	return false
+}
+
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	writeText(w, http.StatusMethodNotAllowed, "Method not allowed.")
