@@ -94,15 +94,7 @@ func (c *binClient) send(t *testing.T, b *pb.RequestBatch) {
 
 func (c *binClient) waitClosed(t *testing.T) wsutil.ClosedError {
 	t.Helper()
-	select {
-	case ce := <-c.done:
-		return ce
-	case err := <-c.failed:
-		t.Fatalf("connection ended without a close frame: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not closed within 10 s")
-	}
-	return wsutil.ClosedError{}
+	return awaitClose(t, c.done, c.failed)
 }
 
 func incoming(body string, expiry uint32, rs ...*pb.Receiver) *pb.Request {

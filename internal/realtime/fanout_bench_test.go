@@ -44,16 +44,8 @@ func BenchmarkFanOut(b *testing.B) {
 	}{{"text", formatText}, {"json", formatJSON}, {"protobuf", formatBinary}, {"jsonrpc", formatRPC}} {
 		b.Run(f.name, func(b *testing.B) {
 			const subscribers = 1000
-			h := hub.New()
-			br, err := memory.New(memory.Options{HistoryPerChannel: 100}, h)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer br.Close(context.Background())
-			opt := testOptions()
-			opt.SendQueue = 1 << 20
-			srv := New(opt, br, h, channel.NewSigner([]byte("k"), channel.SHA1), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			defer srv.Shutdown(context.Background())
+			br, srv, stop := benchServer(b)
+			defer stop()
 			ch := channel.ID{1}
 			sessions := make([]*session, subscribers)
 			for i := range sessions {
@@ -111,5 +103,23 @@ func waitWritten(b *testing.B, br *memory.Broker, sessions []*session) {
 			}
 			runtime.Gosched()
 		}
+	}
+}
+
+// benchServer is a server on the embedded broker whose sessions queue
+// without limit; stop ends both. Each run of a benchmark function has its
+// own, so an earlier run's sessions are gone before the next.
+func benchServer(b *testing.B) (*memory.Broker, *Server, func()) {
+	h := hub.New()
+	br, err := memory.New(memory.Options{HistoryPerChannel: 100}, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := testOptions()
+	opt.SendQueue = 1 << 20
+	srv := New(opt, br, h, channel.NewSigner([]byte("k"), channel.SHA1), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return br, srv, func() {
+		_ = srv.Shutdown(context.Background())
+		_ = br.Close(context.Background())
 	}
 }

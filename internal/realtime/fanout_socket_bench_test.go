@@ -1,15 +1,11 @@
 package realtime
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 
-	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/channel"
-	"github.com/pushpull/pushpull/internal/hub"
 )
 
 // hiddenConn hides the socket's SyscallConn, so its bursts go the way of a
@@ -30,16 +26,8 @@ func BenchmarkFanOutSockets(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			const subscribers = 500
-			h := hub.New()
-			br, err := memory.New(memory.Options{HistoryPerChannel: 100}, h)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer br.Close(context.Background())
-			opt := testOptions()
-			opt.SendQueue = 1 << 20
-			srv := New(opt, br, h, channel.NewSigner([]byte("k"), channel.SHA1), slog.New(slog.NewTextHandler(io.Discard, nil)))
-			defer srv.Shutdown(context.Background())
+			br, srv, stop := benchServer(b)
+			defer stop()
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

@@ -213,15 +213,7 @@ func (c *rpcClient) none(t *testing.T) {
 
 func (c *rpcClient) waitClosed(t *testing.T) wsutil.ClosedError {
 	t.Helper()
-	select {
-	case ce := <-c.closed:
-		return ce
-	case err := <-c.failed:
-		t.Fatalf("connection ended without a close frame: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not closed within 10 s")
-	}
-	return wsutil.ClosedError{}
+	return awaitClose(t, c.closed, c.failed)
 }
 
 // postAPI posts a backend JSON-RPC body, signed unless sig is given.

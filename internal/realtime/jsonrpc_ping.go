@@ -1,8 +1,6 @@
 package realtime
 
 import (
-	"time"
-
 	"github.com/gobwas/ws"
 )
 
@@ -15,19 +13,9 @@ const maxMissed = 3
 // and reconnects. A peer that has sent nothing, not even a pong, for
 // maxMissed pings is dropped.
 func (s *Server) rpcPingLoop() {
-	defer close(s.rpcPingDone)
-	t := time.NewTicker(s.opt.RPCPingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopPing:
-			return
-		case <-t.C:
-		}
-		for _, sess := range s.liveSessions(func(sess *session) bool { return sess.ws != nil && sess.rpc != nil }) {
-			sess.ws.rpcPing(sess)
-		}
-	}
+	s.pingEvery(s.opt.RPCPingInterval, s.rpcPingDone,
+		func(sess *session) bool { return sess.ws != nil && sess.rpc != nil },
+		func(sess *session) { sess.ws.rpcPing(sess) })
 }
 
 func (c *wsConn) rpcPing(sess *session) {
@@ -47,17 +35,4 @@ func (c *wsConn) rpcPing(sess *session) {
 	if err := c.writeFrame(ws.NewTextFrame(framePing), sess.srv.opt.WriteTimeout); err != nil {
 		sess.kill("ping failed")
 	}
-}
-
-// liveSessions returns the registered sessions that keep says to.
-func (s *Server) liveSessions(keep func(*session) bool) []*session {
-	s.sessMu.Lock()
-	defer s.sessMu.Unlock()
-	var list []*session
-	for sess := range s.sessions {
-		if keep(sess) {
-			list = append(list, sess)
-		}
-	}
-	return list
 }

@@ -244,11 +244,18 @@ func (c *wsClient) next(t *testing.T) wire.TextFrame {
 
 func (c *wsClient) waitClosed(t *testing.T) wsutil.ClosedError {
 	t.Helper()
+	return awaitClose(t, c.closed, c.errs)
+}
+
+// awaitClose returns the close frame a test client got, failing t if the
+// connection ended without one or is still open after 10 s.
+func awaitClose(t *testing.T, closed <-chan wsutil.ClosedError, failed <-chan error) wsutil.ClosedError {
+	t.Helper()
 	select {
-	case ce := <-c.closed:
+	case ce := <-closed:
 		return ce
-	case err := <-c.errs:
-		t.Fatalf("connection failed without a close frame: %v", err)
+	case err := <-failed:
+		t.Fatalf("connection ended without a close frame: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("connection not closed within 10 s")
 	}

@@ -301,10 +301,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // pingLoop keeps WebSockets alive through proxies and finds dead peers: a
 // connection that sent nothing (not even the pong to the last ping) during a
-// whole interval is dropped.
+// whole interval is dropped. Version 5 connections have their own text
+// pings (rpcPingLoop).
 func (s *Server) pingLoop() {
-	defer close(s.pingDone)
-	t := time.NewTicker(s.opt.PingInterval)
+	s.pingEvery(s.opt.PingInterval, s.pingDone,
+		func(sess *session) bool { return sess.ws != nil && sess.rpc == nil },
+		func(sess *session) { sess.ws.ping(sess) })
+}
+
+// pingEvery calls ping, every interval until Shutdown, on the sessions keep
+// selects, and closes done when it stops.
+func (s *Server) pingEvery(interval time.Duration, done chan struct{}, keep func(*session) bool, ping func(*session)) {
+	defer close(done)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -312,19 +321,23 @@ func (s *Server) pingLoop() {
 			return
 		case <-t.C:
 		}
-		s.sessMu.Lock()
-		list := make([]*session, 0, len(s.sessions))
-		for sess := range s.sessions {
-			// Version 5 connections have their own text pings (rpcPingLoop).
-			if sess.ws != nil && sess.rpc == nil {
-				list = append(list, sess)
-			}
-		}
-		s.sessMu.Unlock()
-		for _, sess := range list {
-			sess.ws.ping(sess)
+		for _, sess := range s.liveSessions(keep) {
+			ping(sess)
 		}
 	}
+}
+
+// liveSessions returns the registered sessions keep selects.
+func (s *Server) liveSessions(keep func(*session) bool) []*session {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	var list []*session
+	for sess := range s.sessions {
+		if keep(sess) {
+			list = append(list, sess)
+		}
+	}
+	return list
 }
 
 func (s *Server) serverRestartMessage(ctx context.Context) (*message.Message, error) {
