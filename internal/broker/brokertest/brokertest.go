@@ -82,9 +82,9 @@ func publish(t *testing.T, b broker.Broker, expiry uint32, body string, chans ..
 	return m
 }
 
-// attach makes the broker's node listen on chans: a cluster engine delivers
+// Attach makes the broker's node listen on chans: a cluster engine delivers
 // only what its node has connections for.
-func attach(t *testing.T, b broker.Broker, chans ...channel.ID) {
+func Attach(t *testing.T, b broker.Broker, chans ...channel.ID) {
 	t.Helper()
 	if err := b.Attach(context.Background(), chans); err != nil {
 		t.Fatalf("attach: %v", err)
@@ -120,7 +120,7 @@ func Run(t *testing.T, newBroker Factory) {
 		rec := NewRecorder()
 		b := newBroker(t, rec)
 		a, c := NewChannel(t), NewChannel(t)
-		attach(t, b, a, c)
+		Attach(t, b, a, c)
 		m := publish(t, b, 60, `{"x":1}`, a, c)
 		got := rec.Wait(t, 1)
 		if got[0].ID != m.ID || string(got[0].Body) != `{"x":1}` || len(got[0].Receivers) != 2 {
@@ -192,7 +192,7 @@ func Run(t *testing.T, newBroker Factory) {
 		rec := NewRecorder()
 		b := newBroker(t, rec)
 		a := NewChannel(t)
-		attach(t, b, a)
+		Attach(t, b, a)
 		publish(t, b, 0, `{}`, a)
 		rec.Wait(t, 1)
 		got, err := b.History(ctx, []channel.ID{a}, message.ID{}, all)
@@ -234,7 +234,7 @@ func Run(t *testing.T, newBroker Factory) {
 			UserParams: map[channel.ID][]byte{u: []byte(`{"name":"Ann"}`)},
 			Dictionary: []byte(`{"k":"v"}`),
 		}
-		attach(t, b, a, u)
+		Attach(t, b, a, u)
 		if err := b.Publish(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +289,7 @@ func Run(t *testing.T, newBroker Factory) {
 		rec := NewRecorder()
 		b := newBroker(t, rec)
 		a := NewChannel(t)
-		attach(t, b, a)
+		Attach(t, b, a)
 		const writers, each = 8, 50
 		var wg sync.WaitGroup
 		for w := range writers {

@@ -38,15 +38,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestCrossNodeDeliveryByInterest(t *testing.T) {
-	ctx := context.Background()
 	prefix := randomPrefix(t)
 	recA, recB := brokertest.NewRecorder(), brokertest.NewRecorder()
 	a := node(t, shared.URL(), prefix, recA, nil)
 	b := node(t, shared.URL(), prefix, recB, nil)
 	listened, other, both := brokertest.NewChannel(t), brokertest.NewChannel(t), brokertest.NewChannel(t)
-	if err := a.Attach(ctx, []channel.ID{listened, both}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, listened, both)
 	publishTo(t, b, `"not for a"`, other)
 	twice := publishTo(t, b, `"to two channels a listens on"`, listened, both)
 	last := publishTo(t, b, `"last"`, listened)
@@ -62,9 +59,7 @@ func TestCrossNodeDeliveryByInterest(t *testing.T) {
 	}
 	// Node b, the publisher, listens on nothing and receives nothing: a
 	// message published after it attaches is its first delivery.
-	if err := b.Attach(ctx, []channel.ID{other}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, b, other)
 	mine := publishTo(t, a, `"for b"`, other)
 	if got := recB.Wait(t, 1); got[0].ID != mine.ID {
 		t.Fatalf("node b got %v first; want only %s", ids(got), mine.ID)
@@ -78,18 +73,14 @@ func TestDetachStopsDelivery(t *testing.T) {
 	a := node(t, shared.URL(), prefix, rec, nil)
 	b := node(t, shared.URL(), prefix, nil, nil)
 	gone, kept := brokertest.NewChannel(t), brokertest.NewChannel(t)
-	if err := a.Attach(ctx, []channel.ID{gone, kept}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, gone, kept)
 	if err := a.Detach(ctx, []channel.ID{gone}); err != nil {
 		t.Fatal(err)
 	}
 	// Attach again for kept only after the detach's UNSUBSCRIBE has been
 	// sent: a second Attach of a new channel waits for a round.
 	sync := brokertest.NewChannel(t)
-	if err := a.Attach(ctx, []channel.ID{sync}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, sync)
 	publishTo(t, b, `"gone"`, gone)
 	last := publishTo(t, b, `"kept"`, kept)
 	if got := rec.Wait(t, 1); got[0].ID != last.ID {
@@ -113,9 +104,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	})
 	ch := brokertest.NewChannel(t)
 	for _, n := range []*Broker{a, a, b} {
-		if err := n.Attach(ctx, []channel.ID{ch}); err != nil {
-			t.Fatal(err)
-		}
+		brokertest.Attach(t, n, ch)
 	}
 	if n, err := reader.Online(ctx, []channel.ID{ch}); err != nil || n[0] != 3 {
 		t.Fatalf("Online = %v, %v; want 3", n, err)
@@ -149,7 +138,6 @@ func TestIDsNeverGoBackWhenRedisLosesData(t *testing.T) {
 }
 
 func TestResubscribesAndCatchesUpAfterConnectionLoss(t *testing.T) {
-	ctx := context.Background()
 	prefix := randomPrefix(t)
 	rec := brokertest.NewRecorder()
 	// Node a waits before reconnecting, so that a publish lands while it is
@@ -157,9 +145,7 @@ func TestResubscribesAndCatchesUpAfterConnectionLoss(t *testing.T) {
 	a := node(t, shared.URL(), prefix, rec, func(o *Options) { o.ReconnectMin, o.ReconnectMax = 300*time.Millisecond, 300*time.Millisecond })
 	b := node(t, shared.URL(), prefix, nil, nil)
 	ch := brokertest.NewChannel(t)
-	if err := a.Attach(ctx, []channel.ID{ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch)
 	first := publishTo(t, b, `"before"`, ch)
 	rec.Wait(t, 1)
 	if _, err := shared.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
@@ -182,9 +168,7 @@ func TestRedisRestart(t *testing.T) {
 	a := node(t, srv.URL(), "", rec, nil)
 	b := node(t, srv.URL(), "", nil, nil)
 	ch := brokertest.NewChannel(t)
-	if err := a.Attach(ctx, []channel.ID{ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch)
 	first := publishTo(t, b, `1`, ch)
 	rec.Wait(t, 1)
 
@@ -235,9 +219,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	a := node(t, rc.URL(), prefix, rec, nil)
 	b := node(t, rc.URL(), prefix, nil, nil)
 	ch := brokertest.NewChannel(t)
-	if err := a.Attach(context.Background(), []channel.ID{ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch)
 	m := publishTo(t, b, `"across"`, ch)
 	if got := rec.Wait(t, 1); got[0].ID != m.ID {
 		t.Fatalf("got %v, want %s", ids(got), m.ID)
@@ -251,9 +233,7 @@ func TestSentinel(t *testing.T) {
 	rec := brokertest.NewRecorder()
 	a := node(t, url, "", rec, nil)
 	ch := brokertest.NewChannel(t)
-	if err := a.Attach(context.Background(), []channel.ID{ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch)
 	m := publishTo(t, a, `"through sentinel"`, ch)
 	if got := rec.Wait(t, 1); got[0].ID != m.ID {
 		t.Fatalf("got %v, want %s", ids(got), m.ID)
@@ -269,9 +249,7 @@ func TestPresenceRestoredAfterRedisLosesData(t *testing.T) {
 	srv := redistest.Start(t)
 	a := node(t, srv.URL(), "", nil, func(o *Options) { o.Heartbeat = 100 * time.Millisecond })
 	ch := brokertest.NewChannel(t)
-	if err := a.Attach(context.Background(), []channel.ID{ch, ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch, ch)
 	if _, err := srv.Do("FLUSHALL"); err != nil {
 		t.Fatal(err)
 	}
@@ -285,16 +263,13 @@ func TestPresenceRestoredAfterRedisLosesData(t *testing.T) {
 // has delivered anything still recovers what was published meanwhile, and
 // only that: messages from before it listened are not handed out.
 func TestCatchUpBeforeAnyDelivery(t *testing.T) {
-	ctx := context.Background()
 	prefix := randomPrefix(t)
 	b := node(t, shared.URL(), prefix, nil, nil)
 	ch := brokertest.NewChannel(t)
 	publishTo(t, b, `"before a listened"`, ch)
 	rec := brokertest.NewRecorder()
 	a := node(t, shared.URL(), prefix, rec, func(o *Options) { o.ReconnectMin, o.ReconnectMax = 300*time.Millisecond, 300*time.Millisecond })
-	if err := a.Attach(ctx, []channel.ID{ch}); err != nil {
-		t.Fatal(err)
-	}
+	brokertest.Attach(t, a, ch)
 	if _, err := shared.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
 		t.Fatal(err)
 	}
