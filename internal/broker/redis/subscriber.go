@@ -330,6 +330,18 @@ func (s *subscriber) failWaiters(err error) {
 // onMessage runs on the Pub/Sub connection's reader, one message at a time,
 // in the order Redis ran the publishes, which is id order.
 func (s *subscriber) onMessage(pm rueidis.PubSubMessage) {
+	// The copies of a message to several of this node's channels are
+	// dropped by the id at the front, before the rest is decoded.
+	if len(pm.Message) >= message.IDLen {
+		if id, err := message.ParseID(pm.Message[:message.IDLen]); err == nil {
+			s.deliverMu.Lock()
+			seen := !s.catchingUp && !s.last.Less(id)
+			s.deliverMu.Unlock()
+			if seen {
+				return
+			}
+		}
+	}
 	m, err := decode(pm.Message)
 	if err != nil {
 		s.b.log.Error("dropping a published message that does not decode", "channel", pm.Channel, "err", err)
