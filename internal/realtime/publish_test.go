@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,32 +11,58 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 )
 
+// TestPublishErrors runs every refused publish against a version 3 server,
+// which answers with Push server 1.0's texts, and versions 4 and 5, which
+// answer as Push server 2.x does: 200 and nothing published for a missing
+// or bad channel list and an empty body.
 func TestPublishErrors(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.MaxPayload = 1000 })
+	for _, version := range []int{3, 4, 5} {
+		t.Run(fmt.Sprint("v", version), func(t *testing.T) { testPublishErrors(t, version) })
+	}
+}
+
+func testPublishErrors(t *testing.T, version int) {
+	ts := newTestServer(t, func(o *Options) { o.MaxPayload = 1000; o.ServerVersion = version })
 	ch := newChannel(t)
 	many := make([]string, 101)
 	for i := range many {
 		many[i] = newChannel(t).String()
 	}
+	type answer struct {
+		code int
+		text string
+	}
+	v3 := func(code int, text string) answer {
+		if version == 3 {
+			return answer{code, text}
+		}
+		return answer{200, ""}
+	}
+	big := `"` + strings.Repeat("x", 2000) + `"`
 	cases := []struct {
 		name, query, body string
 		header            map[string]string
 		chunked           bool
-		code              int
-		text              string
+		want              answer
 	}{
-		{"no channel", "", `{}`, nil, false, 400, "No channel id provided."},
-		{"bad channel", "CHANNEL_ID=xyz", `{}`, nil, false, 400, "Channel id is not correct."},
-		{"one bad of two", "CHANNEL_ID=" + ch.String() + "/" + ch.String()[1:], `{}`, nil, false, 400, "Channel id is not correct."},
-		{"wrong signature", "CHANNEL_ID=" + ch.String() + "." + strings.Repeat("0", 40), `{}`, nil, false, 400, "Channel id is not correct."},
-		{"too many", "CHANNEL_ID=" + strings.Join(many, "/"), `{}`, nil, false, 400, "4018: Request exceeded the maximum number of channels."},
-		{"empty", "CHANNEL_ID=" + ch.String(), ``, nil, false, 400, "Empty post requests are not allowed."},
-		{"not json", "CHANNEL_ID=" + ch.String(), `hello`, nil, false, 400, "Message body is not valid JSON."},
-		{"not utf-8", "CHANNEL_ID=" + ch.String(), "\"\xcd\"", nil, false, 400, "Message body is not valid JSON."},
-		{"bad expiry", "CHANNEL_ID=" + ch.String(), `{}`, map[string]string{"Message-Expiry": "soon"}, false, 400, "Message-Expiry must be a whole number of seconds."},
-		{"negative expiry", "CHANNEL_ID=" + ch.String(), `{}`, map[string]string{"Message-Expiry": "-5"}, false, 400, "Message-Expiry must be a whole number of seconds."},
-		{"too big", "CHANNEL_ID=" + ch.String(), `"` + strings.Repeat("x", 2000) + `"`, nil, false, 413, ""},
-		{"too big chunked", "CHANNEL_ID=" + ch.String(), `"` + strings.Repeat("x", 2000) + `"`, nil, true, 413, ""},
+		{"no channel", "", `{}`, nil, false, v3(400, "No channel id provided.")},
+		{"only slashes", "CHANNEL_ID=//", `{}`, nil, false, v3(400, "Channel id is not correct.")},
+		{"bad channel", "CHANNEL_ID=xyz", `{}`, nil, false, v3(400, "Channel id is not correct.")},
+		{"one bad of two", "CHANNEL_ID=" + ch.String() + "/" + ch.String()[1:], `{}`, nil, false, v3(400, "Channel id is not correct.")},
+		{"wrong signature", "CHANNEL_ID=" + ch.String() + "." + strings.Repeat("0", 40), `{}`, nil, false, v3(400, "Channel id is not correct.")},
+		{"too many", "CHANNEL_ID=" + strings.Join(many, "/"), `{}`, nil, false, answer{400, "4018: Request exceeded the maximum number of channels."}},
+		{"empty", "CHANNEL_ID=" + ch.String(), ``, nil, false, v3(400, "Empty post requests are not allowed.")},
+		{"not utf-8", "CHANNEL_ID=" + ch.String(), "\"\xcd\"", nil, false, answer{400, "4013: Wrong Request Data."}},
+		{"not utf-8, not json", "CHANNEL_ID=" + ch.String(), "caf\xe9", nil, false, answer{400, "4013: Wrong Request Data."}},
+		{"bad expiry", "CHANNEL_ID=" + ch.String(), `{}`, map[string]string{"Message-Expiry": "soon"}, false, answer{400, "Message-Expiry must be a whole number of seconds."}},
+		{"negative expiry", "CHANNEL_ID=" + ch.String(), `{}`, map[string]string{"Message-Expiry": "-5"}, false, answer{400, "Message-Expiry must be a whole number of seconds."}},
+		{"too big", "CHANNEL_ID=" + ch.String(), big, nil, false, answer{413, ""}},
+		{"too big chunked", "CHANNEL_ID=" + ch.String(), big, nil, true, answer{413, ""}},
+		// Push server 2.x reads the body before it looks at the channels.
+		{"too big chunked, no channel", "", big, nil, true, v3(400, "No channel id provided.")},
+	}
+	if version > 3 {
+		cases[len(cases)-1].want = answer{413, ""}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,8 +75,8 @@ func TestPublishErrors(t *testing.T) {
 				req.Header.Set(k, v)
 			}
 			code, text := do(t, req)
-			if code != tc.code || text != tc.text {
-				t.Fatalf("got %d %q, want %d %q", code, text, tc.code, tc.text)
+			if code != tc.want.code || text != tc.want.text {
+				t.Fatalf("got %d %q, want %d %q", code, text, tc.want.code, tc.want.text)
 			}
 		})
 	}
@@ -104,6 +131,15 @@ func TestChannelStats(t *testing.T) {
 	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/pub/", nil)
 	if code, body := do(t, req); code != 400 || body != "4017: No channels found." {
 		t.Fatalf("empty stats: %d %q", code, body)
+	}
+	// A version 4 server drops a list with a bad element and finds none;
+	// version 3 says the id is not correct.
+	for version, want := range map[int]string{4: "4017: No channels found.", 3: "Channel id is not correct."} {
+		ts := newTestServer(t, func(o *Options) { o.ServerVersion = version })
+		req, _ = http.NewRequest(http.MethodGet, ts.URL+"/pub/?CHANNEL_ID="+on.String()+"/xyz", nil)
+		if code, body := do(t, req); code != 400 || body != want {
+			t.Fatalf("v%d bad stats: %d %q", version, code, body)
+		}
 	}
 }
 

@@ -64,8 +64,42 @@ func AppendJSONObject(dst []byte, m *message.Message, ch channel.ID) []byte {
 	dst = append(dst, `","time":"`...)
 	dst = appendHTTPTime(dst, m.Created)
 	dst = append(dst, `","text":`...)
-	dst = appendBody(dst, m.Body)
+	if json.Valid(m.Body) {
+		dst = appendBody(dst, m.Body)
+	} else {
+		// A text /pub/ or protobuf publish may carry any body. Spliced raw,
+		// it would break this frame (and a format=json array every frame
+		// with it), so it goes as a JSON string of its text.
+		dst = appendBody(dst, appendJSONString(nil, m.Body))
+	}
 	return append(dst, '}')
+}
+
+// appendJSONString appends b as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, and U+2028 and U+2029 are escaped, as encoding/json does.
+func appendJSONString(dst, b []byte) []byte {
+	s, _ := json.Marshal(string(b)) // a string always marshals
+	return append(dst, s...)
+}
+
+// appendValidUTF8 appends b with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as nextUnsafe does. Publishers refuse such bytes; this
+// keeps a slip there, or a message stored before they did, from reaching a
+// WebSocket text message, which browsers drop the connection for.
+func appendValidUTF8(dst, b []byte) []byte {
+	if utf8.Valid(b) {
+		return append(dst, b...)
+	}
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, b[:size]...)
+		}
+		b = b[size:]
+	}
+	return dst
 }
 
 // Delivery is one message as one subscriber receives it: through the
