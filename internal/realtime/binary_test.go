@@ -383,6 +383,12 @@ func TestClientPublishingErrors(t *testing.T) {
 		{"no signature", withPublic, incoming(`{}`, 0, &pb.Receiver{Id: pubB[:]}), 4021, "Channel has an invalid signature."},
 		{"server stats", withPublic, serverStats, 4014, "Request command is not allowed."},
 		{"no receivers", withPublic, incoming(`{}`, 0), 4017, "No channels found."},
+		// RequestBatch bytes 0a 02 12 00; Push server 2.x's empty list is
+		// truthy, so it answers 4017, never 4030.
+		{"empty channel stats", withPublic, &pb.Request{Command: &pb.Request_ChannelStats{ChannelStats: &pb.ChannelStatsRequest{}}}, 4017, "No channels found."},
+	}
+	if data, _ := proto.Marshal(&pb.RequestBatch{Requests: []*pb.Request{cases[len(cases)-1].req}}); string(data) != "\x0a\x02\x12\x00" {
+		t.Fatalf("empty channel stats encodes as % x", data)
 	}
 	for _, tc := range cases {
 		t.Run("ws/"+tc.name, func(t *testing.T) {
