@@ -200,8 +200,8 @@ func paramsError(err error) *wire.RPCError {
 		return invalidParams("user ids must be integers")
 	case errors.As(err, &te):
 		field := te.Field
-		if field == "" {
-			field = "params"
+		if field == "" { // a value of a map, such as updateUsersLastSeen's
+			field = "a member of params"
 		}
 		return invalidParams(field + " must be " + jsonKind(te.Type))
 	}
