@@ -20,6 +20,9 @@ const (
 	RPCInternalError  = -32603
 )
 
+// jsonSpace is JSON's insignificant whitespace (RFC 8259 §2).
+const jsonSpace = " \t\r\n"
+
 // RPCError is a JSON-RPC error object.
 type RPCError struct {
 	Code    int    `json:"code"`
@@ -73,7 +76,7 @@ func (c RPCCall) IsNotification() bool { return c.ID == nil }
 // both answered with one error; anything wrong with one element is that
 // element's Err.
 func DecodeRPC(data []byte) (calls []RPCCall, batch bool, err *RPCError) {
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, jsonSpace) // not TrimSpace: "\v0" is not JSON
 	// JSON text is UTF-8 (RFC 8259 §8.1); encoding/json would take invalid
 	// bytes inside strings, and they would reach subscribers' WebSocket
 	// text messages, which browsers drop the connection for.
