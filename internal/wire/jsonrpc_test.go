@@ -242,3 +242,29 @@ func TestParseIncomingMessages(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a stored message holds, its JSON-RPC delivery is one UTF-8
+// JSON value: a body that is not JSON goes as a string, and bytes that are
+// not UTF-8 (which publishers refuse) become U+FFFD.
+func TestIncomingMessageIsAlwaysUTF8JSON(t *testing.T) {
+	ch := channel.ID{1}
+	for _, m := range []*message.Message{
+		{Body: []byte("message")},
+		{Body: []byte("caf\xe9")},
+		{Body: []byte("{\"a\":\"caf\xe9\"}")},
+		{Body: []byte(`{}`), Dictionary: []byte("{\"d\":\"\xff\"}"), UserParams: map[channel.ID][]byte{ch: []byte("{\"u\":\"\xc3\"}")}},
+	} {
+		out := AppendIncomingMessage(nil, m, ch)
+		if !utf8.Valid(out) || !json.Valid(out) {
+			t.Fatalf("body %q: %q", m.Body, out)
+		}
+		got, err := ParseIncomingMessages(out)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("body %q: %v", m.Body, err)
+		}
+		var s string
+		if !json.Valid(m.Body) && (json.Unmarshal(got[0].Body, &s) != nil || s != strings.ToValidUTF8(string(m.Body), "\uFFFD")) {
+			t.Fatalf("body %q arrives as %s", m.Body, got[0].Body)
+		}
+	}
+}

@@ -352,6 +352,7 @@ func FuzzTextFrameRoundTrip(f *testing.F) {
 	for _, s := range []string{
 		`{}`, `{"a":"\u2028"}`, "{\n}", `"#!NGINXNME!#"`, `[1,2,{"x":null}]`, `"\u2029#!NGINXNMS!#"`,
 		"\"\u2028\u2029\"\r\n", `"#!NGINXNME!#!NGINXNME!#"`, "\"\xe2\x80\"", `null`, ` 1 `,
+		"message", "", "a\n#!NGINXNME!#b\u2028", "caf\xe9", `{"open":`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -359,11 +360,27 @@ func FuzzTextFrameRoundTrip(f *testing.F) {
 		if at, _, _ := nextUnsafe(body); frameSafe(body) != (at < 0) {
 			t.Fatalf("body %q: frameSafe says %v, nextUnsafe finds %d", body, frameSafe(body), at)
 		}
-		// Publishers refuse bodies that are not JSON; json.Valid lets invalid
-		// UTF-8 through, and so does this test.
+		// Publishers accept bodies that are not JSON: they go as a JSON
+		// string of their text, one frame, UTF-8 whatever the body.
 		if !json.Valid(body) {
+			frame := AppendTextFrame(nil, testMessage(string(body)), testChannel)
+			fs, err := ParseTextFrames(frame)
+			var text string
+			if err != nil || len(fs) != 1 || !utf8.Valid(frame) || json.Unmarshal(fs[0].Text, &text) != nil {
+				t.Fatalf("body %q: frame %q gives %+v, %v", body, frame, fs, err)
+			}
+			// Each byte that is not UTF-8 becomes U+FFFD.
+			var want []rune
+			for b := body; len(b) > 0; {
+				r, n := utf8.DecodeRune(b)
+				want, b = append(want, r), b[n:]
+			}
+			if text != string(want) {
+				t.Fatalf("body %q arrives as %q", body, text)
+			}
 			return
 		}
+		// json.Valid lets invalid UTF-8 through, and so does this test.
 		checkRoundTrip(t, body)
 		if at, _, _ := nextUnsafe(body); at < 0 {
 			if obj := AppendJSONObject(nil, testMessage(string(body)), testChannel); !bytes.HasSuffix(obj, append(append([]byte(`"text":`), body...), '}')) {
