@@ -100,7 +100,7 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusBadRequest, errEmptyBody)
 		return
 	case len(body) == 0 || err != nil:
-		s.log.Debug("publish dropped: no channels or empty body", "remote", r.RemoteAddr, "err", err, "bytes", len(body))
+		s.log.Info("publish dropped: no channels or empty body", "remote", r.RemoteAddr, "err", err, "bytes", len(body))
 		writeText(w, http.StatusOK, "")
 		return
 	case !utf8.Valid(body):
