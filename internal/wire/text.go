@@ -44,10 +44,11 @@ func AppendTextFrame(dst []byte, m *message.Message, ch channel.ID) []byte {
 // the creation time (the last three digits of its milliseconds, and its
 // RFC 1123 form), which clients echo back on reconnect.
 //
-// The body is spliced in as it is, because the publisher already checked it
-// is JSON and re-encoding every message would cost more than the rest of
-// the frame; only what would break the clients' frame parsing is rewritten
-// (see appendBody).
+// A JSON body is spliced in as it is, because re-encoding every message
+// would cost more than the rest of the frame; only what would break the
+// clients' frame parsing is rewritten (see appendBody). A body that is not
+// JSON, which publishers accept as Push server 2.x does, goes as a JSON
+// string of its text.
 func AppendJSONObject(dst []byte, m *message.Message, ch channel.ID) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendUint(dst, m.ID.Seq, 10)
@@ -67,9 +68,8 @@ func AppendJSONObject(dst []byte, m *message.Message, ch channel.ID) []byte {
 	if json.Valid(m.Body) {
 		dst = appendBody(dst, m.Body)
 	} else {
-		// A text /pub/ or protobuf publish may carry any body. Spliced raw,
-		// it would break this frame (and a format=json array every frame
-		// with it), so it goes as a JSON string of its text.
+		// Spliced raw, it would break this frame, and in format=json every
+		// frame of the array with it.
 		dst = appendBody(dst, appendJSONString(nil, m.Body))
 	}
 	return append(dst, '}')
