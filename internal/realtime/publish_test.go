@@ -104,7 +104,7 @@ func TestPublishExpiryAndSignedChannels(t *testing.T) {
 	}
 	got, _ := ts.broker.History(t.Context(), []channel.ID{a, b}, zeroID(), ts.rt.opt.Replay)
 	if len(got) != 2 || got[0].Msg.Expiry != 120 {
-		t.Fatalf("stored %d entries, expiry %d", len(got), got[0].Msg.Expiry)
+		t.Fatalf("stored %d entries, want 2 with expiry 120: %+v", len(got), got)
 	}
 	// Expiry over the cap is capped; 0 means the cap.
 	for header, want := range map[string]uint32{"999999": 86400, "0": 86400} {
@@ -115,6 +115,9 @@ func TestPublishExpiryAndSignedChannels(t *testing.T) {
 		}
 		last, _, _ := ts.broker.LastID(t.Context(), []channel.ID{a})
 		h, _ := ts.broker.History(t.Context(), []channel.ID{a}, zeroID(), ts.rt.opt.Replay)
+		if len(h) == 0 {
+			t.Fatalf("Message-Expiry %s: nothing stored", header)
+		}
 		if m := h[len(h)-1].Msg; m.ID != last || m.Expiry != want {
 			t.Fatalf("Message-Expiry %s stored with %d, want %d", header, m.Expiry, want)
 		}
