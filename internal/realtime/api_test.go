@@ -80,6 +80,21 @@ func TestV5APIErrors(t *testing.T) {
 		{"only a response", `{"jsonrpc":"2.0","id":1,"result":true}`, `{"jsonrpc":"2.0","id":null,"result":null}`},
 		{"last seen bad user", `{"jsonrpc":"2.0","method":"updateUsersLastSeen","params":{"x":1}}`,
 			`{"jsonrpc":"2.0","id":null,"error":{"code":-32602,"message":"not a user id: \"x\""}}`},
+		// Wrong types are told in the protocol's words, never Go's.
+		{"expiry negative", `{"jsonrpc":"2.0","method":"publish","params":{"userList":[1],"body":{},"expiry":-1},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"expiry must be a whole number from 0 to 4294967295"}}`},
+		{"expiry string", `{"jsonrpc":"2.0","method":"publish","params":{"userList":[1],"body":{},"expiry":"1"},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"expiry must be a whole number from 0 to 4294967295"}}`},
+		{"channelList not array", `{"jsonrpc":"2.0","method":"publish","params":{"channelList":"x","body":{}},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"channelList must be an array"}}`},
+		{"channel not string", `{"jsonrpc":"2.0","method":"publish","params":{"channelList":[1],"body":{}},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"channelList must be a string"}}`},
+		{"type not string", `{"jsonrpc":"2.0","method":"publish","params":{"userList":[1],"body":{},"type":{}},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"type must be a string"}}`},
+		{"user id not integer", `{"jsonrpc":"2.0","method":"getUsersLastSeen","params":{"userList":[1.5]},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"user ids must be integers"}}`},
+		{"last seen not integer", `{"jsonrpc":"2.0","method":"updateUsersLastSeen","params":{"1":"now"},"id":1}`,
+			`{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"a member of params must be an integer"}}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

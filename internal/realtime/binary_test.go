@@ -220,8 +220,7 @@ func TestBackendProtobufErrors(t *testing.T) {
 		{"no receivers", nil, []*pb.Request{ok, incoming(`{}`, 60)}, "4017: No channels found."},
 		{"too many receivers", nil, []*pb.Request{incoming(`{}`, 60, many(101)...)}, "4018: Request exceeded the maximum number of channels."},
 		{"short id", nil, []*pb.Request{incoming(`{}`, 60, &pb.Receiver{Id: a[:15], IsPrivate: true})}, "4019: Request has an invalid channel id."},
-		{"body not json", nil, []*pb.Request{ok, incoming(`hello`, 60, private(a))}, "4013: Wrong Request Data."},
-		{"empty channel stats", nil, []*pb.Request{{Command: &pb.Request_ChannelStats{ChannelStats: &pb.ChannelStatsRequest{}}}}, "4030: Wrong ChannelStats Request."},
+		{"empty channel stats", nil, []*pb.Request{{Command: &pb.Request_ChannelStats{ChannelStats: &pb.ChannelStatsRequest{}}}}, "4017: No channels found."},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,6 +383,12 @@ func TestClientPublishingErrors(t *testing.T) {
 		{"no signature", withPublic, incoming(`{}`, 0, &pb.Receiver{Id: pubB[:]}), 4021, "Channel has an invalid signature."},
 		{"server stats", withPublic, serverStats, 4014, "Request command is not allowed."},
 		{"no receivers", withPublic, incoming(`{}`, 0), 4017, "No channels found."},
+		// RequestBatch bytes 0a 02 12 00; Push server 2.x's empty list is
+		// truthy, so it answers 4017, never 4030.
+		{"empty channel stats", withPublic, &pb.Request{Command: &pb.Request_ChannelStats{ChannelStats: &pb.ChannelStatsRequest{}}}, 4017, "No channels found."},
+	}
+	if data, _ := proto.Marshal(&pb.RequestBatch{Requests: []*pb.Request{cases[len(cases)-1].req}}); string(data) != "\x0a\x02\x12\x00" {
+		t.Fatalf("empty channel stats encodes as % x", data)
 	}
 	for _, tc := range cases {
 		t.Run("ws/"+tc.name, func(t *testing.T) {
@@ -401,9 +406,23 @@ func TestClientPublishingErrors(t *testing.T) {
 			}
 		})
 	}
-	if code, body := ts.postBatch(t, "/pubweb/?CHANNEL_ID="+pubA.String(), &pb.RequestBatch{}); code != 400 || string(body) != "4010: Wrong Channel Id." {
-		t.Fatalf("unsigned pubweb: %d %q", code, body)
+	// Push server 2.x drops ids without a valid signature and then has no
+	// public id to publish as.
+	for _, unsigned := range []string{pubA.String(), privA.String() + ":" + pubA.String(), flipLast(withPublic)} {
+		code, body := ts.postBatch(t, "/pubweb/?CHANNEL_ID="+url.QueryEscape(unsigned), &pb.RequestBatch{Requests: []*pb.Request{incoming(`{}`, 0, ts.public(pubB))}})
+		if code != 400 || string(body) != "4012: Public Channel Id is Required." {
+			t.Fatalf("unsigned pubweb %s: %d %q", unsigned, code, body)
+		}
 	}
+}
+
+// flipLast changes the last hex digit of s.
+func flipLast(s string) string {
+	last := byte('0')
+	if s[len(s)-1] == '0' {
+		last = '1'
+	}
+	return s[:len(s)-1] + string(last)
 }
 
 func TestBinaryLongPollAndRecovery(t *testing.T) {

@@ -27,31 +27,36 @@ const rpcCallTime = 5 * time.Second
 // JSON-RPC. Bad input is answered with a JSON-RPC error and never closes
 // the connection; it returns false only when the socket failed.
 func (c *wsConn) handleRPC(sess *session, data []byte) bool {
-	srv := sess.srv
-	switch {
-	case bytes.Equal(data, framePong):
-		return true
-	case bytes.HasPrefix(data, prefixMack):
-		// Acknowledgements are not needed for correctness: recovery is by
-		// mid on reconnect.
-		srv.log.Debug("message acknowledged", "mid", string(data[len(prefixMack):]))
-		return true
-	case bytes.Equal(data, framePing):
-		return c.writeText(sess, framePong)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), rpcCallTime)
-	defer cancel()
-	resp := srv.serveRPC(ctx, data, rpcFace{
-		run: func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
-			return srv.clientMethod(ctx, sess, call)
-		},
-		// As many as a version 4 client may put in one RequestBatch.
-		maxCalls: maxMessagesPerRequest,
-	})
+	resp := sess.srv.answerRPCFrame(sess, data)
 	if resp == nil {
 		return true
 	}
 	return c.writeText(sess, resp)
+}
+
+// answerRPCFrame carries out one text message of a version 5 client and
+// returns what to send back: pong for ping, the JSON-RPC answer, or nil.
+func (s *Server) answerRPCFrame(sess *session, data []byte) []byte {
+	switch {
+	case bytes.Equal(data, framePong):
+		return nil
+	case bytes.HasPrefix(data, prefixMack):
+		// Acknowledgements are not needed for correctness: recovery is by
+		// mid on reconnect.
+		s.log.Debug("message acknowledged", "mid", string(data[len(prefixMack):]))
+		return nil
+	case bytes.Equal(data, framePing):
+		return framePong
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcCallTime)
+	defer cancel()
+	return s.serveRPC(ctx, data, rpcFace{
+		run: func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
+			return s.clientMethod(ctx, sess, call)
+		},
+		// As many as a version 4 client may put in one RequestBatch.
+		maxCalls: maxMessagesPerRequest,
+	})
 }
 
 func (c *wsConn) writeText(sess *session, b []byte) bool {

@@ -3,7 +3,8 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -184,9 +185,50 @@ func decodeParams(params json.RawMessage, v any) *wire.RPCError {
 		return invalidParams("params must be an object")
 	}
 	if err := json.Unmarshal(params, v); err != nil {
-		return invalidParams(err.Error())
+		return paramsError(err)
 	}
 	return nil
+}
+
+// paramsError says in the protocol's words which member of params has the
+// wrong type; encoding/json's own text names Go types and struct fields.
+func paramsError(err error) *wire.RPCError {
+	var te *json.UnmarshalTypeError
+	var ue *userIDError
+	switch {
+	case errors.As(err, &ue):
+		return invalidParams("user ids must be integers")
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" { // a value of a map, such as updateUsersLastSeen's
+			field = "a member of params"
+		}
+		return invalidParams(field + " must be " + jsonKind(te.Type))
+	}
+	return invalidParams("")
+}
+
+// jsonKind names the JSON value a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return "a whole number from 0 to " + strconv.FormatUint(1<<t.Bits()-1, 10)
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "of another type"
 }
 
 func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
@@ -211,11 +253,17 @@ func (u *userID) UnmarshalJSON(b []byte) error {
 	}
 	n, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
-		return fmt.Errorf("user id %s is not an integer", b)
+		return &userIDError{}
 	}
 	*u = userID(n)
 	return nil
 }
+
+// userIDError is a user id that is neither a number nor a string of
+// digits; paramsError answers it.
+type userIDError struct{}
+
+func (*userIDError) Error() string { return "a user id is not an integer" }
 
 func ids(us []userID) []int64 {
 	out := make([]int64, len(us))

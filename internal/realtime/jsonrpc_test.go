@@ -535,7 +535,7 @@ func TestV5AckOverHTTP(t *testing.T) {
 	if code, body := do(t, req); code != 200 || body != "" {
 		t.Fatalf("mack: %d %q", code, body)
 	}
-	if code, body := post("junk"); code != 400 || body != "4010: Wrong Channel Id." {
+	if code, body := post("junk"); code != 400 || body != "4012: Public Channel Id is Required." {
 		t.Fatalf("junk: %d %q", code, body)
 	}
 	if code, _ := post("mack:" + strings.Repeat("1", 100)); code != 400 {

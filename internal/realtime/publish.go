@@ -15,15 +15,19 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-// Backend publish errors. The first three are Push server 1.0's texts, which
-// the Bitrix PHP module and existing tooling know.
+// Backend publish errors of a version 3 server: Push server 1.0's texts,
+// which the Bitrix PHP module and existing tooling know. Versions 4 and 5
+// answer the way Push server 2.x does (see publishText).
 const (
 	errNoChannelID = "No channel id provided."
 	errBadChannel  = "Channel id is not correct."
 	errEmptyBody   = "Empty post requests are not allowed."
-	errBodyNotJSON = "Message body is not valid JSON."
 	errBadExpiry   = "Message-Expiry must be a whole number of seconds."
 )
+
+// oversizeDrainTime bounds how long a refused oversize body is read (see
+// refuseOversize).
+const oversizeDrainTime = 10 * time.Second
 
 // servePub is the trusted backend route: POST publishes, GET reports which
 // channels have subscribers.
@@ -55,6 +59,11 @@ func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
 }
 
 // publishText is POST /pub/?CHANNEL_ID=a/b with the message as the body.
+// The body may be anything (Push server 2.x delivers any body); only what
+// would break a subscriber's connection is refused: bytes that are not
+// UTF-8 (4013). A version 3 server refuses a missing or bad CHANNEL_ID and
+// an empty body with Push server 1.0's texts; versions 4 and 5 answer them
+// 200 and publish nothing, as Push server 2.x does (spec §5.3).
 func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	// Refuse an oversize body before anything else; a body without a
 	// length is cut off at the limit when read.
@@ -62,19 +71,19 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		s.refuseOversize(w, r)
 		return
 	}
+	v3 := s.opt.ServerVersion == 3
 	raw := r.URL.Query().Get("CHANNEL_ID")
-	if raw == "" {
+	elems, err := s.parseTrusted(raw)
+	switch {
+	case errors.Is(err, channel.ErrTooManyChannels):
+		writeError(w, errTooManyChannelsReq)
+		return
+	case err != nil && v3 && raw == "":
 		writeText(w, http.StatusBadRequest, errNoChannelID)
 		return
-	}
-	elems, err := s.parseTrusted(raw)
-	if err != nil {
+	case err != nil && v3:
 		s.log.Debug("publish refused", "remote", r.RemoteAddr, "err", err)
-		if errors.Is(err, channel.ErrTooManyChannels) {
-			writeError(w, errTooManyChannelsReq)
-		} else {
-			writeText(w, http.StatusBadRequest, errBadChannel)
-		}
+		writeText(w, http.StatusBadRequest, errBadChannel)
 		return
 	}
 	expiry, ok := s.parseExpiry(r.Header.Get("Message-Expiry"))
@@ -86,15 +95,18 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if len(body) == 0 {
+	switch {
+	case len(body) == 0 && v3:
 		writeText(w, http.StatusBadRequest, errEmptyBody)
 		return
-	}
-	// Text subscribers get the body spliced raw into a JSON frame, so a body
-	// that is not JSON would break the frame and every frame sent with it;
-	// json.Valid lets invalid UTF-8 through, which the clients cannot decode.
-	if !json.Valid(body) || !utf8.Valid(body) {
-		writeText(w, http.StatusBadRequest, errBodyNotJSON)
+	case len(body) == 0 || err != nil:
+		s.log.Info("publish dropped: no channels or empty body", "remote", r.RemoteAddr, "err", err, "bytes", len(body))
+		writeText(w, http.StatusOK, "")
+		return
+	case !utf8.Valid(body):
+		// Text subscribers get the body inside WebSocket text messages,
+		// which must be UTF-8: browsers drop the connection otherwise.
+		writeError(w, errWrongRequestData)
 		return
 	}
 	m := &message.Message{
@@ -178,7 +190,10 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 	}
 	elems, err := s.parseSubscribe(r.URL.Query())
 	if err != nil {
-		writeError(w, errWrongChannelID)
+		// Push server 2.x drops what fails the signature check and then
+		// finds no public id to publish as.
+		s.log.Debug("client publish refused", "remote", r.RemoteAddr, "err", err)
+		writeError(w, errPublicRequired)
 		return
 	}
 	who := newSession(s, elems, formatBinary).requester()
@@ -194,7 +209,8 @@ func (s *Server) statsChannels(w http.ResponseWriter, r *http.Request) ([]channe
 		return elems, true
 	case errors.Is(err, channel.ErrTooManyChannels):
 		writeError(w, errTooManyChannelsReq)
-	case errors.Is(err, channel.ErrNoChannels):
+	case errors.Is(err, channel.ErrNoChannels) || s.opt.ServerVersion != 3:
+		// Version 4 drops a list with a bad element and has none left.
 		writeError(w, errNoChannelsFound)
 	default:
 		writeText(w, http.StatusBadRequest, errBadChannel)
@@ -227,9 +243,17 @@ func (s *Server) channelStatsBinary(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusServiceUnavailable, "Presence is unavailable.")
 }
 
+// refuseOversize answers 413 and closes the connection. The client is
+// usually still sending: closing a socket with unread data resets it, and
+// the client then sees the reset instead of the status. So up to twice the
+// payload limit is read and dropped first, within oversizeDrainTime; a
+// body longer than that is cut off as before.
 func (s *Server) refuseOversize(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("publish refused: body over the limit", "remote", r.RemoteAddr, "limit", s.opt.MaxPayload)
-	// Do not read the rest of the body: close the connection after answering.
+	if drain := 2 * s.opt.MaxPayload; r.ContentLength <= drain {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(oversizeDrainTime))
+		_, _ = io.CopyN(io.Discard, r.Body, drain)
+	}
 	w.Header().Set("Connection", "close")
 	writeText(w, http.StatusRequestEntityTooLarge, "")
 }

@@ -43,7 +43,9 @@ var (
 	errInvalidChannelID    = &protoError{4019, "Request has an invalid channel id."}
 	errPrivateNotAllowed   = &protoError{4020, "Private channel is not allowed."}
 	errInvalidSignature    = &protoError{4021, "Channel has an invalid signature."}
-	errWrongChannelStats   = &protoError{4030, "Wrong ChannelStats Request."}
+	// 4030 "Wrong ChannelStats Request." is for a channelStats without a
+	// channels list, which proto3 cannot tell from an empty one; Push
+	// server 2.x answers the empty list 4017, and so does pushpull.
 )
 
 // maxMessagesPerRequest is the reference's limit on one incomingMessages
@@ -169,10 +171,10 @@ func (s *Server) planMessages(req *pb.IncomingMessagesRequest, who requester) ([
 			}
 			m.Receivers = append(m.Receivers, message.Receiver{ID: id, Public: !r.GetIsPrivate()})
 		}
-		// Text subscribers get the body spliced raw into their frames.
-		if !json.Valid(m.Body) {
-			return nil, errWrongRequestData
-		}
+		// The body may be anything, as on Push server 2.x: protobuf
+		// subscribers get it as it is, the others as a JSON value that
+		// cannot break their frames (wire.AppendJSONObject). Decoding
+		// refused bytes that are not UTF-8 (4013).
 		out = append(out, m)
 	}
 	return out, nil
@@ -180,7 +182,7 @@ func (s *Server) planMessages(req *pb.IncomingMessagesRequest, who requester) ([
 
 func (s *Server) checkChannelIDs(ids []*pb.ChannelId, who requester) error {
 	if len(ids) == 0 {
-		return errWrongChannelStats
+		return errNoChannelsFound
 	}
 	if len(ids) > s.opt.MaxChannelsPerRequest {
 		return errTooManyChannelsReq

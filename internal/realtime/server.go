@@ -50,6 +50,10 @@ type Options struct {
 	// instead of reading from the epoll poller (Linux; elsewhere they always
 	// have one). It costs a goroutine stack per idle connection.
 	GoroutineReaders bool
+	// ServerVersion is the push-server version the config advertises (3, 4
+	// or 5); /pub/ answers its errors as that version's server does. 0 is
+	// taken as 4.
+	ServerVersion int
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged

@@ -173,6 +173,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
+		ServerVersion:         cfg.ServerVersion,
 	}, b, h, signer, log.With("component", "realtime"))
 
 	var st store.Store

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
@@ -18,6 +19,9 @@ const (
 	RPCInvalidParams  = -32602
 	RPCInternalError  = -32603
 )
+
+// jsonSpace is JSON's insignificant whitespace (RFC 8259 §2).
+const jsonSpace = " \t\r\n"
 
 // RPCError is a JSON-RPC error object.
 type RPCError struct {
@@ -72,8 +76,11 @@ func (c RPCCall) IsNotification() bool { return c.ID == nil }
 // both answered with one error; anything wrong with one element is that
 // element's Err.
 func DecodeRPC(data []byte) (calls []RPCCall, batch bool, err *RPCError) {
-	data = bytes.TrimSpace(data)
-	if !json.Valid(data) {
+	data = bytes.Trim(data, jsonSpace) // not TrimSpace: "\v0" is not JSON
+	// JSON text is UTF-8 (RFC 8259 §8.1); encoding/json would take invalid
+	// bytes inside strings, and they would reach subscribers' WebSocket
+	// text messages, which browsers drop the connection for.
+	if !utf8.Valid(data) || !json.Valid(data) {
 		return nil, false, NewRPCError(RPCParseError, "")
 	}
 	if len(data) > 0 && data[0] == '[' {
@@ -92,17 +99,16 @@ func DecodeRPC(data []byte) (calls []RPCCall, batch bool, err *RPCError) {
 
 // decodeCall reads one valid JSON value as a request.
 func decodeCall(data json.RawMessage) RPCCall {
-	var f struct {
-		JSONRPC json.RawMessage `json:"jsonrpc"`
-		Method  json.RawMessage `json:"method"`
-		Params  json.RawMessage `json:"params"`
-		ID      json.RawMessage `json:"id"`
-		Result  json.RawMessage `json:"result"`
-		Error   json.RawMessage `json:"error"`
-	}
+	// A map, not a struct: member names are matched exactly, as the
+	// clients' JavaScript reads them, where encoding/json would take "ID"
+	// for "id". The last of repeated members wins, as in JSON.parse.
+	var obj map[string]json.RawMessage
 	invalid := RPCCall{Err: NewRPCError(RPCInvalidRequest, "")}
-	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &f) != nil {
+	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &obj) != nil {
 		return invalid
+	}
+	f := struct{ JSONRPC, Method, Params, ID, Result, Error json.RawMessage }{
+		obj["jsonrpc"], obj["method"], obj["params"], obj["id"], obj["result"], obj["error"],
 	}
 	var call RPCCall
 	if f.ID != nil {
@@ -176,20 +182,19 @@ func AppendIncomingMessage(dst []byte, m *message.Message, ch channel.ID) []byte
 	dst = m.ID.AppendText(dst)
 	dst = append(dst, `","body":`...)
 	if json.Valid(m.Body) {
-		dst = append(dst, bytes.TrimSpace(m.Body)...)
+		dst = appendValidUTF8(dst, bytes.TrimSpace(m.Body))
 	} else {
-		s, _ := json.Marshal(string(m.Body)) // invalid UTF-8 becomes U+FFFD
-		dst = append(dst, s...)
+		dst = appendJSONString(dst, m.Body)
 	}
 	dst = append(dst, `,"sender":`...)
 	dst = appendRPCSender(dst, m.Sender)
 	if p := m.UserParams[ch]; p != nil {
 		dst = append(dst, `,"user_params":`...)
-		dst = append(dst, p...)
+		dst = appendValidUTF8(dst, p)
 	}
 	if m.Dictionary != nil {
 		dst = append(dst, `,"dictionary":`...)
-		dst = append(dst, m.Dictionary...)
+		dst = appendValidUTF8(dst, m.Dictionary)
 	}
 	return append(dst, "}}"...)
 }

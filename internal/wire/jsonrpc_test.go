@@ -1,10 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
@@ -111,10 +113,17 @@ func FuzzDecodeRPC(f *testing.F) {
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"ping","params":{},"id":1}`))
 	f.Add([]byte(`[{"jsonrpc":"2.0","method":"publish","params":{"userList":[1]},"id":"x"},1,{"jsonrpc":"2.0","id":2,"result":{}}]`))
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"a","id":-1.5e3}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"a","ID":1,"id":{}}`))
+	f.Add([]byte(`{"jsonrpc":"1.0","id":"\u00e9"}`))
+	f.Add([]byte("{\"jsonrpc\":\"2.0\",\"method\":\"a\",\"id\":\"\xff\"}"))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		calls, _, ferr := DecodeRPC(data)
+		calls, batch, ferr := DecodeRPC(data)
+		want, wantBatch, ok := rpcOracle(data)
 		if ferr != nil {
+			if ok {
+				t.Fatalf("%q: frame error %v, but it is a JSON-RPC frame", data, ferr)
+			}
 			if calls != nil {
 				t.Fatal("calls with a frame error")
 			}
@@ -123,29 +132,97 @@ func FuzzDecodeRPC(f *testing.F) {
 			}
 			return
 		}
-		if len(calls) == 0 {
-			t.Fatal("no calls and no error")
+		if !ok || batch != wantBatch || len(calls) != len(want) {
+			t.Fatalf("%q: %d calls (batch %v), the oracle says %d (batch %v, frame %v)", data, len(calls), batch, len(want), wantBatch, ok)
 		}
-		for _, c := range calls {
+		for i, c := range calls {
+			// The id is echoed byte for byte, whatever else is wrong with
+			// the call; one that cannot be an id is not echoed.
+			if !bytes.Equal(c.ID, want[i].id) {
+				t.Fatalf("%q: call %d has id %q, want %q", data, i, c.ID, want[i].id)
+			}
+			if c.Response != want[i].response {
+				t.Fatalf("%q: call %d response %v, want %v", data, i, c.Response, want[i].response)
+			}
+			var answer []byte
 			switch {
 			case c.Err != nil:
-				if !json.Valid(AppendRPCError(nil, c.ID, c.Err)) {
-					t.Fatalf("error answer for id %q is not JSON", c.ID)
-				}
+				answer = AppendRPCError(nil, c.ID, c.Err)
 			case c.Response:
+				continue
 			default:
 				if c.Method == "" {
 					t.Fatal("valid call without a method")
 				}
-				if c.ID != nil && !json.Valid(AppendRPCResult(nil, c.ID, json.RawMessage(`true`))) {
-					t.Fatalf("answer for id %q is not JSON", c.ID)
-				}
 				if c.Params != nil && c.Params[0] != '{' && c.Params[0] != '[' {
 					t.Fatalf("params %q", c.Params)
 				}
+				answer = AppendRPCResult(nil, c.ID, json.RawMessage(`true`))
+			}
+			var r struct{ ID json.RawMessage }
+			if !utf8.Valid(answer) || json.Unmarshal(answer, &r) != nil {
+				t.Fatalf("answer %q is not UTF-8 JSON", answer)
+			}
+			wantID := want[i].id
+			if wantID == nil {
+				wantID = []byte("null")
+			}
+			if !bytes.Equal(r.ID, wantID) {
+				t.Fatalf("%q: answer %s has id %s, want %s", data, answer, r.ID, wantID)
 			}
 		}
 	})
+}
+
+// rpcCall is what rpcOracle expects of one element.
+type rpcCall struct {
+	id       []byte // nil: no id to echo
+	response bool
+}
+
+// rpcOracle reads a frame as JSON-RPC 2.0 and the clients' JavaScript
+// define it, without DecodeRPC: UTF-8 JSON text (RFC 8259), one request or
+// a non-empty array of them; members matched by exact name, the last of
+// repeated ones winning; an id is a string, a number or null; a response is
+// an element with "jsonrpc":"2.0", no method, and a result or error.
+func rpcOracle(data []byte) (calls []rpcCall, batch, ok bool) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if !utf8.Valid(data) || dec.Decode(&v) != nil || dec.InputOffset() != int64(len(bytes.TrimRight(data, " \t\r\n"))) {
+		return nil, false, false
+	}
+	elems := []json.RawMessage{bytes.TrimSpace(data)}
+	if arr, isArr := v.([]any); isArr {
+		if len(arr) == 0 {
+			return nil, false, false
+		}
+		batch = true
+		elems = nil
+		_ = json.Unmarshal(data, &elems)
+	}
+	for _, e := range elems {
+		var obj map[string]json.RawMessage
+		var c rpcCall
+		if json.Unmarshal(e, &obj) == nil && obj != nil {
+			if id, has := obj["id"]; has {
+				var idv any
+				if json.Unmarshal(id, &idv) != nil {
+					idv = 0.0 // a number too large for float64
+				}
+				switch idv.(type) {
+				case string, float64, nil:
+					c.id = id
+				}
+			}
+			_, method := obj["method"]
+			_, result := obj["result"]
+			_, rerr := obj["error"]
+			c.response = string(obj["jsonrpc"]) == `"2.0"` && !method && (result || rerr)
+		}
+		calls = append(calls, c)
+	}
+	return calls, batch, true
 }
 
 func TestParseIncomingMessages(t *testing.T) {
@@ -162,6 +239,32 @@ func TestParseIncomingMessages(t *testing.T) {
 	for _, bad := range []string{`ping`, `{"jsonrpc":"2.0","method":"incoming.message","params":{"body":{}}}`} {
 		if _, err := ParseIncomingMessages([]byte(bad)); err == nil {
 			t.Fatalf("%s: no error", bad)
+		}
+	}
+}
+
+// Whatever a stored message holds, its JSON-RPC delivery is one UTF-8
+// JSON value: a body that is not JSON goes as a string, and bytes that are
+// not UTF-8 (which publishers refuse) become U+FFFD.
+func TestIncomingMessageIsAlwaysUTF8JSON(t *testing.T) {
+	ch := channel.ID{1}
+	for _, m := range []*message.Message{
+		{Body: []byte("message")},
+		{Body: []byte("caf\xe9")},
+		{Body: []byte("{\"a\":\"caf\xe9\"}")},
+		{Body: []byte(`{}`), Dictionary: []byte("{\"d\":\"\xff\"}"), UserParams: map[channel.ID][]byte{ch: []byte("{\"u\":\"\xc3\"}")}},
+	} {
+		out := AppendIncomingMessage(nil, m, ch)
+		if !utf8.Valid(out) || !json.Valid(out) {
+			t.Fatalf("body %q: %q", m.Body, out)
+		}
+		got, err := ParseIncomingMessages(out)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("body %q: %v", m.Body, err)
+		}
+		var s string
+		if !json.Valid(m.Body) && (json.Unmarshal(got[0].Body, &s) != nil || s != strings.ToValidUTF8(string(m.Body), "\uFFFD")) {
+			t.Fatalf("body %q arrives as %s", m.Body, got[0].Body)
 		}
 	}
 }

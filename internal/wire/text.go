@@ -44,10 +44,11 @@ func AppendTextFrame(dst []byte, m *message.Message, ch channel.ID) []byte {
 // the creation time (the last three digits of its milliseconds, and its
 // RFC 1123 form), which clients echo back on reconnect.
 //
-// The body is spliced in as it is, because the publisher already checked it
-// is JSON and re-encoding every message would cost more than the rest of
-// the frame; only what would break the clients' frame parsing is rewritten
-// (see appendBody).
+// A JSON body is spliced in as it is, because re-encoding every message
+// would cost more than the rest of the frame; only what would break the
+// clients' frame parsing is rewritten (see appendBody). A body that is not
+// JSON, which publishers accept as Push server 2.x does, goes as a JSON
+// string of its text.
 func AppendJSONObject(dst []byte, m *message.Message, ch channel.ID) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendUint(dst, m.ID.Seq, 10)
@@ -64,8 +65,41 @@ func AppendJSONObject(dst []byte, m *message.Message, ch channel.ID) []byte {
 	dst = append(dst, `","time":"`...)
 	dst = appendHTTPTime(dst, m.Created)
 	dst = append(dst, `","text":`...)
-	dst = appendBody(dst, m.Body)
+	if json.Valid(m.Body) {
+		dst = appendBody(dst, m.Body)
+	} else {
+		// Spliced raw, it would break this frame, and in format=json every
+		// frame of the array with it.
+		dst = appendBody(dst, appendJSONString(nil, m.Body))
+	}
 	return append(dst, '}')
+}
+
+// appendJSONString appends b as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, and U+2028 and U+2029 are escaped, as encoding/json does.
+func appendJSONString(dst, b []byte) []byte {
+	s, _ := json.Marshal(string(b)) // a string always marshals
+	return append(dst, s...)
+}
+
+// appendValidUTF8 appends b with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as nextUnsafe does. Publishers refuse such bytes; this
+// keeps a slip there, or a message stored before they did, from reaching a
+// WebSocket text message, which browsers drop the connection for.
+func appendValidUTF8(dst, b []byte) []byte {
+	if utf8.Valid(b) {
+		return append(dst, b...)
+	}
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, b[:size]...)
+		}
+		b = b[size:]
+	}
+	return dst
 }
 
 // Delivery is one message as one subscriber receives it: through the
