@@ -93,7 +93,12 @@ func soakDrift(samples []SoakSample, warmup time.Duration, maxDrift float64) ([]
 	if len(post) < 2 {
 		return nil, fmt.Errorf("%d samples after the %s warm-up: run longer or sample more often", len(post), warmup)
 	}
+	// An odd count, so that the median is a sample and one outlier among
+	// three or five does not move it.
 	k := min(max(len(post)/10, 1), soakEdgeSamples)
+	if k%2 == 0 {
+		k--
+	}
 	// slack is growth that is no leak whatever the percentage: the runtime
 	// starts a thread for a blocking call now and then, the server a
 	// goroutine or a file for a timer or a log rotation.

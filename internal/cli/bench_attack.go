@@ -97,7 +97,7 @@ func writeChecks(b *strings.Builder, checks []bench.Check) {
 // writeSoak prints a soak's drift, one figure per line.
 func writeSoak(b *strings.Builder, res *bench.Result) {
 	s := res.Soak
-	fmt.Fprintf(b, "%-13s %d samples every %.0f s; the first %.0f s are warm-up\n", "soak", len(s.Samples), s.SampleEverySec, s.WarmupSec)
+	fmt.Fprintf(b, "%-13s %d samples every %g s; the first %g s are warm-up\n", "soak", len(s.Samples), s.SampleEverySec, s.WarmupSec)
 	if s.Unavailable != "" {
 		fmt.Fprintf(b, "%-13s no verdict: %s\n", "", s.Unavailable)
 		return
