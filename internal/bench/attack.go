@@ -186,8 +186,9 @@ type attackConfigSummary struct {
 type AttackKindResult struct {
 	Kind    string `json:"kind"`
 	Clients int    `json:"clients"`
-	// Requests counts requests sent in full (slow clients: connections
-	// opened); Outcomes how they ended ("HTTP 400", "timeout", …).
+	// Requests counts requests started (slow clients: connections
+	// opened); Outcomes how they ended ("HTTP 400", "timeout", …, or
+	// unanswered when the attackers stopped).
 	Requests int64        `json:"requests"`
 	Outcomes []ErrorCount `json:"outcomes,omitempty"`
 	// Cut counts slow clients whose connection the server ended.
@@ -303,6 +304,11 @@ func attackChecks(res *AttackResult) []Check {
 		Name: "deliveries lost or duplicated", Want: "0",
 		Got:  fmt.Sprintf("%d lost, %d duplicated of %d", a.Deliveries.Lost, a.Deliveries.Duplicated, a.Deliveries.Expected),
 		Held: a.Deliveries.Lost == 0 && a.Deliveries.Duplicated == 0 && a.Deliveries.Expected > 0,
+	})
+	out = append(out, Check{
+		Name: "publishes accepted", Want: fmt.Sprintf("as in the quiet run: %d of %d", q.Publish.Sent, q.Publish.Planned),
+		Got:  fmt.Sprintf("%d of %d, %d failed", a.Publish.Sent, a.Publish.Planned, a.Publish.Failed),
+		Held: a.Publish.Sent >= q.Publish.Sent && a.Publish.Failed == 0,
 	})
 	over := float64(res.RSSPeak-res.RSSIdle) / (1 << 20)
 	out = append(out, Check{
@@ -555,11 +561,13 @@ func (a *attackers) sender(ctx context.Context, ks *kindStats, route string, bod
 	defer c.close()
 	target := []byte(route)
 	for ctx.Err() == nil {
+		ks.requests.Add(1)
 		ans, err := c.do(ctx, "POST", target, body, attackTimeout)
 		if ctx.Err() != nil {
+			// The expensive requests are the ones still being worked on.
+			ks.outcomes.add(unanswered)
 			return
 		}
-		ks.requests.Add(1)
 		if err != nil {
 			ks.outcomes.add(errKind(err))
 			// A refused or reset connection must not become a busy loop.
@@ -571,6 +579,10 @@ func (a *attackers) sender(ctx context.Context, ks *kindStats, route string, bod
 		ks.outcomes.add("HTTP " + strconv.Itoa(ans.status))
 	}
 }
+
+// unanswered is the outcome of a request still waiting for its answer when
+// the attackers stop.
+const unanswered = "unanswered when the attack stopped"
 
 // slow holds one POST to route whose body never finishes: a byte every
 // SlowEvery. When the server ends it, it opens another.

@@ -109,8 +109,10 @@ func TestHealthSummary(t *testing.T) {
 }
 
 func TestAttackChecks(t *testing.T) {
-	quiet := &Result{Latency: Latency{P99: 10}, Deliveries: DeliveryResult{Expected: 100, Received: 100}}
-	calm := &Result{Latency: Latency{P99: 19}, Deliveries: DeliveryResult{Expected: 100, Received: 100}}
+	quiet := &Result{Latency: Latency{P99: 10}, Deliveries: DeliveryResult{Expected: 100, Received: 100},
+		Publish: PublishResult{Planned: 10, Sent: 10}}
+	calm := &Result{Latency: Latency{P99: 19}, Deliveries: DeliveryResult{Expected: 100, Received: 100},
+		Publish: PublishResult{Planned: 10, Sent: 10}}
 	res := &AttackResult{Quiet: quiet, Attacked: calm, RSSIdle: 20 << 20, RSSPeak: 200 << 20,
 		AttackHealth: HealthResult{Samples: 10, P99: 30, Max: 90}}
 	for _, c := range attackChecks(res) {
@@ -118,11 +120,12 @@ func TestAttackChecks(t *testing.T) {
 			t.Errorf("%+v not held", c)
 		}
 	}
-	hurt := &Result{Latency: Latency{P99: 25}, Deliveries: DeliveryResult{Expected: 100, Received: 99, Lost: 1}}
+	hurt := &Result{Latency: Latency{P99: 25}, Deliveries: DeliveryResult{Expected: 100, Received: 99, Lost: 1},
+		Publish: PublishResult{Planned: 10, Sent: 9}}
 	res = &AttackResult{Quiet: quiet, Attacked: hurt, RSSIdle: 20 << 20, RSSPeak: 300 << 20,
 		AttackHealth: HealthResult{Samples: 10, Failed: 1, P99: 30, Max: 90}}
 	checks := attackChecks(res)
-	if len(checks) != 4 {
+	if len(checks) != 5 {
 		t.Fatalf("%d checks", len(checks))
 	}
 	for _, c := range checks {
@@ -130,7 +133,7 @@ func TestAttackChecks(t *testing.T) {
 			t.Errorf("%+v held", c)
 		}
 	}
-	if !strings.Contains(checks[0].Got, "2.50×") || !strings.Contains(checks[2].Got, "280.0 MiB") {
+	if !strings.Contains(checks[0].Got, "2.50×") || !strings.Contains(checks[2].Got, "9 of 10, 0 failed") || !strings.Contains(checks[3].Got, "280.0 MiB") {
 		t.Errorf("figures: %+v", checks)
 	}
 }
@@ -341,7 +344,7 @@ func TestRunAttack(t *testing.T) {
 	if res.QuietHealth.Samples == 0 || res.AttackHealth.Samples == 0 || res.RSSIdle <= 0 || res.RSSPeak <= 0 {
 		t.Errorf("health %+v / %+v, rss %d → %d", res.QuietHealth, res.AttackHealth, res.RSSIdle, res.RSSPeak)
 	}
-	if len(res.Attackers) != len(attackKinds) || len(res.Checks) != 4 || res.Stopped != "" {
+	if len(res.Attackers) != len(attackKinds) || len(res.Checks) != 5 || res.Stopped != "" {
 		t.Fatalf("attackers %+v, checks %+v, stopped %q", res.Attackers, res.Checks, res.Stopped)
 	}
 	want := map[string]int{AttackCollide: 1, AttackArray: 1, AttackSlow: 3, AttackFlood: 2}
