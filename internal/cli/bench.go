@@ -53,9 +53,10 @@ full-size unauthenticated requests kept in flight across the public routes);
 "all" is every kind. It compares the subscribers' p99 latency and losses
 with the quiet run, reports the server's peak RSS over its idle RSS and
 /healthz latency asked every 50 ms on a new connection, and checks the
-bounds of docs/security.md. The attackers stop early when the server's RSS
-passes --attack-max-rss, so that a server without bounds does not take the
-machine's memory.
+bounds: p99 within 2× the quiet run's, every publish accepted and
+delivered once, RSS within +256 MiB of idle, /healthz within 100 ms. The
+attackers stop early when the server's RSS passes --attack-max-rss, so that
+a server without bounds does not take the machine's memory.
 
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
@@ -63,9 +64,10 @@ end; it puts the trusted routes (/pub/, /server-stat/) on a second free
 loopback port passed as --internal-addr (a --server-arg=--internal-addr=…
 with a fixed port is used instead). --server-arg passes it more flags. With
 --url the server must run with the same --signature-key, and --trusted-url
-names its --internal-addr listener if it has one. Server memory and CPU come from /proc/PID of
-the spawned server, or of the pid that /server-stat/ reports when --url is a
-loopback address; they are not reported for remote servers.
+names its --internal-addr listener if it has one. Server memory and CPU
+come from /proc/PID of the spawned server, or of the pid that /server-stat/
+reports when --url is a loopback address; they are not reported for remote
+servers.
 
 Run the bench on the server's machine only over loopback, and mind that the
 bench shares the CPU with the server: its own CPU time is reported as well.
