@@ -42,14 +42,15 @@ var attackKinds = []string{AttackCollide, AttackArray, AttackSlow, AttackFlood}
 func AttackKinds() []string { return slices.Clone(attackKinds) }
 
 // ParseAttackKinds reads a comma-separated list of kinds; "all" names
-// every kind.
+// every kind. The kinds come back in the order they are reported.
 func ParseAttackKinds(s string) ([]string, error) {
 	var out []string
+	all := false
 	for _, k := range strings.Split(s, ",") {
 		k = strings.TrimSpace(k)
 		switch {
 		case k == "all":
-			return AttackKinds(), nil
+			all = true
 		case slices.Contains(attackKinds, k):
 			if !slices.Contains(out, k) {
 				out = append(out, k)
@@ -58,6 +59,10 @@ func ParseAttackKinds(s string) ([]string, error) {
 			return nil, fmt.Errorf("unknown attack %q: want %s or all", k, strings.Join(attackKinds, ", "))
 		}
 	}
+	if all {
+		return AttackKinds(), nil
+	}
+	slices.SortFunc(out, func(a, b string) int { return slices.Index(attackKinds, a) - slices.Index(attackKinds, b) })
 	return out, nil
 }
 

@@ -27,8 +27,10 @@ func TestParseAttackKinds(t *testing.T) {
 		{"all", attackKinds, ""},
 		{"collide", []string{AttackCollide}, ""},
 		{"slow, flood,slow", []string{AttackSlow, AttackFlood}, ""},
+		{"flood,collide", []string{AttackCollide, AttackFlood}, ""},
 		{"collide,all", attackKinds, ""},
 		{"sloww", nil, `unknown attack "sloww"`},
+		{"all,sloww", nil, `unknown attack "sloww"`},
 		{"", nil, `unknown attack ""`},
 	} {
 		got, err := ParseAttackKinds(tt.in)

@@ -216,3 +216,34 @@ func TestWriteAttackResult(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchAttackJSON(t *testing.T) {
+	url := benchServer(t, "cli-bench-key")
+	r, stdout, stderr := testRunner(t, nil)
+	args := []string{"bench", "--url", url, "--trusted-url", url, "--signature-key", "cli-bench-key", "--subscribers", "3",
+		"--rate", "10", "--duration", "500ms", "--settle", "0s", "--drain", "30s",
+		"--attack", "slow,collide", "--attack-slow-clients", "2", "--attack-workers", "1", "--attack-body", "2048",
+		"--attack-slow-every", "50ms", "--json"}
+	if code := r.main(t.Context(), args); code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, stderr)
+	}
+	var res bench.AttackResult
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("--json printed %q: %v", stdout, err)
+	}
+	if res.Quiet == nil || res.Attacked == nil || res.Quiet.Deliveries.Received == 0 || res.Attacked.Deliveries.Lost != 0 {
+		t.Fatalf("runs: %+v / %+v", res.Quiet, res.Attacked)
+	}
+	if len(res.Attackers) != 2 || res.Attackers[0].Kind != bench.AttackCollide || res.Attackers[0].Clients != 1 ||
+		res.Attackers[1].Kind != bench.AttackSlow || res.Attackers[1].Clients != 2 {
+		t.Errorf("attackers %+v", res.Attackers)
+	}
+	if res.Config.BodySize != 2048 || res.Config.SlowEvery != 0.05 || res.Config.MaxRSS != bench.DefaultAttackMaxRSS {
+		t.Errorf("config %+v", res.Config)
+	}
+	for _, want := range []string{"bench: quiet run first…", "bench: run under attack (collide, slow)…"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q: %s", want, stderr)
+		}
+	}
+}
