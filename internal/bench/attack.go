@@ -35,7 +35,7 @@ const (
 	AttackFlood = "flood"
 )
 
-// AttackKinds lists every kind, in the order they are reported.
+// attackKinds lists every kind, in the order they are reported.
 var attackKinds = []string{AttackCollide, AttackArray, AttackSlow, AttackFlood}
 
 // AttackKinds returns the kinds of attack the bench knows.
@@ -231,7 +231,7 @@ func RunAttack(ctx context.Context, cfg Config, ac AttackConfig) (*AttackResult,
 	probe := cfg
 	probe.Subscribers += ac.connections()
 	if err := probe.Check(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("with %d attack connections counted as subscribers: %w", ac.connections(), err)
 	}
 	quietRun, err := newRun(cfg)
 	if err != nil {
@@ -483,7 +483,7 @@ func newAttackers(host, addr string, ac AttackConfig) *attackers {
 
 // Public routes the attackers aim at: what a client may reach.
 var (
-	restRoute     = "/rest/pull.application.config.get"
+	restRoute     = "/rest/pull.application.config.get" // what every client calls first
 	slowRoutes    = []string{restRoute, "/pubweb/", "/oauth/token/"}
 	floodRoutes   = []string{restRoute, "/rest/batch", "/rest/pull.channel.public.list", "/oauth/token/", "/pubweb/", "/sub/"}
 	floodBodyKind = []string{AttackArray, AttackCollide}

@@ -126,7 +126,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	dialTimeout := fs.Duration("dial-timeout", bench.DefaultDialTimeout, "give up on a connection and its handshake after this `DURATION`")
 	soak := fs.Bool("soak", false, "soak: sample the server's memory, files, threads and goroutines while publishing, and report their drift")
 	sampleEvery := fs.Duration("sample-every", bench.DefaultSampleEvery, "with --soak, sample the server every `DURATION`")
-	warmup := fs.Duration("warmup", 0, "with --soak, leave out the samples of the first `DURATION` (default: a tenth of --duration)")
+	warmup := fs.Duration("warmup", 0, "with --soak, leave out the samples of the first `DURATION`; 0 means a tenth of --duration")
 	maxDrift := fs.Float64("max-drift", bench.DefaultMaxDrift, "with --soak, the growth in `PERCENT` after the warm-up that still holds")
 	attack := fs.String("attack", "", "run quietly, then under these attacks: comma-separated `KINDS` of "+strings.Join(bench.AttackKinds(), ", ")+", or all")
 	attackWorkers := fs.Int("attack-workers", bench.DefaultAttackWorkers, "with --attack, `N` senders each of collide and array")
