@@ -47,6 +47,10 @@ type Config struct {
 	// PublishURL, when set, is where publishes go instead of URL: another
 	// node of a cluster, to measure cross-node delivery.
 	PublishURL string
+	// TrustedURL, when set, is where the server serves its trusted routes
+	// (/pub/ and /server-stat/): its --internal-addr listener. Publishes go
+	// there unless PublishURL says otherwise.
+	TrustedURL string
 	// ServerPID is the server's process id for memory and CPU figures; 0
 	// means ask /server-stat/ (only used when URL's host is a loopback
 	// address, where /proc describes the same machine).
@@ -76,6 +80,14 @@ type Config struct {
 	// what it missed.
 	Storm       bool
 	StormWindow time.Duration
+	// Soak samples the server's memory, open files, threads and goroutines
+	// every SampleEvery (0: DefaultSampleEvery) while publishing, and
+	// reports their growth from the end of Warmup (0: a tenth of Duration)
+	// to the end against MaxDrift percent (0: DefaultMaxDrift).
+	Soak        bool
+	SampleEvery time.Duration
+	Warmup      time.Duration
+	MaxDrift    float64
 
 	// ConnectRate is new connections per second while ramping up;
 	// ConnectConcurrency bounds the handshakes in flight.
@@ -132,6 +144,7 @@ type Result struct {
 
 	Connect     ConnectResult  `json:"connect"`
 	Storm       *StormResult   `json:"storm,omitempty"`
+	Soak        *SoakResult    `json:"soak,omitempty"`
 	Memory      MemoryResult   `json:"memory"`
 	Ready       ReadyResult    `json:"ready"`
 	Publish     PublishResult  `json:"publish"`
@@ -256,7 +269,12 @@ type run struct {
 	// pubAddr and pubHost are where publishes go (Config.PublishURL).
 	pubAddr string
 	pubHost string
-	wsBase  string // ws://host/sub/?CHANNEL_ID=
+	// during, if set, starts as the publishing does; what it returns is
+	// called when the publishing ends (attack runs).
+	during func(ctx context.Context) (stop func())
+	// statHost is where /server-stat/ is read (Config.TrustedURL).
+	statHost string
+	wsBase   string // ws://host/sub/?CHANNEL_ID=
 	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
 	binaryParam string
 	loopback    bool
@@ -328,6 +346,15 @@ func (cfg Config) complete() (Config, error) {
 	if cfg.StormWindow <= 0 {
 		cfg.StormWindow = DefaultStormWindow
 	}
+	if cfg.SampleEvery <= 0 {
+		cfg.SampleEvery = DefaultSampleEvery
+	}
+	if cfg.Warmup <= 0 {
+		cfg.Warmup = cfg.Duration / 10
+	}
+	if cfg.MaxDrift <= 0 {
+		cfg.MaxDrift = DefaultMaxDrift
+	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10*time.Second + time.Duration(cfg.Subscribers)*readyTimeoutPerSubscriber
 	}
@@ -346,6 +373,10 @@ func (cfg Config) complete() (Config, error) {
 		return cfg, errors.New("rate and duration: want both above 0 (or idle)")
 	case cfg.Storm && (cfg.Idle || cfg.Transport != TransportWS):
 		return cfg, errors.New("storm: wants WebSocket subscribers and publishes (not idle, not long polling)")
+	case cfg.Soak && (cfg.Idle || cfg.Storm):
+		return cfg, errors.New("soak: wants publishes (not idle) and no storm")
+	case cfg.Soak && cfg.Warmup+2*cfg.SampleEvery > cfg.Duration:
+		return cfg, fmt.Errorf("soak: a %s duration leaves too few samples after a %s warm-up every %s", cfg.Duration, cfg.Warmup, cfg.SampleEvery)
 	}
 	if cfg.SignatureAlgo != "" {
 		if _, err := channel.ParseAlgo(cfg.SignatureAlgo); err != nil {
@@ -355,9 +386,12 @@ func (cfg Config) complete() (Config, error) {
 	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
 	}
-	if cfg.PublishURL != "" {
-		if u, err := url.Parse(cfg.PublishURL); err != nil || u.Scheme != "http" || u.Host == "" {
-			return cfg, fmt.Errorf("publish url: want http://HOST:PORT, got %q", cfg.PublishURL)
+	for _, extra := range []struct{ name, url string }{{"publish url", cfg.PublishURL}, {"trusted url", cfg.TrustedURL}} {
+		if extra.url == "" {
+			continue
+		}
+		if u, err := url.Parse(extra.url); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, fmt.Errorf("%s: want http://HOST:PORT, got %q", extra.name, extra.url)
 		}
 	}
 	limit, err := fileLimit()
@@ -402,20 +436,24 @@ func newRun(cfg Config) (*run, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	pubAddr, pubHost := addr, u.Host
+	statHost := u.Host
+	if cfg.TrustedURL != "" {
+		tu, _ := url.Parse(cfg.TrustedURL) // checked by complete
+		pubAddr, pubHost = hostPort(tu), tu.Host
+		statHost = tu.Host
+	}
 	if cfg.PublishURL != "" {
 		pu, _ := url.Parse(cfg.PublishURL) // checked by complete
-		pubAddr, pubHost = pu.Host, pu.Host
-		if pu.Port() == "" {
-			pubAddr = net.JoinHostPort(pu.Hostname(), "80")
-		}
+		pubAddr, pubHost = hostPort(pu), pu.Host
 	}
 	r := &run{
-		cfg:     cfg,
-		addr:    addr,
-		host:    u.Host,
-		pubAddr: pubAddr,
-		pubHost: pubHost,
-		wsBase:  "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		cfg:      cfg,
+		addr:     addr,
+		host:     u.Host,
+		pubAddr:  pubAddr,
+		pubHost:  pubHost,
+		statHost: statHost,
+		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
 
 		binaryParam: binaryParam(cfg.Binary),
 		loopback:    isLoopback(u.Hostname()),
@@ -440,6 +478,14 @@ func newRun(cfg Config) (*run, error) {
 		}
 	}
 	return r, nil
+}
+
+// hostPort is the address to dial for u, with the default port made explicit.
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 func isLoopback(host string) bool {
@@ -566,8 +612,22 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	}
 	r.counting.Store(true)
 	start := time.Now()
+	var soak *soakSampler
+	if cfg.Soak {
+		soak = r.startSoakSampler(ctx, pid, start)
+	}
+	var stopDuring func()
+	if r.during != nil {
+		stopDuring = r.during(ctx)
+	}
 	r.publishAll(ctx, start, alive)
 	pubEnd := time.Now()
+	if stopDuring != nil {
+		stopDuring()
+	}
+	if soak != nil {
+		res.Soak = r.soakResult(soak.finish(r, ctx, pid, start))
+	}
 	sent := r.publishedOK.Load()
 	expected := sent
 	if r.fanout {
@@ -714,12 +774,15 @@ type stat struct {
 	pid        int
 	websockets int64
 	pollings   int64
+	// goroutines is the server's goroutine count, -1 when /server-stat/
+	// does not report it.
+	goroutines int64
 }
 
 func (r *run) serverStat(ctx context.Context) (stat, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.host+"/server-stat/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.statHost+"/server-stat/", nil)
 	if err != nil {
 		return stat{}, fmt.Errorf("server stat: %w", err)
 	}
@@ -735,21 +798,30 @@ func (r *run) serverStat(ctx context.Context) (stat, error) {
 	if resp.StatusCode != http.StatusOK {
 		return stat{}, fmt.Errorf("server stat: GET /server-stat/ answered %s", resp.Status)
 	}
+	return parseStat(body)
+}
+
+// parseStat reads a /server-stat/ answer: one object per process.
+func parseStat(body []byte) (stat, error) {
 	var procs []struct {
-		PID        int   `json:"pid"`
-		WebSockets int64 `json:"websockets"`
-		Pollings   int64 `json:"pollings"`
+		PID        int    `json:"pid"`
+		WebSockets int64  `json:"websockets"`
+		Pollings   int64  `json:"pollings"`
+		Goroutines *int64 `json:"goroutines"`
 	}
 	if err := json.Unmarshal(body, &procs); err != nil {
 		return stat{}, fmt.Errorf("server stat: %w", err)
 	}
-	var st stat
+	st := stat{goroutines: -1}
 	for i, p := range procs {
 		if i == 0 && len(procs) == 1 {
 			st.pid = p.PID
 		}
 		st.websockets += p.WebSockets
 		st.pollings += p.Pollings
+		if p.Goroutines != nil {
+			st.goroutines = max(st.goroutines, 0) + *p.Goroutines
+		}
 	}
 	return st, nil
 }

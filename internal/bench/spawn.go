@@ -35,6 +35,9 @@ type SpawnOptions struct {
 type Spawned struct {
 	// URL is the server's base URL, http://127.0.0.1:PORT.
 	URL string
+	// TrustedURL is where it serves /pub/, /api/ and /server-stat/: its
+	// internal listener, or URL when both are served on one address.
+	TrustedURL string
 	// PID is the server's process id.
 	PID int
 
@@ -46,7 +49,10 @@ type Spawned struct {
 }
 
 // Spawn starts `pushpull serve` on a free loopback port with a temporary
-// data directory and waits until its /healthz answers.
+// data directory and waits until its /healthz answers. The trusted routes go
+// on a second free loopback port, passed as --internal-addr, so that the
+// bench works whatever the server's default layout is; an --internal-addr
+// among ExtraArgs is used instead.
 func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	exe := opt.Executable
 	if exe == "" {
@@ -66,6 +72,20 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"serve", "--addr", addr, "--data-dir", dir,
 		"--signature-key", opt.SignatureKey, "--log-level", "warn"}
+	internal, given := internalAddrArg(opt.ExtraArgs)
+	if !given {
+		iport, err := freePort()
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		internal = "127.0.0.1:" + strconv.Itoa(iport)
+		args = append(args, "--internal-addr", internal)
+	}
+	trusted := "http://" + addr
+	if internal != "" {
+		trusted = "http://" + internal
+	}
 	if opt.SignatureAlgo != "" {
 		args = append(args, "--signature-algo", opt.SignatureAlgo)
 	}
@@ -77,7 +97,7 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	cmd.SysProcAttr = childAttr()
-	s := &Spawned{URL: "http://" + addr, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
+	s := &Spawned{URL: "http://" + addr, TrustedURL: trusted, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// The kernel's parent-death signal (childAttr) follows the thread
@@ -169,6 +189,26 @@ func (s *Spawned) exitError() error {
 
 // Log returns what the server logged, one entry per distinct message.
 func (s *Spawned) Log() []LogCount { return s.log.counts() }
+
+// internalAddrArg finds --internal-addr among serve flags (either dash
+// form, with = or as the next argument) and returns its last value.
+func internalAddrArg(args []string) (addr string, found bool) {
+	for i := 0; i < len(args); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if name != "internal-addr" || !strings.HasPrefix(args[i], "-") {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return "", true // serve will refuse it
+			}
+			i++
+			value = args[i]
+		}
+		addr, found = value, true
+	}
+	return addr, found
+}
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

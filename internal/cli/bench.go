@@ -36,12 +36,38 @@ reported against its steady state just before the drop. The server replays
 at most --replay-per-channel (100) messages per channel: keep rate ×
 duration within it.
 
+--soak holds the subscribers for --duration while --rate publishes trickle
+(1/s suits 15,000 fanout subscribers), samples the server's RSS, open files,
+threads and goroutines (when /server-stat/ reports them) every
+--sample-every, and reports each one's growth from the end of --warmup to
+the end of the run against --max-drift percent, with every publish
+accounted for (lost, duplicated).
+
+--attack KINDS runs the bench twice on the same server: quietly first, then
+with attackers sending over the same loopback, until the publishing ends:
+collide (1 MiB JSON objects whose keys collide by case, to
+/rest/pull.application.config.get), array (1 MiB [{},{},…] to /rest/), slow
+(--attack-slow-clients POSTs to /rest/, /pubweb/ and /oauth/token/ whose
+bodies trickle a byte every --attack-slow-every), flood (--attack-flood
+full-size unauthenticated requests kept in flight across the public routes);
+"all" is every kind. It compares the subscribers' p99 latency and losses
+with the quiet run, reports the server's peak RSS over its idle RSS and
+/healthz latency asked every 50 ms on a new connection, and checks the
+bounds: p99 within 2× the quiet run's, every publish accepted and
+delivered once, RSS within +256 MiB of idle, /healthz within 100 ms. The
+attackers stop early when the server's RSS passes --attack-max-rss, so that
+a server without bounds does not take the machine's memory.
+
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
-end; --server-arg passes it more flags. With --url the server must run
-with the same --signature-key. Server memory and CPU come from /proc/PID of
-the spawned server, or of the pid that /server-stat/ reports when --url is a
-loopback address; they are not reported for remote servers.
+end; it puts the trusted routes (/pub/, /server-stat/) on a second free
+loopback port passed as --internal-addr (a --server-arg=--internal-addr=…
+with a fixed port is used instead). --server-arg passes it more flags. With
+--url the server must run with the same --signature-key, and --trusted-url
+names its --internal-addr listener if it has one. Server memory and CPU
+come from /proc/PID of the spawned server, or of the pid that /server-stat/
+reports when --url is a loopback address; they are not reported for remote
+servers.
 
 Run the bench on the server's machine only over loopback, and mind that the
 bench shares the CPU with the server: its own CPU time is reported as well.
@@ -62,6 +88,9 @@ Examples:
   pushpull bench --spawn --storm --subscribers 10000 --rate 10 --duration 2s --connect-rate 2000
   pushpull bench --spawn --server-arg=--send-queue=4096 --subscribers 5000 --rate 100
   pushpull bench --url http://127.0.0.1:8080 --signature-key "$KEY" --subscribers 500
+  pushpull bench --url http://127.0.0.1:8080 --trusted-url http://127.0.0.1:8895 --signature-key "$KEY"
+  pushpull bench --spawn --soak --subscribers 15000 --rate 1 --duration 30m --connect-rate 2000
+  pushpull bench --spawn --attack all --subscribers 1000 --rate 20 --duration 20s
 `
 
 // stringList is a repeatable string flag.
@@ -73,6 +102,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func (r *runner) bench(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the server's base `URL` (not with --spawn)")
+	trustedURL := fs.String("trusted-url", "", "the server's trusted routes (/pub/, /server-stat/) are at this base `URL`: its --internal-addr listener (default: --url; not with --spawn)")
 	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
 	var serverArgs stringList
@@ -94,6 +124,17 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	settle := fs.Duration("settle", bench.DefaultSettle, "after connecting, wait this `DURATION` before reading the server's memory")
 	drain := fs.Duration("drain", bench.DefaultDrain, "after the last publish, wait at most this `DURATION` for late deliveries")
 	dialTimeout := fs.Duration("dial-timeout", bench.DefaultDialTimeout, "give up on a connection and its handshake after this `DURATION`")
+	soak := fs.Bool("soak", false, "soak: sample the server's memory, files, threads and goroutines while publishing, and report their drift")
+	sampleEvery := fs.Duration("sample-every", bench.DefaultSampleEvery, "with --soak, sample the server every `DURATION`")
+	warmup := fs.Duration("warmup", 0, "with --soak, leave out the samples of the first `DURATION`; 0 means a tenth of --duration")
+	maxDrift := fs.Float64("max-drift", bench.DefaultMaxDrift, "with --soak, the growth in `PERCENT` after the warm-up that still holds")
+	attack := fs.String("attack", "", "run quietly, then under these attacks: comma-separated `KINDS` of "+strings.Join(bench.AttackKinds(), ", ")+", or all")
+	attackWorkers := fs.Int("attack-workers", bench.DefaultAttackWorkers, "with --attack, `N` senders each of collide and array")
+	slowClients := fs.Int("attack-slow-clients", bench.DefaultSlowClients, "with --attack slow, hold `N` trickled POSTs")
+	slowEvery := fs.Duration("attack-slow-every", bench.DefaultSlowEvery, "with --attack slow, send a byte of each body every `DURATION`")
+	flood := fs.Int("attack-flood", bench.DefaultFlood, "with --attack flood, keep `N` requests in flight")
+	attackBody := fs.Int("attack-body", bench.DefaultAttackBody, "with --attack, the size of each attack body in `BYTES`")
+	attackMaxRSS := fs.Int64("attack-max-rss", bench.DefaultAttackMaxRSS>>20, "with --attack, stop the attackers when the server's RSS passes `MIB` MiB")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	writeHelp := func(w io.Writer) {
 		_, _ = io.WriteString(w, benchHelpHead)
@@ -108,9 +149,26 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+	var attackKinds []string
+	if *attack != "" {
+		var err error
+		if attackKinds, err = bench.ParseAttackKinds(*attack); err != nil {
+			return r.usageError("bench", "invalid --attack: %v", err)
+		}
+	}
 	switch {
 	case *spawn && urlSet:
 		return r.usageError("bench", "--url and --spawn exclude each other")
+	case *spawn && *trustedURL != "":
+		return r.usageError("bench", "--trusted-url and --spawn exclude each other: the spawned server's is known")
+	case *soak && (*idle || *storm || *attack != ""):
+		return r.usageError("bench", "--soak excludes --idle, --storm and --attack")
+	case *attack != "" && (*idle || *storm):
+		return r.usageError("bench", "--attack excludes --idle and --storm")
+	case *sampleEvery <= 0 || *warmup < 0 || *maxDrift <= 0:
+		return r.usageError("bench", "--sample-every and --max-drift want values above 0, --warmup 0 or more")
+	case *attackWorkers < 1 || *slowClients < 1 || *flood < 1 || *attackBody < 1 || *attackMaxRSS < 1 || *slowEvery <= 0:
+		return r.usageError("bench", "the --attack-… counts, sizes and durations want values above 0")
 	case !*spawn && len(serverArgs) > 0:
 		return r.usageError("bench", "--server-arg needs --spawn")
 	case !*spawn && *key == "":
@@ -148,6 +206,11 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	cfg := bench.Config{
 		URL:           *base,
 		PublishURL:    *publishURL,
+		TrustedURL:    *trustedURL,
+		Soak:          *soak,
+		SampleEvery:   *sampleEvery,
+		Warmup:        *warmup,
+		MaxDrift:      *maxDrift,
 		SignatureKey:  *key,
 		SignatureAlgo: *algo,
 		Subscribers:   *subscribers,
@@ -188,8 +251,14 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		if err != nil {
 			return r.failure("bench", err)
 		}
-		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s (pid %d)\n", server.URL, server.PID)
-		cfg.URL, cfg.ServerPID = server.URL, server.PID
+		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s, trusted routes at %s (pid %d)\n", server.URL, server.TrustedURL, server.PID)
+		cfg.URL, cfg.TrustedURL, cfg.ServerPID = server.URL, server.TrustedURL, server.PID
+	}
+	if attackKinds != nil {
+		return r.benchAttack(ctx, cfg, bench.AttackConfig{
+			Kinds: attackKinds, Workers: *attackWorkers, SlowClients: *slowClients, SlowEvery: *slowEvery,
+			Flood: *flood, BodySize: *attackBody, MaxRSS: *attackMaxRSS << 20,
+		}, server, *asJSON)
 	}
 	res, runErr := bench.Run(ctx, cfg)
 	if server != nil {
@@ -288,6 +357,9 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
 		line("throughput", "%.0f deliveries/s (first publish to last delivery: %.2f s; drain %.2f s)", d.PerSecond, d.Seconds, d.DrainSec)
 		l := res.Latency
 		line("latency", "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms (publish → deliver)", l.P50, l.P90, l.P99, l.Max)
+		if res.Soak != nil {
+			writeSoak(&b, res)
+		}
 		if res.ServerCPU.Known {
 			line("server CPU", "%s", cpuText(res.ServerCPU))
 		} else {

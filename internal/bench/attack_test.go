@@ -1,0 +1,397 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/server"
+)
+
+func TestParseAttackKinds(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{"all", attackKinds, ""},
+		{"collide", []string{AttackCollide}, ""},
+		{"slow, flood,slow", []string{AttackSlow, AttackFlood}, ""},
+		{"flood,collide", []string{AttackCollide, AttackFlood}, ""},
+		{"collide,all", attackKinds, ""},
+		{"sloww", nil, `unknown attack "sloww"`},
+		{"all,sloww", nil, `unknown attack "sloww"`},
+		{"", nil, `unknown attack ""`},
+	} {
+		got, err := ParseAttackKinds(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: err %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%q: %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestCollideBody(t *testing.T) {
+	body := collideBody(DefaultAttackBody)
+	if len(body) > DefaultAttackBody {
+		t.Fatalf("%d bytes, over %d", len(body), DefaultAttackBody)
+	}
+	var m map[string]int
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	folded := map[string]int{}
+	for k := range m {
+		folded[strings.ToLower(k)]++
+	}
+	// Every key has a twin that differs only by case: ~90k keys in 1 MiB.
+	if len(m) < 80000 || len(folded)*2 != len(m) {
+		t.Errorf("%d keys folding to %d", len(m), len(folded))
+	}
+	for k, n := range folded {
+		if n != 2 {
+			t.Fatalf("%q folds from %d keys, want 2", k, n)
+		}
+	}
+	if got := string(collideBody(20)); got != `{"k0":0,"K0":0}` {
+		t.Errorf("20 bytes: %s", got)
+	}
+	if got := string(collideBody(5)); got != `{}` {
+		t.Errorf("5 bytes: %s", got)
+	}
+}
+
+func TestArrayBody(t *testing.T) {
+	body := arrayBody(DefaultAttackBody)
+	if len(body) > DefaultAttackBody {
+		t.Fatalf("%d bytes, over %d", len(body), DefaultAttackBody)
+	}
+	var a []struct{}
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatal(err)
+	}
+	if len(a) < 340000 {
+		t.Errorf("%d elements", len(a))
+	}
+	if got := string(arrayBody(7)); got != "[{},{}]" {
+		t.Errorf("7 bytes: %s", got)
+	}
+	if got := string(arrayBody(1)); got != "[{}]" {
+		t.Errorf("1 byte: %s", got)
+	}
+}
+
+func TestHealthSummary(t *testing.T) {
+	var lat []time.Duration
+	for i := 100; i >= 1; i-- {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	h := healthSummary(lat, 3)
+	if h.Samples != 100 || h.Failed != 3 || h.P50 != 50 || h.P99 != 99 || h.Max != 100 {
+		t.Errorf("%+v", h)
+	}
+	if h := healthSummary(nil, 0); h != (HealthResult{}) {
+		t.Errorf("no samples: %+v", h)
+	}
+}
+
+func TestAttackChecks(t *testing.T) {
+	quiet := &Result{Latency: Latency{P99: 10}, Deliveries: DeliveryResult{Expected: 100, Received: 100},
+		Publish: PublishResult{Planned: 10, Sent: 10}}
+	calm := &Result{Latency: Latency{P99: 19}, Deliveries: DeliveryResult{Expected: 100, Received: 100},
+		Publish: PublishResult{Planned: 10, Sent: 10}}
+	res := &AttackResult{Quiet: quiet, Attacked: calm, RSSIdle: 20 << 20, RSSPeak: 200 << 20,
+		AttackHealth: HealthResult{Samples: 10, P99: 30, Max: 90}}
+	for _, c := range attackChecks(res) {
+		if !c.Held {
+			t.Errorf("%+v not held", c)
+		}
+	}
+	hurt := &Result{Latency: Latency{P99: 25}, Deliveries: DeliveryResult{Expected: 100, Received: 99, Lost: 1},
+		Publish: PublishResult{Planned: 10, Sent: 9}}
+	res = &AttackResult{Quiet: quiet, Attacked: hurt, RSSIdle: 20 << 20, RSSPeak: 300 << 20,
+		AttackHealth: HealthResult{Samples: 10, Failed: 1, P99: 30, Max: 90}}
+	checks := attackChecks(res)
+	if len(checks) != 5 {
+		t.Fatalf("%d checks", len(checks))
+	}
+	for _, c := range checks {
+		if c.Held {
+			t.Errorf("%+v held", c)
+		}
+	}
+	if !strings.Contains(checks[0].Got, "2.50×") || !strings.Contains(checks[2].Got, "9 of 10, 0 failed") || !strings.Contains(checks[3].Got, "280.0 MiB") {
+		t.Errorf("figures: %+v", checks)
+	}
+}
+
+func TestInternalAddrArg(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		want  string
+		found bool
+	}{
+		{nil, "", false},
+		{[]string{"--send-queue=4"}, "", false},
+		{[]string{"--internal-addr=127.0.0.1:9"}, "127.0.0.1:9", true},
+		{[]string{"-internal-addr", "127.0.0.1:8", "--x"}, "127.0.0.1:8", true},
+		{[]string{"--internal-addr="}, "", true},
+		{[]string{"--internal-addr=a:1", "--internal-addr", "b:2"}, "b:2", true},
+		{[]string{"internal-addr=a:1"}, "", false},
+	} {
+		got, found := internalAddrArg(tt.args)
+		if got != tt.want || found != tt.found {
+			t.Errorf("%q: %q, %v; want %q, %v", tt.args, got, found, tt.want, tt.found)
+		}
+	}
+}
+
+func TestSlowHead(t *testing.T) {
+	head := slowHead("h:1", "/rest/x", 1000)
+	req, err := readRequestHead(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req != "POST /rest/x HTTP/1.1|h:1|1000" {
+		t.Errorf("head %q", req)
+	}
+}
+
+// readRequestHead parses a request head with net/http's reader and
+// returns "request line|host|content length".
+func readRequestHead(head []byte) (string, error) {
+	br := bufio.NewReader(strings.NewReader(string(head)))
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	var host, length string
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if l == "" {
+			break
+		}
+		name, value, _ := strings.Cut(l, ": ")
+		switch name {
+		case "Host":
+			host = value
+		case "Content-Length":
+			length = value
+		}
+	}
+	return strings.TrimRight(line, "\r\n") + "|" + host + "|" + length, nil
+}
+
+func TestTrickleEndsWhenTheServerCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		// Read the head and two trickled bytes, then hang up.
+		buf := make([]byte, 0, 256)
+		tmp := make([]byte, 256)
+		for !strings.HasSuffix(string(buf), "\r\n\r\n[ ") {
+			n, err := c.Read(tmp)
+			if err != nil {
+				break
+			}
+			buf = append(buf, tmp[:n]...)
+		}
+		got <- string(buf)
+		c.Close()
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	head := slowHead("x", "/pubweb/", 10)
+	errc := make(chan error, 1)
+	go func() { errc <- trickle(t.Context(), conn, head, 5*time.Millisecond) }()
+	select {
+	case err := <-errc:
+		if err == nil || errors.Is(err, context.Canceled) {
+			t.Errorf("trickle: %v, want a write error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("trickle went on writing to a closed connection")
+	}
+	if s := <-got; s != string(head)+"[ " {
+		t.Errorf("server read %q", s)
+	}
+}
+
+func TestTrickleStopsWithContext(t *testing.T) {
+	client, srv := net.Pipe()
+	defer srv.Close()
+	go func() { _, _ = io.Copy(io.Discard, srv) }()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- trickle(ctx, client, []byte("head"), time.Hour) }()
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("trickle: %v, want context.Canceled", err)
+	}
+}
+
+// startServerInternal runs a pushpull server with its trusted routes on a
+// second listener and returns both URLs.
+func startServerInternal(t *testing.T) (public, trusted string) {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.SignatureKey = testKey
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.InternalAddr = "127.0.0.1:" + strconv.Itoa(port)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	trusted = "http://" + cfg.InternalAddr
+	// The internal listener opens after the public one; wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.Dial("tcp", cfg.InternalAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the internal listener did not open: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "http://" + ln.Addr().String(), trusted
+}
+
+func TestTrustedURL(t *testing.T) {
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	// The public listener serves neither /server-stat/ nor /pub/.
+	if _, err := Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "/server-stat/ answered 404") {
+		t.Errorf("without the trusted URL: %v, want a 404 from /server-stat/", err)
+	}
+	cfg.TrustedURL = trusted
+	res, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, res, int64(cfg.Subscribers))
+	cfg.TrustedURL = "ftp://x"
+	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "trusted url") {
+		t.Errorf("bad trusted url: %v", err)
+	}
+}
+
+func TestRunAttack(t *testing.T) {
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	cfg.TrustedURL = trusted
+	cfg.Subscribers = 10
+	cfg.Settle = 0
+	ac := AttackConfig{Kinds: AttackKinds(), Workers: 1, SlowClients: 3, SlowEvery: 20 * time.Millisecond,
+		Flood: 2, BodySize: 4096, HealthEvery: 20 * time.Millisecond}
+	res, err := RunAttack(t.Context(), cfg, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, res.Quiet, int64(cfg.Subscribers))
+	checkDelivered(t, res.Attacked, int64(cfg.Subscribers))
+	if res.QuietHealth.Samples == 0 || res.AttackHealth.Samples == 0 || res.RSSIdle <= 0 || res.RSSPeak <= 0 {
+		t.Errorf("health %+v / %+v, rss %d → %d", res.QuietHealth, res.AttackHealth, res.RSSIdle, res.RSSPeak)
+	}
+	if len(res.Attackers) != len(attackKinds) || len(res.Checks) != 5 || res.Stopped != "" {
+		t.Fatalf("attackers %+v, checks %+v, stopped %q", res.Attackers, res.Checks, res.Stopped)
+	}
+	want := map[string]int{AttackCollide: 1, AttackArray: 1, AttackSlow: 3, AttackFlood: 2}
+	for _, a := range res.Attackers {
+		if a.Clients != want[a.Kind] {
+			t.Errorf("%s: %d clients, want %d", a.Kind, a.Clients, want[a.Kind])
+		}
+	}
+	// Slow clients count a request as they connect.
+	if slow := res.Attackers[2]; slow.Kind != AttackSlow || slow.Requests < 3 {
+		t.Errorf("slow: %+v", slow)
+	}
+}
+
+func TestRunAttackStopsOverMaxRSS(t *testing.T) {
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	cfg.TrustedURL = trusted
+	cfg.Subscribers = 5
+	cfg.Settle = 0
+	// Any process is over one byte: the attackers stop at once.
+	res, err := RunAttack(t.Context(), cfg, AttackConfig{Kinds: []string{AttackSlow}, SlowClients: 1, MaxRSS: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Stopped, "over the 0 MiB limit") {
+		t.Errorf("stopped %q", res.Stopped)
+	}
+	checkDelivered(t, res.Attacked, int64(cfg.Subscribers))
+}
+
+func TestAttackConfig(t *testing.T) {
+	if _, err := (AttackConfig{}).complete(); err == nil {
+		t.Error("no error without kinds")
+	}
+	if _, err := (AttackConfig{Kinds: []string{"x"}}).complete(); err == nil {
+		t.Error("no error for an unknown kind")
+	}
+	ac, err := AttackConfig{Kinds: []string{AttackCollide, AttackSlow}}.complete()
+	if err != nil || ac.connections() != DefaultAttackWorkers+DefaultSlowClients+1 {
+		t.Errorf("%+v, %v: %d connections", ac, err, ac.connections())
+	}
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Soak = true
+	if _, err := RunAttack(t.Context(), cfg, AttackConfig{Kinds: []string{AttackSlow}}); err == nil {
+		t.Error("no error for a soak under attack")
+	}
+}
