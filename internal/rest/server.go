@@ -360,7 +360,11 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	case mt == "application/json" || strings.Contains(mt, "+json"):
 		// Invalid JSON, or JSON that is not an object/array, is silently
 		// ignored and only the query remains (spec §1.4).
-		if j, err := decodeOrderedJSON(body); err == nil {
+		j, err := decodeOrderedJSON(body)
+		switch {
+		case errors.Is(err, errJSONTooMany):
+			return nil, TooManyParameters()
+		case err == nil:
 			tree.replaceTop(j)
 		}
 	case mt == "multipart/form-data":
@@ -377,7 +381,8 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 }
 
 // parseMultipart reads the non-file fields of a multipart body with PHP key
-// semantics. File parts are skipped: no pushpull method takes uploads.
+// semantics. File parts are skipped: no pushpull method takes uploads, but
+// they count towards MaxFormKeys, as each costs a header map to read.
 // A malformed body yields the fields read so far, as PHP is lenient too.
 func parseMultipart(body []byte, boundary string) *omap {
 	form := newOmap()
@@ -391,6 +396,7 @@ func parseMultipart(body []byte, boundary string) *omap {
 		if err != nil {
 			break
 		}
+		n++
 		name := part.FormName()
 		if name == "" || part.FileName() != "" {
 			continue
@@ -399,7 +405,6 @@ func parseMultipart(body []byte, boundary string) *omap {
 		if err != nil {
 			break
 		}
-		n++
 		registerVar(form, name, string(val))
 	}
 	return form
