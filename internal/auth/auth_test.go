@@ -52,6 +52,12 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) token(t *testing.T, form url.Values, post bool) (int, map[string]any) {
 	t.Helper()
+	status, _, body := f.tokenHeader(t, form, post)
+	return status, body
+}
+
+func (f *fixture) tokenHeader(t *testing.T, form url.Values, post bool) (int, http.Header, map[string]any) {
+	t.Helper()
 	var resp *http.Response
 	var err error
 	if post {
@@ -67,7 +73,7 @@ func (f *fixture) token(t *testing.T, form url.Values, post bool) (int, map[stri
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, resp.Header, body
 }
 
 func TestCodeExchangeAndRefreshRotation(t *testing.T) {
@@ -77,10 +83,13 @@ func TestCodeExchangeAndRefreshRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
+	status, hdr, body := f.tokenHeader(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
 		"client_secret": {f.app.ClientSecret}, "code": {code.Code}}, false)
 	if status != 200 {
 		t.Fatalf("code exchange: %d %v", status, body)
+	}
+	if hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" {
+		t.Errorf("token answer may be cached: Cache-Control %q, Pragma %q", hdr.Get("Cache-Control"), hdr.Get("Pragma"))
 	}
 	for _, k := range []string{"access_token", "refresh_token", "expires", "expires_in", "scope", "domain", "server_endpoint", "client_endpoint", "member_id", "user_id", "status"} {
 		if _, ok := body[k]; !ok {

@@ -117,6 +117,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, for HTTP/1.0 caches
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

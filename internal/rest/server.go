@@ -232,6 +232,11 @@ func setCommonHeaders(h http.Header) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Headers", "origin, content-type, accept")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// Answers carry per-user secrets (config.get's signed channel ids and
+	// connection token) and must not be kept by a browser or proxy cache;
+	// PHP's default session cache limiter sends the same two headers.
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -321,6 +321,8 @@ func TestSuccessEnvelope(t *testing.T) {
 	for h, v := range map[string]string{
 		"Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff",
 		"Content-Type": "application/json; charset=utf-8",
+		// config.get answers carry the connection token: never cached.
+		"Cache-Control": "no-store", "Pragma": "no-cache",
 	} {
 		if got := w.Header().Get(h); got != v {
 			t.Errorf("header %s = %q", h, got)
