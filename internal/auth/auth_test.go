@@ -151,6 +151,21 @@ func TestTokenEndpointErrors(t *testing.T) {
 			t.Errorf("%v: %d %v, want %d %s", tc.form, status, body, tc.status, tc.code)
 		}
 	}
+	// A code presented by another application is refused without being
+	// used up: the application it was issued to still gets its token.
+	other, err := f.st.CreateApp(context.Background(), f.app.PortalID, "other", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, _ := f.svc.MintCode(context.Background(), f.app, f.user)
+	if status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {other.ClientID},
+		"client_secret": {other.ClientSecret}, "code": {stolen.Code}}, true); status != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("code of another client: %d %v", status, body)
+	}
+	if status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
+		"client_secret": {f.app.ClientSecret}, "code": {stolen.Code}}, true); status != 200 {
+		t.Fatalf("the right client after a wrong one: %d %v", status, body)
+	}
 	// An expired code is refused.
 	code, _ := f.svc.MintCode(context.Background(), f.app, f.user)
 	f.now = f.now.Add(31 * time.Second)

@@ -77,8 +77,8 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		if code == "" {
 			return nil, invalidRequest("code is required.")
 		}
-		ac, err := s.st.UseAuthCode(ctx, code, now)
-		if err != nil || ac.AppID != app.ID {
+		ac, err := s.st.UseAuthCode(ctx, code, app.ID, now)
+		if err != nil {
 			return nil, invalidGrant("The authorization code is invalid, used or expired.")
 		}
 		resp, err := s.Issue(ctx, app, ac.UserID)

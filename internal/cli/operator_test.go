@@ -183,7 +183,7 @@ func TestTokenCode(t *testing.T) {
 	if c.Code == "" || c.ExpiresIn < 29 || c.ExpiresIn > 30 {
 		t.Fatalf("token code = %+v", c)
 	}
-	used, err := e.open().UseAuthCode(t.Context(), c.Code, time.Now())
+	used, err := e.open().UseAuthCode(t.Context(), c.Code, a.ID, time.Now())
 	if err != nil || used.UserID != 5 {
 		t.Errorf("UseAuthCode = %+v, %v", used, err)
 	}

@@ -442,12 +442,12 @@ func (s *SQLite) CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, erro
 
 // UseAuthCode implements Store. One conditional UPDATE ... RETURNING both
 // checks and consumes the code, so it cannot be used twice concurrently.
-func (s *SQLite) UseAuthCode(ctx context.Context, code string, now time.Time) (AuthCode, error) {
+func (s *SQLite) UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (AuthCode, error) {
 	c := AuthCode{Code: code, Used: true}
 	var scopes string
 	var expires int64
-	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND used = 0 AND expires > ?
-RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), EncodeTime(now)).
+	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND app_id = ? AND used = 0 AND expires > ?
+RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), appID, EncodeTime(now)).
 		Scan(&c.PortalID, &c.AppID, &c.UserID, &scopes, &expires)
 	if err != nil {
 		return AuthCode{}, fmt.Errorf("store: use auth code: %w", dbErr(err))

@@ -181,9 +181,11 @@ type Store interface {
 	// CreateAuthCode stores an authorization code; an empty Code is
 	// generated. The stored code is returned.
 	CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, error)
-	// UseAuthCode consumes a code once: unknown, used or expired at now
-	// (Expires <= now) -> ErrNotFound.
-	UseAuthCode(ctx context.Context, code string, now time.Time) (AuthCode, error)
+	// UseAuthCode consumes a code once, for the application it was issued
+	// to: unknown, used, expired at now (Expires <= now) or issued to
+	// another app -> ErrNotFound. A code presented by another application
+	// is not consumed, so a stray or hostile client cannot use it up.
+	UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (AuthCode, error)
 
 	// CreateWebhook creates a webhook with a random 16-character lowercase
 	// alphanumeric secret (Bitrix's format). appID 0 = no application.

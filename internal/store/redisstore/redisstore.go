@@ -526,7 +526,7 @@ func (s *Store) CreateAuthCode(ctx context.Context, c store.AuthCode) (store.Aut
 }
 
 // UseAuthCode implements store.Store.
-func (s *Store) UseAuthCode(ctx context.Context, code string, now time.Time) (store.AuthCode, error) {
+func (s *Store) UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (store.AuthCode, error) {
 	k := s.key("code", store.HashSecret(code))
 	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k).Build()).AsStrMap()
 	if err != nil {
@@ -543,7 +543,9 @@ func (s *Store) UseAuthCode(ctx context.Context, code string, now time.Time) (st
 	if f.err != nil {
 		return store.AuthCode{}, fmt.Errorf("redis store: use auth code: %w", f.err)
 	}
-	if f.bool("used") || !now.Before(c.Expires) {
+	// The app is checked before the code is consumed, and like the expiry it
+	// never changes after creation, so the script need not check it again.
+	if f.bool("used") || !now.Before(c.Expires) || c.AppID != appID {
 		return store.AuthCode{}, fmt.Errorf("redis store: use auth code: %w", store.ErrNotFound)
 	}
 	ok, err := s.useCode.Exec(ctx, s.c, []string{k}, nil).AsInt64()

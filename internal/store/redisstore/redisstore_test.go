@@ -226,7 +226,7 @@ func TestTwoNodesSingleUse(t *testing.T) {
 			count("RotateRefresh", &rotated, err)
 		})
 		wg.Go(func() {
-			_, err := s.UseAuthCode(ctx, code.Code, now)
+			_, err := s.UseAuthCode(ctx, code.Code, 1, now)
 			count("UseAuthCode", &used, err)
 		})
 		wg.Go(func() {

@@ -350,7 +350,15 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	if len(c.Code) < 32 {
 		t.Errorf("generated code %q too short", c.Code)
 	}
-	got, err := s.UseAuthCode(ctx, c.Code, epoch)
+	// Presented by another application: refused and not consumed, so the
+	// application it was issued to can still use it.
+	other, err := s.CreateApp(ctx, p.ID, "other", []string{"pull"})
+	if err != nil {
+		t.Fatalf("CreateApp: %v", err)
+	}
+	_, err = s.UseAuthCode(ctx, c.Code, other.ID, epoch)
+	wantNotFound(t, "UseAuthCode(other app)", err)
+	got, err := s.UseAuthCode(ctx, c.Code, a.ID, epoch)
 	if err != nil {
 		t.Fatalf("UseAuthCode: %v", err)
 	}
@@ -358,9 +366,9 @@ func testAuthCodes(t *testing.T, s store.Store) {
 		!slices.Equal(got.Scopes, []string{"pull"}) || !got.Expires.Equal(c.Expires) {
 		t.Errorf("UseAuthCode = %+v, want %+v", got, c)
 	}
-	_, err = s.UseAuthCode(ctx, c.Code, epoch)
+	_, err = s.UseAuthCode(ctx, c.Code, a.ID, epoch)
 	wantNotFound(t, "UseAuthCode(used)", err)
-	_, err = s.UseAuthCode(ctx, "nope", epoch)
+	_, err = s.UseAuthCode(ctx, "nope", a.ID, epoch)
 	wantNotFound(t, "UseAuthCode(unknown)", err)
 
 	// Expiry: valid just before Expires, gone at Expires.
@@ -371,9 +379,9 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	if exp.Code != "fixed-code" {
 		t.Errorf("CreateAuthCode changed the given code to %q", exp.Code)
 	}
-	_, err = s.UseAuthCode(ctx, "fixed-code", epoch.Add(30*time.Second))
+	_, err = s.UseAuthCode(ctx, "fixed-code", a.ID, epoch.Add(30*time.Second))
 	wantNotFound(t, "UseAuthCode(expired)", err)
-	_, err = s.UseAuthCode(ctx, "fixed-code", epoch.Add(time.Hour))
+	_, err = s.UseAuthCode(ctx, "fixed-code", a.ID, epoch.Add(time.Hour))
 	wantNotFound(t, "UseAuthCode(long expired)", err)
 
 	// Concurrent use: exactly one wins.
@@ -388,7 +396,7 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	)
 	for range 10 {
 		wg.Go(func() {
-			_, err := s.UseAuthCode(ctx, cc.Code, epoch)
+			_, err := s.UseAuthCode(ctx, cc.Code, a.ID, epoch)
 			if err == nil {
 				mu.Lock()
 				wins++
