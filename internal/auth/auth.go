@@ -8,7 +8,6 @@ package auth
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -263,7 +262,3 @@ func (s *Service) response(ctx context.Context, tok store.Token) (TokenResponse,
 	}, nil
 }
 
-// secretsEqual compares an app's client secret in constant time.
-func secretsEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}

@@ -63,7 +63,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		return nil, invalidRequest("grant_type, client_id and client_secret are required.")
 	}
 	app, err := s.st.App(ctx, clientID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !secretsEqual(app.ClientSecret, secret)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !app.SecretMatches(secret)) {
 		return nil, invalidClient()
 	}
 	if err != nil {

@@ -110,6 +110,46 @@ CREATE TABLE push_jobs (
 );
 CREATE INDEX push_jobs_due ON push_jobs(next_attempt, id);
 `,
+	// Client secrets were stored as given; from version 3 only their hash
+	// is kept (migrationFuncs[3] hashes the existing ones).
+	`ALTER TABLE apps RENAME COLUMN client_secret TO client_secret_hash;`,
+}
+
+// migrationFuncs[v] runs in the same transaction right after the SQL step
+// that reaches version v, for what SQL alone cannot do.
+var migrationFuncs = map[int]func(context.Context, *sql.Tx) error{
+	3: hashClientSecrets,
+}
+
+// hashClientSecrets replaces the plain client secrets of existing apps by
+// their hash.
+func hashClientSecrets(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, client_secret_hash FROM apps`)
+	if err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	plain := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var secret string
+		if err := rows.Scan(&id, &secret); err != nil {
+			rows.Close()
+			return fmt.Errorf("hash client secrets: %w", err)
+		}
+		plain[id] = secret
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	for id, secret := range plain {
+		if _, err := tx.ExecContext(ctx, `UPDATE apps SET client_secret_hash = ? WHERE id = ?`, HashSecret(secret), id); err != nil {
+			return fmt.Errorf("hash client secrets: app %d: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // OpenSQLite opens (creating if needed, mode 0600) the registry file at path
@@ -160,6 +200,11 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	for i := version; i < len(migrations); i++ {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+		if fn := migrationFuncs[i+1]; fn != nil {
+			if err := fn(ctx, tx); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", i+1, err)
+			}
 		}
 	}
 	if version == len(migrations) {
@@ -239,8 +284,9 @@ func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, sco
 	if a.ClientSecret, err = NewClientSecret(); err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		a.PortalID, a.ClientID, a.ClientSecret, a.Name, JoinScopes(a.Scopes), EncodeTime(a.CreatedAt))
+	a.ClientSecretHash = HashSecret(a.ClientSecret)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret_hash, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		a.PortalID, a.ClientID, a.ClientSecretHash, a.Name, JoinScopes(a.Scopes), EncodeTime(a.CreatedAt))
 	if err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", dbErr(err))
 	}
@@ -250,13 +296,13 @@ func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, sco
 	return a, nil
 }
 
-const appColumns = `id, portal_id, client_id, client_secret, name, scopes, created_at`
+const appColumns = `id, portal_id, client_id, client_secret_hash, name, scopes, created_at`
 
 func scanApp(sc interface{ Scan(...any) error }) (App, error) {
 	var a App
 	var scopes string
 	var created int64
-	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecret, &a.Name, &scopes, &created); err != nil {
+	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecretHash, &a.Name, &scopes, &created); err != nil {
 		return App{}, err
 	}
 	a.Scopes = SplitScopes(scopes)

@@ -82,7 +82,7 @@ func TestSQLiteReopen(t *testing.T) {
 	if p2.ID != p.ID || p2.MemberID != p.MemberID || p2.Domain != "push2.example.com" || !p2.CreatedAt.Equal(p.CreatedAt) {
 		t.Errorf("portal after reopen = %+v, was %+v", p2, p)
 	}
-	if a2, err := s.App(ctx, a.ClientID); err != nil || a2.ClientSecret != a.ClientSecret {
+	if a2, err := s.App(ctx, a.ClientID); err != nil || !a2.SecretMatches(a.ClientSecret) {
 		t.Errorf("App after reopen = %+v, %v", a2, err)
 	}
 	if u, err := s.User(ctx, p.ID, 1); err != nil || !u.Admin {

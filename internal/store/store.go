@@ -4,18 +4,19 @@
 // must pass the same conformance suite (package storetest).
 //
 // Secrets that are only ever presented back to the server (access and refresh
-// tokens, authorization codes, webhook secrets) are stored as SHA-256 hashes,
-// so a leaked database file does not hand out working credentials. Lookups
-// hash the presented value; the returned record carries the value that was
-// presented and leaves the other secrets of the record empty (see Token).
-// Application client secrets are stored as given because the operator CLI
-// shows them again (Bitrix shows them in the app settings too).
+// tokens, authorization codes, webhook secrets, application client secrets)
+// are stored as SHA-256 hashes, so a leaked database file does not hand out
+// working credentials. Lookups hash the presented value; the returned record
+// carries the value that was presented and leaves the other secrets of the
+// record empty (see Token). A client secret is therefore shown once, when
+// the application is created.
 package store
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,13 +44,24 @@ type Portal struct {
 
 // App is a registered REST application.
 type App struct {
-	ID           int64
-	PortalID     int64
-	ClientID     string // "local.<14 hex>.<8 digits>", also the channel type of its channels
+	ID       int64
+	PortalID int64
+	ClientID string // "local.<14 hex>.<8 digits>", also the channel type of its channels
+	// ClientSecret is filled by CreateApp only: the registry keeps its hash.
 	ClientSecret string
-	Name         string
-	Scopes       []string
-	CreatedAt    time.Time
+	// ClientSecretHash is HashSecret(client secret), filled by every method
+	// that returns an App; check a presented secret with SecretMatches.
+	ClientSecretHash string
+	Name             string
+	Scopes           []string
+	CreatedAt        time.Time
+}
+
+// SecretMatches reports whether secret is the app's client secret, in
+// constant time.
+func (a App) SecretMatches(secret string) bool {
+	return a.ClientSecretHash != "" &&
+		subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(a.ClientSecretHash)) == 1
 }
 
 // User is a portal user as far as pushpull cares: whether they may receive

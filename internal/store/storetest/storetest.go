@@ -132,12 +132,20 @@ func testApps(t *testing.T, s store.Store) {
 	if a2.ID == a1.ID || a2.ClientID == a1.ClientID || a2.ClientSecret == a1.ClientSecret {
 		t.Errorf("second app not distinct: %+v vs %+v", a2, a1)
 	}
+	if !a1.SecretMatches(a1.ClientSecret) || a1.SecretMatches(a2.ClientSecret) || a1.SecretMatches("") {
+		t.Errorf("CreateApp: SecretMatches disagrees with the secret it returned")
+	}
 
 	got, err := s.App(ctx, a1.ClientID)
 	if err != nil {
 		t.Fatalf("App: %v", err)
 	}
 	assertApp(t, got, a1)
+	// Only the hash is kept: a lookup cannot give the secret back, but it
+	// recognises it.
+	if got.ClientSecret != "" || got.ClientSecretHash == a1.ClientSecret || !got.SecretMatches(a1.ClientSecret) || got.SecretMatches(a2.ClientSecret) {
+		t.Errorf("App: secret %q, hash %q; want no secret and a hash that matches", got.ClientSecret, got.ClientSecretHash)
+	}
 
 	list, err := s.Apps(ctx, p.ID)
 	if err != nil {
@@ -159,7 +167,7 @@ func testApps(t *testing.T, s store.Store) {
 func assertApp(t *testing.T, got, want store.App) {
 	t.Helper()
 	if got.ID != want.ID || got.PortalID != want.PortalID || got.ClientID != want.ClientID ||
-		got.ClientSecret != want.ClientSecret || got.Name != want.Name ||
+		got.ClientSecretHash != want.ClientSecretHash || got.Name != want.Name ||
 		!slices.Equal(got.Scopes, want.Scopes) || !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Errorf("app = %+v, want %+v", got, want)
 	}
