@@ -261,4 +261,3 @@ func (s *Service) response(ctx context.Context, tok store.Token) (TokenResponse,
 		Status:         "L", // a local application, in Bitrix's terms
 	}, nil
 }
-
