@@ -151,7 +151,7 @@ const portalLua = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local id = redis.call('INCR', KEYS[2])
   redis.call('HSET', KEYS[1], 'id', id, 'member_id', ARGV[1], 'domain', ARGV[2], 'created_at', ARGV[3])
-elseif ARGV[2] ~= '' then
+elseif ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'domain') ~= ARGV[2] then
   redis.call('HSET', KEYS[1], 'domain', ARGV[2])
 end
 return redis.call('HMGET', KEYS[1], 'id', 'member_id', 'domain', 'created_at')
