@@ -145,9 +145,11 @@ func TestConfigGetVersion5HasToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The token names the user, the tenant, and both application channels.
-	if claims.User != 5 || claims.Issuer != p.MemberID || len(claims.Channels) != 2 ||
-		claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+	// The token names the user, the tenant, both application channels and,
+	// right after the private one, its public id (as Bitrix's pull module
+	// does), which the push server registers as the private channel's alias.
+	if claims.User != 5 || claims.Issuer != p.MemberID || len(claims.Channels) != 3 ||
+		claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID || claims.Channels[2] != elems[0].Public {
 		t.Fatalf("claims %+v; channels private %s shared %s", claims, elems[0].ID, elems[1].ID)
 	}
 	// Versions before 5 have neither.
@@ -485,7 +487,8 @@ func TestUserConfigGetVersion5(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if claims.User != 5 || len(claims.Channels) != 2 || claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+	if claims.User != 5 || len(claims.Channels) != 3 || claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID ||
+		claims.Channels[2] != elems[0].Public {
 		t.Fatalf("claims %+v", claims)
 	}
 	app := roundTrip(t, must(f.svc.configGet(ctx, f.caller, nil)))
