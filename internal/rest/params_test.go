@@ -2,9 +2,9 @@ package rest
 
 import (
 	"encoding/json"
+	"net/url"
 	"reflect"
 	"strings"
-	"net/url"
 	"testing"
 )
 
