@@ -24,7 +24,7 @@ type fixture struct {
 	user int64
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, t.TempDir()+"/registry.db", "push.example")
