@@ -348,7 +348,7 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	if r.Method != http.MethodPost || r.Body == nil {
 		return tree, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
+	body, err := readBody(r, s.maxBody)
 	if err != nil {
 		return nil, NewError(http.StatusBadRequest, CodeInvalidRequest, "Could not read request body")
 	}
@@ -383,6 +383,23 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 		tree.replaceTop(form)
 	}
 	return tree, nil
+}
+
+// readBody reads at most limit+1 bytes of r's body. A declared length sizes
+// the buffer once: io.ReadAll's doubling would allocate twice the body in
+// garbage on the way, which for a 1 MiB body is most of what a refused
+// request costs.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// bytes.MinRead spare: ReadFrom grows when less than that is free,
+		// even when only EOF is left to read.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return buf.Bytes(), nil
 }
 
 // parseMultipart reads the non-file fields of a multipart body with PHP key
