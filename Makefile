@@ -33,6 +33,7 @@ fuzz-smoke:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRPC$$' -fuzztime=$(FUZZTIME) ./internal/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzV5ClientFrame$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePHPForm$$' -fuzztime=$(FUZZTIME) ./internal/rest/
+	$(GO) test -run='^$$' -fuzz='^FuzzRESTParams$$' -fuzztime=$(FUZZTIME) ./internal/rest/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token/
 
 lint:

@@ -108,7 +108,8 @@ func TestPullClientRESTv5WebSocket(t *testing.T) {
 	var lc struct {
 		Channels []struct{ ID, Type string } `json:"channels"`
 	}
-	if err := json.Unmarshal(r.Result, &lc); err != nil || len(lc.Channels) != 3 || lc.Channels[2].ID != "1" || lc.Channels[2].Type != "user" {
+	// Shared, private, the private channel's public id, and the user.
+	if err := json.Unmarshal(r.Result, &lc); err != nil || len(lc.Channels) != 4 || lc.Channels[3].ID != "1" || lc.Channels[3].Type != "user" {
 		t.Fatalf("listChannels(): %s", r.Line)
 	}
 
@@ -288,4 +289,68 @@ func TestPullClientV5CoexistsWithV3AndV4(t *testing.T) {
 	if len(mids[0]) != 26 || mids[0] != mids[1] || mids[0] != mids[2] {
 		t.Fatalf("the clients saw different ids: %q", mids)
 	}
+}
+
+// advertisedPublicID is what a client tells others to message it by: its
+// config's channels.private.public_id ("<public id>.<signature>").
+func advertisedPublicID(t *testing.T, f *restFixture, auth string) string {
+	t.Helper()
+	code, body := postJSON(t, f.srv.base+"/rest/pull.application.config.get", url.Values{"auth": {auth}})
+	res, _ := body["result"].(map[string]any)
+	chans, _ := res["channels"].(map[string]any)
+	priv, _ := chans["private"].(map[string]any)
+	id, _ := priv["public_id"].(string)
+	if code != 200 || strings.Count(id, ".") != 1 {
+		t.Fatalf("config.get: %d %v", code, body)
+	}
+	return id
+}
+
+// The official client in version 5 messages another user's channel, as
+// BX.PullClient does with sendMessageToChannels and the other user's
+// advertised public id, in both directions; and by the public id that
+// pull.channel.public.list with APPLICATION=Y names for a user id.
+func TestPullClientV5PublishToPublicChannel(t *testing.T) {
+	ctx := testContext(t)
+	f := newRESTFixture(t, "5", "--jsonrpc-ping-interval", v5Ping.String())
+	one := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Auth: f.token}})
+	two := startPullClient(t, ctx, ClientInput{UserID: 2, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Auth: f.adminToken}})
+	one.waitOnline(ctx)
+	two.waitOnline(ctx)
+
+	send := func(from *PullClient, channel, command string) {
+		t.Helper()
+		from.do(ctx, map[string]any{"cmd": "sendMessageToChannels", "channels": []string{channel},
+			"moduleId": "application", "command": command, "params": map[string]any{"n": 1}})
+	}
+	expect := func(to *PullClient, command, sender string) {
+		t.Helper()
+		m := to.nextMessage(ctx)
+		checkMessage(t, m, "application", command, `{"n":1}`)
+		if !m.Client || m.Extra.Sender == nil || m.Extra.Sender.Type != 1 || m.Extra.Sender.ID != sender {
+			t.Fatalf("%s: %s", command, m.Line)
+		}
+	}
+	send(two, advertisedPublicID(t, f, f.token), "toOne")
+	expect(one, "toOne", "2")
+	send(one, advertisedPublicID(t, f, f.adminToken), "toTwo")
+	expect(two, "toTwo", "1")
+
+	// By user id through REST: the application's channel of user 1.
+	code, body := postJSON(t, f.srv.base+"/rest/pull.channel.public.list", url.Values{"auth": {f.adminToken}, "USERS[]": {"1"}, "APPLICATION": {"Y"}})
+	res, _ := body["result"].(map[string]any)
+	u1, _ := res["1"].(map[string]any)
+	pub, _ := u1["public_id"].(string)
+	sig, _ := u1["signature"].(string)
+	if code != 200 || pub == "" || sig == "" {
+		t.Fatalf("public.list APPLICATION=Y: %d %v", code, body)
+	}
+	send(two, pub+"."+sig, "byList")
+	expect(one, "byList", "2")
+
+	// Nothing else arrived: the next message is the sentinel.
+	send(two, pub+"."+sig, "sentinel")
+	expect(one, "sentinel", "2")
+	send(one, advertisedPublicID(t, f, f.adminToken), "sentinel")
+	expect(two, "sentinel", "1")
 }

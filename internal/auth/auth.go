@@ -8,7 +8,6 @@ package auth
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -261,9 +260,4 @@ func (s *Service) response(ctx context.Context, tok store.Token) (TokenResponse,
 		RefreshToken:   tok.RefreshToken,
 		Status:         "L", // a local application, in Bitrix's terms
 	}, nil
-}
-
-// secretsEqual compares an app's client secret in constant time.
-func secretsEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

@@ -24,7 +24,7 @@ type fixture struct {
 	user int64
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, t.TempDir()+"/registry.db", "push.example")
@@ -52,6 +52,12 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) token(t *testing.T, form url.Values, post bool) (int, map[string]any) {
 	t.Helper()
+	status, _, body := f.tokenHeader(t, form, post)
+	return status, body
+}
+
+func (f *fixture) tokenHeader(t *testing.T, form url.Values, post bool) (int, http.Header, map[string]any) {
+	t.Helper()
 	var resp *http.Response
 	var err error
 	if post {
@@ -67,7 +73,7 @@ func (f *fixture) token(t *testing.T, form url.Values, post bool) (int, map[stri
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, resp.Header, body
 }
 
 func TestCodeExchangeAndRefreshRotation(t *testing.T) {
@@ -77,10 +83,13 @@ func TestCodeExchangeAndRefreshRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
+	status, hdr, body := f.tokenHeader(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
 		"client_secret": {f.app.ClientSecret}, "code": {code.Code}}, false)
 	if status != 200 {
 		t.Fatalf("code exchange: %d %v", status, body)
+	}
+	if hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" {
+		t.Errorf("token answer may be cached: Cache-Control %q, Pragma %q", hdr.Get("Cache-Control"), hdr.Get("Pragma"))
 	}
 	for _, k := range []string{"access_token", "refresh_token", "expires", "expires_in", "scope", "domain", "server_endpoint", "client_endpoint", "member_id", "user_id", "status"} {
 		if _, ok := body[k]; !ok {
@@ -141,6 +150,21 @@ func TestTokenEndpointErrors(t *testing.T) {
 		if status != tc.status || body["error"] != tc.code || body["error_description"] == "" {
 			t.Errorf("%v: %d %v, want %d %s", tc.form, status, body, tc.status, tc.code)
 		}
+	}
+	// A code presented by another application is refused without being
+	// used up: the application it was issued to still gets its token.
+	other, err := f.st.CreateApp(context.Background(), f.app.PortalID, "other", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, _ := f.svc.MintCode(context.Background(), f.app, f.user)
+	if status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {other.ClientID},
+		"client_secret": {other.ClientSecret}, "code": {stolen.Code}}, true); status != 400 || body["error"] != "invalid_grant" {
+		t.Fatalf("code of another client: %d %v", status, body)
+	}
+	if status, body := f.token(t, url.Values{"grant_type": {"authorization_code"}, "client_id": {f.app.ClientID},
+		"client_secret": {f.app.ClientSecret}, "code": {stolen.Code}}, true); status != 200 {
+		t.Fatalf("the right client after a wrong one: %d %v", status, body)
 	}
 	// An expired code is refused.
 	code, _ := f.svc.MintCode(context.Background(), f.app, f.user)

@@ -63,7 +63,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		return nil, invalidRequest("grant_type, client_id and client_secret are required.")
 	}
 	app, err := s.st.App(ctx, clientID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !secretsEqual(app.ClientSecret, secret)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !app.SecretMatches(secret)) {
 		return nil, invalidClient()
 	}
 	if err != nil {
@@ -77,8 +77,8 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		if code == "" {
 			return nil, invalidRequest("code is required.")
 		}
-		ac, err := s.st.UseAuthCode(ctx, code, now)
-		if err != nil || ac.AppID != app.ID {
+		ac, err := s.st.UseAuthCode(ctx, code, app.ID, now)
+		if err != nil {
 			return nil, invalidGrant("The authorization code is invalid, used or expired.")
 		}
 		resp, err := s.Issue(ctx, app, ac.UserID)
@@ -117,6 +117,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, for HTTP/1.0 caches
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -277,7 +277,7 @@ func (r *runner) noArgs(fs *flag.FlagSet) (int, bool) {
 type appJSON struct {
 	ID           int64     `json:"id"`
 	ClientID     string    `json:"client_id"`
-	ClientSecret string    `json:"client_secret"`
+	ClientSecret string    `json:"client_secret,omitempty"` // app create only: the registry keeps its hash
 	Name         string    `json:"name"`
 	Scopes       []string  `json:"scopes"`
 	CreatedAt    time.Time `json:"created_at"`
@@ -299,7 +299,7 @@ func (r *runner) appCreate(ctx context.Context, args []string) int {
 	name := fs.String("name", "", "the application's `NAME` (required)")
 	scope := fs.String("scope", "pull", "comma-separated scope `LIST`")
 	help := helpWriter(fs, "pushpull app create --name NAME [--scope pull,...] [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
-		"Registers a REST application and prints its client_id and client_secret.", appCreateExamples)
+		"Registers a REST application and prints its client_id and client_secret.\nThe secret is shown only here: the registry keeps only its hash.", appCreateExamples)
 	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
@@ -329,7 +329,7 @@ const appListExamples = `  pushpull app list
 func (r *runner) appList(ctx context.Context, args []string) int {
 	fs, o := newOpFlagSet("app list")
 	help := helpWriter(fs, "pushpull app list [--json] [--data-dir DIR] [--public-url URL] [--config FILE]",
-		"Lists the registered applications in creation order, with their secrets.", appListExamples)
+		"Lists the registered applications in creation order (client secrets are\nshown only by app create: the registry keeps only their hash).", appListExamples)
 	if code, ok := r.parseNoArgs(fs, help, args); !ok {
 		return code
 	}
@@ -350,10 +350,10 @@ func (r *runner) appList(ctx context.Context, args []string) int {
 				return
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CLIENT_ID\tNAME\tSCOPE\tCREATED\tCLIENT_SECRET")
+			fmt.Fprintln(tw, "CLIENT_ID\tNAME\tSCOPE\tCREATED")
 			for _, a := range apps {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.ClientID, a.Name, strings.Join(a.Scopes, ","),
-					a.CreatedAt.UTC().Format(time.RFC3339), a.ClientSecret)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ClientID, a.Name, strings.Join(a.Scopes, ","),
+					a.CreatedAt.UTC().Format(time.RFC3339))
 			}
 			_ = tw.Flush()
 		})

@@ -191,12 +191,20 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 	}
 	if s.opt.ServerVersion >= 5 {
 		// The token lists both of the caller's channels, not only the shared
-		// one as Bitrix does: pushpull is the push server too, so it can
-		// route the application's private events to this application's
-		// connections rather than to every connection of the user.
+		// one as Bitrix does for users: pushpull is the push server too, so
+		// it can route the application's private events to this
+		// application's connections rather than to every connection of the
+		// user. Like Bitrix's pull module, it lists the private channel's
+		// public id right after it, so that the push server takes client
+		// publishes to that public id (sendMessageToChannels) for this
+		// connection.
+		chans := []channel.ID{sharedIDs.priv, privIDs.priv}
+		if privIDs.hasPub {
+			chans = append(chans, privIDs.pub)
+		}
 		exp := now.Add(tokenTTL)
 		res.JWT = token.Sign(token.Claims{Issuer: s.opt.Tenant, IssuedAt: now, Expires: exp, User: c.UserID,
-			Channels: []channel.ID{sharedIDs.priv, privIDs.priv}}, s.signer.Key())
+			Channels: chans}, s.signer.Key())
 		res.Exp = exp.Unix()
 	}
 	return res, nil
@@ -358,7 +366,10 @@ func parseStoredID(s string) (channel.ID, error) {
 }
 
 // signed holds a channel's ids, parsed.
-type signed struct{ priv, pub channel.ID }
+type signed struct {
+	priv, pub channel.ID
+	hasPub    bool
+}
 
 func idsOf(ch store.Channel) (signed, error) {
 	var out signed
@@ -368,6 +379,7 @@ func idsOf(ch store.Channel) (signed, error) {
 	}
 	if ch.PublicID != "" {
 		out.pub, err = parseStoredID(ch.PublicID)
+		out.hasPub = err == nil
 	}
 	return out, err
 }

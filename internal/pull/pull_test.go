@@ -145,9 +145,11 @@ func TestConfigGetVersion5HasToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The token names the user, the tenant, and both application channels.
-	if claims.User != 5 || claims.Issuer != p.MemberID || len(claims.Channels) != 2 ||
-		claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+	// The token names the user, the tenant, both application channels and,
+	// right after the private one, its public id (as Bitrix's pull module
+	// does), which the push server registers as the private channel's alias.
+	if claims.User != 5 || claims.Issuer != p.MemberID || len(claims.Channels) != 3 ||
+		claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID || claims.Channels[2] != elems[0].Public {
 		t.Fatalf("claims %+v; channels private %s shared %s", claims, elems[0].ID, elems[1].ID)
 	}
 	// Versions before 5 have neither.
@@ -366,6 +368,70 @@ func TestPublicList(t *testing.T) {
 	}
 }
 
+// Repeated ids count once; more distinct ids than maxPublicUsers are
+// refused with a clear error and change nothing.
+func TestPublicListDeduplicatesAndCaps(t *testing.T) {
+	f := newFixture(t, 4)
+	ctx := context.Background()
+	dups := make([]any, 5000)
+	for i := range dups {
+		dups[i] = "5"
+	}
+	got := roundTrip(t, must(f.svc.publicList(ctx, f.caller, rest.Params{"USERS": dups})))
+	if len(got) != 1 || got["5"] == nil {
+		t.Fatalf("duplicates: %v", got)
+	}
+	many := make([]any, maxPublicUsers+1)
+	for i := range many {
+		many[i] = i + 1
+	}
+	if _, err := f.svc.publicList(ctx, f.caller, rest.Params{"USERS": many}); !isCode(err, rest.CodeInvalidRequest, 400) {
+		t.Fatalf("%d users: %v", len(many), err)
+	}
+	if _, err := f.svc.publicList(ctx, f.caller, rest.Params{"USERS": many[:maxPublicUsers]}); err != nil {
+		t.Fatalf("%d users: %v", maxPublicUsers, err)
+	}
+}
+
+// APPLICATION=Y names the caller's application channel of each user, the
+// one that user's pull.application.config.get hands out, rather than the
+// user's own channel.
+func TestPublicListApplication(t *testing.T) {
+	f := newFixture(t, 4)
+	ctx := context.Background()
+	own := roundTrip(t, must(f.svc.publicList(ctx, f.caller, rest.Params{"USERS": []any{"5"}})))["5"].(map[string]any)
+	for _, call := range []func(rest.Params) (any, error){
+		func(p rest.Params) (any, error) { return f.svc.publicList(ctx, f.admin, p) },
+		func(p rest.Params) (any, error) { return f.svc.publicGet(ctx, f.admin, p) },
+	} {
+		got := roundTrip(t, must(call(rest.Params{"USERS": []any{"5"}, "APPLICATION": "Y"})))
+		u5, _ := got["5"].(map[string]any)
+		if u5 == nil || u5["public_id"] == own["public_id"] {
+			t.Fatalf("APPLICATION=Y: %v (own channel %v)", got, own["public_id"])
+		}
+		cfg := roundTrip(t, must(f.svc.configGet(ctx, f.caller, nil)))
+		priv := cfg["channels"].(map[string]any)["private"].(map[string]any)
+		if !strings.HasPrefix(priv["public_id"].(string), u5["public_id"].(string)+".") ||
+			u5["signature"] != f.signer.SignHex("public:"+u5["public_id"].(string)) {
+			t.Fatalf("APPLICATION=Y gave %v; user 5's application config has %v", u5, priv["public_id"])
+		}
+	}
+	got := roundTrip(t, must(f.svc.publicGet(ctx, f.caller, rest.Params{"USER_ID": "5", "APPLICATION": "Y"})))
+	if got["5"].(map[string]any)["public_id"] == own["public_id"] {
+		t.Fatal("public.get with USER_ID ignores APPLICATION=Y")
+	}
+	// Only "Y" switches; without an application there is no such channel.
+	got = roundTrip(t, must(f.svc.publicList(ctx, f.caller, rest.Params{"USERS": []any{"5"}, "APPLICATION": "y"})))
+	if got["5"].(map[string]any)["public_id"] != own["public_id"] {
+		t.Fatal(`APPLICATION=y is not "Y"`)
+	}
+	noApp := f.caller
+	noApp.ClientID, noApp.AppID = "", 0
+	if _, err := f.svc.publicList(ctx, noApp, rest.Params{"USERS": []any{"5"}, "APPLICATION": "Y"}); !isCode(err, "WRONG_AUTH_TYPE", 400) {
+		t.Fatalf("APPLICATION=Y without an application: %v", err)
+	}
+}
+
 func TestUserConfigGet(t *testing.T) {
 	f := newFixture(t, 4)
 	ctx := context.Background()
@@ -421,7 +487,8 @@ func TestUserConfigGetVersion5(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if claims.User != 5 || len(claims.Channels) != 2 || claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID {
+	if claims.User != 5 || len(claims.Channels) != 3 || claims.Channels[0] != elems[1].ID || claims.Channels[1] != elems[0].ID ||
+		claims.Channels[2] != elems[0].Public {
 		t.Fatalf("claims %+v", claims)
 	}
 	app := roundTrip(t, must(f.svc.configGet(ctx, f.caller, nil)))

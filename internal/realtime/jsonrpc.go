@@ -70,9 +70,7 @@ func (s *Server) openRPCSession(q url.Values) (*session, error) {
 			return nil, fmt.Errorf("%w: %d channels in the token", errWrongChannelID, len(c.Channels))
 		}
 		rc.tenant, rc.user, rc.channels = c.Issuer, c.User, c.Channels
-		for _, id := range c.Channels {
-			elems = append(elems, channel.Element{ID: id})
-		}
+		elems = tokenElements(c)
 	} else {
 		var err error
 		if elems, err = s.parseSubscribe(q); err != nil {
@@ -90,6 +88,28 @@ func (s *Server) openRPCSession(q url.Values) (*session, error) {
 		sess.chans = append(sess.chans, rc.userChan)
 	}
 	return sess, nil
+}
+
+// tokenElements turns a token's channels into subscriptions. Bitrix's pull
+// module lists a private channel's public id right after it: pushpull's
+// config.get writes shared, private, public; a Bitrix token without a user
+// holds private, public. The public id becomes the private channel's alias,
+// as a version 4 "private:public" subscription makes it, so that a client
+// publish addressed to it (sendMessageToChannels) reaches this connection.
+// The token's signature vouches for the pairing.
+func tokenElements(c token.Claims) []channel.Element {
+	ids := c.Channels
+	paired := len(ids) == 3 || (len(ids) == 2 && c.User == 0)
+	elems := make([]channel.Element, 0, len(ids))
+	for i := 0; i < len(ids); i++ {
+		e := channel.Element{ID: ids[i]}
+		if paired && i == len(ids)-2 {
+			e.Public, e.HasPublic = ids[i+1], true
+			i++
+		}
+		elems = append(elems, e)
+	}
+	return elems
 }
 
 // admit decides, under session.mu, whether a live delivery is new to this

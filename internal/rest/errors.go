@@ -193,3 +193,10 @@ func BatchMethodNotAllowed() *Error {
 func RequestTooLarge() *Error {
 	return NewError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "Request body is too large")
 }
+
+// TooManyParameters: a JSON body holds more than MaxJSONValues values (413,
+// pushpull's proposal, with RequestTooLarge's code: the body is too large
+// in values rather than in bytes).
+func TooManyParameters() *Error {
+	return NewError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "Request has too many parameters")
+}

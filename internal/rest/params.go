@@ -27,6 +27,13 @@ const (
 	// source (query string, one body, one batch sub-query), like PHP's
 	// max_input_vars default. Further pairs are dropped silently, as PHP does.
 	MaxFormKeys = 1000
+	// MaxJSONValues is the maximum number of values (scalars, arrays and
+	// objects, at any depth) in one JSON body. Decoded values cost far more
+	// memory than their bytes ("{}" is 2 bytes of body and hundreds of bytes
+	// of tree), so without a count a 1 MiB body could cost hundreds of MiB.
+	// A body over the limit is refused (TooManyParameters), not truncated:
+	// unlike form data, a cut JSON tree would change what a method sees.
+	MaxJSONValues = 10000
 )
 
 // Params is the merged, PHP-style parameter tree of one call. Values are
@@ -260,7 +267,8 @@ func (o *omap) replaceTop(src *omap) {
 
 // foldCase removes keys that differ from a later key only by case, so that
 // lookups that ignore case (spec §1.5) see the last one sent, as PHP's
-// array_change_key_case would.
+// array_change_key_case would. It rebuilds the key list in one pass:
+// deleting the losers one by one would be quadratic in the key count.
 func (o *omap) foldCase() {
 	last := make(map[string]string, len(o.keys))
 	for _, k := range o.keys {
@@ -269,11 +277,16 @@ func (o *omap) foldCase() {
 	if len(last) == len(o.keys) {
 		return
 	}
-	for _, k := range slices.Clone(o.keys) {
-		if last[strings.ToLower(k)] != k {
-			o.del(k)
+	kept := o.keys[:0]
+	for _, k := range o.keys {
+		if last[strings.ToLower(k)] == k {
+			kept = append(kept, k)
+		} else {
+			delete(o.vals, k)
 		}
 	}
+	clear(o.keys[len(kept):])
+	o.keys = kept
 }
 
 // isList reports whether keys are exactly "0".."n-1" in order.
@@ -516,11 +529,16 @@ func registerVar(dst *omap, name, value string) bool {
 	return true
 }
 
-var errJSONDepth = errors.New("json nesting too deep")
+var (
+	errJSONDepth   = errors.New("json nesting too deep")
+	errJSONTooMany = errors.New("json body has too many values")
+)
 
 // decodeOrderedJSON decodes a JSON body into an ordered tree, keeping object
 // key order (batch runs cmd in that order) and numbers as json.Number. Only
 // objects and arrays are accepted, as Bitrix ignores other JSON bodies.
+// More than MaxJSONValues values give errJSONTooMany, found before the tree
+// grows past that size.
 func decodeOrderedJSON(data []byte) (*omap, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -532,7 +550,8 @@ func decodeOrderedJSON(data []byte) (*omap, error) {
 	if !ok || (d != '{' && d != '[') {
 		return nil, errors.New("decode json: body is not an object or array")
 	}
-	o, err := decodeContainer(dec, d, 1)
+	budget := MaxJSONValues - 1
+	o, err := decodeContainer(dec, d, 1, &budget)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +561,9 @@ func decodeOrderedJSON(data []byte) (*omap, error) {
 	return o, nil
 }
 
-func decodeContainer(dec *json.Decoder, open json.Delim, depth int) (*omap, error) {
+// decodeContainer decodes the members of one array or object; budget is
+// how many more values the body may hold.
+func decodeContainer(dec *json.Decoder, open json.Delim, depth int, budget *int) (*omap, error) {
 	if depth > MaxFormDepth {
 		return nil, errJSONDepth
 	}
@@ -557,13 +578,16 @@ func decodeContainer(dec *json.Decoder, open json.Delim, depth int) (*omap, erro
 			}
 			key, _ = tok.(string)
 		}
+		if *budget--; *budget < 0 {
+			return nil, errJSONTooMany
+		}
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, fmt.Errorf("decode json: %w", err)
 		}
 		var v any = tok
 		if d, ok := tok.(json.Delim); ok {
-			if v, err = decodeContainer(dec, d, depth+1); err != nil {
+			if v, err = decodeContainer(dec, d, depth+1, budget); err != nil {
 				return nil, err
 			}
 		}

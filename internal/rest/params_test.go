@@ -2,10 +2,10 @@ package rest
 
 import (
 	"encoding/json"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func parse(s string) Params {
@@ -100,12 +100,17 @@ func TestParamsHelpers(t *testing.T) {
 }
 
 // FuzzParsePHPForm checks that the parser never panics, respects the depth
-// and key limits, and produces only the documented value types.
+// and key limits, produces only the documented value types, and that every
+// value it stores is the decoded value of one of the input's pairs. The
+// oracle decodes with net/url, which agrees with PHP's urldecode whenever it
+// accepts the escapes (PHP keeps a malformed one literally, net/url refuses
+// it: such values are only checked for length, as decoding never lengthens).
 func FuzzParsePHPForm(f *testing.F) {
 	for _, s := range []string{
 		"a=1", "a[]=1&a[]=2", "PARAMS[a][b]=x", "a[b=1", "a%5B0%5D=1", "a[5]=1&a[]=2",
 		"a=1&a[b]=2", "[]=1", "a[][][]=1", "%", "a[" + strings.Repeat("[", 100) + "]=1",
 		"a" + strings.Repeat("[x]", 40) + "=1", "a[-1]=1&a[]=2", "a[9223372036854775807]=1&a[]=2",
+		"a=%zz&b=x+y%21", "a=%e2%82%ac",
 	} {
 		f.Add(s)
 	}
@@ -115,7 +120,22 @@ func FuzzParsePHPForm(f *testing.F) {
 		if o.len() > MaxFormKeys {
 			t.Fatalf("%d top-level keys", o.len())
 		}
-		p := o.params()
+		decoded := map[string]bool{}
+		pairs, longestRaw, undecodable := 0, 0, false
+		for _, pair := range strings.Split(s, "&") {
+			if pair == "" {
+				continue
+			}
+			pairs++
+			_, v, _ := strings.Cut(pair, "=")
+			longestRaw = max(longestRaw, len(v))
+			if d, err := url.QueryUnescape(v); err == nil {
+				decoded[d] = true
+			} else {
+				undecodable = true
+			}
+		}
+		leaves := 0
 		var check func(v any, depth int)
 		check = func(v any, depth int) {
 			if depth > MaxFormDepth+1 {
@@ -123,7 +143,13 @@ func FuzzParsePHPForm(f *testing.F) {
 			}
 			switch x := v.(type) {
 			case string:
-				_ = utf8.ValidString(x) // any bytes are allowed, like PHP
+				leaves++
+				if len(x) > longestRaw {
+					t.Fatalf("value %q is longer than every raw value of %q", x, s)
+				}
+				if !decoded[x] && !undecodable {
+					t.Fatalf("value %q is not the decoded value of any pair of %q", x, s)
+				}
 			case []any:
 				for _, e := range x {
 					check(e, depth+1)
@@ -136,8 +162,11 @@ func FuzzParsePHPForm(f *testing.F) {
 				t.Fatalf("unexpected type %T", v)
 			}
 		}
-		for _, v := range p {
+		for _, v := range o.params() {
 			check(v, 1)
+		}
+		if leaves > min(pairs, MaxFormKeys) {
+			t.Fatalf("%d values from %d pairs of %q", leaves, pairs, s)
 		}
 		if _, err := json.Marshal(o); err != nil {
 			t.Fatalf("marshal: %v", err)

@@ -232,6 +232,11 @@ func setCommonHeaders(h http.Header) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Headers", "origin, content-type, accept")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// Answers carry per-user secrets (config.get's signed channel ids and
+	// connection token) and must not be kept by a browser or proxy cache;
+	// PHP's default session cache limiter sends the same two headers.
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -343,7 +348,7 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	if r.Method != http.MethodPost || r.Body == nil {
 		return tree, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
+	body, err := readBody(r, s.maxBody)
 	if err != nil {
 		return nil, NewError(http.StatusBadRequest, CodeInvalidRequest, "Could not read request body")
 	}
@@ -360,7 +365,11 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	case mt == "application/json" || strings.Contains(mt, "+json"):
 		// Invalid JSON, or JSON that is not an object/array, is silently
 		// ignored and only the query remains (spec §1.4).
-		if j, err := decodeOrderedJSON(body); err == nil {
+		j, err := decodeOrderedJSON(body)
+		switch {
+		case errors.Is(err, errJSONTooMany):
+			return nil, TooManyParameters()
+		case err == nil:
 			tree.replaceTop(j)
 		}
 	case mt == "multipart/form-data":
@@ -376,8 +385,26 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	return tree, nil
 }
 
+// readBody reads at most limit+1 bytes of r's body. A declared length sizes
+// the buffer once: io.ReadAll's doubling would allocate twice the body in
+// garbage on the way, which for a 1 MiB body is most of what a refused
+// request costs.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// bytes.MinRead spare: ReadFrom grows when less than that is free,
+		// even when only EOF is left to read.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 // parseMultipart reads the non-file fields of a multipart body with PHP key
-// semantics. File parts are skipped: no pushpull method takes uploads.
+// semantics. File parts are skipped: no pushpull method takes uploads, but
+// they count towards MaxFormKeys, as each costs a header map to read.
 // A malformed body yields the fields read so far, as PHP is lenient too.
 func parseMultipart(body []byte, boundary string) *omap {
 	form := newOmap()
@@ -391,6 +418,7 @@ func parseMultipart(body []byte, boundary string) *omap {
 		if err != nil {
 			break
 		}
+		n++
 		name := part.FormName()
 		if name == "" || part.FileName() != "" {
 			continue
@@ -399,7 +427,6 @@ func parseMultipart(body []byte, boundary string) *omap {
 		if err != nil {
 			break
 		}
-		n++
 		registerVar(form, name, string(val))
 	}
 	return form

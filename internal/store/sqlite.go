@@ -110,6 +110,46 @@ CREATE TABLE push_jobs (
 );
 CREATE INDEX push_jobs_due ON push_jobs(next_attempt, id);
 `,
+	// Client secrets were stored as given; from version 3 only their hash
+	// is kept (migrationFuncs[3] hashes the existing ones).
+	`ALTER TABLE apps RENAME COLUMN client_secret TO client_secret_hash;`,
+}
+
+// migrationFuncs[v] runs in the same transaction right after the SQL step
+// that reaches version v, for what SQL alone cannot do.
+var migrationFuncs = map[int]func(context.Context, *sql.Tx) error{
+	3: hashClientSecrets,
+}
+
+// hashClientSecrets replaces the plain client secrets of existing apps by
+// their hash.
+func hashClientSecrets(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, client_secret_hash FROM apps`)
+	if err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	plain := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var secret string
+		if err := rows.Scan(&id, &secret); err != nil {
+			rows.Close()
+			return fmt.Errorf("hash client secrets: %w", err)
+		}
+		plain[id] = secret
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	for id, secret := range plain {
+		if _, err := tx.ExecContext(ctx, `UPDATE apps SET client_secret_hash = ? WHERE id = ?`, HashSecret(secret), id); err != nil {
+			return fmt.Errorf("hash client secrets: app %d: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // OpenSQLite opens (creating if needed, mode 0600) the registry file at path
@@ -145,6 +185,15 @@ func OpenSQLite(ctx context.Context, path string, domain string) (*SQLite, error
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
+	// Read the version outside a transaction first: an up-to-date registry
+	// then opens without taking the write lock, also on a full disk.
+	var current int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if current == len(migrations) {
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -160,6 +209,11 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	for i := version; i < len(migrations); i++ {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+		if fn := migrationFuncs[i+1]; fn != nil {
+			if err := fn(ctx, tx); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", i+1, err)
+			}
 		}
 	}
 	if version == len(migrations) {
@@ -183,19 +237,37 @@ func (s *SQLite) Close() error {
 	return nil
 }
 
+// querier is what *sql.DB and *sql.Tx share for reading.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func queryDefaultPortal(ctx context.Context, q querier) (p Portal, created int64, err error) {
+	err = q.QueryRowContext(ctx, `SELECT id, member_id, domain, created_at FROM portals ORDER BY id LIMIT 1`).
+		Scan(&p.ID, &p.MemberID, &p.Domain, &created)
+	return p, created, err
+}
+
 // DefaultPortal implements Store. The default portal is the first one. If
 // the store was opened with another domain, the domain is updated: member_id
-// is what stays stable across domain changes.
+// is what stays stable across domain changes. The usual case, an existing
+// portal with the right domain, is a plain read: every REST call needs the
+// portal, and a write transaction there would fail them all on a full disk.
 func (s *SQLite) DefaultPortal(ctx context.Context) (Portal, error) {
+	p, created, err := queryDefaultPortal(ctx, s.db)
+	if err == nil && (s.domain == "" || p.Domain == s.domain) {
+		p.CreatedAt = DecodeTime(created)
+		return p, nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Portal{}, fmt.Errorf("store: default portal: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Portal{}, fmt.Errorf("store: default portal: %w", err)
 	}
 	defer tx.Rollback()
-	var p Portal
-	var created int64
-	err = tx.QueryRowContext(ctx, `SELECT id, member_id, domain, created_at FROM portals ORDER BY id LIMIT 1`).
-		Scan(&p.ID, &p.MemberID, &p.Domain, &created)
+	p, created, err = queryDefaultPortal(ctx, tx)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		p.MemberID, err = NewChannelID() // same shape: 32 hex
@@ -239,8 +311,9 @@ func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, sco
 	if a.ClientSecret, err = NewClientSecret(); err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		a.PortalID, a.ClientID, a.ClientSecret, a.Name, JoinScopes(a.Scopes), EncodeTime(a.CreatedAt))
+	a.ClientSecretHash = HashSecret(a.ClientSecret)
+	res, err := s.db.ExecContext(ctx, `INSERT INTO apps (portal_id, client_id, client_secret_hash, name, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		a.PortalID, a.ClientID, a.ClientSecretHash, a.Name, JoinScopes(a.Scopes), EncodeTime(a.CreatedAt))
 	if err != nil {
 		return App{}, fmt.Errorf("store: create app: %w", dbErr(err))
 	}
@@ -250,13 +323,13 @@ func (s *SQLite) CreateApp(ctx context.Context, portalID int64, name string, sco
 	return a, nil
 }
 
-const appColumns = `id, portal_id, client_id, client_secret, name, scopes, created_at`
+const appColumns = `id, portal_id, client_id, client_secret_hash, name, scopes, created_at`
 
 func scanApp(sc interface{ Scan(...any) error }) (App, error) {
 	var a App
 	var scopes string
 	var created int64
-	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecret, &a.Name, &scopes, &created); err != nil {
+	if err := sc.Scan(&a.ID, &a.PortalID, &a.ClientID, &a.ClientSecretHash, &a.Name, &scopes, &created); err != nil {
 		return App{}, err
 	}
 	a.Scopes = SplitScopes(scopes)
@@ -442,12 +515,12 @@ func (s *SQLite) CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, erro
 
 // UseAuthCode implements Store. One conditional UPDATE ... RETURNING both
 // checks and consumes the code, so it cannot be used twice concurrently.
-func (s *SQLite) UseAuthCode(ctx context.Context, code string, now time.Time) (AuthCode, error) {
+func (s *SQLite) UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (AuthCode, error) {
 	c := AuthCode{Code: code, Used: true}
 	var scopes string
 	var expires int64
-	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND used = 0 AND expires > ?
-RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), EncodeTime(now)).
+	err := s.db.QueryRowContext(ctx, `UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND app_id = ? AND used = 0 AND expires > ?
+RETURNING portal_id, app_id, user_id, scopes, expires`, HashSecret(code), appID, EncodeTime(now)).
 		Scan(&c.PortalID, &c.AppID, &c.UserID, &scopes, &expires)
 	if err != nil {
 		return AuthCode{}, fmt.Errorf("store: use auth code: %w", dbErr(err))
@@ -496,10 +569,17 @@ func (s *SQLite) Webhook(ctx context.Context, userID int64, secret string) (Webh
 	return w, nil
 }
 
-// ChannelFor implements Store. The read-check-replace runs in one IMMEDIATE
-// transaction, so concurrent callers are serialized and the later ones see
-// the fresh channel.
+// ChannelFor implements Store. A channel that exists and has not expired is
+// a plain read, so that config.get keeps working when writes fail (a full
+// disk). Otherwise the read-check-replace runs in one IMMEDIATE transaction,
+// so concurrent callers are serialized and the later ones see the fresh
+// channel.
 func (s *SQLite) ChannelFor(ctx context.Context, key ChannelKey, now time.Time, ttl time.Duration) (Channel, *Channel, error) {
+	if cur, found, err := readChannel(ctx, s.db, key); err != nil {
+		return Channel{}, nil, fmt.Errorf("store: channel: %w", err)
+	} else if found && !cur.Expired(now) {
+		return cur, nil, nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Channel{}, nil, fmt.Errorf("store: channel: %w", err)
@@ -515,20 +595,29 @@ func (s *SQLite) ChannelFor(ctx context.Context, key ChannelKey, now time.Time, 
 	return cur, replaced, nil
 }
 
-func channelForTx(ctx context.Context, tx *sql.Tx, key ChannelKey, now time.Time, ttl time.Duration) (Channel, *Channel, error) {
-	old := Channel{PortalID: key.PortalID, AppID: key.AppID, UserID: key.UserID, Type: key.Type}
+// readChannel returns the stored channel of key, if there is one.
+func readChannel(ctx context.Context, q querier, key ChannelKey) (Channel, bool, error) {
+	ch := Channel{PortalID: key.PortalID, AppID: key.AppID, UserID: key.UserID, Type: key.Type}
 	var start, end int64
-	err := tx.QueryRowContext(ctx, `SELECT private_id, public_id, start, end FROM channels WHERE portal_id = ? AND app_id = ? AND user_id = ? AND type = ?`,
-		key.PortalID, key.AppID, key.UserID, key.Type).Scan(&old.PrivateID, &old.PublicID, &start, &end)
-	found := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	err := q.QueryRowContext(ctx, `SELECT private_id, public_id, start, end FROM channels WHERE portal_id = ? AND app_id = ? AND user_id = ? AND type = ?`,
+		key.PortalID, key.AppID, key.UserID, key.Type).Scan(&ch.PrivateID, &ch.PublicID, &start, &end)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ch, false, nil
+	}
+	if err != nil {
+		return Channel{}, false, err
+	}
+	ch.Start, ch.End = DecodeTime(start), DecodeTime(end)
+	return ch, true, nil
+}
+
+func channelForTx(ctx context.Context, tx *sql.Tx, key ChannelKey, now time.Time, ttl time.Duration) (Channel, *Channel, error) {
+	old, found, err := readChannel(ctx, tx, key)
+	if err != nil {
 		return Channel{}, nil, err
 	}
-	if found {
-		old.Start, old.End = DecodeTime(start), DecodeTime(end)
-		if !old.Expired(now) {
-			return old, nil, nil
-		}
+	if found && !old.Expired(now) {
+		return old, nil, nil
 	}
 	cur := Channel{PortalID: key.PortalID, AppID: key.AppID, UserID: key.UserID, Type: key.Type, Start: now, End: now.Add(ttl)}
 	if cur.PrivateID, err = NewChannelID(); err != nil {
@@ -551,8 +640,15 @@ ON CONFLICT (portal_id, app_id, user_id, type) DO UPDATE SET private_id = exclud
 	return cur, &old, nil
 }
 
-// PublicChannels implements Store, in one transaction.
+// PublicChannels implements Store. When every channel exists and is valid
+// the answer is read without a write transaction (see ChannelFor);
+// otherwise it is built in one transaction.
 func (s *SQLite) PublicChannels(ctx context.Context, portalID, appID int64, userIDs []int64, now time.Time, ttl time.Duration) (map[int64]Channel, []Channel, error) {
+	if chans, ok, err := s.freshPublicChannels(ctx, portalID, appID, userIDs, now); err != nil {
+		return nil, nil, fmt.Errorf("store: public channels: %w", err)
+	} else if ok {
+		return chans, nil, nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: public channels: %w", err)
@@ -583,6 +679,36 @@ func (s *SQLite) PublicChannels(ctx context.Context, portalID, appID int64, user
 		return nil, nil, fmt.Errorf("store: public channels: %w", err)
 	}
 	return channels, replaced, nil
+}
+
+// freshPublicChannels reads the users' channels; ok is false when one of
+// them is missing or expired, which needs PublicChannels' transaction.
+func (s *SQLite) freshPublicChannels(ctx context.Context, portalID, appID int64, userIDs []int64, now time.Time) (map[int64]Channel, bool, error) {
+	typ := TypePrivate
+	if appID != 0 {
+		err := s.db.QueryRowContext(ctx, `SELECT client_id FROM apps WHERE id = ? AND portal_id = ?`, appID, portalID).Scan(&typ)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, false, nil // the transaction reports it
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("app %d: %w", appID, err)
+		}
+	}
+	channels := make(map[int64]Channel, len(userIDs))
+	for _, id := range userIDs {
+		if _, dup := channels[id]; dup || id == 0 {
+			continue
+		}
+		ch, found, err := readChannel(ctx, s.db, ChannelKey{PortalID: portalID, AppID: appID, UserID: id, Type: typ})
+		if err != nil {
+			return nil, false, fmt.Errorf("user %d: %w", id, err)
+		}
+		if !found || ch.Expired(now) {
+			return nil, false, nil
+		}
+		channels[id] = ch
+	}
+	return channels, true, nil
 }
 
 // EnqueuePush implements Store.

@@ -82,7 +82,7 @@ func TestSQLiteReopen(t *testing.T) {
 	if p2.ID != p.ID || p2.MemberID != p.MemberID || p2.Domain != "push2.example.com" || !p2.CreatedAt.Equal(p.CreatedAt) {
 		t.Errorf("portal after reopen = %+v, was %+v", p2, p)
 	}
-	if a2, err := s.App(ctx, a.ClientID); err != nil || a2.ClientSecret != a.ClientSecret {
+	if a2, err := s.App(ctx, a.ClientID); err != nil || !a2.SecretMatches(a.ClientSecret) {
 		t.Errorf("App after reopen = %+v, %v", a2, err)
 	}
 	if u, err := s.User(ctx, p.ID, 1); err != nil || !u.Admin {
@@ -114,5 +114,87 @@ func TestSQLiteNewerSchema(t *testing.T) {
 	if s, err := store.OpenSQLite(ctx, path, "d"); err == nil {
 		s.Close()
 		t.Fatal("OpenSQLite on a newer schema succeeded")
+	}
+}
+
+// With writes failing (a full disk), everything a REST call only reads
+// keeps working: the portal, apps, users, tokens, webhooks and channels
+// that exist and have not expired. Only what must write fails.
+func TestSQLiteReadsWhenWritesFail(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "registry.db")
+	rw, err := store.OpenSQLite(ctx, path, "push.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	now := time.Now()
+	p, err := rw.DefaultPortal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := rw.CreateApp(ctx, p.ID, "app", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.PutUser(ctx, store.User{PortalID: p.ID, ID: 1, Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := rw.CreateToken(ctx, store.Token{PortalID: p.ID, AppID: a.ID, UserID: 1, AccessExpires: now.Add(time.Hour), RefreshExpires: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := rw.CreateWebhook(ctx, p.ID, 1, 0, []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appKey := store.ChannelKey{PortalID: p.ID, AppID: a.ID, UserID: 1, Type: a.ClientID}
+	ch, _, err := rw.ChannelFor(ctx, appKey, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _, err := rw.PublicChannels(ctx, p.ID, 0, []int64{1}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ro, err := store.OpenQueryOnlyForTest(ctx, path, "push.example.com")
+	if err != nil {
+		t.Fatalf("open with writes refused: %v", err)
+	}
+	defer ro.Close()
+	if got, err := ro.DefaultPortal(ctx); err != nil || got.ID != p.ID {
+		t.Errorf("DefaultPortal = %+v, %v", got, err)
+	}
+	if got, err := ro.App(ctx, a.ClientID); err != nil || got.ID != a.ID {
+		t.Errorf("App = %+v, %v", got, err)
+	}
+	if got, err := ro.Apps(ctx, p.ID); err != nil || len(got) != 1 {
+		t.Errorf("Apps = %+v, %v", got, err)
+	}
+	if got, err := ro.User(ctx, p.ID, 1); err != nil || !got.Active {
+		t.Errorf("User = %+v, %v", got, err)
+	}
+	if got, err := ro.TokenByAccess(ctx, tok.AccessToken); err != nil || got.UserID != 1 {
+		t.Errorf("TokenByAccess = %+v, %v", got, err)
+	}
+	if got, err := ro.Webhook(ctx, 1, w.Secret); err != nil || got.ID != w.ID {
+		t.Errorf("Webhook = %+v, %v", got, err)
+	}
+	if got, r, err := ro.ChannelFor(ctx, appKey, now.Add(time.Minute), time.Hour); err != nil || r != nil || got.PrivateID != ch.PrivateID {
+		t.Errorf("ChannelFor(valid) = %+v, %v, %v", got, r, err)
+	}
+	if got, r, err := ro.PublicChannels(ctx, p.ID, 0, []int64{1, 1}, now.Add(time.Minute), time.Hour); err != nil || len(r) != 0 || got[1].PublicID != own[1].PublicID {
+		t.Errorf("PublicChannels(valid) = %+v, %v, %v", got, r, err)
+	}
+	if got, r, err := ro.PublicChannels(ctx, p.ID, a.ID, []int64{1}, now.Add(time.Minute), time.Hour); err != nil || len(r) != 0 || got[1].PrivateID != ch.PrivateID {
+		t.Errorf("PublicChannels(app, valid) = %+v, %v, %v", got, r, err)
+	}
+	// The test really refuses writes.
+	if _, err := ro.CreateApp(ctx, p.ID, "new", nil); err == nil {
+		t.Error("CreateApp succeeded on a registry that refuses writes")
+	}
+	if _, _, err := ro.ChannelFor(ctx, appKey, now.Add(2*time.Hour), time.Hour); err == nil {
+		t.Error("replacing an expired channel succeeded on a registry that refuses writes")
 	}
 }

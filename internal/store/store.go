@@ -4,18 +4,19 @@
 // must pass the same conformance suite (package storetest).
 //
 // Secrets that are only ever presented back to the server (access and refresh
-// tokens, authorization codes, webhook secrets) are stored as SHA-256 hashes,
-// so a leaked database file does not hand out working credentials. Lookups
-// hash the presented value; the returned record carries the value that was
-// presented and leaves the other secrets of the record empty (see Token).
-// Application client secrets are stored as given because the operator CLI
-// shows them again (Bitrix shows them in the app settings too).
+// tokens, authorization codes, webhook secrets, application client secrets)
+// are stored as SHA-256 hashes, so a leaked database file does not hand out
+// working credentials. Lookups hash the presented value; the returned record
+// carries the value that was presented and leaves the other secrets of the
+// record empty (see Token). A client secret is therefore shown once, when
+// the application is created.
 package store
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,13 +44,24 @@ type Portal struct {
 
 // App is a registered REST application.
 type App struct {
-	ID           int64
-	PortalID     int64
-	ClientID     string // "local.<14 hex>.<8 digits>", also the channel type of its channels
+	ID       int64
+	PortalID int64
+	ClientID string // "local.<14 hex>.<8 digits>", also the channel type of its channels
+	// ClientSecret is filled by CreateApp only: the registry keeps its hash.
 	ClientSecret string
-	Name         string
-	Scopes       []string
-	CreatedAt    time.Time
+	// ClientSecretHash is HashSecret(client secret), filled by every method
+	// that returns an App; check a presented secret with SecretMatches.
+	ClientSecretHash string
+	Name             string
+	Scopes           []string
+	CreatedAt        time.Time
+}
+
+// SecretMatches reports whether secret is the app's client secret, in
+// constant time.
+func (a App) SecretMatches(secret string) bool {
+	return a.ClientSecretHash != "" &&
+		subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(a.ClientSecretHash)) == 1
 }
 
 // User is a portal user as far as pushpull cares: whether they may receive
@@ -181,9 +193,11 @@ type Store interface {
 	// CreateAuthCode stores an authorization code; an empty Code is
 	// generated. The stored code is returned.
 	CreateAuthCode(ctx context.Context, c AuthCode) (AuthCode, error)
-	// UseAuthCode consumes a code once: unknown, used or expired at now
-	// (Expires <= now) -> ErrNotFound.
-	UseAuthCode(ctx context.Context, code string, now time.Time) (AuthCode, error)
+	// UseAuthCode consumes a code once, for the application it was issued
+	// to: unknown, used, expired at now (Expires <= now) or issued to
+	// another app -> ErrNotFound. A code presented by another application
+	// is not consumed, so a stray or hostile client cannot use it up.
+	UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (AuthCode, error)
 
 	// CreateWebhook creates a webhook with a random 16-character lowercase
 	// alphanumeric secret (Bitrix's format). appID 0 = no application.

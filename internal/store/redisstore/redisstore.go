@@ -27,7 +27,9 @@
 //
 // Records are hashes of decimal strings. Times are Unix nanoseconds like in
 // the SQLite store (0 = zero time), so they round-trip exactly; scope lists
-// are comma-joined. Secrets are stored only as store.HashSecret hashes.
+// are comma-joined. Secrets are stored only as store.HashSecret hashes,
+// client secrets included (client_secret_hash); apps written by builds that
+// kept the plain client_secret are converted when the registry is opened.
 //
 // Anything that must be decided once across nodes runs in one Lua script on
 // keys passed as KEYS (never built inside the script, so that a cluster can
@@ -127,6 +129,9 @@ func Open(ctx context.Context, client rueidis.Client, prefix, domain string) (*S
 	if v != layoutVersion {
 		return nil, fmt.Errorf("redis store: open: key layout version %q is not this build's %q", v, layoutVersion)
 	}
+	if err := s.hashClientSecrets(ctx); err != nil {
+		return nil, fmt.Errorf("redis store: open: %w", err)
+	}
 	return s, nil
 }
 
@@ -146,7 +151,7 @@ const portalLua = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local id = redis.call('INCR', KEYS[2])
   redis.call('HSET', KEYS[1], 'id', id, 'member_id', ARGV[1], 'domain', ARGV[2], 'created_at', ARGV[3])
-elseif ARGV[2] ~= '' then
+elseif ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'domain') ~= ARGV[2] then
   redis.call('HSET', KEYS[1], 'domain', ARGV[2])
 end
 return redis.call('HMGET', KEYS[1], 'id', 'member_id', 'domain', 'created_at')
@@ -186,7 +191,7 @@ func (s *Store) DefaultPortal(ctx context.Context) (store.Portal, error) {
 const createAppLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local id = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'id', id, 'portal_id', ARGV[2], 'client_id', ARGV[1], 'client_secret', ARGV[3],
+redis.call('HSET', KEYS[1], 'id', id, 'portal_id', ARGV[2], 'client_id', ARGV[1], 'client_secret_hash', ARGV[3],
   'name', ARGV[4], 'scopes', ARGV[5], 'created_at', ARGV[6])
 redis.call('ZADD', KEYS[2], id, ARGV[1])
 return id
@@ -204,7 +209,7 @@ func (s *Store) CreateApp(ctx context.Context, portalID int64, name string, scop
 	}
 	id, err := s.createApp.Exec(ctx, s.c,
 		[]string{s.key("app", a.ClientID), s.key("apps", itoa(portalID)), s.key("seq", "app")},
-		[]string{a.ClientID, itoa(portalID), a.ClientSecret, a.Name, store.JoinScopes(a.Scopes), itoa(store.EncodeTime(a.CreatedAt))}).AsInt64()
+		[]string{a.ClientID, itoa(portalID), store.HashSecret(a.ClientSecret), a.Name, store.JoinScopes(a.Scopes), itoa(store.EncodeTime(a.CreatedAt))}).AsInt64()
 	if err != nil {
 		return store.App{}, fmt.Errorf("redis store: create app: %w", err)
 	}
@@ -212,6 +217,7 @@ func (s *Store) CreateApp(ctx context.Context, portalID int64, name string, scop
 		return store.App{}, fmt.Errorf("redis store: create app: client_id %s: %w", a.ClientID, store.ErrConflict)
 	}
 	a.ID = id
+	a.ClientSecretHash = store.HashSecret(a.ClientSecret)
 	return a, nil
 }
 
@@ -263,10 +269,56 @@ func parseApp(m map[string]string) (store.App, error) {
 	f := fields{m: m}
 	a := store.App{
 		ID: f.int("id"), PortalID: f.int("portal_id"), ClientID: f.str("client_id"),
-		ClientSecret: f.str("client_secret"), Name: f.str("name"), Scopes: store.SplitScopes(f.str("scopes")),
+		Name: f.str("name"), Scopes: store.SplitScopes(f.str("scopes")),
 		CreatedAt: f.time("created_at"),
 	}
+	if plain, ok := m["client_secret"]; ok {
+		// Written by an older node that kept the plain secret.
+		a.ClientSecretHash = store.HashSecret(plain)
+	} else {
+		a.ClientSecretHash = f.str("client_secret_hash")
+	}
 	return a, f.err
+}
+
+// hashSecretLua replaces an app's plain client secret by its hash, if the
+// plain one is still the one read.
+const hashSecretLua = `
+if redis.call('HGET', KEYS[1], 'client_secret') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'client_secret_hash', ARGV[2])
+redis.call('HDEL', KEYS[1], 'client_secret')
+return 1
+`
+
+// hashClientSecrets converts the apps of the default portal that older
+// builds stored with a plain client secret.
+func (s *Store) hashClientSecrets(ctx context.Context) error {
+	id, err := s.c.Do(ctx, s.c.B().Hget().Key(s.key("portal", "default")).Field("id").Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil // no portal yet, so no apps
+	}
+	if err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	clientIDs, err := s.c.Do(ctx, s.c.B().Zrange().Key(s.key("apps", id)).Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil {
+		return fmt.Errorf("hash client secrets: %w", err)
+	}
+	script := rueidis.NewLuaScript(hashSecretLua)
+	for _, cid := range clientIDs {
+		k := s.key("app", cid)
+		plain, err := s.c.Do(ctx, s.c.B().Hget().Key(k).Field("client_secret").Build()).ToString()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("hash client secrets: app %s: %w", cid, err)
+		}
+		if err := script.Exec(ctx, s.c, []string{k}, []string{plain, store.HashSecret(plain)}).Error(); err != nil {
+			return fmt.Errorf("hash client secrets: app %s: %w", cid, err)
+		}
+	}
+	return nil
 }
 
 // --- users ---
@@ -526,7 +578,7 @@ func (s *Store) CreateAuthCode(ctx context.Context, c store.AuthCode) (store.Aut
 }
 
 // UseAuthCode implements store.Store.
-func (s *Store) UseAuthCode(ctx context.Context, code string, now time.Time) (store.AuthCode, error) {
+func (s *Store) UseAuthCode(ctx context.Context, code string, appID int64, now time.Time) (store.AuthCode, error) {
 	k := s.key("code", store.HashSecret(code))
 	m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(k).Build()).AsStrMap()
 	if err != nil {
@@ -543,7 +595,9 @@ func (s *Store) UseAuthCode(ctx context.Context, code string, now time.Time) (st
 	if f.err != nil {
 		return store.AuthCode{}, fmt.Errorf("redis store: use auth code: %w", f.err)
 	}
-	if f.bool("used") || !now.Before(c.Expires) {
+	// The app is checked before the code is consumed, and like the expiry it
+	// never changes after creation, so the script need not check it again.
+	if f.bool("used") || !now.Before(c.Expires) || c.AppID != appID {
 		return store.AuthCode{}, fmt.Errorf("redis store: use auth code: %w", store.ErrNotFound)
 	}
 	ok, err := s.useCode.Exec(ctx, s.c, []string{k}, nil).AsInt64()

@@ -226,7 +226,7 @@ func TestTwoNodesSingleUse(t *testing.T) {
 			count("RotateRefresh", &rotated, err)
 		})
 		wg.Go(func() {
-			_, err := s.UseAuthCode(ctx, code.Code, now)
+			_, err := s.UseAuthCode(ctx, code.Code, 1, now)
 			count("UseAuthCode", &used, err)
 		})
 		wg.Go(func() {
@@ -328,4 +328,43 @@ func TestRedisCluster(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return open(t, c, newPrefix(t))
 	})
+}
+
+// An app that an older build stored with its plain client secret keeps
+// working, and opening the registry replaces the plain secret by its hash.
+func TestLegacyPlainClientSecretIsHashed(t *testing.T) {
+	ctx := t.Context()
+	c := client(t)
+	prefix := newPrefix(t)
+	s := open(t, c, prefix)
+	p, err := s.DefaultPortal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.CreateApp(ctx, p.ID, "old", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := redisconn.NewKeys(prefix).Key("reg", "app", a.ClientID)
+	// What the older build wrote.
+	if err := c.Do(ctx, c.B().Hdel().Key(k).Field("client_secret_hash").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Hset().Key(k).FieldValue().FieldValue("client_secret", a.ClientSecret).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.App(ctx, a.ClientID); err != nil || !got.SecretMatches(a.ClientSecret) {
+		t.Fatalf("legacy app before the conversion = %+v, %v", got, err)
+	}
+	s = open(t, c, prefix)
+	m, err := c.Do(ctx, c.B().Hgetall().Key(k).Build()).AsStrMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, plain := m["client_secret"]; plain || m["client_secret_hash"] != store.HashSecret(a.ClientSecret) {
+		t.Fatalf("after reopening, the app record is %v", m)
+	}
+	if got, err := s.App(ctx, a.ClientID); err != nil || !got.SecretMatches(a.ClientSecret) {
+		t.Fatalf("converted app = %+v, %v", got, err)
+	}
 }

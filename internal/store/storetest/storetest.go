@@ -132,12 +132,20 @@ func testApps(t *testing.T, s store.Store) {
 	if a2.ID == a1.ID || a2.ClientID == a1.ClientID || a2.ClientSecret == a1.ClientSecret {
 		t.Errorf("second app not distinct: %+v vs %+v", a2, a1)
 	}
+	if !a1.SecretMatches(a1.ClientSecret) || a1.SecretMatches(a2.ClientSecret) || a1.SecretMatches("") {
+		t.Errorf("CreateApp: SecretMatches disagrees with the secret it returned")
+	}
 
 	got, err := s.App(ctx, a1.ClientID)
 	if err != nil {
 		t.Fatalf("App: %v", err)
 	}
 	assertApp(t, got, a1)
+	// Only the hash is kept: a lookup cannot give the secret back, but it
+	// recognises it.
+	if got.ClientSecret != "" || got.ClientSecretHash == a1.ClientSecret || !got.SecretMatches(a1.ClientSecret) || got.SecretMatches(a2.ClientSecret) {
+		t.Errorf("App: secret %q, hash %q; want no secret and a hash that matches", got.ClientSecret, got.ClientSecretHash)
+	}
 
 	list, err := s.Apps(ctx, p.ID)
 	if err != nil {
@@ -159,7 +167,7 @@ func testApps(t *testing.T, s store.Store) {
 func assertApp(t *testing.T, got, want store.App) {
 	t.Helper()
 	if got.ID != want.ID || got.PortalID != want.PortalID || got.ClientID != want.ClientID ||
-		got.ClientSecret != want.ClientSecret || got.Name != want.Name ||
+		got.ClientSecretHash != want.ClientSecretHash || got.Name != want.Name ||
 		!slices.Equal(got.Scopes, want.Scopes) || !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Errorf("app = %+v, want %+v", got, want)
 	}
@@ -350,7 +358,15 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	if len(c.Code) < 32 {
 		t.Errorf("generated code %q too short", c.Code)
 	}
-	got, err := s.UseAuthCode(ctx, c.Code, epoch)
+	// Presented by another application: refused and not consumed, so the
+	// application it was issued to can still use it.
+	other, err := s.CreateApp(ctx, p.ID, "other", []string{"pull"})
+	if err != nil {
+		t.Fatalf("CreateApp: %v", err)
+	}
+	_, err = s.UseAuthCode(ctx, c.Code, other.ID, epoch)
+	wantNotFound(t, "UseAuthCode(other app)", err)
+	got, err := s.UseAuthCode(ctx, c.Code, a.ID, epoch)
 	if err != nil {
 		t.Fatalf("UseAuthCode: %v", err)
 	}
@@ -358,9 +374,9 @@ func testAuthCodes(t *testing.T, s store.Store) {
 		!slices.Equal(got.Scopes, []string{"pull"}) || !got.Expires.Equal(c.Expires) {
 		t.Errorf("UseAuthCode = %+v, want %+v", got, c)
 	}
-	_, err = s.UseAuthCode(ctx, c.Code, epoch)
+	_, err = s.UseAuthCode(ctx, c.Code, a.ID, epoch)
 	wantNotFound(t, "UseAuthCode(used)", err)
-	_, err = s.UseAuthCode(ctx, "nope", epoch)
+	_, err = s.UseAuthCode(ctx, "nope", a.ID, epoch)
 	wantNotFound(t, "UseAuthCode(unknown)", err)
 
 	// Expiry: valid just before Expires, gone at Expires.
@@ -371,9 +387,9 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	if exp.Code != "fixed-code" {
 		t.Errorf("CreateAuthCode changed the given code to %q", exp.Code)
 	}
-	_, err = s.UseAuthCode(ctx, "fixed-code", epoch.Add(30*time.Second))
+	_, err = s.UseAuthCode(ctx, "fixed-code", a.ID, epoch.Add(30*time.Second))
 	wantNotFound(t, "UseAuthCode(expired)", err)
-	_, err = s.UseAuthCode(ctx, "fixed-code", epoch.Add(time.Hour))
+	_, err = s.UseAuthCode(ctx, "fixed-code", a.ID, epoch.Add(time.Hour))
 	wantNotFound(t, "UseAuthCode(long expired)", err)
 
 	// Concurrent use: exactly one wins.
@@ -388,7 +404,7 @@ func testAuthCodes(t *testing.T, s store.Store) {
 	)
 	for range 10 {
 		wg.Go(func() {
-			_, err := s.UseAuthCode(ctx, cc.Code, epoch)
+			_, err := s.UseAuthCode(ctx, cc.Code, a.ID, epoch)
 			if err == nil {
 				mu.Lock()
 				wins++
