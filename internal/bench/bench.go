@@ -42,10 +42,14 @@ const (
 // Config describes one bench run.
 type Config struct {
 	// URL is the server's base URL, like http://127.0.0.1:8080; the bench
-	// uses /sub/, /pub/ and /server-stat/ under it.
+	// subscribes on /sub/ under it.
 	URL string
-	// PublishURL, when set, is where publishes go instead of URL: another
-	// node of a cluster, to measure cross-node delivery.
+	// InternalURL is the base URL of the server's trusted listener
+	// (--internal-addr), where /pub/ and /server-stat/ are; empty: URL (a
+	// server run with --internal-addr same).
+	InternalURL string
+	// PublishURL, when set, is where publishes go instead of InternalURL:
+	// another node of a cluster, to measure cross-node delivery.
 	PublishURL string
 	// ServerPID is the server's process id for memory and CPU figures; 0
 	// means ask /server-stat/ (only used when URL's host is a loopback
@@ -253,6 +257,8 @@ type run struct {
 	cfg  Config
 	addr string // host:port
 	host string // Host header
+	// statHost is the host:port of /server-stat/ (Config.InternalURL).
+	statHost string
 	// pubAddr and pubHost are where publishes go (Config.PublishURL).
 	pubAddr string
 	pubHost string
@@ -355,6 +361,11 @@ func (cfg Config) complete() (Config, error) {
 	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
 	}
+	if cfg.InternalURL != "" {
+		if u, err := url.Parse(cfg.InternalURL); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, fmt.Errorf("internal url: want http://HOST:PORT, got %q", cfg.InternalURL)
+		}
+	}
 	if cfg.PublishURL != "" {
 		if u, err := url.Parse(cfg.PublishURL); err != nil || u.Scheme != "http" || u.Host == "" {
 			return cfg, fmt.Errorf("publish url: want http://HOST:PORT, got %q", cfg.PublishURL)
@@ -402,6 +413,14 @@ func newRun(cfg Config) (*run, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	pubAddr, pubHost := addr, u.Host
+	statHost := u.Host
+	if cfg.InternalURL != "" {
+		iu, _ := url.Parse(cfg.InternalURL) // checked by complete
+		pubAddr, pubHost, statHost = iu.Host, iu.Host, iu.Host
+		if iu.Port() == "" {
+			pubAddr = net.JoinHostPort(iu.Hostname(), "80")
+		}
+	}
 	if cfg.PublishURL != "" {
 		pu, _ := url.Parse(cfg.PublishURL) // checked by complete
 		pubAddr, pubHost = pu.Host, pu.Host
@@ -410,12 +429,13 @@ func newRun(cfg Config) (*run, error) {
 		}
 	}
 	r := &run{
-		cfg:     cfg,
-		addr:    addr,
-		host:    u.Host,
-		pubAddr: pubAddr,
-		pubHost: pubHost,
-		wsBase:  "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		cfg:      cfg,
+		addr:     addr,
+		host:     u.Host,
+		statHost: statHost,
+		pubAddr:  pubAddr,
+		pubHost:  pubHost,
+		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
 
 		binaryParam: binaryParam(cfg.Binary),
 		loopback:    isLoopback(u.Hostname()),
@@ -719,7 +739,7 @@ type stat struct {
 func (r *run) serverStat(ctx context.Context) (stat, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.host+"/server-stat/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.statHost+"/server-stat/", nil)
 	if err != nil {
 		return stat{}, fmt.Errorf("server stat: %w", err)
 	}

@@ -35,6 +35,8 @@ type SpawnOptions struct {
 type Spawned struct {
 	// URL is the server's base URL, http://127.0.0.1:PORT.
 	URL string
+	// InternalURL is its trusted listener's (/pub/, /server-stat/).
+	InternalURL string
 	// PID is the server's process id.
 	PID int
 
@@ -59,12 +61,17 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	if err != nil {
 		return nil, err
 	}
+	internalPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "pushpull-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("create the server's data dir: %w", err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"serve", "--addr", addr, "--data-dir", dir,
+	internalAddr := "127.0.0.1:" + strconv.Itoa(internalPort)
+	args := []string{"serve", "--addr", addr, "--internal-addr", internalAddr, "--data-dir", dir,
 		"--signature-key", opt.SignatureKey, "--log-level", "warn"}
 	if opt.SignatureAlgo != "" {
 		args = append(args, "--signature-algo", opt.SignatureAlgo)
@@ -77,7 +84,7 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	cmd.SysProcAttr = childAttr()
-	s := &Spawned{URL: "http://" + addr, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
+	s := &Spawned{URL: "http://" + addr, InternalURL: "http://" + internalAddr, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// The kernel's parent-death signal (childAttr) follows the thread

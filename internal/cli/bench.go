@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/bench"
+	"github.com/pushpull/pushpull/internal/config"
 )
 
 const benchHelpHead = `Usage: pushpull bench [flags]
@@ -39,7 +40,9 @@ duration within it.
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
 end; --server-arg passes it more flags. With --url the server must run
-with the same --signature-key. Server memory and CPU come from /proc/PID of
+with the same --signature-key, and --internal-url must reach its trusted
+listener (--internal-addr), where the bench publishes and reads
+/server-stat/. Server memory and CPU come from /proc/PID of
 the spawned server, or of the pid that /server-stat/ reports when --url is a
 loopback address; they are not reported for remote servers.
 
@@ -62,6 +65,7 @@ Examples:
   pushpull bench --spawn --storm --subscribers 10000 --rate 10 --duration 2s --connect-rate 2000
   pushpull bench --spawn --server-arg=--send-queue=4096 --subscribers 5000 --rate 100
   pushpull bench --url http://127.0.0.1:8080 --signature-key "$KEY" --subscribers 500
+  pushpull bench --url http://127.0.0.1:9000 --internal-url same --signature-key "$KEY"
 `
 
 // stringList is a repeatable string flag.
@@ -73,6 +77,8 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func (r *runner) bench(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the server's base `URL` (not with --spawn)")
+	internalURL := fs.String("internal-url", "http://127.0.0.1:8895",
+		"the base `URL` of the server's trusted listener (--internal-addr), for /pub/ and /server-stat/; \"same\": --url (not with --spawn)")
 	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
 	var serverArgs stringList
@@ -107,10 +113,13 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "unexpected argument %q", fs.Arg(0))
 	}
 	urlSet := false
-	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" || f.Name == "internal-url" })
+	if *internalURL == config.SameAddr {
+		*internalURL = *base
+	}
 	switch {
 	case *spawn && urlSet:
-		return r.usageError("bench", "--url and --spawn exclude each other")
+		return r.usageError("bench", "--url and --internal-url exclude --spawn")
 	case !*spawn && len(serverArgs) > 0:
 		return r.usageError("bench", "--server-arg needs --spawn")
 	case !*spawn && *key == "":
@@ -147,6 +156,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	cfg := bench.Config{
 		URL:           *base,
+		InternalURL:   *internalURL,
 		PublishURL:    *publishURL,
 		SignatureKey:  *key,
 		SignatureAlgo: *algo,
@@ -189,7 +199,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 			return r.failure("bench", err)
 		}
 		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s (pid %d)\n", server.URL, server.PID)
-		cfg.URL, cfg.ServerPID = server.URL, server.PID
+		cfg.URL, cfg.InternalURL, cfg.ServerPID = server.URL, server.InternalURL, server.PID
 	}
 	res, runErr := bench.Run(ctx, cfg)
 	if server != nil {

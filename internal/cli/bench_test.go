@@ -21,7 +21,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--spawn", "--url", "http://127.0.0.1:1"}, "--url and --spawn exclude each other"},
+		{[]string{"--spawn", "--url", "http://127.0.0.1:1"}, "--url and --internal-url exclude --spawn"},
 		{[]string{"--server-arg", "--send-queue=1", "--signature-key", "k"}, "--server-arg needs --spawn"},
 		{[]string{}, "--signature-key is needed"},
 		{[]string{"--spawn", "--subscribers", "0"}, "invalid --subscribers 0"},
@@ -47,7 +47,9 @@ func TestBenchUsageErrors(t *testing.T) {
 	}
 }
 
-func benchServer(t *testing.T, key string) string {
+// benchServer runs a server in the default layout and returns the base URLs
+// of its public and its trusted listener.
+func benchServer(t *testing.T, key string) (url, internal string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -56,14 +58,19 @@ func benchServer(t *testing.T, key string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		ln.Close()
+		iln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- s.ServeListeners(ctx, ln, iln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -72,12 +79,12 @@ func benchServer(t *testing.T, key string) string {
 			t.Error("server did not stop")
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), "http://" + iln.Addr().String()
 }
 
 func TestBenchAgainstURL(t *testing.T) {
-	url := benchServer(t, "cli-bench-key")
-	args := []string{"bench", "--url", url, "--signature-key", "cli-bench-key", "--subscribers", "5",
+	url, internal := benchServer(t, "cli-bench-key")
+	args := []string{"bench", "--url", url, "--internal-url", internal, "--signature-key", "cli-bench-key", "--subscribers", "5",
 		"--rate", "20", "--duration", "500ms", "--settle", "0s", "--drain", "30s"}
 
 	r, stdout, stderr := testRunner(t, nil)
@@ -137,7 +144,7 @@ func TestBenchUnreachable(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ln.Close()
 	r, stdout, stderr := testRunner(t, nil)
-	if code := r.main(t.Context(), []string{"bench", "--url", url, "--signature-key", "k"}); code != exitFailure {
+	if code := r.main(t.Context(), []string{"bench", "--url", url, "--internal-url", "same", "--signature-key", "k"}); code != exitFailure {
 		t.Errorf("exit %d, want %d", code, exitFailure)
 	}
 	if !strings.Contains(stderr.String(), "pushpull bench: reach the server") || stdout.String() != "" {
