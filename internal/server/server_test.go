@@ -30,6 +30,12 @@ type running struct {
 
 func start(t *testing.T, cfg config.Config) *running {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with a look at the server before it serves.
+func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +53,9 @@ func start(t *testing.T, cfg config.Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if prepare != nil {
+		prepare(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- s.ServeListeners(ctx, ln, iln) }()
@@ -63,7 +72,7 @@ func (r *running) stop(t *testing.T) {
 			if err != nil {
 				t.Errorf("shutdown: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Error("server did not stop")
 		}
 	})
