@@ -195,6 +195,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		WriteTimeout:          cfg.WriteTimeout,
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
+		ClusterMode:           cl != nil,
 	}, b, h, signer, log.With("component", "realtime"))
 
 	var st store.Store
