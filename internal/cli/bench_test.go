@@ -32,7 +32,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--publishers", "0"}, "invalid --publishers 0"},
 		{[]string{"--spawn", "--signature-algo", "md5"}, `invalid --signature-algo "md5"`},
 		{[]string{"--spawn", "extra"}, `unexpected argument "extra"`},
-		{[]string{"--subscribers", "many"}, "invalid value"},
+		{[]string{"--subscribers", "many"}, `invalid --subscribers "many"`},
 	} {
 		r, stdout, stderr := testRunner(t, nil)
 		if code := r.main(t.Context(), append([]string{"bench"}, tt.args...)); code != exitUsage {

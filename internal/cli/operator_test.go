@@ -229,7 +229,7 @@ func TestOperatorErrors(t *testing.T) {
 		{[]string{"webhook", "create", "--user", "9"}, exitFailure, "user 9 does not exist"},
 		{[]string{"app", "create"}, exitUsage, "--name is required"},
 		{[]string{"app", "create", "--name", "x", "--scope", ","}, exitUsage, "--scope"},
-		{[]string{"app", "create", "--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"app", "create", "--bogus"}, exitUsage, "unknown flag --bogus"},
 		{[]string{"app", "list", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"app"}, exitUsage, "missing subcommand"},
 		{[]string{"app", "delete"}, exitUsage, `unknown subcommand "delete"`},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/pushpull/pushpull/internal/config"
 )
@@ -39,8 +40,11 @@ func writeServeHelp(w io.Writer) {
 }
 
 // serve loads and checks the configuration, then runs the server until ctx
-// is cancelled. A bad setting is reported in one line that names it, with
-// exitUsage, before anything starts.
+// is cancelled. Errors are one line, "pushpull serve: ...", like every
+// command's: a bad command line or setting (named as the user wrote it)
+// with exitUsage before anything starts; a server that cannot start (a
+// port in use) or stops with an error with exitFailure. The server's own
+// log stays structured.
 func (r *runner) serve(ctx context.Context, args []string) int {
 	cfg, err := config.Load(args, r.getenv, r.readFile)
 	if errors.Is(err, flag.ErrHelp) {
@@ -56,7 +60,8 @@ func (r *runner) serve(ctx context.Context, args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	if err := r.runServer(ctx, cfg, log); err != nil {
-		log.Error("server stopped", "err", err)
+		// errors.Join separates with new lines; keep it one line.
+		fmt.Fprintf(r.stderr, "pushpull serve: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return exitFailure
 	}
 	return exitOK

@@ -204,7 +204,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown flag",
 			args: []string{"--adr", ":1"},
-			want: "flag provided but not defined: -adr",
+			want: "unknown flag --adr",
 		},
 		{
 			name: "positional argument",
@@ -304,7 +304,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "flag without value",
 			args: []string{"--addr"},
-			want: "flag needs an argument: -addr",
+			want: "--addr wants a value",
 		},
 	}
 	for _, tt := range tests {
