@@ -135,6 +135,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
+	if err := recordPublicURL(cfg); err != nil {
+		// Only the operator commands' printed URLs depend on it.
+		log.Warn("cannot record the public URL for the operator commands", "err", err)
+	}
 	var cl *cluster
 	if cfg.Redis != "" {
 		c, err := openCluster(cfg, log)
