@@ -251,8 +251,9 @@ func TestServeBadConfig(t *testing.T) {
 			if code != exitUsage {
 				t.Errorf("exit code %d, want %d", code, exitUsage)
 			}
-			if got := stderr.String(); got != tt.want+"\n" {
-				t.Errorf("stderr\n got %q\nwant %q", got, tt.want+"\n")
+			want := tt.want + "\nRun \"pushpull serve --help\" for usage.\n"
+			if got := stderr.String(); got != want {
+				t.Errorf("stderr\n got %q\nwant %q", got, want)
 			}
 			if stdout.String() != "" {
 				t.Errorf("stdout: %q", stdout)
