@@ -208,7 +208,7 @@ func TestClusterRedisRestart(t *testing.T) {
 }
 
 func tryPublish(s *server, body string, ids ...string) (int, string) {
-	resp, err := http.Post(s.base+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), "application/json", strings.NewReader(body))
+	resp, err := http.Post(s.internal+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), "application/json", strings.NewReader(body))
 	if err != nil {
 		return 0, err.Error()
 	}

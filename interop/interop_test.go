@@ -126,10 +126,11 @@ func buildServer(t *testing.T) string {
 
 // server is one running pushpull process.
 type server struct {
-	base   string // http://127.0.0.1:PORT
-	cmd    *exec.Cmd
-	logs   syncBuffer // the server's output; tests may read it while it runs
-	killed bool       // by kill: its exit is expected
+	base     string // http://127.0.0.1:PORT
+	internal string // the trusted listener (--internal-addr): /pub/, /api/, /server-stat/
+	cmd      *exec.Cmd
+	logs     syncBuffer // the server's output; tests may read it while it runs
+	killed   bool       // by kill: its exit is expected
 }
 
 // kill ends the process with SIGKILL, as a crash would: nothing is drained
@@ -154,8 +155,14 @@ func startServer(t *testing.T, args ...string) *server {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s := &server{base: "http://" + addr}
-	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", t.TempDir(),
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internalAddr := iln.Addr().String()
+	iln.Close()
+	s := &server{base: "http://" + addr, internal: "http://" + internalAddr}
+	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--internal-addr", internalAddr, "--data-dir", t.TempDir(),
 		"--signature-key", signatureKey, "--log-level", "debug"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.logs, &s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -213,7 +220,7 @@ func (s *server) publish(t *testing.T, body string, ids ...string) {
 func (s *server) publishExpiring(t *testing.T, expiry int, body string, ids ...string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
-		s.base+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), strings.NewReader(body))
+		s.internal+"/pub/?CHANNEL_ID="+strings.Join(ids, "/"), strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

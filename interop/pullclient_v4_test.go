@@ -31,7 +31,7 @@ func (s *server) publishProtobuf(t *testing.T, body string, ids ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(s.base+"/pub/?binaryMode=true&hostname=portal.test", "", bytes.NewReader(data))
+	resp, err := http.Post(s.internal+"/pub/?binaryMode=true&hostname=portal.test", "", bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

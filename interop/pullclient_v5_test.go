@@ -133,7 +133,7 @@ func TestPullClientRESTv5WebSocket(t *testing.T) {
 func waitWebSockets(t *testing.T, ctx context.Context, s *server, n int) {
 	t.Helper()
 	for {
-		resp, err := http.Get(s.base + "/server-stat/")
+		resp, err := http.Get(s.internal + "/server-stat/")
 		if err == nil {
 			var st []struct {
 				WebSockets int `json:"websockets"`

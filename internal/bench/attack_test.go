@@ -310,29 +310,29 @@ func startServerInternal(t *testing.T) (public, trusted string) {
 	return "http://" + ln.Addr().String(), trusted
 }
 
-func TestTrustedURL(t *testing.T) {
+func TestInternalURL(t *testing.T) {
 	public, trusted := startServerInternal(t)
 	cfg := testConfig(public)
 	// The public listener serves neither /server-stat/ nor /pub/.
 	if _, err := Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "/server-stat/ answered 404") {
 		t.Errorf("without the trusted URL: %v, want a 404 from /server-stat/", err)
 	}
-	cfg.TrustedURL = trusted
+	cfg.InternalURL = trusted
 	res, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkDelivered(t, res, int64(cfg.Subscribers))
-	cfg.TrustedURL = "ftp://x"
-	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "trusted url") {
-		t.Errorf("bad trusted url: %v", err)
+	cfg.InternalURL = "ftp://x"
+	if err := cfg.Check(); err == nil || !strings.Contains(err.Error(), "internal url") {
+		t.Errorf("bad internal url: %v", err)
 	}
 }
 
 func TestRunAttack(t *testing.T) {
 	public, trusted := startServerInternal(t)
 	cfg := testConfig(public)
-	cfg.TrustedURL = trusted
+	cfg.InternalURL = trusted
 	cfg.Subscribers = 10
 	cfg.Settle = 0
 	ac := AttackConfig{Kinds: AttackKinds(), Workers: 1, SlowClients: 3, SlowEvery: 20 * time.Millisecond,
@@ -364,7 +364,7 @@ func TestRunAttack(t *testing.T) {
 func TestRunAttackStopsOverMaxRSS(t *testing.T) {
 	public, trusted := startServerInternal(t)
 	cfg := testConfig(public)
-	cfg.TrustedURL = trusted
+	cfg.InternalURL = trusted
 	cfg.Subscribers = 5
 	cfg.Settle = 0
 	// Any process is over one byte: the attackers stop at once.

@@ -42,15 +42,15 @@ const (
 // Config describes one bench run.
 type Config struct {
 	// URL is the server's base URL, like http://127.0.0.1:8080; the bench
-	// uses /sub/, /pub/ and /server-stat/ under it.
+	// subscribes on /sub/ under it.
 	URL string
-	// PublishURL, when set, is where publishes go instead of URL: another
-	// node of a cluster, to measure cross-node delivery.
+	// InternalURL is the base URL of the server's trusted listener
+	// (--internal-addr), where /pub/ and /server-stat/ are; empty: URL (a
+	// server run with --internal-addr same).
+	InternalURL string
+	// PublishURL, when set, is where publishes go instead of InternalURL:
+	// another node of a cluster, to measure cross-node delivery.
 	PublishURL string
-	// TrustedURL, when set, is where the server serves its trusted routes
-	// (/pub/ and /server-stat/): its --internal-addr listener. Publishes go
-	// there unless PublishURL says otherwise.
-	TrustedURL string
 	// ServerPID is the server's process id for memory and CPU figures; 0
 	// means ask /server-stat/ (only used when URL's host is a loopback
 	// address, where /proc describes the same machine).
@@ -266,15 +266,15 @@ type run struct {
 	cfg  Config
 	addr string // host:port
 	host string // Host header
+	// statHost is the host:port of /server-stat/ (Config.InternalURL).
+	statHost string
 	// pubAddr and pubHost are where publishes go (Config.PublishURL).
 	pubAddr string
 	pubHost string
 	// during, if set, starts as the publishing does; what it returns is
 	// called when the publishing ends (attack runs).
 	during func(ctx context.Context) (stop func())
-	// statHost is where /server-stat/ is read (Config.TrustedURL).
-	statHost string
-	wsBase   string // ws://host/sub/?CHANNEL_ID=
+	wsBase string // ws://host/sub/?CHANNEL_ID=
 	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
 	binaryParam string
 	loopback    bool
@@ -386,12 +386,14 @@ func (cfg Config) complete() (Config, error) {
 	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
 	}
-	for _, extra := range []struct{ name, url string }{{"publish url", cfg.PublishURL}, {"trusted url", cfg.TrustedURL}} {
-		if extra.url == "" {
-			continue
+	if cfg.InternalURL != "" {
+		if u, err := url.Parse(cfg.InternalURL); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, fmt.Errorf("internal url: want http://HOST:PORT, got %q", cfg.InternalURL)
 		}
-		if u, err := url.Parse(extra.url); err != nil || u.Scheme != "http" || u.Host == "" {
-			return cfg, fmt.Errorf("%s: want http://HOST:PORT, got %q", extra.name, extra.url)
+	}
+	if cfg.PublishURL != "" {
+		if u, err := url.Parse(cfg.PublishURL); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, fmt.Errorf("publish url: want http://HOST:PORT, got %q", cfg.PublishURL)
 		}
 	}
 	limit, err := fileLimit()
@@ -437,10 +439,12 @@ func newRun(cfg Config) (*run, error) {
 	}
 	pubAddr, pubHost := addr, u.Host
 	statHost := u.Host
-	if cfg.TrustedURL != "" {
-		tu, _ := url.Parse(cfg.TrustedURL) // checked by complete
-		pubAddr, pubHost = hostPort(tu), tu.Host
-		statHost = tu.Host
+	if cfg.InternalURL != "" {
+		iu, _ := url.Parse(cfg.InternalURL) // checked by complete
+		pubAddr, pubHost, statHost = iu.Host, iu.Host, iu.Host
+		if iu.Port() == "" {
+			pubAddr = net.JoinHostPort(iu.Hostname(), "80")
+		}
 	}
 	if cfg.PublishURL != "" {
 		pu, _ := url.Parse(cfg.PublishURL) // checked by complete
@@ -450,9 +454,9 @@ func newRun(cfg Config) (*run, error) {
 		cfg:      cfg,
 		addr:     addr,
 		host:     u.Host,
+		statHost: statHost,
 		pubAddr:  pubAddr,
 		pubHost:  pubHost,
-		statHost: statHost,
 		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
 
 		binaryParam: binaryParam(cfg.Binary),

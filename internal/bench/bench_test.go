@@ -22,6 +22,7 @@ func startServer(t *testing.T) string {
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = testKey
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.InternalAddr = config.SameAddr // the bench publishes on its one URL
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

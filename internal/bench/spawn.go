@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/config"
 )
 
 // SpawnOptions says how to start a server for a bench.
@@ -35,9 +37,9 @@ type SpawnOptions struct {
 type Spawned struct {
 	// URL is the server's base URL, http://127.0.0.1:PORT.
 	URL string
-	// TrustedURL is where it serves /pub/, /api/ and /server-stat/: its
+	// InternalURL is where it serves /pub/, /api/ and /server-stat/: its
 	// internal listener, or URL when both are served on one address.
-	TrustedURL string
+	InternalURL string
 	// PID is the server's process id.
 	PID int
 
@@ -83,7 +85,7 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 		args = append(args, "--internal-addr", internal)
 	}
 	trusted := "http://" + addr
-	if internal != "" {
+	if internal != "" && internal != config.SameAddr {
 		trusted = "http://" + internal
 	}
 	if opt.SignatureAlgo != "" {
@@ -97,7 +99,7 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	cmd.SysProcAttr = childAttr()
-	s := &Spawned{URL: "http://" + addr, TrustedURL: trusted, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
+	s := &Spawned{URL: "http://" + addr, InternalURL: trusted, cmd: cmd, dataDir: dir, log: logs, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// The kernel's parent-death signal (childAttr) follows the thread

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/bench"
+	"github.com/pushpull/pushpull/internal/config"
 )
 
 const benchHelpHead = `Usage: pushpull bench [flags]
@@ -62,12 +63,12 @@ With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
 end; it puts the trusted routes (/pub/, /server-stat/) on a second free
 loopback port passed as --internal-addr (a --server-arg=--internal-addr=…
-with a fixed port is used instead). --server-arg passes it more flags. With
---url the server must run with the same --signature-key, and --trusted-url
-names its --internal-addr listener if it has one. Server memory and CPU
-come from /proc/PID of the spawned server, or of the pid that /server-stat/
-reports when --url is a loopback address; they are not reported for remote
-servers.
+is used instead). --server-arg passes it more flags. With --url the server
+must run with the same --signature-key, and --internal-url must reach its
+trusted listener (--internal-addr), where the bench publishes and reads
+/server-stat/. Server memory and CPU come from /proc/PID of the spawned
+server, or of the pid that /server-stat/ reports when --url is a loopback
+address; they are not reported for remote servers.
 
 Run the bench on the server's machine only over loopback, and mind that the
 bench shares the CPU with the server: its own CPU time is reported as well.
@@ -88,7 +89,8 @@ Examples:
   pushpull bench --spawn --storm --subscribers 10000 --rate 10 --duration 2s --connect-rate 2000
   pushpull bench --spawn --server-arg=--send-queue=4096 --subscribers 5000 --rate 100
   pushpull bench --url http://127.0.0.1:8080 --signature-key "$KEY" --subscribers 500
-  pushpull bench --url http://127.0.0.1:8080 --trusted-url http://127.0.0.1:8895 --signature-key "$KEY"
+  pushpull bench --url http://127.0.0.1:8080 --internal-url http://127.0.0.1:8895 --signature-key "$KEY"
+  pushpull bench --url http://127.0.0.1:9000 --internal-url same --signature-key "$KEY"
   pushpull bench --spawn --soak --subscribers 15000 --rate 1 --duration 30m --connect-rate 2000
   pushpull bench --spawn --attack all --subscribers 1000 --rate 20 --duration 20s
 `
@@ -102,7 +104,8 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 func (r *runner) bench(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the server's base `URL` (not with --spawn)")
-	trustedURL := fs.String("trusted-url", "", "the server's trusted routes (/pub/, /server-stat/) are at this base `URL`: its --internal-addr listener (default: --url; not with --spawn)")
+	internalURL := fs.String("internal-url", "http://127.0.0.1:8895",
+		"the base `URL` of the server's trusted listener (--internal-addr), for /pub/ and /server-stat/; \"same\": --url (not with --spawn)")
 	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
 	var serverArgs stringList
@@ -148,7 +151,10 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "unexpected argument %q", fs.Arg(0))
 	}
 	urlSet := false
-	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" })
+	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" || f.Name == "internal-url" })
+	if *internalURL == config.SameAddr {
+		*internalURL = *base
+	}
 	var attackKinds []string
 	if *attack != "" {
 		var err error
@@ -158,9 +164,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	switch {
 	case *spawn && urlSet:
-		return r.usageError("bench", "--url and --spawn exclude each other")
-	case *spawn && *trustedURL != "":
-		return r.usageError("bench", "--trusted-url and --spawn exclude each other: the spawned server's is known")
+		return r.usageError("bench", "--url and --internal-url exclude --spawn")
 	case *soak && (*idle || *storm || *attack != ""):
 		return r.usageError("bench", "--soak excludes --idle, --storm and --attack")
 	case *attack != "" && (*idle || *storm):
@@ -205,8 +209,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	cfg := bench.Config{
 		URL:           *base,
+		InternalURL:   *internalURL,
 		PublishURL:    *publishURL,
-		TrustedURL:    *trustedURL,
 		Soak:          *soak,
 		SampleEvery:   *sampleEvery,
 		Warmup:        *warmup,
@@ -251,8 +255,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		if err != nil {
 			return r.failure("bench", err)
 		}
-		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s, trusted routes at %s (pid %d)\n", server.URL, server.TrustedURL, server.PID)
-		cfg.URL, cfg.TrustedURL, cfg.ServerPID = server.URL, server.TrustedURL, server.PID
+		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s, trusted routes at %s (pid %d)\n", server.URL, server.InternalURL, server.PID)
+		cfg.URL, cfg.InternalURL, cfg.ServerPID = server.URL, server.InternalURL, server.PID
 	}
 	if attackKinds != nil {
 		return r.benchAttack(ctx, cfg, bench.AttackConfig{

@@ -21,7 +21,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--spawn", "--url", "http://127.0.0.1:1"}, "--url and --spawn exclude each other"},
+		{[]string{"--spawn", "--url", "http://127.0.0.1:1"}, "--url and --internal-url exclude --spawn"},
 		{[]string{"--server-arg", "--send-queue=1", "--signature-key", "k"}, "--server-arg needs --spawn"},
 		{[]string{}, "--signature-key is needed"},
 		{[]string{"--spawn", "--subscribers", "0"}, "invalid --subscribers 0"},
@@ -32,8 +32,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--publishers", "0"}, "invalid --publishers 0"},
 		{[]string{"--spawn", "--signature-algo", "md5"}, `invalid --signature-algo "md5"`},
 		{[]string{"--spawn", "extra"}, `unexpected argument "extra"`},
-		{[]string{"--subscribers", "many"}, "invalid value"},
-		{[]string{"--spawn", "--trusted-url", "http://127.0.0.1:1"}, "--trusted-url and --spawn exclude each other"},
+		{[]string{"--subscribers", "many"}, `invalid --subscribers "many"`},
+		{[]string{"--spawn", "--internal-url", "http://127.0.0.1:1"}, "--url and --internal-url exclude --spawn"},
 		{[]string{"--spawn", "--soak", "--idle"}, "--soak excludes --idle, --storm and --attack"},
 		{[]string{"--spawn", "--soak", "--attack", "all"}, "--soak excludes --idle, --storm and --attack"},
 		{[]string{"--spawn", "--attack", "all", "--storm"}, "--attack excludes --idle and --storm"},
@@ -54,7 +54,9 @@ func TestBenchUsageErrors(t *testing.T) {
 	}
 }
 
-func benchServer(t *testing.T, key string) string {
+// benchServer runs a server in the default layout and returns the base URLs
+// of its public and its trusted listener.
+func benchServer(t *testing.T, key string) (url, internal string) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -63,14 +65,19 @@ func benchServer(t *testing.T, key string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	iln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		ln.Close()
+		iln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- s.ServeListeners(ctx, ln, iln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -79,12 +86,12 @@ func benchServer(t *testing.T, key string) string {
 			t.Error("server did not stop")
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), "http://" + iln.Addr().String()
 }
 
 func TestBenchAgainstURL(t *testing.T) {
-	url := benchServer(t, "cli-bench-key")
-	args := []string{"bench", "--url", url, "--signature-key", "cli-bench-key", "--subscribers", "5",
+	url, internal := benchServer(t, "cli-bench-key")
+	args := []string{"bench", "--url", url, "--internal-url", internal, "--signature-key", "cli-bench-key", "--subscribers", "5",
 		"--rate", "20", "--duration", "500ms", "--settle", "0s", "--drain", "30s"}
 
 	r, stdout, stderr := testRunner(t, nil)
@@ -144,7 +151,7 @@ func TestBenchUnreachable(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	ln.Close()
 	r, stdout, stderr := testRunner(t, nil)
-	if code := r.main(t.Context(), []string{"bench", "--url", url, "--signature-key", "k"}); code != exitFailure {
+	if code := r.main(t.Context(), []string{"bench", "--url", url, "--internal-url", "same", "--signature-key", "k"}); code != exitFailure {
 		t.Errorf("exit %d, want %d", code, exitFailure)
 	}
 	if !strings.Contains(stderr.String(), "pushpull bench: reach the server") || stdout.String() != "" {
@@ -153,9 +160,9 @@ func TestBenchUnreachable(t *testing.T) {
 }
 
 func TestBenchSoak(t *testing.T) {
-	url := benchServer(t, "cli-bench-key")
+	url, internal := benchServer(t, "cli-bench-key")
 	r, stdout, stderr := testRunner(t, nil)
-	args := []string{"bench", "--url", url, "--signature-key", "cli-bench-key", "--subscribers", "5", "--soak",
+	args := []string{"bench", "--url", url, "--internal-url", internal, "--signature-key", "cli-bench-key", "--subscribers", "5", "--soak",
 		"--rate", "10", "--duration", "1s", "--sample-every", "200ms", "--warmup", "200ms", "--settle", "0s", "--drain", "30s"}
 	if code := r.main(t.Context(), args); code != exitOK {
 		t.Fatalf("exit %d; stderr: %s", code, stderr)
@@ -218,9 +225,9 @@ func TestWriteAttackResult(t *testing.T) {
 }
 
 func TestBenchAttackJSON(t *testing.T) {
-	url := benchServer(t, "cli-bench-key")
+	url, internal := benchServer(t, "cli-bench-key")
 	r, stdout, stderr := testRunner(t, nil)
-	args := []string{"bench", "--url", url, "--trusted-url", url, "--signature-key", "cli-bench-key", "--subscribers", "3",
+	args := []string{"bench", "--url", url, "--internal-url", internal, "--signature-key", "cli-bench-key", "--subscribers", "3",
 		"--rate", "10", "--duration", "500ms", "--settle", "0s", "--drain", "30s",
 		"--attack", "slow,collide", "--attack-slow-clients", "2", "--attack-workers", "1", "--attack-body", "2048",
 		"--attack-slow-every", "50ms", "--json"}

@@ -32,15 +32,16 @@ const (
 // subscribe) cleanly; env looks up environment variables, like os.Getenv.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
 	r := &runner{
-		stdin:      os.Stdin,
-		stdout:     stdout,
-		stderr:     stderr,
-		getenv:     env,
-		readFile:   os.ReadFile,
-		runServer:  server.Run,
-		httpClient: &http.Client{},
-		minBackoff: time.Second,
-		maxBackoff: 30 * time.Second,
+		stdin:        os.Stdin,
+		stdout:       stdout,
+		stderr:       stderr,
+		getenv:       env,
+		readFile:     os.ReadFile,
+		runServer:    server.Run,
+		httpClient:   &http.Client{},
+		minBackoff:   time.Second,
+		maxBackoff:   30 * time.Second,
+		restartDelay: serverRestartDelay,
 	}
 	return r.main(ctx, args)
 }
@@ -56,6 +57,8 @@ type runner struct {
 	httpClient     *http.Client
 	// minBackoff and maxBackoff bound the wait before subscribe reconnects.
 	minBackoff, maxBackoff time.Duration
+	// restartDelay is subscribe's wait after the server said server_restart.
+	restartDelay time.Duration
 }
 
 // command is one subcommand. run handles its own --help.
@@ -153,7 +156,7 @@ func (r *runner) parseFlags(fs *flag.FlagSet, writeHelp func(io.Writer), args []
 		return exitOK, false
 	}
 	if err != nil {
-		fmt.Fprintf(r.stderr, "pushpull %s: %v\nRun \"pushpull %s --help\" for usage.\n", fs.Name(), err, fs.Name())
+		fmt.Fprintf(r.stderr, "pushpull %s: %v\nRun \"pushpull %s --help\" for usage.\n", fs.Name(), config.FlagError(err), fs.Name())
 		return exitUsage, false
 	}
 	return exitOK, true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command and a test watching it.
@@ -49,9 +51,10 @@ func testRunner(t *testing.T, env map[string]string) (*runner, *syncBuffer, *syn
 			t.Error("the server was started")
 			return nil
 		},
-		httpClient: &http.Client{},
-		minBackoff: 5 * time.Millisecond,
-		maxBackoff: 20 * time.Millisecond,
+		httpClient:   &http.Client{},
+		minBackoff:   5 * time.Millisecond,
+		maxBackoff:   20 * time.Millisecond,
+		restartDelay: 30 * time.Millisecond,
 	}
 	return r, stdout, stderr
 }
@@ -140,7 +143,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 			name:       "unknown flag of a command",
 			args:       []string{"publish", "--nope"},
 			wantCode:   exitUsage,
-			wantStderr: "pushpull publish: flag provided but not defined: -nope\nRun \"pushpull publish --help\" for usage.\n",
+			wantStderr: "pushpull publish: unknown flag --nope\nRun \"pushpull publish --help\" for usage.\n",
 		},
 	}
 	for _, tt := range tests {
@@ -233,7 +236,7 @@ func TestServeBadConfig(t *testing.T) {
 		{
 			name: "unknown flag",
 			args: []string{"--adress", ":1"},
-			want: `pushpull serve: flag provided but not defined: -adress`,
+			want: `pushpull serve: unknown flag --adress`,
 		},
 		{
 			name: "argument",
@@ -248,8 +251,9 @@ func TestServeBadConfig(t *testing.T) {
 			if code != exitUsage {
 				t.Errorf("exit code %d, want %d", code, exitUsage)
 			}
-			if got := stderr.String(); got != tt.want+"\n" {
-				t.Errorf("stderr\n got %q\nwant %q", got, tt.want+"\n")
+			want := tt.want + "\nRun \"pushpull serve --help\" for usage.\n"
+			if got := stderr.String(); got != want {
+				t.Errorf("stderr\n got %q\nwant %q", got, want)
 			}
 			if stdout.String() != "" {
 				t.Errorf("stdout: %q", stdout)
@@ -291,8 +295,29 @@ func TestServeFailure(t *testing.T) {
 	if code := r.main(t.Context(), []string{"serve"}); code != exitFailure {
 		t.Errorf("exit code %d, want %d", code, exitFailure)
 	}
-	if !strings.Contains(stderr.String(), `level=ERROR msg="server stopped" err="listen on :8080: address already in use"`) {
+	if stderr.String() != "pushpull serve: listen on :8080: address already in use\n" {
 		t.Errorf("stderr: %q", stderr)
+	}
+}
+
+// TestServePortInUse runs the real server on a port that is taken: the
+// error is the one line every command prints, with exitFailure.
+func TestServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r, stdout, stderr := testRunner(t, nil)
+	r.runServer = server.Run
+	addr := ln.Addr().String()
+	code := r.main(t.Context(), []string{"serve", "--addr", addr, "--internal-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "error"})
+	if code != exitFailure {
+		t.Errorf("exit code %d, want %d", code, exitFailure)
+	}
+	want := "pushpull serve: listen on " + addr + " (--addr): listen tcp " + addr + ": bind: address already in use\n"
+	if stderr.String() != want || stdout.String() != "" {
+		t.Errorf("stderr %q, want %q; stdout %q", stderr, want, stdout)
 	}
 }
 

@@ -146,7 +146,7 @@ func newOpFlagSet(name string) (*flag.FlagSet, *opFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	o := &opFlags{}
 	fs.StringVar(&o.dataDir, "data-dir", "", "the server's data `DIR`, holding registry.db (env PUSHPULL_DATA_DIR; default ./data)")
-	fs.StringVar(&o.publicURL, "public-url", "", "how clients reach the server (`URL`), for webhook URLs and the portal domain (env PUSHPULL_PUBLIC_URL)")
+	fs.StringVar(&o.publicURL, "public-url", "", "how clients reach the server (`URL`), for webhook URLs and the portal domain (env PUSHPULL_PUBLIC_URL; default: the one the server last started with on the data dir)")
 	fs.StringVar(&o.configPath, config.ConfigFlag, "", "the server's JSON config `FILE` (env PUSHPULL_CONFIG)")
 	fs.StringVar(&o.redis, "redis", "", "the cluster's Redis `URL`, whose registry to use instead of registry.db (env PUSHPULL_REDIS)")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "", "the cluster's key `PREFIX` in Redis (env PUSHPULL_REDIS_PREFIX; default pushpull)")
@@ -172,7 +172,9 @@ type registry struct {
 }
 
 // loadConfig builds the server configuration from the given location flags,
-// the environment and the config file, exactly as serve would.
+// the environment and the config file, exactly as serve would. Without a
+// --public-url from any of them it takes the one the server last started
+// with on the same data dir, so that printed URLs are the ones clients use.
 func (r *runner) loadConfig(fs *flag.FlagSet, o *opFlags) (config.Config, error) {
 	var args []string
 	fs.Visit(func(f *flag.Flag) {
@@ -184,6 +186,9 @@ func (r *runner) loadConfig(fs *flag.FlagSet, o *opFlags) (config.Config, error)
 	cfg, err := config.Load(args, r.getenv, r.readFile)
 	if err != nil {
 		return config.Config{}, err
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = server.RecordedPublicURL(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		return config.Config{}, err

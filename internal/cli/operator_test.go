@@ -2,7 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +13,10 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/auth"
+	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/rest"
+	"github.com/pushpull/pushpull/internal/server"
 	"github.com/pushpull/pushpull/internal/store"
 )
 
@@ -212,6 +217,44 @@ func TestWebhookCreate(t *testing.T) {
 	}
 }
 
+// TestOperatorsUseTheServersPublicURL: with only the data dir, the operator
+// commands print the URL the server started with, not localhost:8080.
+func TestOperatorsUseTheServersPublicURL(t *testing.T) {
+	e := newOpEnv(t)
+	delete(e.env, "PUSHPULL_PUBLIC_URL")
+	cfg := config.Default()
+	cfg.DataDir = e.dataDir
+	cfg.PublicURL = "https://rt.example.org"
+	cfg.InternalAddr = "127.0.0.1:0"
+	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+
+	e.ok(nil, "user", "add", "--id", "3")
+	var wh struct{ URL, Secret string }
+	e.ok(&wh, "webhook", "create", "--user", "3", "--json")
+	if wh.URL != "https://rt.example.org/rest/3/"+wh.Secret+"/" {
+		t.Fatalf("webhook URL %q, want the server's public URL", wh.URL)
+	}
+	// An explicit --public-url still wins.
+	e.ok(&wh, "webhook", "create", "--user", "3", "--json", "--public-url", "https://other.example.org")
+	if !strings.HasPrefix(wh.URL, "https://other.example.org/rest/3/") {
+		t.Fatalf("webhook URL %q with --public-url", wh.URL)
+	}
+}
+
 func TestOperatorErrors(t *testing.T) {
 	e := newOpEnv(t)
 	a := e.createApp()
@@ -230,7 +273,7 @@ func TestOperatorErrors(t *testing.T) {
 		{[]string{"webhook", "create", "--user", "9"}, exitFailure, "user 9 does not exist"},
 		{[]string{"app", "create"}, exitUsage, "--name is required"},
 		{[]string{"app", "create", "--name", "x", "--scope", ","}, exitUsage, "--scope"},
-		{[]string{"app", "create", "--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"app", "create", "--bogus"}, exitUsage, "unknown flag --bogus"},
 		{[]string{"app", "list", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"app"}, exitUsage, "missing subcommand"},
 		{[]string{"app", "delete"}, exitUsage, `unknown subcommand "delete"`},

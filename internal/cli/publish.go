@@ -22,7 +22,10 @@ const publishHelpHead = `Usage: pushpull publish [flags] CHANNEL_ID... BODY|-
 
 Publishes one message to channels the way the Bitrix PHP module does:
 POST <url>/pub/?CHANNEL_ID=<id>/<id> with the body and, with --expiry, a
-Message-Expiry header. It prints nothing when the server accepts the message.
+Message-Expiry header. /pub/ is a trusted route: the server serves it on its
+internal listener (serve --internal-addr, 127.0.0.1:8895 by default), which is
+the default --url; with "serve --internal-addr same" give --url the server's
+--addr. It prints nothing when the server accepts the message.
 
 CHANNEL_ID is a channel's id as the backend knows it (32 hex characters,
 unsigned). BODY, the last argument, is the message as JSON, usually
@@ -41,8 +44,8 @@ Examples:
 
 func (r *runner) publish(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:8080",
-		"the server's `URL`; when it has no path, /pub/ is appended")
+	base := fs.String("url", "http://127.0.0.1:8895",
+		"the `URL` of the server's trusted listener (serve --internal-addr); when it has no path, /pub/ is appended")
 	expiry := fs.Int("expiry", 0,
 		"keep the message in history this many `SECONDS` (0: deliver live only); default: the server's")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this `DURATION`")
@@ -116,7 +119,7 @@ func (r *runner) publish(ctx context.Context, args []string) int {
 func publishURL(base string, ids []string) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("invalid --url %q: want an http or https URL, like http://127.0.0.1:8080", base)
+		return "", fmt.Errorf("invalid --url %q: want an http or https URL, like http://127.0.0.1:8895", base)
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/pub/"

@@ -223,7 +223,7 @@ func TestPublishUsageErrors(t *testing.T) {
 		{
 			name: "bad url",
 			args: []string{"--url", "127.0.0.1:8080", "id", "{}"},
-			want: `invalid --url "127.0.0.1:8080": want an http or https URL, like http://127.0.0.1:8080`,
+			want: `invalid --url "127.0.0.1:8080": want an http or https URL, like http://127.0.0.1:8895`,
 		},
 		{
 			name: "flag after the arguments",
@@ -255,5 +255,28 @@ func TestPublishUsageErrors(t *testing.T) {
 	}
 	if _, n := seen(); n != 0 {
 		t.Errorf("%d requests sent for bad command lines", n)
+	}
+}
+
+// roundTripFunc lets a test see the requests an http.Client would send.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestPublishDefaultsToTheInternalListener: /pub/ is served on the trusted
+// listener only, so that is where publish goes unless told otherwise.
+func TestPublishDefaultsToTheInternalListener(t *testing.T) {
+	r, _, stderr := testRunner(t, nil)
+	var got atomic.Pointer[string]
+	r.httpClient = &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		u := req.URL.String()
+		got.Store(&u)
+		return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("")), Request: req}, nil
+	})}
+	if code := r.main(t.Context(), []string{"publish", "0123456789abcdef0123456789abcdef", "{}"}); code != exitOK {
+		t.Fatalf("exit %d; stderr %q", code, stderr)
+	}
+	if u := got.Load(); u == nil || *u != "http://127.0.0.1:8895/pub/?CHANNEL_ID=0123456789abcdef0123456789abcdef" {
+		t.Fatalf("published to %v", u)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/pushpull/pushpull/internal/config"
 )
@@ -14,7 +15,9 @@ import (
 const serveHelpHead = `Usage: pushpull serve [flags]
 
 Runs the push server until it gets SIGINT or SIGTERM, then shuts down
-gracefully. Every flag can also be set by its PUSHPULL_* environment variable
+gracefully. Clients are served on --addr; the trusted routes the backend
+uses (/pub/, /api/, /server-stat/) only on --internal-addr, loopback by
+default. Every flag can also be set by its PUSHPULL_* environment variable
 or by its name as a key of the JSON --config file. Flags win over the
 environment, which wins over the file. Durations are written like 40s or
 1m30s, or as whole seconds. Lists are comma-separated (JSON arrays in the file).
@@ -24,7 +27,9 @@ Flags:
 
 const serveHelpTail = `
 Examples:
-  pushpull serve
+  pushpull serve                           # clients on :8080, backend (/pub/, /api/) on 127.0.0.1:8895
+  pushpull serve --internal-addr same      # local development: everything on :8080
+  pushpull serve --internal-addr 10.0.1.11:8895   # the backend publishes from another host
   pushpull serve --addr 127.0.0.1:9000 --signature-key "$KEY" --public-url https://push.example.com
   PUSHPULL_DATA_DIR=/var/lib/pushpull pushpull serve --config /etc/pushpull.json
 
@@ -39,8 +44,11 @@ func writeServeHelp(w io.Writer) {
 }
 
 // serve loads and checks the configuration, then runs the server until ctx
-// is cancelled. A bad setting is reported in one line that names it, with
-// exitUsage, before anything starts.
+// is cancelled. Errors are one line, "pushpull serve: ...", like every
+// command's: a bad command line or setting (named as the user wrote it)
+// with exitUsage before anything starts, followed by the pointer to --help
+// every command gives; a server that cannot start (a port in use) or stops
+// with an error with exitFailure. The server's own log stays structured.
 func (r *runner) serve(ctx context.Context, args []string) int {
 	cfg, err := config.Load(args, r.getenv, r.readFile)
 	if errors.Is(err, flag.ErrHelp) {
@@ -51,12 +59,12 @@ func (r *runner) serve(ctx context.Context, args []string) int {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		fmt.Fprintf(r.stderr, "pushpull serve: %v\n", err)
-		return exitUsage
+		return r.usageError("serve", "%v", err)
 	}
 	log := slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
 	if err := r.runServer(ctx, cfg, log); err != nil {
-		log.Error("server stopped", "err", err)
+		// errors.Join separates with new lines; keep it one line.
+		fmt.Fprintf(r.stderr, "pushpull serve: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return exitFailure
 	}
 	return exitOK

@@ -54,7 +54,10 @@ answers the server's pings, and prints {"mid":"…","text":{…}} lines, with
 subscribe remembers the last message id and resumes from it when it
 reconnects; --mid resumes from an earlier one. It runs until interrupted.
 It fails (exit 1) if the first connection fails or the server refuses the
-channels; later connection losses are retried with backoff.
+channels; later connection losses are retried with backoff. When the server
+says server_restart (it is stopping), subscribe waits 15 s before it comes
+back, as the official clients do, so that a restart is not met by every
+client at once.
 
 Flags:
 `
@@ -66,6 +69,10 @@ Examples:
   pushpull subscribe --url wss://push.example.com/bitrix/subws/ ID.SIGNATURE | jq .text.command
   pushpull subscribe --token "$(curl -s "$REST/pull.application.config.get?auth=$TOKEN" | jq -r .result.jwt)"
 `
+
+// serverRestartDelay is how long the official clients wait before they
+// reconnect after the server_restart command (spec §12: 15 s).
+const serverRestartDelay = 15 * time.Second
 
 // fatalError is an error that reconnecting cannot fix.
 type fatalError struct{ err error }
@@ -180,6 +187,9 @@ type subscriber struct {
 	parse    func([]byte) ([]wire.TextFrame, error)
 	mid      string // the last message id seen, sent as mid on (re)connect
 	out      *json.Encoder
+	// restarting is set by a server_restart command: the next reconnect
+	// waits restartDelay instead of the backoff.
+	restarting bool
 }
 
 // line is what subscribe prints for a message. Version 5 messages name no
@@ -213,15 +223,22 @@ func (s *subscriber) run(ctx context.Context, session func(context.Context) (boo
 			everConnected = true
 			backoff = s.minBackoff
 		}
-		fmt.Fprintf(s.stderr, "pushpull subscribe: %v; reconnecting in %s\n", err, backoff)
-		t := time.NewTimer(backoff)
+		wait := backoff
+		if s.restarting {
+			s.restarting = false
+			wait = s.restartDelay
+			fmt.Fprintf(s.stderr, "pushpull subscribe: the server is restarting (%v); reconnecting in %s\n", err, wait)
+		} else {
+			fmt.Fprintf(s.stderr, "pushpull subscribe: %v; reconnecting in %s\n", err, wait)
+			backoff = min(2*backoff, s.maxBackoff)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
 		}
-		backoff = min(2*backoff, s.maxBackoff)
 	}
 }
 
@@ -263,6 +280,7 @@ func (s *subscriber) deliver(data []byte) error {
 		if f.MID != "" {
 			s.mid = f.MID
 		}
+		s.noteCommand(f.Text)
 	}
 	if perr != nil {
 		fmt.Fprintf(s.stderr, "pushpull subscribe: skipped what could not be decoded: %v\n", perr)
@@ -278,11 +296,24 @@ func (s *subscriber) deliverRPC(data []byte) error {
 			return &fatalError{fmt.Errorf("write standard output: %w", err)}
 		}
 		s.mid = m.MID
+		s.noteCommand(m.Body)
 	}
 	if perr != nil {
 		fmt.Fprintf(s.stderr, "pushpull subscribe: skipped what could not be decoded: %v\n", perr)
 	}
 	return nil
+}
+
+// noteCommand looks at a message for the system commands subscribe obeys:
+// server_restart, after which it waits restartDelay to reconnect.
+func (s *subscriber) noteCommand(text []byte) {
+	var cmd struct {
+		ModuleID string `json:"module_id"`
+		Command  string `json:"command"`
+	}
+	if json.Unmarshal(text, &cmd) == nil && cmd.ModuleID == "pull" && cmd.Command == "server_restart" {
+		s.restarting = true
+	}
 }
 
 // refused is the error for a server that rejects the channels: reconnecting

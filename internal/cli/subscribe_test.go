@@ -262,6 +262,36 @@ func TestSubscribeWebSocketResumes(t *testing.T) {
 	}
 }
 
+// TestSubscribeHonoursServerRestart: after the server_restart command the
+// reconnect waits restartDelay (15 s in the real command, as the official
+// clients and the README say), not the 1 s backoff of a lost connection.
+func TestSubscribeHonoursServerRestart(t *testing.T) {
+	const restart = `{"module_id":"pull","command":"server_restart","params":{}}`
+	srv := wsServer(t, func(n int, r *http.Request, conn io.ReadWriter) {
+		switch n {
+		case 1:
+			wsutil.WriteServerText(conn, []byte(frame(1, mid1, restart)))
+			closeWith(t, conn, ws.StatusGoingAway, "server restart")
+		case 2:
+			closeWith(t, conn, ws.StatusGoingAway, "gone")
+		default:
+			closeWith(t, conn, 4010, "4010: Wrong Channel Id.")
+		}
+		wsutil.ReadClientData(conn)
+	})
+	r, _, stderr := testRunner(t, nil)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/sub/"
+	if code := r.main(t.Context(), []string{"subscribe", "--url", url, chans}); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	want := "pushpull subscribe: the server is restarting (server closed the connection (server restart)); reconnecting in 30ms\n" +
+		"pushpull subscribe: server closed the connection (gone); reconnecting in 5ms\n" +
+		"pushpull subscribe: server refused the channels (4010: Wrong Channel Id.)\n"
+	if stderr.String() != want {
+		t.Errorf("stderr\n got %q\nwant %q", stderr, want)
+	}
+}
+
 // lineWriter signals each write, so a test can act once output appeared.
 type lineWriter struct {
 	syncBuffer

@@ -9,9 +9,12 @@ import "time"
 type Config struct {
 	// Addr is the HOST:PORT the HTTP listener binds.
 	Addr string `json:"addr"`
-	// InternalAddr, when set, is a second listener for the trusted routes
-	// (backend publish, statistics), which then leave the public one: Bitrix
-	// deployments keep them on an internal port.
+	// InternalAddr is the listener of the trusted routes (backend publish,
+	// JSON-RPC, statistics), which Addr then does not serve: anyone who
+	// reaches /pub/ can forge events to every user, and every user learns
+	// the shared channel id. It binds loopback by default, as Bitrix
+	// deployments keep these routes on an internal port (8895). SameAddr
+	// serves them on Addr too, for local development.
 	InternalAddr string `json:"internal-addr"`
 	// DataDir keeps the generated signature key, the message-id epoch and the
 	// history snapshot.
@@ -71,8 +74,15 @@ type Config struct {
 	// MaxConnPerChannel caps the connections on one user's private channel
 	// (the reference's 100); beyond it the oldest is closed with 4029.
 	MaxConnPerChannel int `json:"max-conn-per-channel"`
-	// ShutdownTimeout bounds a graceful shutdown.
+	// ShutdownTimeout bounds the drain of a graceful shutdown: requests
+	// still running after it are cut. The history snapshot is written after
+	// it whatever else was slow.
 	ShutdownTimeout time.Duration `json:"shutdown-timeout"`
+	// BodyReadTimeout bounds the reading of one request body: a client that
+	// trickles it is cut, so that it cannot hold a connection and a handler
+	// for ever. Requests without a body (long polls, WebSocket upgrades) are
+	// not affected.
+	BodyReadTimeout time.Duration `json:"body-read-timeout"`
 
 	// ServerVersion is the push-server version pull.application.config.get
 	// advertises: 3 (text frames), 4 (protobuf and client publishing) or 5
@@ -96,10 +106,22 @@ type Config struct {
 	LogLevel string `json:"log-level"`
 }
 
+// SameAddr as InternalAddr serves the trusted routes on Addr as well, with
+// no second listener: for local development only.
+const SameAddr = "same"
+
+// DefaultInternalAddr is where the trusted routes listen unless told
+// otherwise: loopback, on the port Bitrix deployments use for them.
+const DefaultInternalAddr = "127.0.0.1:8895"
+
+// TrustedOnAddr reports whether Addr serves the trusted routes too.
+func (c Config) TrustedOnAddr() bool { return c.InternalAddr == SameAddr }
+
 // Default returns the configuration of `pushpull serve` with no settings.
 func Default() Config {
 	return Config{
 		Addr:                  ":8080",
+		InternalAddr:          DefaultInternalAddr,
 		DataDir:               "./data",
 		SignatureAlgo:         "sha1",
 		SubPaths:              []string{"/sub/", "/subws/", "/bitrix/sub/", "/bitrix/subws/"},
@@ -123,6 +145,7 @@ func Default() Config {
 		ServerVersion:         4,
 		RedisPrefix:           "pushpull",
 		ShutdownTimeout:       30 * time.Second,
+		BodyReadTimeout:       10 * time.Second,
 		LogLevel:              "info",
 	}
 }

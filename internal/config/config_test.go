@@ -204,7 +204,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown flag",
 			args: []string{"--adr", ":1"},
-			want: "flag provided but not defined: -adr",
+			want: "unknown flag --adr",
 		},
 		{
 			name: "positional argument",
@@ -304,7 +304,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "flag without value",
 			args: []string{"--addr"},
-			want: "flag needs an argument: -addr",
+			want: "--addr wants a value",
 		},
 	}
 	for _, tt := range tests {
@@ -565,6 +565,21 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --shutdown-timeout "0s": want a duration more than 0, like 40s`,
 		},
 		{
+			name:   "internal addr empty",
+			modify: func(c *Config) { c.InternalAddr = "" },
+			want:   `invalid --internal-addr "": want HOST:PORT, like "127.0.0.1:8895", or "same" to serve the trusted routes on --addr`,
+		},
+		{
+			name:   "internal addr is addr",
+			modify: func(c *Config) { c.Addr = "127.0.0.1:9000"; c.InternalAddr = "127.0.0.1:9000" },
+			want:   `invalid --internal-addr "127.0.0.1:9000": is --addr; write "same" to serve the trusted routes there`,
+		},
+		{
+			name:   "body read timeout",
+			modify: func(c *Config) { c.BodyReadTimeout = 0 },
+			want:   `invalid --body-read-timeout "0s": want a duration more than 0, like 40s`,
+		},
+		{
 			name:   "log level",
 			modify: func(c *Config) { c.LogLevel = "verbose" },
 			want:   `invalid --log-level "verbose": want debug, info, warn or error`,
@@ -600,6 +615,8 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.SubPaths = []string{"/"} },
 		func(c *Config) { c.PushWebhook = "http://127.0.0.1:9000/push?token=x" },
 		func(c *Config) { c.LogLevel = "DEBUG" },
+		func(c *Config) { c.InternalAddr = SameAddr },
+		func(c *Config) { c.InternalAddr = "10.0.0.5:8895" },
 		func(c *Config) { c.SignatureAlgo = "sha256"; c.SignatureKey = "key with inner blanks" },
 	} {
 		c := Default()
@@ -607,6 +624,18 @@ func TestValidateAccepts(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", c, err)
 		}
+	}
+}
+
+// TestDefaultKeepsTrustedRoutesOnLoopback is the safe default layout: the
+// backend publish routes on a loopback listener of their own.
+func TestDefaultKeepsTrustedRoutesOnLoopback(t *testing.T) {
+	c := Default()
+	if c.InternalAddr != "127.0.0.1:8895" || c.TrustedOnAddr() {
+		t.Fatalf("default --internal-addr %q", c.InternalAddr)
+	}
+	if c.BodyReadTimeout != 10*time.Second {
+		t.Fatalf("default --body-read-timeout %s", c.BodyReadTimeout)
 	}
 }
 

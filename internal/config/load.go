@@ -95,7 +95,7 @@ func Load(args []string, env func(string) string, readFile func(string) ([]byte,
 		if errors.Is(err, flag.ErrHelp) {
 			return Config{}, flag.ErrHelp
 		}
-		return Config{}, err
+		return Config{}, FlagError(err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q: serve takes only flags", fs.Arg(0))
@@ -167,6 +167,30 @@ func (f recordedFlag) String() string {
 func (f recordedFlag) Set(v string) error {
 	f.given[f.name] = v // a repeated flag: the last one wins, as for scalars
 	return nil
+}
+
+// FlagError rewords an error of the flag package in the words of the other
+// setting errors, which spell flags with "--" as the help does:
+// "flag provided but not defined: -adr" becomes "unknown flag --adr".
+// Other errors are returned as they are.
+func FlagError(err error) error {
+	msg := err.Error()
+	for _, r := range []struct{ prefix, format string }{
+		{"flag provided but not defined: -", "unknown flag --%s"},
+		{"flag needs an argument: -", "--%s wants a value"},
+	} {
+		if name, ok := strings.CutPrefix(msg, r.prefix); ok {
+			return fmt.Errorf(r.format, strings.TrimPrefix(name, "-"))
+		}
+	}
+	// invalid value "x" for flag -n: parse error
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if value, after, ok := strings.Cut(rest, " for flag -"); ok {
+			name, reason, _ := strings.Cut(after, ": ")
+			return fmt.Errorf("invalid --%s %s: %s", strings.TrimPrefix(name, "-"), value, reason)
+		}
+	}
+	return err
 }
 
 func flagName(name string) string { return "--" + name }

@@ -47,6 +47,7 @@ const (
 	sendQueue             = "send-queue"
 	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
+	bodyReadTimeout       = "body-read-timeout"
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
@@ -59,7 +60,7 @@ func settings() []setting {
 	return []setting{
 		{addr, "HOST:PORT", "address the HTTP listener binds",
 			func(c *Config) any { return &c.Addr }},
-		{internalAddr, "HOST:PORT", "serve the trusted routes (backend publish, statistics) only here, e.g. 127.0.0.1:8895; empty: on --addr",
+		{internalAddr, "HOST:PORT|same", `the only listener of the trusted routes (backend publish /pub/ and /api/, /server-stat/); keep it off the internet; "same": serve them on --addr too (local development only)`,
 			func(c *Config) any { return &c.InternalAddr }},
 		{dataDir, "DIR", "directory for the generated signature key, the message-id epoch and the history snapshot",
 			func(c *Config) any { return &c.DataDir }},
@@ -105,8 +106,10 @@ func settings() []setting {
 			func(c *Config) any { return &c.SendQueue }},
 		{maxConnPerChannel, "N", "connections allowed on one user's private channel; the oldest is closed with 4029 beyond it",
 			func(c *Config) any { return &c.MaxConnPerChannel }},
-		{shutdownTimeout, "DURATION", "longest a graceful shutdown may take",
+		{shutdownTimeout, "DURATION", "longest a graceful shutdown waits for connections and requests before it cuts them; the history is saved after it",
 			func(c *Config) any { return &c.ShutdownTimeout }},
+		{bodyReadTimeout, "DURATION", "longest the reading of one request body may take; a slower client is cut",
+			func(c *Config) any { return &c.BodyReadTimeout }},
 		{serverVersion, "3|4|5", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",

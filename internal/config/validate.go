@@ -49,10 +49,19 @@ func (c Config) Validate() error {
 			return checkAddr(debugAddr, c.DebugAddr)
 		},
 		func() error {
-			if c.InternalAddr == "" {
+			if c.InternalAddr == SameAddr {
 				return nil
 			}
-			return checkAddr(internalAddr, c.InternalAddr)
+			if c.InternalAddr == "" {
+				return invalid(internalAddr, c.InternalAddr, `want HOST:PORT, like "127.0.0.1:8895", or "same" to serve the trusted routes on --addr`)
+			}
+			if err := checkAddr(internalAddr, c.InternalAddr); err != nil {
+				return err
+			}
+			if c.InternalAddr == c.Addr {
+				return invalid(internalAddr, c.InternalAddr, `is --addr; write "same" to serve the trusted routes there`)
+			}
+			return nil
 		},
 		func() error {
 			if strings.TrimSpace(c.DataDir) == "" {
@@ -132,6 +141,7 @@ func (c Config) Validate() error {
 		func() error { return positiveDuration(writeTimeout, c.WriteTimeout) },
 		func() error { return positive(sendQueue, c.SendQueue) },
 		func() error { return positiveDuration(shutdownTimeout, c.ShutdownTimeout) },
+		func() error { return positiveDuration(bodyReadTimeout, c.BodyReadTimeout) },
 		func() error {
 			if _, ok := parseLevel(c.LogLevel); !ok {
 				return invalid(logLevel, c.LogLevel, "want debug, info, warn or error")

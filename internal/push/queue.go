@@ -6,6 +6,8 @@ package push
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +28,11 @@ type Sender interface {
 // Message is the JSON form of a notification: what a job's payload holds
 // and what WebhookSender posts.
 type Message struct {
+	// ID names the notification: 32 random hex characters, chosen when it
+	// is queued and kept in the job, so that every attempt to deliver it
+	// carries the same one. Delivery is at least once (an attempt cut by a
+	// crash or a timeout is repeated); a receiver drops an ID it has seen.
+	ID         string    `json:"id"`
 	UserIDs    []int64   `json:"user_ids"`
 	Text       string    `json:"text"`
 	ClientID   string    `json:"client_id"`
@@ -115,7 +122,11 @@ func New(st store.Store, opt Options) *Queue {
 // Send implements pull.PushSender: it stores the notification as a job and
 // wakes the worker.
 func (q *Queue) Send(ctx context.Context, n pull.Notification) error {
-	payload, err := json.Marshal(Message{UserIDs: n.UserIDs, Text: n.Text, ClientID: n.ClientID,
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return fmt.Errorf("push: notification id: %w", err)
+	}
+	payload, err := json.Marshal(Message{ID: hex.EncodeToString(raw[:]), UserIDs: n.UserIDs, Text: n.Text, ClientID: n.ClientID,
 		SenderName: n.SenderName, AvatarURL: n.AvatarURL, Created: n.Created})
 	if err != nil {
 		return fmt.Errorf("push: encode notification: %w", err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,8 @@ import (
 )
 
 var created = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+var hexID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func openStore(t *testing.T, path string) *store.SQLite {
 	t.Helper()
@@ -44,8 +47,8 @@ type hook struct {
 }
 
 type request struct {
-	method, contentType string
-	body                []byte
+	method, contentType, idempotencyKey string
+	body                                []byte
 }
 
 func newHook(t *testing.T, fail ...int) (*hook, *httptest.Server) {
@@ -53,7 +56,7 @@ func newHook(t *testing.T, fail ...int) (*hook, *httptest.Server) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
-		h.requests = append(h.requests, request{r.Method, r.Header.Get("Content-Type"), body})
+		h.requests = append(h.requests, request{r.Method, r.Header.Get("Content-Type"), r.Header.Get("Idempotency-Key"), body})
 		status := http.StatusOK
 		if len(h.fail) > 0 {
 			status, h.fail = h.fail[0], h.fail[1:]
@@ -119,6 +122,10 @@ func TestWebhookDelivers(t *testing.T) {
 	if err := json.Unmarshal(r.body, &got); err != nil {
 		t.Fatalf("body %s: %v", r.body, err)
 	}
+	if id, _ := got["id"].(string); !hexID.MatchString(id) || r.idempotencyKey != id {
+		t.Errorf("id %q, Idempotency-Key %q: want the same 32 hex characters", got["id"], r.idempotencyKey)
+	}
+	delete(got, "id")
 	want := `{"avatar_url":"https://example.com/a.png","client_id":"local.abc.123","created":"2025-01-02T03:04:05Z","sender_name":"App","text":"hello","user_ids":[1,7]}`
 	if b, _ := json.Marshal(got); string(b) != want {
 		t.Errorf("body = %s, want %s", b, want)
@@ -159,6 +166,10 @@ func TestWebhookRetries(t *testing.T) {
 	for i, r := range reqs {
 		if string(r.body) != string(reqs[0].body) {
 			t.Errorf("attempt %d body %s differs from first %s", i+1, r.body, reqs[0].body)
+		}
+		// The id a receiver deduplicates on is the same on every attempt.
+		if !hexID.MatchString(r.idempotencyKey) || r.idempotencyKey != reqs[0].idempotencyKey {
+			t.Errorf("attempt %d Idempotency-Key %q, first %q", i+1, r.idempotencyKey, reqs[0].idempotencyKey)
 		}
 	}
 	mu.Lock()
@@ -246,5 +257,31 @@ func TestBackoff(t *testing.T) {
 		if got := push.Backoff(attempt); got != want {
 			t.Errorf("Backoff(%d) = %v, want %v", attempt, got, want)
 		}
+	}
+}
+
+// TestEachNotificationHasItsOwnID: two notifications alike in every field
+// are still two, and a receiver must not drop the second as a repeat.
+func TestEachNotificationHasItsOwnID(t *testing.T) {
+	h, srv := newHook(t)
+	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()}, Tick: time.Hour})
+	run(t, q)
+	for range 2 {
+		if err := q.Send(t.Context(), notification()); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	reqs := h.wait(t, 2)
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		var m push.Message
+		if err := json.Unmarshal(r.body, &m); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = m.ID
+	}
+	if !hexID.MatchString(ids[0]) || !hexID.MatchString(ids[1]) || ids[0] == ids[1] {
+		t.Fatalf("ids %q", ids)
 	}
 }

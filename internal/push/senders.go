@@ -3,6 +3,7 @@ package push
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +20,8 @@ func (l LogSender) Deliver(_ context.Context, payload []byte) error {
 	return nil
 }
 
-// WebhookSender POSTs each notification's JSON to URL. Any 2xx answer is a
+// WebhookSender POSTs each notification's JSON to URL, with its id (see
+// Message.ID) also in the Idempotency-Key header. Any 2xx answer is a
 // success. The queue bounds each attempt with its Timeout.
 type WebhookSender struct {
 	URL string
@@ -34,6 +36,12 @@ func (w WebhookSender) Deliver(ctx context.Context, payload []byte) error {
 		return fmt.Errorf("push webhook: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	var m struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(payload, &m) == nil && m.ID != "" {
+		req.Header.Set("Idempotency-Key", m.ID)
+	}
 	client := w.Client
 	if client == nil {
 		client = http.DefaultClient

@@ -54,6 +54,9 @@ type Options struct {
 	// or 5); /pub/ answers its errors as that version's server does. 0 is
 	// taken as 4.
 	ServerVersion int
+	// ClusterMode says the broker is shared by several nodes (Redis), for
+	// /server-stat/.
+	ClusterMode bool
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged
@@ -82,6 +85,7 @@ type Server struct {
 
 	websockets atomic.Int64
 	pollings   atomic.Int64
+	daily      dailyCounter
 
 	stopPing    chan struct{}
 	pingDone    chan struct{}
@@ -146,30 +150,35 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 	type route struct {
 		prefix string
 		h      http.HandlerFunc
+		kind   dayKind
+		counts bool // in the daily statistics
 	}
 	var routes []route
 	if public {
 		for _, p := range s.opt.SubPaths {
-			routes = append(routes, route{p, s.serveSub})
+			routes = append(routes, route{p, s.serveSub, dayPolling, true})
 		}
 		for _, p := range s.opt.PubWebPaths {
-			routes = append(routes, route{p, s.servePubWeb})
+			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true})
 		}
 	}
 	if trusted {
 		for _, p := range s.opt.PubPaths {
-			routes = append(routes, route{p, s.servePub})
+			routes = append(routes, route{p, s.servePub, dayPublish, true})
 		}
 		for _, p := range s.opt.APIPaths {
-			routes = append(routes, route{p, s.serveAPI})
+			routes = append(routes, route{p, s.serveAPI, dayPublish, true})
 		}
 		if s.opt.StatPath != "" {
-			routes = append(routes, route{s.opt.StatPath, s.serveStat})
+			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false})
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, rt := range routes {
 			if strings.HasPrefix(r.URL.Path, rt.prefix) {
+				if rt.counts && r.Method != http.MethodOptions {
+					s.countRequest(r, rt.kind)
+				}
 				rt.h(w, r)
 				return
 			}

@@ -42,6 +42,7 @@ func TestRESTConfigToDelivery(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
 	cfg.ServerVersion = 3
+	cfg.InternalAddr = "127.0.0.1:0" // not the default port other tests may hold
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

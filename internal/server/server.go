@@ -92,26 +92,52 @@ type Server struct {
 // healthChecker is a broker that can lose its backend (Redis).
 type healthChecker interface{ Healthy() error }
 
-// Run serves on cfg.Addr until ctx is cancelled, then shuts down gracefully.
-// It returns once shutdown is complete.
+// Run serves on cfg.Addr (and the trusted routes on cfg.InternalAddr) until
+// ctx is cancelled, then shuts down gracefully. It returns once shutdown is
+// complete.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	raiseFileLimit(log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return fmt.Errorf("listen on %s (--addr): %w", cfg.Addr, err)
 	}
-	s, err := New(cfg, log)
+	iln, err := listenInternal(cfg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	return s.Serve(ctx, ln)
+	s, err := New(cfg, log)
+	if err != nil {
+		ln.Close()
+		if iln != nil {
+			iln.Close()
+		}
+		return err
+	}
+	return s.ServeListeners(ctx, ln, iln)
+}
+
+// listenInternal binds cfg.InternalAddr, or returns nil when the trusted
+// routes share the public listener.
+func listenInternal(cfg config.Config) (net.Listener, error) {
+	if cfg.TrustedOnAddr() {
+		return nil, nil
+	}
+	iln, err := net.Listen("tcp", cfg.InternalAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (--internal-addr): %w", cfg.InternalAddr, err)
+	}
+	return iln, nil
 }
 
 // New builds a server from cfg, restoring state from cfg.DataDir.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := recordPublicURL(cfg); err != nil {
+		// Only the operator commands' printed URLs depend on it.
+		log.Warn("cannot record the public URL for the operator commands", "err", err)
 	}
 	var cl *cluster
 	if cfg.Redis != "" {
@@ -174,6 +200,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		SendQueue:             cfg.SendQueue,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
 		ServerVersion:         cfg.ServerVersion,
+		ClusterMode:           cl != nil,
 	}, b, h, signer, log.With("component", "realtime"))
 
 	var st store.Store
@@ -215,26 +242,33 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	}).Register(restSrv)
 
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, push: queue, cluster: cl}
+	bodyLog := log.With("component", "http")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("/oauth/token/", authSvc.TokenHandler())
-	if cfg.InternalAddr != "" {
+	if cfg.TrustedOnAddr() {
+		mux.Handle("/", rt.Handler())
+	} else {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.Handle("/", rt.TrustedHandler())
-		s.internal = &http.Server{Handler: internal, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	} else {
-		mux.Handle("/", rt.Handler())
+		s.internal = &http.Server{
+			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
 	}
 	s.http = &http.Server{
 		// The REST server sees /rest/ paths before the mux, which would
 		// redirect b24jssdk's /rest//METHOD.
-		Handler:           restSrv.Mount(mux),
+		Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, restSrv.Mount(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
-		// for hours; their own deadlines bound every write.
+		// for hours; their own deadlines bound every write. No ReadTimeout
+		// either, for the same reason: bodyDeadline bounds body reads.
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -261,10 +295,31 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// Serve accepts on ln until ctx is cancelled, then drains: new connections
-// are refused, every subscriber is told server_restart and closed, in-flight
-// publishes finish, and the history is snapshotted.
+// Serve accepts on ln, and binds cfg.InternalAddr for the trusted routes,
+// until ctx is cancelled; see ServeListeners.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	iln, err := listenInternal(s.cfg)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return s.ServeListeners(ctx, ln, iln)
+}
+
+// ServeListeners accepts the public routes on ln and the trusted ones on iln
+// (nil when cfg.InternalAddr is config.SameAddr) until ctx is cancelled, then
+// drains: new connections are refused, every subscriber is told
+// server_restart and closed, in-flight requests get up to
+// cfg.ShutdownTimeout and are then cut, and the history is snapshotted
+// whatever was slow before.
+func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error {
+	if (iln == nil) != (s.internal == nil) {
+		_ = ln.Close()
+		if iln != nil {
+			_ = iln.Close()
+		}
+		return errors.New("serve: an internal listener is wanted exactly when --internal-addr is not \"same\"")
+	}
 	// The push worker outlives ctx: it keeps delivering while requests
 	// drain, and is stopped before the registry it reads is closed.
 	pushCtx, stopPush := context.WithCancel(context.Background())
@@ -276,24 +331,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stopPush(); <-pushDone }() // also on early returns
 
 	internalDone := make(chan error, 1)
-	if s.internal != nil {
-		iln, err := net.Listen("tcp", s.cfg.InternalAddr)
-		if err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("listen on %s (internal-addr): %w", s.cfg.InternalAddr, err)
-		}
+	if iln != nil {
 		go func() { internalDone <- s.internal.Serve(iln) }()
 		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","),
-			"api", strings.Join(s.cfg.APIPaths, ","))
+			"api", strings.Join(s.cfg.APIPaths, ","), "stat", s.cfg.StatPath)
 	} else if !isLoopback(ln.Addr()) {
-		s.log.Warn("backend publish routes are served on the public listener: anyone who reaches it can publish to any channel; set --internal-addr",
+		s.log.Warn("backend publish routes are served on the public listener (--internal-addr same): anyone who reaches it can publish to any channel",
 			"addr", ln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","), "api", strings.Join(s.cfg.APIPaths, ","))
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
 	s.healthy.Store(true)
 	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
-		"sub", strings.Join(s.cfg.SubPaths, ","), "pub", strings.Join(s.cfg.PubPaths, ","))
+		"sub", strings.Join(s.cfg.SubPaths, ","), "pubweb", strings.Join(s.cfg.PubWebPaths, ","))
 
 	if s.cfg.DebugAddr != "" {
 		stop, err := s.serveDebug(s.cfg.DebugAddr)
@@ -316,18 +366,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	// Stop accepting and wait for plain requests while the realtime side
 	// drains the connections it holds (hijacked WebSockets and long polls,
-	// which http.Server.Shutdown would otherwise wait 40 s for).
+	// which http.Server.Shutdown would otherwise wait 40 s for). Requests
+	// still running at the deadline are cut: one stuck client must not
+	// cost everyone the history snapshot below.
 	httpDone := make(chan error, 1)
-	go func() {
-		err := s.http.Shutdown(sctx)
-		if s.internal != nil {
-			err = errors.Join(err, s.internal.Shutdown(sctx))
-			if serr := <-internalDone; !errors.Is(serr, http.ErrServerClosed) {
-				err = errors.Join(err, serr)
-			}
-		}
-		httpDone <- err
-	}()
+	go func() { httpDone <- s.shutdownHTTP(sctx, internalDone) }()
 	errs := []error{serveErr}
 	if err := s.realtime.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
@@ -339,7 +382,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// in the registry for the next start.
 	stopPush()
 	<-pushDone
-	if err := s.broker.Close(sctx); err != nil {
+	// The snapshot gets a deadline of its own: the drain's may be spent.
+	cctx, cancelClose := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancelClose()
+	if err := s.broker.Close(cctx); err != nil {
 		errs = append(errs, fmt.Errorf("close broker: %w", err))
 	}
 	if err := s.store.Close(); err != nil {
@@ -358,6 +404,38 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// shutdownHTTP stops both listeners and waits for their requests until ctx
+// ends, then closes the connections of requests that are still running. A
+// request cut that way is the client's doing (a trickled body, say), not
+// a failed shutdown: it is logged, not returned.
+func (s *Server) shutdownHTTP(ctx context.Context, internalDone <-chan error) error {
+	servers := []*http.Server{s.http}
+	if s.internal != nil {
+		servers = append(servers, s.internal)
+	}
+	results := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() {
+			err := srv.Shutdown(ctx)
+			if err != nil && ctx.Err() != nil {
+				s.log.Warn("requests still running at the shutdown deadline are cut", "timeout", s.cfg.ShutdownTimeout)
+				err = srv.Close()
+			}
+			results <- err
+		}()
+	}
+	var errs []error
+	for range servers {
+		errs = append(errs, <-results)
+	}
+	if s.internal != nil {
+		if err := <-internalDone; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // serveDebug serves the profiler on its own listener, so that it is never

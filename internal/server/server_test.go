@@ -21,25 +21,44 @@ import (
 )
 
 type running struct {
-	url     string
-	cancel  context.CancelFunc
-	done    chan error
-	stopped sync.Once
+	url      string
+	internal string // the trusted routes' base URL; url with --internal-addr same
+	cancel   context.CancelFunc
+	done     chan error
+	stopped  sync.Once
 }
 
 func start(t *testing.T, cfg config.Config) *running {
+	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with a look at the server before it serves.
+func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := &running{url: "http://" + ln.Addr().String(), done: make(chan error, 1)}
+	r.internal = r.url
+	var iln net.Listener
+	if !cfg.TrustedOnAddr() {
+		if iln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		r.internal = "http://" + iln.Addr().String()
+	}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if prepare != nil {
+		prepare(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Serve(ctx, ln) }()
+	r.cancel = cancel
+	go func() { r.done <- s.ServeListeners(ctx, ln, iln) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
@@ -53,7 +72,7 @@ func (r *running) stop(t *testing.T) {
 			if err != nil {
 				t.Errorf("shutdown: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(60 * time.Second):
 			t.Error("server did not stop")
 		}
 	})
@@ -81,7 +100,7 @@ func TestHistorySurvivesGracefulRestart(t *testing.T) {
 	if code, body := get(t, r.url+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("healthz: %d %q", code, body)
 	}
-	resp, err := http.Post(r.url+"/pub/?CHANNEL_ID="+ch.String(), "application/json", strings.NewReader(`{"before":"restart"}`))
+	resp, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+ch.String(), "application/json", strings.NewReader(`{"before":"restart"}`))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("publish: %v %v", resp, err)
 	}
@@ -118,18 +137,14 @@ func TestGeneratedSignatureKeyIsKept(t *testing.T) {
 	}
 }
 
+// TestTrustedRoutesOnlyOnTheInternalListener checks the default layout:
+// nothing a backend alone may do is reachable on the public listener.
 func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.InternalAddr = iln.Addr().String()
-	iln.Close() // Serve listens on it again
 	r := start(t, cfg)
-	internal := "http://" + cfg.InternalAddr
+	internal := r.internal
 	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
 
 	post := func(base string) int {
@@ -176,6 +191,26 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	}
 	if code, _ := get(t, internal+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)); code != http.StatusNotFound {
 		t.Fatalf("/sub/ on the internal listener: %d", code)
+	}
+}
+
+// TestSameAddrServesEverythingOnOneListener is the local-development
+// layout: --internal-addr same.
+func TestSameAddrServesEverythingOnOneListener(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.InternalAddr = config.SameAddr
+	r := start(t, cfg)
+	resp, err := http.Post(r.url+"/pub/?CHANNEL_ID=fb9f7e13dc3d595c5aefe1a0216c27a2", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/pub/ with --internal-addr same: %d", resp.StatusCode)
+	}
+	if code, _ := get(t, r.url+"/server-stat/"); code != http.StatusOK {
+		t.Fatalf("/server-stat/ with --internal-addr same: %d", code)
 	}
 }
 
