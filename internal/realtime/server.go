@@ -50,6 +50,14 @@ type Options struct {
 	// instead of reading from the epoll poller (Linux; elsewhere they always
 	// have one). It costs a goroutine stack per idle connection.
 	GoroutineReaders bool
+
+	// ClientPublishRate limits the messages (one per receiver) a client
+	// publishes over one WebSocket connection, ClientPublishIPRate those of
+	// one client address on the HTTP route, and ClientPublishTargetRate the
+	// client messages one channel receives. Zero values: no limit.
+	ClientPublishRate       RateLimit
+	ClientPublishIPRate     RateLimit
+	ClientPublishTargetRate RateLimit
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged
@@ -69,7 +77,8 @@ type Server struct {
 	start    time.Time
 	uid      string
 
-	limit *connLimit
+	limit     *connLimit
+	pubLimits *publishLimits
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -121,6 +130,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		rpcPingDone: make(chan struct{}),
 		writers:     newWriterPool(),
 	}
+	s.pubLimits = newPublishLimits(opt)
 	go s.pingLoop()
 	go s.rpcPingLoop()
 	return s

@@ -39,6 +39,9 @@ type wsConn struct {
 	// raw is the socket for the writer pool's non-blocking writes, found
 	// on the first one; guarded by writeMu.
 	raw syscall.RawConn
+
+	// pubBudget limits what the client publishes over this connection.
+	pubBudget connBucket
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -433,7 +436,9 @@ func (c *wsConn) handleRequest(sess *session, data []byte) bool {
 	srv := sess.srv
 	ctx, cancel := context.WithTimeout(context.Background(), srv.opt.WriteTimeout)
 	defer cancel()
-	resp, err := srv.handleRequestBatch(ctx, data, sess.requester())
+	who := sess.requester()
+	who.source.conn = &c.pubBudget
+	resp, err := srv.handleRequestBatch(ctx, data, who)
 	var perr *protoError
 	switch {
 	case errors.As(err, &perr):
