@@ -74,6 +74,20 @@ type Config struct {
 	// MaxConnPerChannel caps the connections on one user's private channel
 	// (the reference's 100); beyond it the oldest is closed with 4029.
 	MaxConnPerChannel int `json:"max-conn-per-channel"`
+	// ClientPublishRate and ClientPublishBurst limit the messages (one per
+	// receiver) a client publishes over one WebSocket connection: so many a
+	// second on average, so many at once. A rate of 0: no limit.
+	ClientPublishRate  int `json:"client-publish-rate"`
+	ClientPublishBurst int `json:"client-publish-burst"`
+	// ClientPublishIPRate and ClientPublishIPBurst limit the same for one
+	// client address (an IPv6 /64) on the client publish route (HTTP).
+	ClientPublishIPRate  int `json:"client-publish-ip-rate"`
+	ClientPublishIPBurst int `json:"client-publish-ip-burst"`
+	// ClientPublishTargetRate and ClientPublishTargetBurst limit the client
+	// messages one channel receives, from all senders together; keep the
+	// burst below SendQueue, or a burst can drop its receiver.
+	ClientPublishTargetRate  int `json:"client-publish-target-rate"`
+	ClientPublishTargetBurst int `json:"client-publish-target-burst"`
 	// ShutdownTimeout bounds the drain of a graceful shutdown: requests
 	// still running after it are cut. The history snapshot is written after
 	// it whatever else was slow.
@@ -147,5 +161,12 @@ func Default() Config {
 		ShutdownTimeout:       30 * time.Second,
 		BodyReadTimeout:       10 * time.Second,
 		LogLevel:              "info",
+
+		ClientPublishRate:        50,
+		ClientPublishBurst:       500,
+		ClientPublishIPRate:      50,
+		ClientPublishIPBurst:     500,
+		ClientPublishTargetRate:  50,
+		ClientPublishTargetBurst: 500,
 	}
 }

@@ -560,6 +560,26 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --send-queue "0": want more than 0`,
 		},
 		{
+			name:   "negative client publish rate",
+			modify: func(c *Config) { c.ClientPublishRate = -1 },
+			want:   `invalid --client-publish-rate "-1": want 0 (no limit) or more`,
+		},
+		{
+			name:   "client publish burst",
+			modify: func(c *Config) { c.ClientPublishBurst = 0 },
+			want:   `invalid --client-publish-burst "0": want more than 0`,
+		},
+		{
+			name:   "client publish ip burst",
+			modify: func(c *Config) { c.ClientPublishIPBurst = -5 },
+			want:   `invalid --client-publish-ip-burst "-5": want more than 0`,
+		},
+		{
+			name:   "client publish target burst",
+			modify: func(c *Config) { c.ClientPublishTargetBurst = 0 },
+			want:   `invalid --client-publish-target-burst "0": want more than 0`,
+		},
+		{
 			name:   "shutdown timeout",
 			modify: func(c *Config) { c.ShutdownTimeout = 0 },
 			want:   `invalid --shutdown-timeout "0s": want a duration more than 0, like 40s`,
@@ -617,6 +637,8 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.LogLevel = "DEBUG" },
 		func(c *Config) { c.InternalAddr = SameAddr },
 		func(c *Config) { c.InternalAddr = "10.0.0.5:8895" },
+		// A rate of 0 turns a limit off, and its burst then means nothing.
+		func(c *Config) { c.ClientPublishIPRate, c.ClientPublishIPBurst = 0, 0 },
 		func(c *Config) { c.SignatureAlgo = "sha256"; c.SignatureKey = "key with inner blanks" },
 	} {
 		c := Default()

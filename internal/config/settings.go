@@ -54,6 +54,13 @@ const (
 	pushWebhook           = "push-webhook"
 	redisURL              = "redis"
 	redisPrefix           = "redis-prefix"
+
+	clientPublishRate        = "client-publish-rate"
+	clientPublishBurst       = "client-publish-burst"
+	clientPublishIPRate      = "client-publish-ip-rate"
+	clientPublishIPBurst     = "client-publish-ip-burst"
+	clientPublishTargetRate  = "client-publish-target-rate"
+	clientPublishTargetBurst = "client-publish-target-burst"
 )
 
 func settings() []setting {
@@ -106,6 +113,18 @@ func settings() []setting {
 			func(c *Config) any { return &c.SendQueue }},
 		{maxConnPerChannel, "N", "connections allowed on one user's private channel; the oldest is closed with 4029 beyond it",
 			func(c *Config) any { return &c.MaxConnPerChannel }},
+		{clientPublishRate, "N", "messages a second (one per receiver) a client may publish over one WebSocket, on average; 0: no limit",
+			func(c *Config) any { return &c.ClientPublishRate }},
+		{clientPublishBurst, "N", "messages a client may publish over one WebSocket at once",
+			func(c *Config) any { return &c.ClientPublishBurst }},
+		{clientPublishIPRate, "N", "messages a second one client address (IPv6: its /64) may publish through the client publish route; 0: no limit; behind a proxy all clients share its address",
+			func(c *Config) any { return &c.ClientPublishIPRate }},
+		{clientPublishIPBurst, "N", "messages one client address may publish through the client publish route at once",
+			func(c *Config) any { return &c.ClientPublishIPBurst }},
+		{clientPublishTargetRate, "N", "client messages a second one channel may receive from all senders together; 0: no limit",
+			func(c *Config) any { return &c.ClientPublishTargetRate }},
+		{clientPublishTargetBurst, "N", "client messages one channel may receive at once; keep it below --send-queue",
+			func(c *Config) any { return &c.ClientPublishTargetBurst }},
 		{shutdownTimeout, "DURATION", "longest a graceful shutdown waits for connections and requests before it cuts them; the history is saved after it",
 			func(c *Config) any { return &c.ShutdownTimeout }},
 		{bodyReadTimeout, "DURATION", "longest the reading of one request body may take; a slower client is cut",

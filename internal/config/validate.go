@@ -103,6 +103,15 @@ func (c Config) Validate() error {
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
 		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
 		func() error {
+			return rateLimit(clientPublishRate, c.ClientPublishRate, clientPublishBurst, c.ClientPublishBurst)
+		},
+		func() error {
+			return rateLimit(clientPublishIPRate, c.ClientPublishIPRate, clientPublishIPBurst, c.ClientPublishIPBurst)
+		},
+		func() error {
+			return rateLimit(clientPublishTargetRate, c.ClientPublishTargetRate, clientPublishTargetBurst, c.ClientPublishTargetBurst)
+		},
+		func() error {
 			if c.ServerVersion < 3 || c.ServerVersion > 5 {
 				return invalid(serverVersion, fmt.Sprint(c.ServerVersion), "want 3, 4 or 5")
 			}
@@ -173,6 +182,18 @@ func invalid(name, value, reason string) error {
 func positive[T int | int64](name string, v T) error {
 	if v <= 0 {
 		return invalid(name, strconv.FormatInt(int64(v), 10), "want more than 0")
+	}
+	return nil
+}
+
+// rateLimit checks a token bucket's settings: a rate of 0 turns the limit
+// off; any other needs a burst of at least one message.
+func rateLimit(rateName string, rate int, burstName string, burst int) error {
+	if rate < 0 {
+		return invalid(rateName, strconv.Itoa(rate), "want 0 (no limit) or more")
+	}
+	if rate > 0 {
+		return positive(burstName, burst)
 	}
 	return nil
 }

@@ -131,6 +131,9 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 		}
 		m.Receivers = append(m.Receivers, message.Receiver{ID: id, Public: true})
 	}
+	if err := s.admitRPCPublish(sess, m); err != nil {
+		return nil, err
+	}
 	if err := s.broker.Publish(ctx, m); err != nil {
 		s.log.Error("client publish failed", "err", err)
 		return nil, wire.NewRPCError(wire.RPCInternalError, "")

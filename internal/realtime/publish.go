@@ -197,6 +197,7 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who := newSession(s, elems, formatBinary).requester()
+	who.source.ip = clientPrefix(r)
 	s.answerBatch(w, r, body, who)
 }
 

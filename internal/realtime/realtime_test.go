@@ -51,6 +51,11 @@ func testOptions() Options {
 		WriteTimeout:          5 * time.Second,
 		SendQueue:             1024,
 		MaxConnPerChannel:     100,
+		// The defaults of `pushpull serve`, so that every test publishes
+		// under them.
+		ClientPublishRate:       RateLimit{PerSecond: 50, Burst: 500},
+		ClientPublishIPRate:     RateLimit{PerSecond: 50, Burst: 500},
+		ClientPublishTargetRate: RateLimit{PerSecond: 50, Burst: 500},
 	}
 }
 

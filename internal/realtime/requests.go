@@ -24,7 +24,7 @@ func (e *protoError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.tex
 
 // httpStatus is the status the reference answers the error with over HTTP.
 func (e *protoError) httpStatus() int {
-	if e.code == 4029 {
+	if e.code == 4029 || e.code == errPublishRate.code {
 		return http.StatusTooManyRequests
 	}
 	return http.StatusBadRequest
@@ -58,6 +58,7 @@ type requester struct {
 	trusted   bool
 	publisher channel.ID
 	hasPublic bool
+	source    publishSource // a client's, charged by the rate limits
 }
 
 // handleRequestBatch validates every request of the batch and only then
@@ -78,6 +79,7 @@ func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who reques
 		server  bool
 	}
 	steps := make([]step, 0, len(batch.GetRequests()))
+	var planned []*message.Message
 	for _, req := range batch.GetRequests() {
 		switch {
 		case req.GetIncomingMessages() != nil:
@@ -86,6 +88,7 @@ func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who reques
 				return nil, err
 			}
 			steps = append(steps, step{publish: msgs})
+			planned = append(planned, msgs...)
 		case req.GetChannelStats() != nil:
 			ids := req.GetChannelStats().GetChannels()
 			if err := s.checkChannelIDs(ids, who); err != nil {
@@ -106,6 +109,9 @@ func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who reques
 		default:
 			return nil, errWrongRequestCommand
 		}
+	}
+	if err := s.admitClientBatch(who, planned); err != nil {
+		return nil, err
 	}
 
 	var out pb.ResponseBatch

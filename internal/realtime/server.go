@@ -57,6 +57,14 @@ type Options struct {
 	// ClusterMode says the broker is shared by several nodes (Redis), for
 	// /server-stat/.
 	ClusterMode bool
+
+	// ClientPublishRate limits the messages (one per receiver) a client
+	// publishes over one WebSocket connection, ClientPublishIPRate those of
+	// one client address on the HTTP route, and ClientPublishTargetRate the
+	// client messages one channel receives. Zero values: no limit.
+	ClientPublishRate       RateLimit
+	ClientPublishIPRate     RateLimit
+	ClientPublishTargetRate RateLimit
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged
@@ -76,7 +84,8 @@ type Server struct {
 	start    time.Time
 	uid      string
 
-	limit *connLimit
+	limit     *connLimit
+	pubLimits *publishLimits
 
 	sessMu   sync.Mutex
 	sessions map[*session]struct{}
@@ -129,6 +138,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		rpcPingDone: make(chan struct{}),
 		writers:     newWriterPool(),
 	}
+	s.pubLimits = newPublishLimits(opt)
 	go s.pingLoop()
 	go s.rpcPingLoop()
 	return s

@@ -39,6 +39,9 @@ type wsConn struct {
 	// raw is the socket for the writer pool's non-blocking writes, found
 	// on the first one; guarded by writeMu.
 	raw syscall.RawConn
+
+	// pubBudget limits what the client publishes over this connection.
+	pubBudget connBucket
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -350,15 +353,23 @@ func (c *wsConn) ping(sess *session) {
 // readLoop reads client frames until the connection ends. Text-mode clients
 // send nothing but control frames; protobuf clients send RequestBatch
 // messages (client publishing and channel stats), which are answered on the
-// socket. Data frames of other modes are read and ignored.
+// socket. Data messages of other modes are read, checked and ignored. A
+// frame that breaks RFC 6455 fails the connection with 1002 (1007 for bad
+// UTF-8, 1009 over the payload limit) before anything it carries is used.
 func (c *wsConn) readLoop(sess *session, maxPayload int64) {
-	var msg []byte // the binary message being assembled from fragments
+	fr := frameReader{r: c.r, maxPayload: maxPayload}
 	for {
-		if msg == nil && c.yield() {
+		if !fr.open && c.yield() {
 			return
 		}
-		h, err := ws.ReadHeader(c.r)
+		f, err := fr.next()
 		if err != nil {
+			var bad *wsFailure
+			if errors.As(err, &bad) {
+				sess.srv.log.Debug("websocket protocol violation", "code", int(bad.code), "reason", bad.reason)
+				c.fail(bad)
+				return
+			}
 			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				sess.srv.log.Debug("websocket read failed", "err", err)
 			}
@@ -366,61 +377,57 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			return
 		}
 		c.alive.Store(true)
-		if h.Length > maxPayload || int64(len(msg))+h.Length > maxPayload {
-			c.closeWith(ws.StatusMessageTooBig, "Message too big.")
-			c.drain()
-			return
-		}
-		control := h.OpCode.IsControl()
-		// Data is read where it means something: protobuf requests, and
-		// JSON-RPC text (protocol version 5).
-		reads := sess.format.opcode == ws.OpBinary || sess.rpc != nil
-		data := h.OpCode == sess.format.opcode || (h.OpCode == ws.OpContinuation && msg != nil)
-		if !control && !(reads && data) {
-			if _, err := io.CopyN(io.Discard, c.r, h.Length); err != nil {
-				c.abort("read failed")
-				return
-			}
-			continue
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.r, payload); err != nil {
-			c.abort("read failed")
-			return
-		}
-		if h.Masked {
-			ws.Cipher(payload, h.Mask, 0)
-		}
-		switch h.OpCode {
-		case ws.OpPing:
-			_ = c.writeFrame(ws.NewPongFrame(payload), sess.srv.opt.WriteTimeout)
-		case ws.OpPong:
-		case ws.OpClose:
+		switch {
+		case f.partial:
+		case f.op == ws.OpPing:
+			_ = c.writeFrame(ws.NewPongFrame(f.payload), sess.srv.opt.WriteTimeout)
+		case f.op == ws.OpPong:
+		case f.op == ws.OpClose:
 			// Echo the client's close, unless it answers ours, and end:
 			// RFC 6455 §5.5.1.
 			if !c.closing.Load() {
-				_ = c.writeFrame(ws.NewCloseFrame(payload), closeTimeout)
+				_ = c.writeFrame(ws.NewCloseFrame(f.payload), closeTimeout)
 			}
 			c.abort("closed by client")
 			return
-		default:
-			msg = append(msg, payload...)
-			if msg == nil {
-				msg = []byte{} // an empty first fragment still starts a message
-			}
-			if !h.Fin {
-				continue
-			}
+		case f.op == sess.format.opcode && (f.op == ws.OpBinary || sess.rpc != nil):
+			// Data means something in protobuf requests and JSON-RPC
+			// text (protocol version 5).
 			handle := c.handleRequest
 			if sess.rpc != nil {
 				handle = c.handleRPC
 			}
-			if !handle(sess, msg) {
+			if !handle(sess, f.payload) {
 				return
 			}
-			msg = nil
 		}
 	}
+}
+
+// fail ends a connection whose peer broke the protocol (RFC 6455 §7.1.7):
+// the close frame with the failure's code, then the socket. What the peer
+// sends after the bad frame is no longer read as frames (the stream may be
+// out of step), only discarded until the peer hangs up or closeTimeout
+// passes: closing with bytes unread would make the kernel reset the
+// connection, which can destroy the close frame before the peer reads it.
+// The half-close tells the peer at once that nothing more is coming. A
+// close of ours already sent is not followed by another.
+func (c *wsConn) fail(f *wsFailure) {
+	if c.closing.Load() {
+		c.abort(f.reason)
+		return
+	}
+	c.closeWith(f.code, f.reason)
+	if !c.closing.Load() {
+		return // the close frame could not be written; closeWith aborted
+	}
+	if cw, ok := c.socket().(interface{ CloseWrite() error }); ok {
+		c.writeMu.Lock()
+		_ = cw.CloseWrite()
+		c.writeMu.Unlock()
+	}
+	_, _ = io.Copy(io.Discard, c.r)
+	c.abort(f.reason)
 }
 
 // handleRequest carries out a client's RequestBatch and answers it; a bad
@@ -429,7 +436,9 @@ func (c *wsConn) handleRequest(sess *session, data []byte) bool {
 	srv := sess.srv
 	ctx, cancel := context.WithTimeout(context.Background(), srv.opt.WriteTimeout)
 	defer cancel()
-	resp, err := srv.handleRequestBatch(ctx, data, sess.requester())
+	who := sess.requester()
+	who.source.conn = &c.pubBudget
+	resp, err := srv.handleRequestBatch(ctx, data, who)
 	var perr *protoError
 	switch {
 	case errors.As(err, &perr):

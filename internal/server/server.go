@@ -201,6 +201,10 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
 		ServerVersion:         cfg.ServerVersion,
 		ClusterMode:           cl != nil,
+
+		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
+		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
+		ClientPublishTargetRate: realtime.RateLimit{PerSecond: cfg.ClientPublishTargetRate, Burst: cfg.ClientPublishTargetBurst},
 	}, b, h, signer, log.With("component", "realtime"))
 
 	var st store.Store
