@@ -27,11 +27,34 @@ type Entry struct {
 	Channel channel.ID
 }
 
-// HistoryLimit bounds one recovery. The reference server replays at most 100
-// messages per channel and 200 in all, keeping the newest.
+// HistoryLimit bounds one read of history. The reference server replays at
+// most 100 messages per channel and 200 in all; a read keeps the oldest, so
+// that reading again after its last message continues without a gap.
 type HistoryLimit struct {
 	PerChannel int
 	Total      int
+}
+
+// Page is one read of history after a mid.
+type Page struct {
+	// Entries are the oldest stored entries after the mid, ascending by id.
+	// They are a complete prefix: every stored entry of the channels up to
+	// the last one is included, and a message's entries are never split
+	// between two pages.
+	Entries []Entry
+	// More reports that newer entries are stored: read again after Next.
+	More bool
+	// Next is the id this page covers up to; with More, the next read
+	// starts after it (it may be newer than the last entry when entries
+	// expired meanwhile).
+	Next message.ID
+	// Lost is the newest id, newer than the mid read after, of a message
+	// that LostChannel dropped before its expiry to bound history: the
+	// reader missed it and everything older in that channel. Zero if no
+	// message after the mid was dropped. Messages that expired are not lost:
+	// their sender said they stop mattering.
+	Lost        message.ID
+	LostChannel channel.ID
 }
 
 // ErrClosed is returned by a broker that has been closed.
@@ -49,8 +72,13 @@ type Broker interface {
 	// for its own connections (server_restart).
 	NewID(ctx context.Context) (message.ID, error)
 	// History returns the stored messages newer than after in channels,
-	// ascending by id, bounded by limit (the newest are kept).
+	// ascending by id, bounded by limit (the oldest are kept): Recover's
+	// entries.
 	History(ctx context.Context, channels []channel.ID, after message.ID, limit HistoryLimit) ([]Entry, error)
+	// Recover reads one page of what a client missed after its mid: the
+	// oldest entries first, whether more follow, and whether the history
+	// dropped messages the client never got.
+	Recover(ctx context.Context, channels []channel.ID, after message.ID, limit HistoryLimit) (Page, error)
 	// LastID returns the newest stored id in channels; ok is false if none.
 	LastID(ctx context.Context, channels []channel.ID) (id message.ID, ok bool, err error)
 	// Attach and Detach count one local connection on channels: presence,
