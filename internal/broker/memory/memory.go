@@ -75,8 +75,8 @@ type Broker struct {
 	// (trimmed or expired); they are skipped when met and dropped by Sweep.
 	stored      int
 	storedBytes int64
-	order     []storedEntry
-	orderHead int
+	order       []storedEntry
+	orderHead   int
 
 	presenceMu sync.Mutex
 	presence   map[channel.ID]int
@@ -461,7 +461,7 @@ func (b *Broker) Online(_ context.Context, channels []channel.ID) ([]int, error)
 
 // Stats describes the stored history.
 type Stats struct {
-	Channels int // channels with stored messages
+	Channels int   // channels with stored messages
 	Messages int   // stored entries, one per (message, channel)
 	Bytes    int64 // the stored messages' size estimate, each counted once
 }

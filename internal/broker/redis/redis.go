@@ -88,9 +88,9 @@ type Broker struct {
 	heartbeatOK atomic.Bool
 	// catchUpHooks lets tests act at the edges of the next catch-up.
 	catchUpHooks atomic.Pointer[catchUpHooks]
-	stop        chan struct{}
-	done        sync.WaitGroup
-	closeOnce   sync.Once
+	stop         chan struct{}
+	done         sync.WaitGroup
+	closeOnce    sync.Once
 }
 
 // catchUpHooks run, once, just before a catch-up reads history and just
