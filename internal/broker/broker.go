@@ -6,6 +6,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
@@ -60,13 +61,39 @@ type Page struct {
 // ErrClosed is returned by a broker that has been closed.
 var ErrClosed = errors.New("broker is closed")
 
+// ErrTooLarge is returned by Publish for a message whose payload is larger
+// than the engine's maximum. Every route publishes through an engine, so
+// this is where every stored body is bounded, whatever encoding (escaping,
+// user params) made it grow on its way.
+var ErrTooLarge = errors.New("message is larger than the maximum payload")
+
+// PayloadSize is what a message stores besides its fixed fields: the body,
+// the dictionary and every user's params.
+func PayloadSize(m *message.Message) int64 {
+	n := int64(len(m.Body) + len(m.Dictionary))
+	for _, p := range m.UserParams {
+		n += int64(len(p))
+	}
+	return n
+}
+
+// CheckPayload returns an error wrapping ErrTooLarge if m's payload is over
+// limit bytes; limit 0 means no limit. Engines call it first in Publish.
+func CheckPayload(m *message.Message, limit int64) error {
+	if n := PayloadSize(m); limit > 0 && n > limit {
+		return fmt.Errorf("publish: %w: %d bytes, the maximum is %d", ErrTooLarge, n, limit)
+	}
+	return nil
+}
+
 // Broker assigns message ids, keeps history and presence, and fans messages out
 // to the Deliverer of every node that has subscribers for them.
 type Broker interface {
 	// Publish assigns m.ID and m.Created, stores m for replay, and fans it
 	// out. A message with m.Expiry 0 is live only: an engine keeps it at most
 	// for a short retention window. Publish returns once the message is
-	// stored: an error means nothing was stored or delivered.
+	// stored: an error means nothing was stored or delivered. A message
+	// over the engine's maximum payload is refused with ErrTooLarge.
 	Publish(ctx context.Context, m *message.Message) error
 	// NewID assigns an id without publishing, for messages the server makes
 	// for its own connections (server_restart).

@@ -41,6 +41,9 @@ type Options struct {
 	// between two polls, and clients reconnecting at once, would otherwise
 	// lose them; on the wire their expiry stays 0. 0 keeps nothing.
 	LiveRetention time.Duration
+	// MaxPayload refuses messages whose payload (broker.PayloadSize) is
+	// larger, with broker.ErrTooLarge. 0: no limit.
+	MaxPayload int64
 	// SweepInterval is how often expired messages are dropped; 0 means a minute.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now.
@@ -166,6 +169,9 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	if err := broker.CheckPayload(m, b.opt.MaxPayload); err != nil {
+		return err
 	}
 	b.publishMu.Lock()
 	defer b.publishMu.Unlock()

@@ -45,6 +45,9 @@ type Options struct {
 	Prefix string
 	// NodeID names this node in presence; empty picks a random one.
 	NodeID string
+	// MaxPayload refuses messages whose payload (broker.PayloadSize) is
+	// larger, with broker.ErrTooLarge. 0: no limit.
+	MaxPayload int64
 	// HistoryPerChannel caps the messages stored per channel.
 	HistoryPerChannel int
 	// LiveRetention keeps messages published with expiry 0 replayable for
@@ -167,6 +170,9 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	if b.closed() {
 		return broker.ErrClosed
+	}
+	if err := broker.CheckPayload(m, b.opt.MaxPayload); err != nil {
+		return err
 	}
 	m.Created = b.now()
 	ttl := time.Duration(m.Expiry) * time.Second
