@@ -207,3 +207,22 @@ func TestRecoveryPastTrimmedHistorySignals(t *testing.T) {
 	resp, body := longPoll(t, base+"&mid="+last)
 	checkNotModified(t, resp, body, last)
 }
+
+// Protocol version 5 gets the same command, as an incoming.message, before
+// what is held.
+func TestRecoveryPastTrimmedHistorySignalsJSONRPC(t *testing.T) {
+	ts := newTestServerKeeping(t, 5, nil)
+	shared := newChannel(t)
+	marker := ts.store(t, 1, shared)[0]
+	ms := ts.store(t, 8, shared)
+	c := ts.dialRPC(t, "token="+ts.tokenFor(5, shared)+"&jsonRpc=true&mid="+marker.ID.String())
+	first := c.next(t)
+	if first.Mid != ms[2].ID.String() || !strings.Contains(string(first.Body), `"command":"config_expire"`) {
+		t.Fatalf("first message %s %s; want config_expire with mid %s", first.Mid, first.Body, ms[2].ID)
+	}
+	for _, m := range ms[3:] {
+		if got := c.next(t); got.Mid != m.ID.String() {
+			t.Fatalf("got %s, want %s", got.Mid, m.ID)
+		}
+	}
+}
