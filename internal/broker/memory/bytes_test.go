@@ -166,6 +166,20 @@ func TestSnapshotRoundTripStreams(t *testing.T) {
 	if after.Entries[0].Msg != after.Entries[1].Msg {
 		t.Fatal("a message to two channels was restored as two copies")
 	}
+	if err := b2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Restored under a smaller cap, the byte count is what is held.
+	b3 := open(t, Options{DataDir: dir, HistoryPerChannel: 2}, nil)
+	defer b3.Close(ctx)
+	held, _ := b3.History(ctx, []channel.ID{a, c}, message.ID{}, all)
+	var want int64
+	for _, e := range held {
+		want += entryBytes(e.Msg)
+	}
+	if s := b3.Stats(); len(held) != 4 || s.Bytes != want {
+		t.Fatalf("restored under a cap of 2: %d entries, %d bytes counted, want 4 and %d", len(held), s.Bytes, want)
+	}
 }
 
 // A version 1 snapshot (one gob value) from before the streaming format

@@ -232,6 +232,7 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 			if b.expiresAt(m).After(now) {
 				l.msgs = append(l.msgs, m)
 				l.bytes += messageSize(m)
+				b.storedBytes += entryBytes(m) // dropOldest takes back what it drops
 			}
 		}
 		slices.SortFunc(l.msgs, entriesByID)
@@ -247,9 +248,6 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 		if len(l.msgs) > 0 || !l.lost.IsZero() {
 			b.history[sc.ID] = l
 			restored += len(l.msgs)
-			for _, m := range l.msgs {
-				b.storedBytes += entryBytes(m)
-			}
 		}
 	}
 	b.stored = restored
