@@ -53,6 +53,14 @@ type Config struct {
 	// HistoryMax caps the stored messages of all channels together (one
 	// entry per message and channel); the oldest go first beyond it.
 	HistoryMax int `json:"history-max"`
+	// HistoryMaxBytes caps the memory the embedded engine's stored
+	// messages take (an estimate: bodies plus about 256 bytes each); the
+	// oldest go first beyond it. 0: a quarter of physical memory, between
+	// 64 MiB and 4 GiB (HistoryBytes).
+	HistoryMaxBytes int64 `json:"history-max-bytes"`
+	// HistoryChannelMaxBytes caps one channel's stored messages the same
+	// way; its oldest go first beyond it. Embedded engine only.
+	HistoryChannelMaxBytes int64 `json:"history-channel-max-bytes"`
 	// ReplayPerChannel and ReplayTotal cap one recovery (the reference's 100 and 200).
 	ReplayPerChannel int `json:"replay-per-channel"`
 	ReplayTotal      int `json:"replay-total"`
@@ -134,33 +142,34 @@ func (c Config) TrustedOnAddr() bool { return c.InternalAddr == SameAddr }
 // Default returns the configuration of `pushpull serve` with no settings.
 func Default() Config {
 	return Config{
-		Addr:                  ":8080",
-		InternalAddr:          DefaultInternalAddr,
-		DataDir:               "./data",
-		SignatureAlgo:         "sha1",
-		SubPaths:              []string{"/sub/", "/subws/", "/bitrix/sub/", "/bitrix/subws/"},
-		PubPaths:              []string{"/pub/", "/bitrix/pub/"},
-		PubWebPaths:           []string{"/pubweb/", "/bitrix/pubweb/", "/bitrix/rest/"},
-		StatPath:              "/server-stat/",
-		APIPaths:              []string{"/api/", "/bitrix/api/"},
-		MaxPayload:            1 << 20,
-		MaxChannelsPerRequest: 100,
-		MessageTTL:            86400 * time.Second,
-		HistoryPerChannel:     1000,
-		HistoryMax:            1_000_000,
-		ReplayPerChannel:      100,
-		ReplayTotal:           200,
-		PollTimeout:           40 * time.Second,
-		PingInterval:          120 * time.Second,
-		JSONRPCPingInterval:   10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		SendQueue:             1024,
-		MaxConnPerChannel:     100,
-		ServerVersion:         4,
-		RedisPrefix:           "pushpull",
-		ShutdownTimeout:       30 * time.Second,
-		BodyReadTimeout:       10 * time.Second,
-		LogLevel:              "info",
+		Addr:                   ":8080",
+		InternalAddr:           DefaultInternalAddr,
+		DataDir:                "./data",
+		SignatureAlgo:          "sha1",
+		SubPaths:               []string{"/sub/", "/subws/", "/bitrix/sub/", "/bitrix/subws/"},
+		PubPaths:               []string{"/pub/", "/bitrix/pub/"},
+		PubWebPaths:            []string{"/pubweb/", "/bitrix/pubweb/", "/bitrix/rest/"},
+		StatPath:               "/server-stat/",
+		APIPaths:               []string{"/api/", "/bitrix/api/"},
+		MaxPayload:             1 << 20,
+		MaxChannelsPerRequest:  100,
+		MessageTTL:             86400 * time.Second,
+		HistoryPerChannel:      1000,
+		HistoryMax:             1_000_000,
+		HistoryChannelMaxBytes: 16 << 20,
+		ReplayPerChannel:       100,
+		ReplayTotal:            200,
+		PollTimeout:            40 * time.Second,
+		PingInterval:           120 * time.Second,
+		JSONRPCPingInterval:    10 * time.Second,
+		WriteTimeout:           10 * time.Second,
+		SendQueue:              1024,
+		MaxConnPerChannel:      100,
+		ServerVersion:          4,
+		RedisPrefix:            "pushpull",
+		ShutdownTimeout:        30 * time.Second,
+		BodyReadTimeout:        10 * time.Second,
+		LogLevel:               "info",
 
 		ClientPublishRate:        50,
 		ClientPublishBurst:       500,

@@ -670,3 +670,22 @@ func TestSlogLevel(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryBytesSizedForTheMachine(t *testing.T) {
+	c := Default()
+	if got := c.HistoryBytes(); got < historyBytesFloor || got > historyBytesCeiling {
+		t.Fatalf("sized for the machine: %d, want within [%d, %d]", got, historyBytesFloor, historyBytesCeiling)
+	}
+	c.HistoryMaxBytes = 5 << 20
+	if got := c.HistoryBytes(); got != 5<<20 {
+		t.Fatalf("set to 5 MiB: %d", got)
+	}
+}
+
+func TestHistoryChannelCapHoldsTheLargestMessage(t *testing.T) {
+	c := Default()
+	c.HistoryChannelMaxBytes = c.MaxPayload - 1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), historyChanMaxBytes) {
+		t.Fatalf("a channel cap below max-payload: %v", err)
+	}
+}

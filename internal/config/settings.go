@@ -39,6 +39,8 @@ const (
 	messageTTL            = "message-ttl"
 	historyPerChannel     = "history-per-channel"
 	historyMax            = "history-max"
+	historyMaxBytes       = "history-max-bytes"
+	historyChanMaxBytes   = "history-channel-max-bytes"
 	replayPerChannel      = "replay-per-channel"
 	replayTotal           = "replay-total"
 	pollTimeout           = "poll-timeout"
@@ -97,6 +99,10 @@ func settings() []setting {
 			func(c *Config) any { return &c.HistoryPerChannel }},
 		{historyMax, "N", "stored messages kept for all channels together (about 1 KiB plus the body each); the oldest go first",
 			func(c *Config) any { return &c.HistoryMax }},
+		{historyMaxBytes, "BYTES", "memory the stored messages may take (bodies plus about 256 bytes each), embedded engine; the oldest go first; 0: a quarter of physical memory, 64 MiB to 4 GiB",
+			func(c *Config) any { return &c.HistoryMaxBytes }},
+		{historyChanMaxBytes, "BYTES", "memory one channel's stored messages may take, embedded engine; its oldest go first",
+			func(c *Config) any { return &c.HistoryChannelMaxBytes }},
 		{replayPerChannel, "N", "most messages replayed per channel on one recovery",
 			func(c *Config) any { return &c.ReplayPerChannel }},
 		{replayTotal, "N", "most messages replayed in all on one recovery",

@@ -100,6 +100,19 @@ func (c Config) Validate() error {
 		func() error { return positiveDuration(messageTTL, c.MessageTTL) },
 		func() error { return positive(historyPerChannel, c.HistoryPerChannel) },
 		func() error { return positive(historyMax, c.HistoryMax) },
+		func() error {
+			if c.HistoryMaxBytes < 0 {
+				return invalid(historyMaxBytes, fmt.Sprint(c.HistoryMaxBytes), "want 0 (sized for the machine) or a size")
+			}
+			return nil
+		},
+		func() error {
+			if c.HistoryChannelMaxBytes < c.MaxPayload {
+				return invalid(historyChanMaxBytes, fmt.Sprint(c.HistoryChannelMaxBytes),
+					fmt.Sprintf("want at least --%s (%d), or a channel could not keep its largest message", maxPayload, c.MaxPayload))
+			}
+			return nil
+		},
 		func() error { return positive(replayPerChannel, c.ReplayPerChannel) },
 		func() error { return positive(maxConnPerChannel, c.MaxConnPerChannel) },
 		func() error {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
@@ -86,6 +87,10 @@ func (s *Service) eventAdd(ctx context.Context, c rest.Caller, p rest.Params) (a
 		return nil, fmt.Errorf("pull: encode event: %w", err)
 	}
 	if err := s.pub.Publish(ctx, m); err != nil {
+		if errors.Is(err, broker.ErrTooLarge) {
+			// Bounded after encoding: escaping grows the params on the way.
+			return nil, rest.NewError(http.StatusBadRequest, "PARAMS_ERROR", "Params are too large: "+strings.TrimPrefix(err.Error(), "publish: "))
+		}
 		return nil, fmt.Errorf("pull: publish event: %w", err)
 	}
 	return true, nil

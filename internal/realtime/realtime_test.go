@@ -61,12 +61,19 @@ func testOptions() Options {
 
 func newTestServer(t *testing.T, tweak func(*Options)) *testServer {
 	t.Helper()
+	return newTestServerKeeping(t, 1000, tweak)
+}
+
+// newTestServerKeeping is newTestServer with a history of perChannel
+// messages per channel.
+func newTestServerKeeping(t *testing.T, perChannel int, tweak func(*Options)) *testServer {
+	t.Helper()
 	opt := testOptions()
 	if tweak != nil {
 		tweak(&opt)
 	}
 	h := hub.New()
-	b, err := memory.New(memory.Options{HistoryPerChannel: 1000}, h)
+	b, err := memory.New(memory.Options{HistoryPerChannel: perChannel}, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,10 @@ type Options struct {
 	MaxChannelsPerRequest int
 	MessageTTL            time.Duration
 	Replay                broker.HistoryLimit
+	// ReplayPerConnection bounds the messages a WebSocket recovery sends
+	// on one connection (it reads page after page of Replay); the client
+	// reconnects for the rest. 0: 10,000.
+	ReplayPerConnection int
 
 	PollTimeout  time.Duration
 	PingInterval time.Duration
@@ -238,6 +242,11 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 
 // reasonServerRestart is the close reason of a graceful shutdown (1001).
 const reasonServerRestart = "server restart"
+
+// reasonReplayContinues is the close reason (1001) of a WebSocket whose
+// recovery was more than one connection replays: the client reconnects with
+// the last mid it got and the replay continues from there.
+const reasonReplayContinues = "replay continues"
 
 // writeError answers an HTTP request with a numbered error, as "CODE: Text".
 func writeError(w http.ResponseWriter, e *protoError) {

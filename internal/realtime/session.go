@@ -47,7 +47,13 @@ type session struct {
 	onDeliver  func()        // WebSocket: starts the writer
 	closeOnce  sync.Once
 	evicted    *protoError // set when a newer connection pushed this one out
+	// restarting ends a WebSocket once its queue is written, with
+	// endReason (the server's restart unless set).
 	restarting bool
+	endReason  string
+	// replayed is the size of the replay queued at connect: it may exceed
+	// the send queue, which bounds only what queues behind it.
+	replayed int
 }
 
 func newSession(srv *Server, elems []channel.Element, f format) *session {
@@ -128,56 +134,39 @@ func (s *session) subscribe(ctx context.Context) error {
 // replay queues what the session missed after mid ahead of the live
 // deliveries buffered since subscribe, and starts delivery.
 func (s *session) replay(ctx context.Context, mid message.ID, recover bool) error {
-	var replay []*hub.Delivery
+	var missed missed
 	if recover {
-		entries, err := s.srv.broker.History(ctx, s.historyChannels(), mid, s.srv.opt.Replay)
-		if err != nil {
+		var err error
+		if missed, err = s.readMissed(ctx, mid); err != nil {
 			s.detach()
 			return fmt.Errorf("%w: %w", errHistory, err)
 		}
-		replay = make([]*hub.Delivery, 0, len(entries))
-		var seen map[message.ID]struct{} // JSON-RPC: one frame per message
-		if s.rpc != nil {
-			seen = make(map[message.ID]struct{}, len(entries))
-		}
-		for _, e := range entries {
-			d := hub.NewDelivery(e.Msg, s.localChannel(e.Channel))
-			if s.rpc != nil {
-				if _, dup := seen[e.Msg.ID]; dup {
-					continue
-				}
-				seen[e.Msg.ID] = struct{}{}
-				d = s.rpc.viaUser(d)
-			}
-			replay = append(replay, d)
-		}
 	}
+	replay := missed.deliveries
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recovering = false
 	if recover {
 		s.knownUpTo, s.hasKnown = mid, true
 	}
+	if missed.more && s.ws != nil {
+		s.restarting, s.endReason = true, reasonReplayContinues
+		s.srv.log.Debug("recovery beyond one connection's replay; the client comes back for the rest", "replayed", len(replay))
+	}
 	if len(replay) > 0 {
-		type key struct {
-			ch  channel.ID
-			mid message.ID
-		}
-		keyOf := func(d *hub.Delivery) key {
-			if s.rpc != nil {
-				return key{mid: d.Msg.ID} // JSON-RPC frames do not name the channel
-			}
-			return key{d.Channel, d.Msg.ID}
-		}
-		sent := make(map[key]struct{}, len(replay))
+		// A buffered live delivery of a replayed message is dropped
+		// whichever channel it came through: a replay lists each message
+		// once.
+		sent := make(map[message.ID]struct{}, len(replay))
 		for _, d := range replay {
-			sent[keyOf(d)] = struct{}{}
+			sent[d.Msg.ID] = struct{}{}
 		}
 		s.replayedUpTo = replay[len(replay)-1].Msg.ID
+		s.replayed = len(replay)
 		live := s.queue
 		s.queue = replay
 		for _, d := range live {
-			if _, dup := sent[keyOf(d)]; !dup && !s.knownLocked(d) {
+			if _, dup := sent[d.Msg.ID]; !dup && !s.knownLocked(d) {
 				s.queue = append(s.queue, d)
 			}
 		}
@@ -191,7 +180,7 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 		clear(s.queue[len(kept):])
 		s.queue = kept
 	}
-	if len(s.queue) > 0 {
+	if len(s.queue) > 0 || s.restarting {
 		s.notifyLocked()
 	}
 	return nil
@@ -222,7 +211,7 @@ func (s *session) Deliver(d *hub.Delivery) {
 			return
 		}
 	}
-	if len(s.queue) >= s.srv.opt.SendQueue {
+	if len(s.queue) >= s.srv.opt.SendQueue+s.replayed {
 		// Deliver runs under the hub's locks, so the connection is only cut
 		// here; its reader (or long-poll handler) detaches it.
 		s.closed = true
@@ -324,7 +313,7 @@ func (s *session) restart(m *message.Message) {
 		s.mu.Unlock()
 		return
 	}
-	s.restarting = true
+	s.restarting, s.endReason = true, ""
 	if m != nil && len(s.chans) > 0 {
 		s.queue = append(s.queue, hub.NewDelivery(m, s.chans[0]))
 	}

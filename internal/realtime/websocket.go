@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -175,10 +176,10 @@ func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
 		written = q
 		if len(q) == 0 {
 			c.writing = false
-			restarting := sess.restarting
+			restarting, reason := sess.restarting, cmp.Or(sess.endReason, reasonServerRestart)
 			sess.mu.Unlock()
 			if restarting {
-				c.closeWith(ws.StatusGoingAway, reasonServerRestart)
+				c.closeWith(ws.StatusGoingAway, reason)
 				sess.detach()
 			}
 			return

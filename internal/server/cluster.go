@@ -46,6 +46,7 @@ func (c *cluster) newBroker(cfg config.Config, d broker.Deliverer, log *slog.Log
 		Client:            c.client,
 		Prefix:            cfg.RedisPrefix,
 		HistoryPerChannel: cfg.HistoryPerChannel,
+		MaxPayload:        cfg.MaxPayload,
 		LiveRetention:     liveRetention,
 		Log:               log,
 	}, d)

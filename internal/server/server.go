@@ -175,6 +175,9 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 			DataDir:           cfg.DataDir,
 			HistoryPerChannel: cfg.HistoryPerChannel,
 			MaxStored:         cfg.HistoryMax,
+			MaxBytes:          cfg.HistoryBytes(),
+			ChannelMaxBytes:   cfg.HistoryChannelMaxBytes,
+			MaxPayload:        cfg.MaxPayload,
 			LiveRetention:     liveRetention,
 			Log:               log.With("component", "broker"),
 		}, h)

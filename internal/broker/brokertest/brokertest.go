@@ -19,6 +19,20 @@ import (
 // register its own cleanup.
 type Factory func(t *testing.T, d broker.Deliverer) broker.Broker
 
+// Hooks are what the suite needs of an engine beyond a Factory.
+type Hooks struct {
+	// Capped returns a fresh, empty broker that stores at most perChannel
+	// messages per channel.
+	Capped func(t *testing.T, perChannel int) broker.Broker
+	// Outage cuts b's fan-out connection, calls away while it is cut, lets
+	// it reconnect and, once the node listens again but before it has
+	// caught up, calls during; it returns when the node has caught up.
+	// An engine without such a connection (the embedded one) leaves it
+	// nil: the suite then calls away and during in turn and expects the
+	// same deliveries.
+	Outage func(t *testing.T, b broker.Broker, away, during func())
+}
+
 // Recorder is a Deliverer that keeps what it is given.
 type Recorder struct {
 	mu   sync.Mutex
@@ -37,6 +51,29 @@ func (r *Recorder) Deliver(m *message.Message) {
 	select {
 	case r.cond <- struct{}{}:
 	default:
+	}
+}
+
+// WaitFor returns everything delivered once a message with id has been, or
+// fails t.
+func (r *Recorder) WaitFor(t *testing.T, id message.ID) []*message.Message {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		for _, m := range r.msgs {
+			if m.ID == id {
+				out := append([]*message.Message(nil), r.msgs...)
+				r.mu.Unlock()
+				return out
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.cond:
+		case <-deadline:
+			t.Fatalf("waited for the delivery of %s", id)
+		}
 	}
 }
 
@@ -92,7 +129,7 @@ func Attach(t *testing.T, b broker.Broker, chans ...channel.ID) {
 }
 
 // Run runs the suite.
-func Run(t *testing.T, newBroker Factory) {
+func Run(t *testing.T, newBroker Factory, hooks Hooks) {
 	ctx := context.Background()
 	all := broker.HistoryLimit{PerChannel: 1000, Total: 1000}
 
@@ -164,7 +201,7 @@ func Run(t *testing.T, newBroker Factory) {
 		}
 	})
 
-	t.Run("HistoryLimitKeepsNewest", func(t *testing.T) {
+	t.Run("HistoryLimitKeepsOldest", func(t *testing.T) {
 		b := newBroker(t, nil)
 		a, c := NewChannel(t), NewChannel(t)
 		var as, cs []*message.Message
@@ -172,18 +209,163 @@ func Run(t *testing.T, newBroker Factory) {
 			as = append(as, publish(t, b, 60, fmt.Sprint(i), a))
 			cs = append(cs, publish(t, b, 60, fmt.Sprint(i), c))
 		}
-		got, err := b.History(ctx, []channel.ID{a, c}, message.ID{}, broker.HistoryLimit{PerChannel: 3, Total: 4})
+		p, err := b.Recover(ctx, []channel.ID{a, c}, message.ID{}, broker.HistoryLimit{PerChannel: 3, Total: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Newest 3 per channel: a2 c2 a3 c3 a4 c4; newest 4 of those.
-		want := []*message.Message{as[3], cs[3], as[4], cs[4]}
-		if len(got) != len(want) {
-			t.Fatalf("got %d entries, want %d", len(got), len(want))
+		// Oldest first: a0 c0 a1 c1 of the oldest 3 per channel.
+		want := []*message.Message{as[0], cs[0], as[1], cs[1]}
+		if len(p.Entries) != len(want) || !p.More || p.Next != cs[1].ID {
+			t.Fatalf("got %d entries (more %v, next %s), want %d, more, next %s", len(p.Entries), p.More, p.Next, len(want), cs[1].ID)
 		}
 		for i := range want {
-			if got[i].Msg.ID != want[i].ID {
-				t.Fatalf("entry %d = %s, want %s", i, got[i].Msg.ID, want[i].ID)
+			if p.Entries[i].Msg.ID != want[i].ID {
+				t.Fatalf("entry %d = %s, want %s", i, p.Entries[i].Msg.ID, want[i].ID)
+			}
+		}
+	})
+
+	// A recovery far behind is read page by page, oldest first, until it
+	// has everything: the per-read cap bounds one answer, never what can
+	// be recovered (issue 12 #1).
+	t.Run("RecoverPagesThroughTheWholeBacklog", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a, c, other := NewChannel(t), NewChannel(t), NewChannel(t)
+		marker := publish(t, b, 60, `"marker"`, a)
+		var want []broker.Entry
+		for i := range 250 {
+			switch i % 5 {
+			case 0: // to both: one entry per channel
+				m := publish(t, b, 60, fmt.Sprint(i), a, c)
+				want = append(want, broker.Entry{Msg: m, Channel: a}, broker.Entry{Msg: m, Channel: c})
+			case 1:
+				publish(t, b, 60, fmt.Sprint(i), other)
+			case 2, 3:
+				want = append(want, broker.Entry{Msg: publish(t, b, 60, fmt.Sprint(i), a), Channel: a})
+			default:
+				want = append(want, broker.Entry{Msg: publish(t, b, 60, fmt.Sprint(i), c), Channel: c})
+			}
+		}
+		var got []broker.Entry
+		after, pages := marker.ID, 0
+		for {
+			p, err := b.Recover(ctx, []channel.ID{a, c}, after, broker.HistoryLimit{PerChannel: 30, Total: 45})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			if len(p.Entries) > 45 || !p.Lost.IsZero() {
+				t.Fatalf("page %d: %d entries, lost %s", pages, len(p.Entries), p.Lost)
+			}
+			got = append(got, p.Entries...)
+			if !p.More {
+				break
+			}
+			if pages > 100 {
+				t.Fatal("recovery does not end")
+			}
+			after = p.Next
+		}
+		if len(got) != len(want) {
+			t.Fatalf("recovered %d entries in %d pages, want %d", len(got), pages, len(want))
+		}
+		for i := range want {
+			if got[i].Msg.ID != want[i].Msg.ID || got[i].Channel != want[i].Channel {
+				t.Fatalf("entry %d = %s@%s, want %s@%s", i, got[i].Msg.ID, got[i].Channel, want[i].Msg.ID, want[i].Channel)
+			}
+		}
+	})
+
+	// A channel that dropped messages to stay within its cap says so to a
+	// reader whose mid is older than what it dropped, and to no other.
+	t.Run("RecoverReportsTrimmedMessages", func(t *testing.T) {
+		b := hooks.Capped(t, 3)
+		a, c := NewChannel(t), NewChannel(t)
+		marker := publish(t, b, 60, `"marker"`, a, c)
+		var as []*message.Message
+		for i := range 5 {
+			as = append(as, publish(t, b, 60, fmt.Sprint(i), a))
+		}
+		cs := publish(t, b, 60, `"c"`, c)
+		// a holds as[2..4]: the marker, as[0] and as[1] were dropped.
+		p, err := b.Recover(ctx, []channel.ID{a, c}, marker.ID, broker.HistoryLimit{PerChannel: 100, Total: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Lost != as[1].ID || p.LostChannel != a {
+			t.Fatalf("lost = %s in %s, want %s in %s", p.Lost, p.LostChannel, as[1].ID, a)
+		}
+		if len(p.Entries) != 4 || p.Entries[0].Msg.ID != as[2].ID || p.Entries[3].Msg.ID != cs.ID {
+			t.Fatalf("entries %v", p.Entries)
+		}
+		// From as[1] on nothing is missing, nor on c alone.
+		for _, r := range []struct {
+			chans []channel.ID
+			after message.ID
+		}{{[]channel.ID{a, c}, as[1].ID}, {[]channel.ID{c}, marker.ID}} {
+			p, err := b.Recover(ctx, r.chans, r.after, broker.HistoryLimit{PerChannel: 100, Total: 100})
+			if err != nil || !p.Lost.IsZero() {
+				t.Fatalf("recover after %s: lost %s, %v; want nothing lost", r.after, p.Lost, err)
+			}
+		}
+	})
+
+	// A message to several channels is one entry per channel, and a page
+	// never splits them: the next page starts after its id.
+	t.Run("RecoverKeepsAMessagesEntriesTogether", func(t *testing.T) {
+		b := newBroker(t, nil)
+		a, c, d := NewChannel(t), NewChannel(t), NewChannel(t)
+		m1 := publish(t, b, 60, `1`, a)
+		m2 := publish(t, b, 60, `2`, a, c, d)
+		m3 := publish(t, b, 60, `3`, c)
+		p, err := b.Recover(ctx, []channel.ID{a, c, d}, message.ID{}, broker.HistoryLimit{PerChannel: 10, Total: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Entries) != 1 || p.Entries[0].Msg.ID != m1.ID || !p.More {
+			t.Fatalf("first page %v more %v; want m1 alone", p.Entries, p.More)
+		}
+		p, _ = b.Recover(ctx, []channel.ID{a, c, d}, p.Next, broker.HistoryLimit{PerChannel: 10, Total: 2})
+		if len(p.Entries) != 3 || p.Entries[2].Msg.ID != m2.ID || !p.More {
+			t.Fatalf("second page %v more %v; want m2's three entries", p.Entries, p.More)
+		}
+		p, _ = b.Recover(ctx, []channel.ID{a, c, d}, p.Next, broker.HistoryLimit{PerChannel: 10, Total: 2})
+		if len(p.Entries) != 1 || p.Entries[0].Msg.ID != m3.ID || p.More {
+			t.Fatalf("last page %v more %v; want m3 and the end", p.Entries, p.More)
+		}
+	})
+
+	// A node that catches up after losing its fan-out connection hands
+	// every message to its Deliverer once, in id order: the catch-up reads
+	// a message to two of its channels twice, and a message that arrives
+	// while it catches up is both held and read (issue 18).
+	t.Run("CatchUpDeliversEachMessageOnce", func(t *testing.T) {
+		rec := NewRecorder()
+		b := newBroker(t, rec)
+		a, c := NewChannel(t), NewChannel(t)
+		Attach(t, b, a, c)
+		first := publish(t, b, 60, `"first"`, a)
+		rec.WaitFor(t, first.ID)
+		var away, during *message.Message
+		awayFn := func() { away = publish(t, b, 60, `"away"`, a, c) }
+		duringFn := func() { during = publish(t, b, 60, `"during"`, a, c) }
+		if hooks.Outage != nil {
+			hooks.Outage(t, b, awayFn, duringFn)
+		} else {
+			awayFn()
+			duringFn()
+		}
+		// The sentinel: once it is delivered, anything delivered twice
+		// before it has been too.
+		last := publish(t, b, 60, `"last"`, c)
+		got := rec.WaitFor(t, last.ID)
+		want := []*message.Message{first, away, during, last}
+		if len(got) != len(want) {
+			t.Fatalf("delivered %s; want %s", idList(got), idList(want))
+		}
+		for i := range want {
+			if got[i].ID != want[i].ID {
+				t.Fatalf("delivered %s; want %s", idList(got), idList(want))
 			}
 		}
 	})
@@ -318,4 +500,12 @@ func Run(t *testing.T, newBroker Factory) {
 			t.Fatalf("history has %d, want %d", len(hist), writers*each)
 		}
 	})
+}
+
+func idList(ms []*message.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID.String()
+	}
+	return out
 }

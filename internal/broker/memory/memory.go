@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
@@ -28,11 +29,21 @@ type Options struct {
 	// all channels together, so that many busy channels cannot exhaust
 	// memory; beyond it the oldest entries go first. 0: no cap.
 	MaxStored int
+	// MaxBytes caps the memory the stored messages take, by their size
+	// estimate (messageSize); beyond it the oldest entries of all channels
+	// go first. 0: no cap.
+	MaxBytes int64
+	// ChannelMaxBytes caps the size of one channel's stored messages; beyond
+	// it the channel's oldest go. 0: no cap.
+	ChannelMaxBytes int64
 	// LiveRetention keeps messages published with expiry 0 ("live only",
 	// protocol version 4) replayable for this long. Long-polling clients
 	// between two polls, and clients reconnecting at once, would otherwise
 	// lose them; on the wire their expiry stays 0. 0 keeps nothing.
 	LiveRetention time.Duration
+	// MaxPayload refuses messages whose payload (broker.PayloadSize) is
+	// larger, with broker.ErrTooLarge. 0: no limit.
+	MaxPayload int64
 	// SweepInterval is how often expired messages are dropped; 0 means a minute.
 	SweepInterval time.Duration
 	// Now is the clock; nil means time.Now.
@@ -61,13 +72,14 @@ type Broker struct {
 
 	histMu  sync.RWMutex
 	history map[channel.ID]*channelLog
-	// stored counts the entries in history; order lists them oldest first
-	// for the global cap. order may hold entries already gone from their
-	// channel (trimmed or expired); they are skipped when met and dropped
-	// by Sweep.
-	stored    int
-	order     []storedEntry
-	orderHead int
+	// stored counts the entries in history and storedBytes their share of
+	// the messages' sizes; order lists them oldest first for the global
+	// caps. order may hold entries already gone from their channel
+	// (trimmed or expired); they are skipped when met and dropped by Sweep.
+	stored      int
+	storedBytes int64
+	order       []storedEntry
+	orderHead   int
 
 	presenceMu sync.Mutex
 	presence   map[channel.ID]int
@@ -85,7 +97,32 @@ type Broker struct {
 
 // channelLog is one channel's stored messages, ascending by id.
 type channelLog struct {
-	msgs []*message.Message
+	msgs  []*message.Message
+	bytes int64 // the sizes of msgs
+	// lost is the newest message dropped to bound history before it
+	// expired, kept until lostUntil (when it would have expired): a client
+	// recovering from an older mid missed it.
+	lost      message.ID
+	lostUntil time.Time
+}
+
+// entryOverhead estimates what one stored message costs besides its bodies:
+// the Message struct, its receivers slice and the history slots.
+const entryOverhead = 256
+
+// messageSize estimates the memory m takes while stored.
+func messageSize(m *message.Message) int64 {
+	n := entryOverhead + len(m.Body) + len(m.Dictionary) + len(m.Receivers)*int(unsafe.Sizeof(message.Receiver{}))
+	for _, p := range m.UserParams {
+		n += len(p) + 64
+	}
+	return int64(n)
+}
+
+// entryBytes is one channel's share of m's size: the global byte cap counts
+// a message to many channels once, however many entries it has.
+func entryBytes(m *message.Message) int64 {
+	return messageSize(m) / int64(max(len(m.Receivers), 1))
 }
 
 // New opens the broker, restoring the id state and history from opt.DataDir.
@@ -132,6 +169,9 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish: %w", err)
+	}
+	if err := broker.CheckPayload(m, b.opt.MaxPayload); err != nil {
+		return err
 	}
 	b.publishMu.Lock()
 	defer b.publishMu.Unlock()
@@ -205,28 +245,51 @@ func (b *Broker) Sync(ctx context.Context) error {
 func (b *Broker) store(m *message.Message) {
 	b.histMu.Lock()
 	defer b.histMu.Unlock()
+	size, share := messageSize(m), entryBytes(m)
 	for _, r := range m.Receivers {
 		l := b.history[r.ID]
 		if l == nil {
 			l = &channelLog{}
 			b.history[r.ID] = l
 		}
-		if len(l.msgs) >= b.opt.HistoryPerChannel {
-			// Shift rather than re-slice so the backing array does not grow
-			// without bound on a busy channel.
-			drop := len(l.msgs) - b.opt.HistoryPerChannel + 1
-			n := copy(l.msgs, l.msgs[drop:])
-			clear(l.msgs[n:])
-			l.msgs = l.msgs[:n]
-			b.stored -= drop
+		drop := max(len(l.msgs)-b.opt.HistoryPerChannel+1, 0)
+		if b.opt.ChannelMaxBytes > 0 {
+			for over := l.bytes + size - b.opt.ChannelMaxBytes; drop < len(l.msgs) && over > 0; drop++ {
+				over -= messageSize(l.msgs[drop])
+			}
+		}
+		if drop > 0 {
+			b.dropOldest(l, drop)
 		}
 		l.msgs = append(l.msgs, m)
+		l.bytes += size
 		b.stored++
-		if b.opt.MaxStored > 0 {
+		b.storedBytes += share
+		if b.globalCaps() {
 			b.order = append(b.order, storedEntry{ch: r.ID, id: m.ID})
 		}
 	}
 	b.enforceMaxStored()
+}
+
+// globalCaps reports whether history is bounded across channels, which
+// needs the entries' global order.
+func (b *Broker) globalCaps() bool { return b.opt.MaxStored > 0 || b.opt.MaxBytes > 0 }
+
+// dropOldest drops l's n oldest messages to bound history, remembering the
+// newest of them as lost. Called with histMu held.
+func (b *Broker) dropOldest(l *channelLog, n int) {
+	for _, m := range l.msgs[:n] {
+		l.bytes -= messageSize(m)
+		b.storedBytes -= entryBytes(m)
+		b.markLost(l, m)
+	}
+	b.stored -= n
+	// Shift rather than re-slice so the backing array does not grow
+	// without bound on a busy channel.
+	k := copy(l.msgs, l.msgs[n:])
+	clear(l.msgs[k:])
+	l.msgs = l.msgs[:k]
 }
 
 // storedEntry names one stored entry for the global cap.
@@ -235,22 +298,44 @@ type storedEntry struct {
 	id message.ID
 }
 
-// enforceMaxStored drops the oldest entries of all channels while there are
-// more than MaxStored. Called with histMu held.
+// markLost records that l dropped m before it expired.
+func (b *Broker) markLost(l *channelLog, m *message.Message) {
+	until := b.expiresAt(m)
+	if !until.After(b.now()) || !l.lost.Less(m.ID) {
+		return
+	}
+	l.lost = m.ID
+	if until.After(l.lostUntil) {
+		l.lostUntil = until
+	}
+}
+
+// overGlobalCaps reports whether history holds more than the global caps
+// allow. Called with histMu held.
+func (b *Broker) overGlobalCaps() bool {
+	return (b.opt.MaxStored > 0 && b.stored > b.opt.MaxStored) ||
+		(b.opt.MaxBytes > 0 && b.storedBytes > b.opt.MaxBytes)
+}
+
+// enforceMaxStored drops the oldest entries of all channels while history
+// is over MaxStored or MaxBytes. Called with histMu held.
 func (b *Broker) enforceMaxStored() {
-	for b.opt.MaxStored > 0 && b.stored > b.opt.MaxStored && b.orderHead < len(b.order) {
+	for b.overGlobalCaps() && b.orderHead < len(b.order) {
 		e := b.order[b.orderHead]
 		b.orderHead++
 		l := b.history[e.ch]
 		if l == nil || len(l.msgs) == 0 || l.msgs[0].ID != e.id {
 			continue // already trimmed or expired
 		}
+		// Re-slice rather than shift: the global cap takes one entry at a
+		// time, and append reuses the array once it is spent.
+		m := l.msgs[0]
+		l.bytes -= messageSize(m)
+		b.storedBytes -= entryBytes(m)
+		b.markLost(l, m)
 		l.msgs[0] = nil
 		l.msgs = l.msgs[1:]
 		b.stored--
-		if len(l.msgs) == 0 {
-			delete(b.history, e.ch)
-		}
 	}
 	// Reuse the front of order once half of it is spent.
 	if b.orderHead > 1024 && b.orderHead > len(b.order)/2 {
@@ -270,16 +355,27 @@ func (b *Broker) NewID(context.Context) (message.ID, error) {
 
 // History implements broker.Broker.
 func (b *Broker) History(ctx context.Context, channels []channel.ID, after message.ID, limit broker.HistoryLimit) ([]broker.Entry, error) {
+	p, err := b.Recover(ctx, channels, after, limit)
+	return p.Entries, err
+}
+
+// Recover implements broker.Broker.
+func (b *Broker) Recover(ctx context.Context, channels []channel.ID, after message.ID, limit broker.HistoryLimit) (broker.Page, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+		return broker.Page{}, fmt.Errorf("history: %w", err)
 	}
 	now := b.now()
-	var out []broker.Entry
+	reads := make([][]broker.Entry, 0, len(channels))
+	var lost message.ID
+	var lostIn channel.ID
 	b.histMu.RLock()
 	for _, ch := range channels {
 		l := b.history[ch]
 		if l == nil {
 			continue
+		}
+		if after.Less(l.lost) && l.lostUntil.After(now) && lost.Less(l.lost) {
+			lost, lostIn = l.lost, ch
 		}
 		start, _ := slices.BinarySearchFunc(l.msgs, after, func(m *message.Message, id message.ID) int {
 			// Find the first id strictly greater than after.
@@ -288,24 +384,21 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 			}
 			return 1
 		})
-		msgs := l.msgs[start:]
 		var kept []broker.Entry
-		for _, m := range msgs {
+		for _, m := range l.msgs[start:] {
+			if limit.PerChannel > 0 && len(kept) > limit.PerChannel {
+				break // one more than the limit tells Paginate there are more
+			}
 			if b.expiresAt(m).After(now) {
 				kept = append(kept, broker.Entry{Msg: m, Channel: ch})
 			}
 		}
-		if limit.PerChannel > 0 && len(kept) > limit.PerChannel {
-			kept = kept[len(kept)-limit.PerChannel:]
-		}
-		out = append(out, kept...)
+		reads = append(reads, kept)
 	}
 	b.histMu.RUnlock()
-	slices.SortStableFunc(out, func(a, c broker.Entry) int { return a.Msg.ID.Compare(c.Msg.ID) })
-	if limit.Total > 0 && len(out) > limit.Total {
-		out = out[len(out)-limit.Total:]
-	}
-	return out, nil
+	p := broker.Paginate(reads, limit)
+	p.Lost, p.LostChannel = lost, lostIn
+	return p, nil
 }
 
 // LastID implements broker.Broker.
@@ -374,16 +467,20 @@ func (b *Broker) Online(_ context.Context, channels []channel.ID) ([]int, error)
 
 // Stats describes the stored history.
 type Stats struct {
-	Channels int // channels with stored messages
-	Messages int // stored entries, one per (message, channel)
+	Channels int   // channels with stored messages
+	Messages int   // stored entries, one per (message, channel)
+	Bytes    int64 // the stored messages' size estimate, each counted once
 }
 
 // Stats returns the current history size.
 func (b *Broker) Stats() Stats {
 	b.histMu.RLock()
 	defer b.histMu.RUnlock()
-	s := Stats{Channels: len(b.history)}
+	s := Stats{Bytes: b.storedBytes}
 	for _, l := range b.history {
+		if len(l.msgs) > 0 {
+			s.Channels++
+		}
 		s.Messages += len(l.msgs)
 	}
 	return s
@@ -453,11 +550,20 @@ func (b *Broker) Sweep() {
 	now := b.now()
 	b.histMu.Lock()
 	defer b.histMu.Unlock()
-	b.stored = 0
+	b.stored, b.storedBytes = 0, 0
 	for ch, l := range b.history {
 		l.msgs = slices.DeleteFunc(l.msgs, func(m *message.Message) bool { return !b.expiresAt(m).After(now) })
-		if len(l.msgs) == 0 {
+		if !l.lostUntil.After(now) {
+			l.lost, l.lostUntil = message.ID{}, time.Time{}
+		}
+		if len(l.msgs) == 0 && l.lost.IsZero() {
 			delete(b.history, ch)
+			continue
+		}
+		l.bytes = 0
+		for _, m := range l.msgs {
+			l.bytes += messageSize(m)
+			b.storedBytes += entryBytes(m)
 		}
 		b.stored += len(l.msgs)
 	}
@@ -467,7 +573,7 @@ func (b *Broker) Sweep() {
 // compactOrder drops the entries of order that are no longer stored.
 // Called with histMu held.
 func (b *Broker) compactOrder() {
-	if b.opt.MaxStored <= 0 {
+	if !b.globalCaps() {
 		return
 	}
 	live := b.order[:0]

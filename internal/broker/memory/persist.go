@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,8 +21,10 @@ const (
 	stateFile    = "ids.json"
 	snapshotFile = "history.snapshot"
 	// snapshotVersion changes whenever the snapshot layout does; a snapshot of
-	// another version is refused rather than misread.
-	snapshotVersion = 1
+	// another version is refused rather than misread. Version 1 was one gob
+	// value holding everything; version 2 is a stream of records, written
+	// one at a time, so that saving takes little memory besides the history.
+	snapshotVersion = 2
 )
 
 // idState is what keeps message ids monotonic across restarts. Clean is true
@@ -34,6 +37,8 @@ type idState struct {
 	Clean bool   `json:"clean"`
 }
 
+// snapshot is the first gob value of a snapshot file. In version 1 it holds
+// everything; in version 2 only Version, and snapRecords follow.
 type snapshot struct {
 	Version  int
 	Messages []snapMessage
@@ -41,6 +46,19 @@ type snapshot struct {
 	// Seen is the users' last-seen times. Added within version 1: gob
 	// leaves it empty when reading an older snapshot.
 	Seen []snapSeen
+}
+
+// snapHeader is how version 2 starts: it decodes as a snapshot.
+type snapHeader struct {
+	Version int
+}
+
+// snapRecord is one value of a version 2 snapshot after its header: every
+// message comes before the channels that list it.
+type snapRecord struct {
+	Message *snapMessage
+	Channel *snapChannel
+	Seen    *snapSeen
 }
 
 type snapSeen struct {
@@ -64,7 +82,13 @@ type snapMessage struct {
 
 type snapChannel struct {
 	ID       channel.ID
-	Messages []int // indexes into snapshot.Messages, ascending by id
+	Messages []int // version 1: indexes into snapshot.Messages, ascending by id
+	// Version 2: the ids of the channel's messages, ascending.
+	Epochs, Seqs []uint64
+	// The newest message dropped to bound history, and until when it
+	// counts as lost (unix nanoseconds); zero if none.
+	LostEpoch, LostSeq uint64
+	LostUntil          int64
 }
 
 func (b *Broker) restore() error {
@@ -139,54 +163,95 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 		return 0, fmt.Errorf("memory broker: open snapshot: %w", err)
 	}
 	defer f.Close()
-	var snap snapshot
-	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&snap); err != nil {
-		return 0, fmt.Errorf("memory broker: snapshot %s is corrupt (move it away to start without history): %w", path, err)
+	corrupt := func(err error) error {
+		return fmt.Errorf("memory broker: snapshot %s is corrupt (move it away to start without history): %w", path, err)
 	}
-	if snap.Version != snapshotVersion {
+	dec := gob.NewDecoder(bufio.NewReader(f))
+	var snap snapshot
+	if err := dec.Decode(&snap); err != nil {
+		return 0, corrupt(err)
+	}
+	var channels []snapChannel
+	msgs := make(map[message.ID]*message.Message)
+	switch snap.Version {
+	case 1:
+		byIndex := make([]*message.Message, len(snap.Messages))
+		for i := range snap.Messages {
+			m := snap.Messages[i].message()
+			byIndex[i], msgs[m.ID] = m, m
+		}
+		for _, sc := range snap.Channels {
+			for _, i := range sc.Messages {
+				if i < 0 || i >= len(byIndex) {
+					return 0, fmt.Errorf("memory broker: snapshot %s refers to message %d of %d", path, i, len(byIndex))
+				}
+				sc.Epochs = append(sc.Epochs, byIndex[i].ID.Epoch)
+				sc.Seqs = append(sc.Seqs, byIndex[i].ID.Seq)
+			}
+			channels = append(channels, sc)
+		}
+		b.restoreSeen(snap.Seen)
+	case snapshotVersion:
+		for {
+			var rec snapRecord
+			err := dec.Decode(&rec)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return 0, corrupt(err)
+			}
+			switch {
+			case rec.Message != nil:
+				m := rec.Message.message()
+				msgs[m.ID] = m
+			case rec.Channel != nil:
+				channels = append(channels, *rec.Channel)
+			case rec.Seen != nil:
+				b.restoreSeen([]snapSeen{*rec.Seen})
+			}
+		}
+	default:
 		return 0, fmt.Errorf("memory broker: snapshot %s has version %d, want %d", path, snap.Version, snapshotVersion)
 	}
 	now := b.now()
-	msgs := make([]*message.Message, len(snap.Messages))
-	for i, sm := range snap.Messages {
-		msgs[i] = &message.Message{
-			ID:         message.ID{Epoch: sm.Epoch, Seq: sm.Seq},
-			Receivers:  sm.Receivers,
-			Body:       sm.Body,
-			Created:    time.Unix(0, sm.Created),
-			Expiry:     sm.Expiry,
-			Sender:     message.Sender{Type: message.SenderType(sm.SenderType), ID: sm.SenderID, UserID: sm.SenderUser},
-			UserParams: sm.UserParams,
-			Dictionary: sm.Dictionary,
-		}
-	}
-	b.seenMu.Lock()
-	for _, s := range snap.Seen {
-		b.seen[s.User] = s.Unix
-	}
-	b.seenMu.Unlock()
 	restored := 0
-	for _, sc := range snap.Channels {
+	for _, sc := range channels {
+		if len(sc.Epochs) != len(sc.Seqs) {
+			return 0, corrupt(fmt.Errorf("channel %s lists %d epochs and %d counters", sc.ID, len(sc.Epochs), len(sc.Seqs)))
+		}
 		l := &channelLog{}
-		for _, i := range sc.Messages {
-			if i < 0 || i >= len(msgs) {
-				return 0, fmt.Errorf("memory broker: snapshot %s refers to message %d of %d", path, i, len(msgs))
+		if until := time.Unix(0, sc.LostUntil); sc.LostUntil != 0 && until.After(now) {
+			l.lost, l.lostUntil = message.ID{Epoch: sc.LostEpoch, Seq: sc.LostSeq}, until
+		}
+		for i := range sc.Epochs {
+			m := msgs[message.ID{Epoch: sc.Epochs[i], Seq: sc.Seqs[i]}]
+			if m == nil {
+				return 0, corrupt(fmt.Errorf("channel %s lists message %d/%d that it does not hold", sc.ID, sc.Epochs[i], sc.Seqs[i]))
 			}
-			if m := msgs[i]; b.expiresAt(m).After(now) {
+			if b.expiresAt(m).After(now) {
 				l.msgs = append(l.msgs, m)
+				l.bytes += messageSize(m)
+				b.storedBytes += entryBytes(m) // dropOldest takes back what it drops
 			}
 		}
 		slices.SortFunc(l.msgs, entriesByID)
-		if over := len(l.msgs) - b.opt.HistoryPerChannel; over > 0 {
-			l.msgs = l.msgs[over:]
+		drop := max(len(l.msgs)-b.opt.HistoryPerChannel, 0)
+		if b.opt.ChannelMaxBytes > 0 {
+			for over := l.bytes - b.opt.ChannelMaxBytes; drop < len(l.msgs) && over > 0; drop++ {
+				over -= messageSize(l.msgs[drop])
+			}
 		}
-		if len(l.msgs) > 0 {
+		if drop > 0 {
+			b.dropOldest(l, drop)
+		}
+		if len(l.msgs) > 0 || !l.lost.IsZero() {
 			b.history[sc.ID] = l
 			restored += len(l.msgs)
 		}
 	}
 	b.stored = restored
-	if b.opt.MaxStored > 0 {
+	if b.globalCaps() {
 		for ch, l := range b.history {
 			for _, m := range l.msgs {
 				b.order = append(b.order, storedEntry{ch: ch, id: m.ID})
@@ -198,6 +263,36 @@ func (b *Broker) loadSnapshot(path string) (int, error) {
 	return restored, nil
 }
 
+func (b *Broker) restoreSeen(seen []snapSeen) {
+	b.seenMu.Lock()
+	defer b.seenMu.Unlock()
+	for _, s := range seen {
+		b.seen[s.User] = s.Unix
+	}
+}
+
+func (sm *snapMessage) message() *message.Message {
+	return &message.Message{
+		ID:         message.ID{Epoch: sm.Epoch, Seq: sm.Seq},
+		Receivers:  sm.Receivers,
+		Body:       sm.Body,
+		Created:    time.Unix(0, sm.Created),
+		Expiry:     sm.Expiry,
+		Sender:     message.Sender{Type: message.SenderType(sm.SenderType), ID: sm.SenderID, UserID: sm.SenderUser},
+		UserParams: sm.UserParams,
+		Dictionary: sm.Dictionary,
+	}
+}
+
+func snapMessageOf(m *message.Message) snapMessage {
+	return snapMessage{
+		Epoch: m.ID.Epoch, Seq: m.ID.Seq, Receivers: m.Receivers, Body: m.Body,
+		Created: m.Created.UnixNano(), Expiry: m.Expiry,
+		SenderType: int32(m.Sender.Type), SenderID: m.Sender.ID, SenderUser: m.Sender.UserID,
+		UserParams: m.UserParams, Dictionary: m.Dictionary,
+	}
+}
+
 // persist writes the snapshot, then the clean id state. The order matters: a
 // crash between the two leaves the state dirty, so the next start takes a new
 // epoch and still restores the snapshot.
@@ -205,36 +300,14 @@ func (b *Broker) persist() error {
 	if b.opt.DataDir == "" {
 		return nil
 	}
-	snap := snapshot{Version: snapshotVersion}
-	index := make(map[*message.Message]int)
-	b.histMu.RLock()
-	for ch, l := range b.history {
-		sc := snapChannel{ID: ch, Messages: make([]int, 0, len(l.msgs))}
-		for _, m := range l.msgs {
-			i, ok := index[m]
-			if !ok {
-				i = len(snap.Messages)
-				index[m] = i
-				snap.Messages = append(snap.Messages, snapMessage{
-					Epoch: m.ID.Epoch, Seq: m.ID.Seq, Receivers: m.Receivers, Body: m.Body,
-					Created: m.Created.UnixNano(), Expiry: m.Expiry,
-					SenderType: int32(m.Sender.Type), SenderID: m.Sender.ID, SenderUser: m.Sender.UserID,
-					UserParams: m.UserParams, Dictionary: m.Dictionary,
-				})
-			}
-			sc.Messages = append(sc.Messages, i)
-		}
-		snap.Channels = append(snap.Channels, sc)
-	}
-	b.histMu.RUnlock()
-	b.seenMu.Lock()
-	for u, t := range b.seen {
-		snap.Seen = append(snap.Seen, snapSeen{User: u, Unix: t})
-	}
-	b.seenMu.Unlock()
-
 	path := filepath.Join(b.opt.DataDir, snapshotFile)
-	if err := writeAtomic(path, func(w *bufio.Writer) error { return gob.NewEncoder(w).Encode(&snap) }); err != nil {
+	var msgs, chans int
+	err := writeAtomic(path, func(w *bufio.Writer) error {
+		var err error
+		msgs, chans, err = b.writeSnapshot(w)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	last := b.gen.Last()
@@ -242,8 +315,52 @@ func (b *Broker) persist() error {
 	if err := writeState(b.opt.DataDir, st); err != nil {
 		return err
 	}
-	b.log.Info("saved history snapshot", "messages", len(snap.Messages), "channels", len(snap.Channels))
+	b.log.Info("saved history snapshot", "messages", msgs, "channels", chans)
 	return nil
+}
+
+// writeSnapshot streams the history to w one record at a time: besides the
+// history itself it holds one record and the set of messages written, never a
+// copy of the whole.
+func (b *Broker) writeSnapshot(w io.Writer) (msgs, chans int, err error) {
+	enc := gob.NewEncoder(w)
+	if err := enc.Encode(snapHeader{Version: snapshotVersion}); err != nil {
+		return 0, 0, fmt.Errorf("encode snapshot header: %w", err)
+	}
+	b.histMu.RLock()
+	defer b.histMu.RUnlock()
+	written := make(map[*message.Message]struct{})
+	for ch, l := range b.history {
+		for _, m := range l.msgs {
+			if _, ok := written[m]; ok {
+				continue
+			}
+			written[m] = struct{}{}
+			sm := snapMessageOf(m)
+			if err := enc.Encode(snapRecord{Message: &sm}); err != nil {
+				return 0, 0, fmt.Errorf("encode message %s: %w", m.ID, err)
+			}
+		}
+		sc := snapChannel{ID: ch, Epochs: make([]uint64, len(l.msgs)), Seqs: make([]uint64, len(l.msgs))}
+		for i, m := range l.msgs {
+			sc.Epochs[i], sc.Seqs[i] = m.ID.Epoch, m.ID.Seq
+		}
+		if !l.lost.IsZero() {
+			sc.LostEpoch, sc.LostSeq, sc.LostUntil = l.lost.Epoch, l.lost.Seq, l.lostUntil.UnixNano()
+		}
+		if err := enc.Encode(snapRecord{Channel: &sc}); err != nil {
+			return 0, 0, fmt.Errorf("encode channel: %w", err)
+		}
+		chans++
+	}
+	b.seenMu.Lock()
+	defer b.seenMu.Unlock()
+	for u, t := range b.seen {
+		if err := enc.Encode(snapRecord{Seen: &snapSeen{User: u, Unix: t}}); err != nil {
+			return 0, 0, fmt.Errorf("encode last seen: %w", err)
+		}
+	}
+	return len(written), chans, nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -212,7 +212,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	rc := redistest.StartCluster(t, 3)
 	brokertest.Run(t, func(t *testing.T, d broker.Deliverer) broker.Broker {
 		return node(t, rc.URL(), randomPrefix(t), d, nil)
-	})
+	}, hooks(rc.URL(), rc.Nodes...))
 	// Two nodes on the cluster, one publishing, one listening.
 	rec := brokertest.NewRecorder()
 	prefix := randomPrefix(t)

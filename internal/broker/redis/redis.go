@@ -7,6 +7,7 @@
 //	startdate, counter   the mid's 10-digit epoch and 16-digit counter
 //	m:<mid>              one message (mid + codec tail), expiring with it
 //	h:<channel hex>      a channel's history: a sorted set of mids (lexical order)
+//	l:<channel hex>      the newest mid its history dropped before it expired
 //	c:<channel hex>      the Pub/Sub channel its messages are published to
 //	o:<channel hex>      a hash of node id -> that node's connections on it
 //	nodes                a sorted set of node ids by last heartbeat
@@ -23,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +45,9 @@ type Options struct {
 	Prefix string
 	// NodeID names this node in presence; empty picks a random one.
 	NodeID string
+	// MaxPayload refuses messages whose payload (broker.PayloadSize) is
+	// larger, with broker.ErrTooLarge. 0: no limit.
+	MaxPayload int64
 	// HistoryPerChannel caps the messages stored per channel.
 	HistoryPerChannel int
 	// LiveRetention keeps messages published with expiry 0 replayable for
@@ -86,9 +89,17 @@ type Broker struct {
 	sub *subscriber
 
 	heartbeatOK atomic.Bool
-	stop        chan struct{}
-	done        sync.WaitGroup
-	closeOnce   sync.Once
+	// catchUpHooks lets tests act at the edges of the next catch-up.
+	catchUpHooks atomic.Pointer[catchUpHooks]
+	stop         chan struct{}
+	done         sync.WaitGroup
+	closeOnce    sync.Once
+}
+
+// catchUpHooks run, once, just before a catch-up reads history and just
+// after it has delivered what it read and what was held.
+type catchUpHooks struct {
+	before, after func()
 }
 
 // New starts the broker: its Pub/Sub connection and its heartbeat. It does
@@ -159,6 +170,9 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	if b.closed() {
 		return broker.ErrClosed
+	}
+	if err := broker.CheckPayload(m, b.opt.MaxPayload); err != nil {
+		return err
 	}
 	m.Created = b.now()
 	ttl := time.Duration(m.Expiry) * time.Second
@@ -248,13 +262,20 @@ func (b *Broker) epochNow() string {
 	return fmt.Sprintf("%010d", b.now().Unix())
 }
 
-// History implements broker.Broker: for each channel the newest
-// limit.PerChannel mids after after, merged, the newest limit.Total kept,
-// and the messages read in one MGET. Entries whose message has expired are
-// skipped (and dropped from the index).
+// History implements broker.Broker.
 func (b *Broker) History(ctx context.Context, channels []channel.ID, after message.ID, limit broker.HistoryLimit) ([]broker.Entry, error) {
+	p, err := b.Recover(ctx, channels, after, limit)
+	return p.Entries, err
+}
+
+// Recover implements broker.Broker: for each channel the oldest mids after
+// after (one more than limit.PerChannel, to see whether there are more) and
+// its lost marker in one pipeline, the page cut by broker.Paginate, and its
+// messages read in one MGET. Entries whose message has expired are skipped
+// (and dropped from the index).
+func (b *Broker) Recover(ctx context.Context, channels []channel.ID, after message.ID, limit broker.HistoryLimit) (broker.Page, error) {
 	if len(channels) == 0 {
-		return nil, nil
+		return broker.Page{}, nil
 	}
 	min := "-"
 	if !after.IsZero() {
@@ -264,42 +285,66 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 	if per <= 0 {
 		per = int64(b.opt.HistoryPerChannel)
 	}
-	cmds := make(rueidis.Commands, 0, len(channels))
+	cmds := make(rueidis.Commands, 0, 2*len(channels))
 	for _, ch := range channels {
-		cmds = append(cmds, b.client.B().Zrevrangebylex().Key(b.historyKey(ch)).Max("+").Min(min).Limit(0, per).Build())
+		cmds = append(cmds,
+			b.client.B().Zrangebylex().Key(b.historyKey(ch)).Min(min).Max("+").Limit(0, per+1).Build(),
+			b.client.B().Get().Key(b.lostKey(ch)).Build())
 	}
-	type ref struct {
-		mid string
-		ch  channel.ID
-	}
-	var refs []ref
-	for i, res := range b.client.DoMulti(ctx, cmds...) {
-		mids, err := res.AsStrSlice()
+	// The page is cut on the index, before the messages are read: a
+	// message that expires meanwhile leaves a hole in the page, not in
+	// what the next page starts after.
+	var p broker.Page
+	reads := make([][]broker.Entry, 0, len(channels))
+	placeholder := make(map[string]*message.Message)
+	res := b.client.DoMulti(ctx, cmds...)
+	for i, ch := range channels {
+		mids, err := res[2*i].AsStrSlice()
 		if err != nil {
-			return nil, fmt.Errorf("history: redis: %w", err)
+			return broker.Page{}, fmt.Errorf("history: redis: %w", err)
 		}
+		var l []broker.Entry
 		for _, mid := range mids {
-			refs = append(refs, ref{mid, channels[i]})
+			id, err := message.ParseID(mid)
+			if err != nil {
+				b.log.Error("skipping a history entry that is not a mid", "channel", ch, "mid", mid)
+				continue
+			}
+			m := placeholder[mid]
+			if m == nil {
+				m = &message.Message{ID: id}
+				placeholder[mid] = m
+			}
+			l = append(l, broker.Entry{Msg: m, Channel: ch})
+		}
+		reads = append(reads, l)
+		lost, err := res[2*i+1].ToString()
+		switch {
+		case rueidis.IsRedisNil(err):
+		case err != nil:
+			return broker.Page{}, fmt.Errorf("history: redis: %w", err)
+		default:
+			if id, err := message.ParseID(lost); err == nil && after.Less(id) && p.Lost.Less(id) {
+				p.Lost, p.LostChannel = id, ch
+			}
 		}
 	}
-	if len(refs) == 0 {
-		return nil, nil
+	page := broker.Paginate(reads, limit)
+	page.Lost, page.LostChannel = p.Lost, p.LostChannel
+	if len(page.Entries) == 0 {
+		return page, nil
 	}
-	slices.SortStableFunc(refs, func(a, c ref) int { return cmpString(a.mid, c.mid) })
-	if limit.Total > 0 && len(refs) > limit.Total {
-		refs = refs[len(refs)-limit.Total:]
-	}
-	keys := make([]string, 0, len(refs))
-	index := make(map[string]int, len(refs))
-	for _, r := range refs {
-		if _, ok := index[r.mid]; !ok {
-			index[r.mid] = len(keys)
-			keys = append(keys, b.keys.Key("m", r.mid))
+	keys := make([]string, 0, len(page.Entries))
+	index := make(map[message.ID]int, len(page.Entries))
+	for _, e := range page.Entries {
+		if _, ok := index[e.Msg.ID]; !ok {
+			index[e.Msg.ID] = len(keys)
+			keys = append(keys, b.keys.Key("m", e.Msg.ID.String()))
 		}
 	}
 	vals, err := b.client.Do(ctx, b.client.B().Mget().Key(keys...).Build()).ToArray()
 	if err != nil {
-		return nil, fmt.Errorf("history: redis: %w", err)
+		return broker.Page{}, fmt.Errorf("history: redis: %w", err)
 	}
 	msgs := make([]*message.Message, len(keys))
 	for i, v := range vals {
@@ -308,7 +353,7 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 			continue // expired since the index was read
 		}
 		if err != nil {
-			return nil, fmt.Errorf("history: redis: %w", err)
+			return broker.Page{}, fmt.Errorf("history: redis: %w", err)
 		}
 		m, err := decode(s)
 		if err != nil {
@@ -317,15 +362,16 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 		}
 		msgs[i] = m
 	}
-	out := make([]broker.Entry, 0, len(refs))
+	out := page.Entries[:0]
 	var stale rueidis.Commands
-	for _, r := range refs {
-		if m := msgs[index[r.mid]]; m != nil {
-			out = append(out, broker.Entry{Msg: m, Channel: r.ch})
+	for _, e := range page.Entries {
+		if m := msgs[index[e.Msg.ID]]; m != nil {
+			out = append(out, broker.Entry{Msg: m, Channel: e.Channel})
 			continue
 		}
-		stale = append(stale, b.client.B().Zrem().Key(b.historyKey(r.ch)).Member(r.mid).Build())
+		stale = append(stale, b.client.B().Zrem().Key(b.historyKey(e.Channel)).Member(e.Msg.ID.String()).Build())
 	}
+	page.Entries = out
 	if len(stale) > 0 {
 		for _, res := range b.client.DoMulti(ctx, stale...) {
 			if err := res.Error(); err != nil {
@@ -334,17 +380,7 @@ func (b *Broker) History(ctx context.Context, channels []channel.ID, after messa
 			}
 		}
 	}
-	return out, nil
-}
-
-func cmpString(a, c string) int {
-	switch {
-	case a < c:
-		return -1
-	case a > c:
-		return 1
-	}
-	return 0
+	return page, nil
 }
 
 // LastID implements broker.Broker.
@@ -507,6 +543,12 @@ func (b *Broker) heartbeat() {
 
 func (b *Broker) historyKey(ch channel.ID) string {
 	return b.base + "h:" + hex.EncodeToString(ch[:])
+}
+
+// lostKey holds the newest mid the channel's history dropped to stay within
+// its cap, expiring when that message would have (see publishScript).
+func (b *Broker) lostKey(ch channel.ID) string {
+	return b.base + "l:" + hex.EncodeToString(ch[:])
 }
 
 // channelArgs appends the channels' hex ids to head.

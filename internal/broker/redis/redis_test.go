@@ -76,5 +76,63 @@ func node(t testing.TB, url, prefix string, d broker.Deliverer, tune func(*Optio
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T, d broker.Deliverer) broker.Broker {
 		return node(t, shared.URL(), randomPrefix(t), d, nil)
+	}, hooks(shared.URL(), shared))
+}
+
+// hooks are the suite's engine hooks for brokers on url, whose Pub/Sub
+// connections live on servers.
+func hooks(url string, servers ...*redistest.Server) brokertest.Hooks {
+	return brokertest.Hooks{
+		Capped: func(t *testing.T, perChannel int) broker.Broker {
+			return node(t, url, randomPrefix(t), nil, func(o *Options) { o.HistoryPerChannel = perChannel })
+		},
+		Outage: func(t *testing.T, br broker.Broker, away, during func()) {
+			outage(t, br.(*Broker), servers, away, during)
+		},
+	}
+}
+
+// outage kills b's Pub/Sub connection and calls away, so that what away
+// publishes reaches b only through its catch-up (or, if b is quick to
+// subscribe again, both ways). Once b listens again it stops before its
+// catch-up reads history while during publishes, until the Pub/Sub copies
+// of that are held: the catch-up then reads them too. outage returns when
+// the catch-up has ended.
+func outage(t *testing.T, b *Broker, servers []*redistest.Server, away, during func()) {
+	t.Helper()
+	reached, resume, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	b.catchUpHooks.Store(&catchUpHooks{
+		before: func() { close(reached); <-resume },
+		after:  func() { close(done) },
 	})
+	defer func() {
+		select {
+		case <-resume:
+		default:
+			close(resume) // never leave the subscriber waiting
+		}
+	}()
+	for _, s := range servers {
+		if _, err := s.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	away()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waited 10s for the node to subscribe again")
+	}
+	during()
+	waitFor(t, "the messages published during the catch-up to be held", func() bool {
+		b.sub.deliverMu.Lock()
+		defer b.sub.deliverMu.Unlock()
+		return len(b.sub.held) > 0
+	})
+	close(resume)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waited 10s for the node to catch up")
+	}
 }

@@ -13,7 +13,11 @@ import "github.com/redis/rueidis"
 // and each script is given one key of that slot (KEYS[1]) for routing.
 
 // publishScript assigns the next mid and, when the message has receivers,
-// stores and publishes it.
+// stores and publishes it. A channel over its cap drops its oldest mids and
+// records the newest of them as lost (l:<channel>), so that a client
+// recovering from an older mid learns it missed messages; the record lives
+// as long as the dropped message would have (or longer, if an older record
+// outlives it).
 //
 //	KEYS[1] start date (10 digits), KEYS[2] counter
 //	ARGV[1] key prefix, ARGV[2] now in unix seconds, ARGV[3] floor mid ("" or
@@ -60,7 +64,15 @@ for i = 7, #ARGV do
     redis.call('ZADD', k, 0, mid)
     local n = redis.call('ZCARD', k)
     if n > cap then
+      local gone = redis.call('ZRANGE', k, n - cap - 1, n - cap - 1)
       redis.call('ZREMRANGEBYRANK', k, 0, n - cap - 1)
+      local left = redis.call('PTTL', base .. 'm:' .. gone[1])
+      if left > 0 then
+        local lk = base .. 'l:' .. ch
+        local keep = redis.call('PTTL', lk)
+        if keep < left then keep = left end
+        redis.call('SET', lk, gone[1], 'PX', keep)
+      end
     end
     if redis.call('PTTL', k) < ttl then
       redis.call('PEXPIRE', k, ttl)

@@ -231,13 +231,21 @@ func (s *subscriber) session(stop <-chan struct{}) (lost bool, err error) {
 		// Report healthy as soon as Redis is back, not a heartbeat later.
 		s.b.heartbeat()
 	}
+	hooks := s.b.catchUpHooks.Load()
 	if recovering {
+		if hooks != nil {
+			s.b.catchUpHooks.CompareAndSwap(hooks, nil)
+			hooks.before()
+		}
 		if err := s.catchUp(ctx); err != nil {
 			return true, err
 		}
 		s.b.log.Info("redis subscription connection restored", "channels", len(s.local()))
 	}
 	s.endCatchUp()
+	if recovering && hooks != nil {
+		hooks.after()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -383,17 +391,27 @@ func (s *subscriber) catchUp(ctx context.Context) error {
 			chans = append(chans, id)
 		}
 	}
-	entries, err := s.b.History(ctx, chans, after, broker.HistoryLimit{PerChannel: s.b.opt.HistoryPerChannel})
-	if err != nil {
-		return fmt.Errorf("catch-up: %w", err)
+	// Page by page, oldest first, so that a long outage is recovered
+	// whole and in order.
+	recovered := 0
+	for {
+		page, err := s.b.Recover(ctx, chans, after, broker.HistoryLimit{PerChannel: s.b.opt.HistoryPerChannel})
+		if err != nil {
+			return fmt.Errorf("catch-up: %w", err)
+		}
+		s.deliverMu.Lock()
+		for _, e := range page.Entries {
+			s.deliverLocked(e.Msg)
+		}
+		s.deliverMu.Unlock()
+		recovered += len(page.Entries)
+		if !page.More {
+			break
+		}
+		after = page.Next
 	}
-	s.deliverMu.Lock()
-	defer s.deliverMu.Unlock()
-	for _, e := range entries {
-		s.deliverLocked(e.Msg)
-	}
-	if len(entries) > 0 {
-		s.b.log.Info("recovered messages published while the subscription was down", "messages", len(entries))
+	if recovered > 0 {
+		s.b.log.Info("recovered messages published while the subscription was down", "entries", recovered)
 	}
 	return nil
 }

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Bounds of the history memory cap sized for the machine.
+const (
+	historyBytesFloor   = 64 << 20
+	historyBytesCeiling = 4 << 30
+	// historyBytesAssumed is the physical memory assumed where it cannot be
+	// read (not Linux).
+	historyBytesAssumed = 1 << 30
+)
+
+// HistoryBytes is the embedded engine's history memory cap: HistoryMaxBytes,
+// or if that is 0 a quarter of the machine's physical memory, kept between
+// 64 MiB and 4 GiB so that a small VM keeps a useful history and a big one
+// does not hold gigabytes that a restart must snapshot.
+func (c Config) HistoryBytes() int64 {
+	if c.HistoryMaxBytes > 0 {
+		return c.HistoryMaxBytes
+	}
+	return min(max(physicalMemory()/4, historyBytesFloor), historyBytesCeiling)
+}
+
+// physicalMemory reads MemTotal from /proc/meminfo.
+func physicalMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return historyBytesAssumed
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+		if err != nil || kb <= 0 {
+			break
+		}
+		return kb << 10
+	}
+	return historyBytesAssumed
+}
