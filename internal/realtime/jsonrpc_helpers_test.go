@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -199,15 +200,27 @@ func (c *rpcClient) next(t *testing.T) rpcMessage {
 	return rpcMessage{}
 }
 
-// none checks that no message is waiting. Callers first receive a later
-// message that was published after the one that must not come, so an
-// extra copy would be queued already: deliveries are in id order.
-func (c *rpcClient) none(t *testing.T) {
+// sentinel is published after everything a test expects, to show that
+// nothing else came: a connection gets its messages in publish order, so a
+// stray or duplicate copy of an earlier message would arrive before it.
+// Checking only what has already arrived would miss a copy still in flight.
+const sentinel = `{"module_id":"test","command":"sentinel","params":{}}`
+
+// sentinelToUsers publishes the sentinel to users through the backend API.
+func (ts *testServer) sentinelToUsers(t *testing.T, users ...int64) {
 	t.Helper()
-	select {
-	case m := <-c.msgs:
-		t.Fatalf("unexpected message %+v", m)
-	default:
+	list := make([]string, len(users))
+	for i, u := range users {
+		list[i] = strconv.FormatInt(u, 10)
+	}
+	ts.apiPublish(t, `{"userList":[`+strings.Join(list, ",")+`],"body":`+sentinel+`}`)
+}
+
+// nothingElse requires the next message to be the sentinel.
+func (c *rpcClient) nothingElse(t *testing.T) {
+	t.Helper()
+	if m := c.next(t); string(m.Body) != sentinel {
+		t.Fatalf("unexpected message %+v before the sentinel", m)
 	}
 }
 

@@ -230,16 +230,24 @@ func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, fa
 
 func (c *wsClient) next(t *testing.T) wire.TextFrame {
 	t.Helper()
+	f, err := c.tryNext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// tryNext is next for goroutines other than the test's.
+func (c *wsClient) tryNext() (wire.TextFrame, error) {
 	select {
 	case f, ok := <-c.frames:
 		if !ok {
-			t.Fatal("connection closed while waiting for a frame")
+			return f, errors.New("connection closed while waiting for a frame")
 		}
-		return f
+		return f, nil
 	case <-time.After(10 * time.Second):
-		t.Fatal("no frame within 10 s")
+		return wire.TextFrame{}, errors.New("no frame within 10 s")
 	}
-	return wire.TextFrame{}
 }
 
 func (c *wsClient) waitClosed(t *testing.T) wsutil.ClosedError {
@@ -287,21 +295,61 @@ func (ts *testServer) waitSubscribers(t *testing.T, ch channel.ID, n int) {
 	waitFor(t, fmt.Sprintf("%d subscribers on %s", n, ch), func() bool { return ts.hub.Subscribers(ch) == n })
 }
 
-// longPoll is safe to call from any goroutine: it reports errors with
-// t.Errorf and returns an empty response.
+// longPoll reports errors with t.Errorf and returns an empty response.
 func longPoll(t *testing.T, u string) (*http.Response, string) {
 	t.Helper()
+	resp, body, err := tryLongPoll(u)
+	if err != nil {
+		t.Errorf("%v", err)
+		return &http.Response{Header: http.Header{}}, ""
+	}
+	return resp, body
+}
+
+func tryLongPoll(u string) (*http.Response, string, error) {
 	resp, err := http.Get(u)
 	if err != nil {
-		t.Errorf("long poll: %v", err)
-		return &http.Response{Header: http.Header{}}, ""
+		return nil, "", fmt.Errorf("long poll: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Errorf("long poll body: %v", err)
+		return nil, "", fmt.Errorf("long poll body: %w", err)
 	}
-	return resp, string(data)
+	return resp, string(data), nil
+}
+
+type polled struct {
+	resp *http.Response
+	body string
+	err  error
+}
+
+// startLongPoll runs a long poll in the background. Its goroutine never
+// touches t: a test that fails before collecting it would otherwise see a
+// late report panic the whole test binary.
+func startLongPoll(u string) <-chan polled {
+	done := make(chan polled, 1)
+	go func() {
+		resp, body, err := tryLongPoll(u)
+		done <- polled{resp, body, err}
+	}()
+	return done
+}
+
+// awaitLongPoll collects a poll started with startLongPoll.
+func awaitLongPoll(t *testing.T, done <-chan polled) (*http.Response, string) {
+	t.Helper()
+	select {
+	case p := <-done:
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		return p.resp, p.body
+	case <-time.After(2 * time.Minute): // far beyond the tests' poll timeout
+		t.Fatal("long poll not answered within 2 minutes")
+	}
+	return nil, ""
 }
 
 func zeroID() message.ID { return message.ID{} }

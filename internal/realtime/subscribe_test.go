@@ -44,10 +44,10 @@ func TestWebSocketReceivesTextFrames(t *testing.T) {
 	if a.MID != b.MID || a.Channel == b.Channel {
 		t.Fatalf("multi-channel publish gave %+v and %+v", a, b)
 	}
-	select {
-	case extra := <-c.frames:
-		t.Fatalf("unexpected extra frame %+v", extra)
-	default:
+	// And no third copy: the next frame is the sentinel.
+	ts.publish(t, sentinel, priv)
+	if f := c.next(t); string(f.Text) != sentinel {
+		t.Fatalf("unexpected extra frame %+v", f)
 	}
 }
 
@@ -111,24 +111,16 @@ func TestFormatJSON(t *testing.T) {
 func TestLongPollDeliversLive(t *testing.T) {
 	ts := newTestServer(t, nil)
 	ch := newChannel(t)
-	type result struct {
-		resp *http.Response
-		body string
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, body := longPoll(t, ts.URL+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""))
-		done <- result{resp, body}
-	}()
+	done := startLongPoll(ts.URL + "/sub/?" + ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 1)
 	ts.publish(t, `{"live":true}`, ch)
-	r := <-done
-	if r.resp.StatusCode != 200 || r.resp.Header.Get("Content-Type") != "text/plain" {
-		t.Fatalf("status %d type %q", r.resp.StatusCode, r.resp.Header.Get("Content-Type"))
+	resp, body := awaitLongPoll(t, done)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	fs, err := wire.ParseTextFrames([]byte(r.body))
+	fs, err := wire.ParseTextFrames([]byte(body))
 	if err != nil || len(fs) != 1 || string(fs[0].Text) != `{"live":true}` {
-		t.Fatalf("body %q: %v", r.body, err)
+		t.Fatalf("body %q: %v", body, err)
 	}
 	// The handler counts the poll until it returns, just after the answer.
 	waitFor(t, "the finished poll to be uncounted", func() bool { return ts.rt.Stat().Pollings == 0 })
@@ -225,13 +217,22 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.Replay.PerChannel, o.Replay.Total = 1000, 1000 })
 	ch := newChannel(t)
 	const total = 300
-	start := make(chan struct{})
+	start, stop := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
+	// A failure below ends the test early: the publisher must stop and be
+	// gone before then, or its own report would panic the test binary.
+	defer wg.Wait()
+	defer close(stop)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		<-start
 		for i := range total {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			if code, text := ts.publishRaw(t, fmt.Sprintf(`{"n":%d}`, i), nil, ch); code != http.StatusOK {
 				t.Errorf("publish %d: %d %q", i, code, text)
 				return
@@ -247,9 +248,6 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 		c := ts.dial(t, ts.subQuery([]channel.ID{ch}, "mid="+mid))
 		// Read a few frames, then drop the connection mid-stream.
 		for range 7 {
-			if len(got) == total {
-				break
-			}
 			f := c.next(t)
 			if seen[f.MID] {
 				t.Fatalf("message %s delivered twice", f.MID)
@@ -261,10 +259,17 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 			}
 			got = append(got, body.N)
 			mid = f.MID
+			if len(got) == total {
+				// Nothing after the last one on this connection either.
+				ts.publish(t, sentinel, ch)
+				if f := c.next(t); string(f.Text) != sentinel {
+					t.Fatalf("after all %d messages, got %+v instead of the sentinel", total, f)
+				}
+				break
+			}
 		}
 		c.conn.Close()
 	}
-	wg.Wait()
 	for i, n := range got {
 		if n != i {
 			t.Fatalf("message %d arrived as number %d: gap or reorder", n, i)
@@ -323,11 +328,7 @@ func TestShutdownSendsServerRestart(t *testing.T) {
 	ch := newChannel(t)
 	c := ts.dial(t, ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 1)
-	lp := make(chan string, 1)
-	go func() {
-		_, body := longPoll(t, ts.URL+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""))
-		lp <- body
-	}()
+	lp := startLongPoll(ts.URL + "/sub/?" + ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 2)
 	if err := ts.rt.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
@@ -339,7 +340,8 @@ func TestShutdownSendsServerRestart(t *testing.T) {
 	if ce := c.waitClosed(t); ce.Code != ws.StatusGoingAway {
 		t.Fatalf("closed with %d", ce.Code)
 	}
-	fs, err := wire.ParseTextFrames([]byte(<-lp))
+	_, body := awaitLongPoll(t, lp)
+	fs, err := wire.ParseTextFrames([]byte(body))
 	if err != nil || len(fs) != 1 || string(fs[0].Text) != serverRestartBody {
 		t.Fatalf("long poll got %v %v", fs, err)
 	}
