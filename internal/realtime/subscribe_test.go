@@ -304,22 +304,45 @@ func TestSlowConsumerIsDroppedOthersUnaffected(t *testing.T) {
 }
 
 func TestDeadConnectionsAreDropped(t *testing.T) {
+	// The ping loop itself, fast: a peer that never answers is dropped.
 	ts := newTestServer(t, func(o *Options) { o.PingInterval = 20 * time.Millisecond })
 	ch := newChannel(t)
 	q := ts.subQuery([]channel.ID{ch}, "")
-	// This client answers pings (wsutil does) and stays.
-	alive := ts.dial(t, q)
-	// This one never reads, so never answers.
 	dead, _, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	ts.waitSubscribers(t, ch, 2)
 	ts.waitSubscribers(t, ch, 1)
+	ts.waitSubscribers(t, ch, 0)
+
+	// A peer that answers stays, however slowly it answers: the rounds
+	// wait for its pong, where a short ticker would race the machine's load.
+	ts = newTestServer(t, nil) // PingInterval beyond the test
+	q = ts.subQuery([]channel.ID{ch}, "")
+	// This client answers pings (wsutil does) and stays.
+	alive := ts.dial(t, q)
+	// This one never reads, so never answers.
+	dead, _, _, err = ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	ts.waitSubscribers(t, ch, 2)
+	aliveSess := ts.wsSession(t, alive.conn)
+	for round := range 10 {
+		ts.pingRound(false)
+		if round == 1 {
+			ts.waitSubscribers(t, ch, 1) // two rounds without an answer
+		}
+		waitAnswered(t, aliveSess)
+	}
 	ts.publish(t, `{"still":"here"}`, ch)
 	if f := alive.next(t); string(f.Text) != `{"still":"here"}` {
 		t.Fatalf("frame %+v", f)
+	}
+	if n := ts.hub.Subscribers(ch); n != 1 {
+		t.Fatalf("%d subscribers after the pings, want the live one", n)
 	}
 }
 
