@@ -410,6 +410,11 @@ type PullClient struct {
 	events []Event
 	wake   chan struct{} // closed and replaced when events grows or the process ends
 	next   int           // the next event WaitFor looks at
+	// strict makes WaitFor fail on a message or user status event that
+	// does not match, instead of skipping it: set by tests that account
+	// for every one of them. A status change also arrives as a message of
+	// module "online" just before its userStatus event, which stands for it.
+	strict bool
 }
 
 // startPullClient starts the official client with in; ctx ending sends it
@@ -485,6 +490,9 @@ func (c *PullClient) WaitFor(ctx context.Context, match func(Event) bool) (Event
 			}
 			if e.Event == "error" {
 				return e, fmt.Errorf("pullclient error: %s", e.Line)
+			}
+			if c.strict && (e.Event == "message" && e.ModuleID != "online" || e.Event == "userStatus") {
+				return e, fmt.Errorf("unexpected %s: %s", e.Event, e.Line)
 			}
 			continue
 		}
