@@ -25,8 +25,9 @@ func configJWT(t *testing.T, f *restFixture, auth string) string {
 	res, _ := body["result"].(map[string]any)
 	jwt, _ := res["jwt"].(string)
 	exp, _ := res["exp"].(float64)
-	if code != 200 || strings.Count(jwt, ".") != 2 || int64(exp) <= time.Now().Unix() ||
-		res["server"].(map[string]any)["version"].(float64) != 5 {
+	server, _ := res["server"].(map[string]any) // nil when missing: fails below, not a panic
+	version, _ := server["version"].(float64)
+	if code != 200 || strings.Count(jwt, ".") != 2 || int64(exp) <= time.Now().Unix() || version != 5 {
 		t.Fatalf("config.get: %d %v", code, body)
 	}
 	return jwt

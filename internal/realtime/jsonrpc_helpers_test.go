@@ -82,33 +82,39 @@ func (ts *testServer) tryDialRPC(t *testing.T, query string) (*rpcClient, error)
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
 	c := &rpcClient{conn: conn, pings: make(chan struct{}, 100), msgs: make(chan rpcMessage, 1000),
 		resps: make(chan []rpcResponse, 100), frames: make(chan string, 1000),
 		closed: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go readServer(conn, r, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
-		if op != ws.OpText {
-			t.Errorf("JSON-RPC client got opcode %v", op)
-			return false
-		}
-		c.frames <- string(data)
-		switch string(data) {
-		case "ping":
-			c.pings <- struct{}{}
+	readerCleanup(t, conn, func(quit <-chan struct{}) {
+		readServer(conn, r, quit, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
+			if op != ws.OpText {
+				t.Errorf("JSON-RPC client got opcode %v", op)
+				return false
+			}
+			if !put(c.frames, string(data), quit) {
+				return false
+			}
+			switch string(data) {
+			case "ping":
+				return put(c.pings, struct{}{}, quit)
+			case "pong": // the answer to our own text ping
+				return true
+			}
+			if err := c.sort(data, quit); err != nil {
+				if !errors.Is(err, errQuit) {
+					t.Errorf("frame %s: %v", data, err)
+				}
+				return false
+			}
 			return true
-		case "pong": // the answer to our own text ping
-			return true
-		}
-		if err := c.sort(data); err != nil {
-			t.Errorf("frame %s: %v", data, err)
-			return false
-		}
-		return true
-	}, nil)
+		}, nil)
+	})
 	return c, nil
 }
 
-func (c *rpcClient) sort(data []byte) error {
+var errQuit = errors.New("test over")
+
+func (c *rpcClient) sort(data []byte, quit <-chan struct{}) error {
 	var elems []json.RawMessage
 	if bytes.HasPrefix(data, []byte("[")) {
 		if err := json.Unmarshal(data, &elems); err != nil {
@@ -135,7 +141,9 @@ func (c *rpcClient) sort(data []byte) error {
 			if probe.ID != nil {
 				return errors.New("incoming.message with an id")
 			}
-			c.msgs <- probe.Params
+			if !put(c.msgs, probe.Params, quit) {
+				return errQuit
+			}
 			continue
 		}
 		var r rpcResponse
@@ -148,7 +156,9 @@ func (c *rpcClient) sort(data []byte) error {
 		if len(elems) != len(resps) {
 			return errors.New("responses and messages in one frame")
 		}
-		c.resps <- resps
+		if !put(c.resps, resps, quit) {
+			return errQuit
+		}
 	}
 	return nil
 }

@@ -171,18 +171,48 @@ func dialURL(t *testing.T, u string) *wsClient {
 		t.Fatal(err)
 	}
 	c := &wsClient{conn: conn, frames: make(chan wire.TextFrame, 10000), closed: make(chan wsutil.ClosedError, 1), errs: make(chan error, 1)}
-	t.Cleanup(func() { conn.Close() })
-	go readServer(conn, r, c.closed, c.errs, func(data []byte, _ ws.OpCode) bool {
-		fs, err := wire.ParseTextFrames(data)
-		if err != nil {
-			c.errs <- err
-		}
-		for _, f := range fs {
-			c.frames <- f
-		}
-		return true
-	}, func() { close(c.frames) })
+	readerCleanup(t, conn, func(quit <-chan struct{}) {
+		readServer(conn, r, quit, c.closed, c.errs, func(data []byte, _ ws.OpCode) bool {
+			fs, err := wire.ParseTextFrames(data)
+			if err != nil && !put(c.errs, err, quit) {
+				return false
+			}
+			for _, f := range fs {
+				if !put(c.frames, f, quit) {
+					return false
+				}
+			}
+			return true
+		}, func() { close(c.frames) })
+	})
 	return c
+}
+
+// readerCleanup runs read, a test client's reader, in a goroutine, and at
+// cleanup closes the connection and waits for it to end: a reader still
+// running after the test would panic the test binary if it reported. read
+// must return soon after quit is closed.
+func readerCleanup(t *testing.T, conn net.Conn, read func(quit <-chan struct{})) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		read(quit)
+	}()
+	t.Cleanup(func() {
+		close(quit)
+		conn.Close()
+		<-done
+	})
+}
+
+// put sends v on ch unless quit closes first; it reports whether it sent.
+func put[T any](ch chan<- T, v T, quit <-chan struct{}) bool {
+	select {
+	case ch <- v:
+		return true
+	case <-quit:
+		return false
+	}
 }
 
 // dialRaw opens a WebSocket to u; r reads what the handshake's reader
@@ -201,8 +231,9 @@ func dialRaw(ctx context.Context, u string) (net.Conn, io.Reader, error) {
 
 // readServer reads a test client's connection until it ends, handing each
 // server message to handle, which returns false to stop reading. A close
-// frame goes to closed, any other end to failed; after runs last.
-func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, failed chan<- error,
+// frame goes to closed, any other end to failed (unless quit is closed);
+// after runs last.
+func readServer(conn net.Conn, r io.Reader, quit <-chan struct{}, closed chan<- wsutil.ClosedError, failed chan<- error,
 	handle func(data []byte, op ws.OpCode) bool, after func()) {
 	if after != nil {
 		defer after()
@@ -216,9 +247,9 @@ func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, fa
 		if err != nil {
 			var ce wsutil.ClosedError
 			if errors.As(err, &ce) {
-				closed <- ce
+				put(closed, ce, quit)
 			} else {
-				failed <- err
+				put(failed, err, quit)
 			}
 			return
 		}
