@@ -397,6 +397,7 @@ func TestV5PingsAndDeadPeers(t *testing.T) {
 	ts.waitUser(t, 1, 1)
 	ts.waitUser(t, 2, 1)
 	liveSess := ts.wsSession(t, live.conn)
+	ts.wsSession(t, dead.conn) // subscribed before its handshake: wait until it has a socket to ping
 	// The live peer answers every ping, as the clients do.
 	go func() {
 		for range live.pings {

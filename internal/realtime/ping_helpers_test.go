@@ -20,7 +20,9 @@ func (ts *testServer) pingRound(rpc bool) {
 	}
 }
 
-// wsSession returns the server's session of the client side conn.
+// wsSession returns the server's session of the client side conn, once
+// its handshake is complete: the session is subscribed before, and a ping
+// round then would find no socket, or a peer not yet counted as alive.
 func (ts *testServer) wsSession(t *testing.T, client net.Conn) *session {
 	t.Helper()
 	var found *session
@@ -31,7 +33,7 @@ func (ts *testServer) wsSession(t *testing.T, client net.Conn) *session {
 			}
 			s.ws.connMu.Lock()
 			defer s.ws.connMu.Unlock()
-			return s.ws.conn != nil && s.ws.conn.RemoteAddr().String() == client.LocalAddr().String()
+			return s.ws.conn != nil && s.ws.conn.RemoteAddr().String() == client.LocalAddr().String() && s.ws.alive.Load()
 		})
 		if len(list) == 1 {
 			found = list[0]

@@ -330,6 +330,7 @@ func TestDeadConnectionsAreDropped(t *testing.T) {
 	defer dead.Close()
 	ts.waitSubscribers(t, ch, 2)
 	aliveSess := ts.wsSession(t, alive.conn)
+	ts.wsSession(t, dead) // subscribed before its handshake: wait until it has a socket to ping
 	for round := range 10 {
 		ts.pingRound(false)
 		if round == 1 {
