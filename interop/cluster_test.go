@@ -310,6 +310,8 @@ func TestClusterRESTEventAdd(t *testing.T) {
 	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
 	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}, "PARAMS": {`{"ok":true}`}})
 	checkMessage(t, c.nextMessage(ctx), "application", "toMe", `{"ok":true}`)
+	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 // clusterRegistry registers, in the cluster's Redis registry, an
@@ -341,6 +343,7 @@ func TestClusterV5(t *testing.T) {
 	ctx := testContext(t)
 	tok1, tok2 := clusterRegistry(t, redis)
 	watcher := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: a.base, Auth: tok1}})
+	watcher.strict = true
 	watcher.waitOnline(ctx)
 	watcher.do(ctx, map[string]any{"cmd": "subscribeUserStatusChange", "userId": 2})
 
@@ -362,4 +365,7 @@ func TestClusterV5(t *testing.T) {
 	if e := watcher.mustWaitFor(ctx, "user 2 offline", func(e Event) bool { return e.Event == "userStatus" }); e.UserID != 2 || e.IsOnline {
 		t.Fatalf("status %s", e.Line)
 	}
+	// No other status or message: the next is the sentinel sent after.
+	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}, "USER_ID": {"1"}})
+	checkMessage(t, watcher.nextMessage(ctx), "application", "sentinel", `{}`)
 }

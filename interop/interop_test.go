@@ -129,8 +129,10 @@ type server struct {
 	base     string // http://127.0.0.1:PORT
 	internal string // the trusted listener (--internal-addr): /pub/, /api/, /server-stat/
 	cmd      *exec.Cmd
-	logs     syncBuffer // the server's output; tests may read it while it runs
-	killed   bool       // by kill: its exit is expected
+	logs     syncBuffer    // the server's output; tests may read it while it runs
+	killed   bool          // by kill: its exit is expected
+	exited   chan struct{} // closed when the process has ended, with exitErr
+	exitErr  error
 }
 
 // kill ends the process with SIGKILL, as a crash would: nothing is drained
@@ -146,9 +148,32 @@ func (s *server) kill(t *testing.T) {
 // startServer runs `pushpull serve` on a free loopback port with a fresh
 // data dir and the test signature key, plus args, and waits until /healthz
 // answers 200. It is stopped with SIGTERM when the test ends.
+//
+// The server derives its public URL from --addr, so it cannot listen on
+// port 0: a port is found free and closed again, and another test may take
+// it before the server binds it. The server then exits at once and this
+// tries another port; and it waits for the server's own "listening" line, so
+// that a process which took the port is never mistaken for it.
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	bin := buildServer(t)
+	for attempt := 1; ; attempt++ {
+		s, err := tryStartServer(t, bin, args)
+		if err == nil {
+			s.stopAtCleanup(t)
+			if err := s.waitHealthy(t); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		if attempt == 5 || !strings.Contains(s.logs.String(), "address already in use") {
+			t.Fatalf("%v\nserver log:\n%s", err, s.logs.String())
+		}
+	}
+}
+
+// tryStartServer starts the process and waits until it has bound its port.
+func tryStartServer(t *testing.T, bin string, args []string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -161,33 +186,54 @@ func startServer(t *testing.T, args ...string) *server {
 	}
 	internalAddr := iln.Addr().String()
 	iln.Close()
-	s := &server{base: "http://" + addr, internal: "http://" + internalAddr}
+	s := &server{base: "http://" + addr, internal: "http://" + internalAddr, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--addr", addr, "--internal-addr", internalAddr, "--data-dir", t.TempDir(),
 		"--signature-key", signatureKey, "--log-level", "debug"}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.logs, &s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
+	go func() { s.exitErr = s.cmd.Wait(); close(s.exited) }()
+	// The log line is the signal that this process holds the port: it
+	// offers no other.
+	listening := `"pushpull listening" addr=` + addr + " "
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for delay := 5 * time.Millisecond; !strings.Contains(s.logs.String(), listening); delay = min(2*delay, 200*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+			return s, fmt.Errorf("server not listening on %s within 20 s", addr)
+		case <-s.exited:
+			return s, fmt.Errorf("server exited before it listened on %s: %v", addr, s.exitErr)
+		case <-time.After(delay):
+		}
+	}
+	return s, nil
+}
+
+func (s *server) stopAtCleanup(t *testing.T) {
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			if err != nil && !s.killed {
-				t.Errorf("server exited with %v", err)
+		case <-s.exited:
+			if s.exitErr != nil && !s.killed {
+				t.Errorf("server exited with %v", s.exitErr)
 			}
 		case <-time.After(30 * time.Second):
 			_ = s.cmd.Process.Kill()
-			<-exited
+			<-s.exited
 			t.Error("server did not stop within 30 s of SIGTERM")
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.logs.String())
 		}
 	})
+}
 
-	// Polling /healthz is the signal: the process offers no other.
+// waitHealthy polls /healthz: the process offers no other signal.
+func (s *server) waitHealthy(t *testing.T) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
@@ -196,15 +242,15 @@ func startServer(t *testing.T, args ...string) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return nil
 			}
 			err = errors.New(resp.Status)
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("server not healthy within 20 s: %v", err)
-		case err := <-exited:
-			t.Fatalf("server exited before it was healthy: %v", err)
+			return fmt.Errorf("server not healthy within 20 s: %v", err)
+		case <-s.exited:
+			return fmt.Errorf("server exited before it was healthy: %v", s.exitErr)
 		case <-time.After(delay):
 		}
 	}
@@ -371,6 +417,11 @@ type PullClient struct {
 	events []Event
 	wake   chan struct{} // closed and replaced when events grows or the process ends
 	next   int           // the next event WaitFor looks at
+	// strict makes WaitFor fail on a message or user status event that
+	// does not match, instead of skipping it: set by tests that account
+	// for every one of them. A status change also arrives as a message of
+	// module "online" just before its userStatus event, which stands for it.
+	strict bool
 }
 
 // startPullClient starts the official client with in; ctx ending sends it
@@ -446,6 +497,9 @@ func (c *PullClient) WaitFor(ctx context.Context, match func(Event) bool) (Event
 			}
 			if e.Event == "error" {
 				return e, fmt.Errorf("pullclient error: %s", e.Line)
+			}
+			if c.strict && (e.Event == "message" && e.ModuleID != "online" || e.Event == "userStatus") {
+				return e, fmt.Errorf("unexpected %s: %s", e.Event, e.Line)
 			}
 			continue
 		}

@@ -175,6 +175,10 @@ func TestPullClientB24OAuthRefresh(t *testing.T) {
 		t.Fatalf("event.add: %d %v", code, body)
 	}
 	checkMessage(t, c.nextMessage(ctx), "application", "afterRefresh", `{}`)
+	if code, body := postJSON(t, f.webhook+"pull.application.event.add", url.Values{"COMMAND": {"sentinel"}}); code != 200 {
+		t.Fatalf("event.add: %d %v", code, body)
+	}
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 func postJSON(t *testing.T, u string, form url.Values) (int, map[string]any) {

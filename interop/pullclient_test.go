@@ -57,6 +57,9 @@ func testReceives(t *testing.T, transport string) {
 	checkMessage(t, c.nextMessage(ctx), "application", "toPrivate", p1)
 	srv.publish(t, body("im", "toShared", `{"n":2}`), shared)
 	checkMessage(t, c.nextMessage(ctx), "im", "toShared", `{"n":2}`)
+	// Exactly those two: the next message is the sentinel published after.
+	srv.publish(t, body("application", "sentinel", `{}`), priv)
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 func TestPullClientV3WebSocket(t *testing.T)   { testReceives(t, "websocket") }

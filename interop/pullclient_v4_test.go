@@ -86,6 +86,8 @@ func testV4Receives(t *testing.T, transport string) {
 	if e.Extra.Sender == nil || e.Extra.Sender.Type != 2 {
 		t.Fatalf("backend message sender = %+v, want type 2 (BACKEND)", e.Extra.Sender)
 	}
+	srv.publishProtobuf(t, body("application", "sentinel", `{}`), priv)
+	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 func TestPullClientV4WebSocket(t *testing.T)   { testV4Receives(t, "websocket") }
@@ -103,19 +105,24 @@ func TestPullClientV4ClientMessages(t *testing.T) {
 	c1.waitOnline(ctx)
 	c2.waitOnline(ctx)
 
-	check := func(e Event, command, from string) {
+	check := func(e Event, command, params, from string) {
 		t.Helper()
-		if !e.Client || e.Command != command || e.Extra.Sender == nil || e.Extra.Sender.Type != 1 || e.Extra.Sender.ID != from {
+		checkMessage(t, e, "application", command, params)
+		if !e.Client || e.Extra.Sender == nil || e.Extra.Sender.Type != 1 || e.Extra.Sender.ID != from {
 			t.Fatalf("got %+v (sender %+v), want client event %s from %s", e, e.Extra.Sender, command, from)
 		}
 	}
 	c1.command(map[string]any{"cmd": "sendMessage", "users": []int{2}, "moduleId": "application", "command": "byUser", "params": map[string]any{"x": 1}})
-	check(c2.nextMessage(ctx), "byUser", pub1)
-	c1.command(map[string]any{"cmd": "sendMessageToChannels", "channels": []string{pub2 + "." + signPublic(signatureKey, pub2)}, "moduleId": "application", "command": "byChannel", "params": map[string]any{}})
-	check(c2.nextMessage(ctx), "byChannel", pub1)
+	check(c2.nextMessage(ctx), "byUser", `{"x":1}`, pub1)
+	c1.command(map[string]any{"cmd": "sendMessageToChannels", "channels": []string{pub2 + "." + signPublic(signatureKey, pub2)}, "moduleId": "application", "command": "byChannel", "params": map[string]any{"s": "два", "list": []any{1, nil}}})
+	check(c2.nextMessage(ctx), "byChannel", `{"s":"два","list":[1,null]}`, pub1)
 	// And back, from the long-polling client.
 	c2.command(map[string]any{"cmd": "sendMessage", "users": []int{1}, "moduleId": "application", "command": "reply", "params": map[string]any{"ok": true}})
-	check(c1.nextMessage(ctx), "reply", pub2)
+	check(c1.nextMessage(ctx), "reply", `{"ok":true}`, pub2)
+	// Nothing else reached either of them.
+	srv.publish(t, body("application", "sentinel", `{}`), shared)
+	checkMessage(t, c1.nextMessage(ctx), "application", "sentinel", `{}`)
+	checkMessage(t, c2.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 func TestPullClientV4ResumeWithMid(t *testing.T) {
@@ -127,6 +134,7 @@ func TestPullClientV4ResumeWithMid(t *testing.T) {
 	c.waitOnline(ctx)
 	srv.publishProtobuf(t, body("application", "seen", `{"n":0}`), priv)
 	first := c.nextMessage(ctx)
+	checkMessage(t, first, "application", "seen", `{"n":0}`)
 	c.Stop()
 	for i := 1; i <= 3; i++ {
 		srv.publishProtobuf(t, body("application", "missed", fmt.Sprintf(`{"n":%d}`, i)), priv)

@@ -12,8 +12,10 @@ import (
 )
 
 // v5Ping is the text-ping interval of the version 5 tests: short, so that
-// a connection outlives several rounds of ping and pong within a test.
-const v5Ping = 500 * time.Millisecond
+// a connection outlives several rounds of ping and pong within a test, yet
+// long enough that a Node client on a busy machine answers in time (it has
+// maxMissed intervals, 6 s, before the server drops it).
+const v5Ping = 2 * time.Second
 
 // configJWT fetches the application config as the client does and returns
 // its token, checking what version 5 adds to it.
@@ -23,8 +25,9 @@ func configJWT(t *testing.T, f *restFixture, auth string) string {
 	res, _ := body["result"].(map[string]any)
 	jwt, _ := res["jwt"].(string)
 	exp, _ := res["exp"].(float64)
-	if code != 200 || strings.Count(jwt, ".") != 2 || int64(exp) <= time.Now().Unix() ||
-		res["server"].(map[string]any)["version"].(float64) != 5 {
+	server, _ := res["server"].(map[string]any) // nil when missing: fails below, not a panic
+	version, _ := server["version"].(float64)
+	if code != 200 || strings.Count(jwt, ".") != 2 || int64(exp) <= time.Now().Unix() || version != 5 {
 		t.Fatalf("config.get: %d %v", code, body)
 	}
 	return jwt
@@ -93,9 +96,10 @@ func TestPullClientRESTv5WebSocket(t *testing.T) {
 	f.srv.waitLog(t, ctx, "message acknowledged", private.MID)
 
 	// Pings: the client reconnects after 20 s without one, the server drops
-	// a peer that leaves three unanswered. Outliving six intervals means
-	// both sides did their part.
-	time.Sleep(6 * v5Ping)
+	// a peer that leaves three unanswered, at the latest four intervals
+	// after its last frame. Outliving five intervals means both sides did
+	// their part.
+	time.Sleep(5 * v5Ping)
 	if r := c.do(ctx, map[string]any{"cmd": "ping"}); string(r.Result) != `"pong"` {
 		t.Fatalf("ping(): %s", r.Line)
 	}
@@ -174,6 +178,7 @@ func TestPullClientV5UserStatus(t *testing.T) {
 	ctx := testContext(t)
 	f := newRESTFixture(t, "5", "--jsonrpc-ping-interval", v5Ping.String())
 	watcher := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Auth: f.token}})
+	watcher.strict = true
 	watcher.waitOnline(ctx)
 	watcher.do(ctx, map[string]any{"cmd": "subscribeUserStatusChange", "userId": 2})
 
@@ -234,6 +239,9 @@ func TestPullClientV5UserStatus(t *testing.T) {
 	if string(r.Result) != `{}` {
 		t.Fatalf("getUsersLastSeen through REST: %s", r.Line)
 	}
+	// No other status or message: the next is the sentinel sent after.
+	f.eventAdd(t, url.Values{"COMMAND": {"sentinel"}, "USER_ID": {"1"}})
+	checkMessage(t, watcher.nextMessage(ctx), "application", "sentinel", `{}`)
 }
 
 // Official clients of versions 3, 4 and 5 listening on the same application

@@ -3,6 +3,7 @@ package push_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +84,81 @@ func (h *hook) wait(t *testing.T, n int) []request {
 	return append([]request(nil), h.requests...)
 }
 
+// watchedStore reports the worker's progress, so that a test can wait for
+// the event it means instead of sleeping: each time the worker finds no job
+// due ("idle"), and each job it completes or reschedules.
+type watchedStore struct {
+	store.Store
+	mu     sync.Mutex
+	events []string
+	change chan struct{}
+}
+
+func watch(st store.Store) *watchedStore {
+	return &watchedStore{Store: st, change: make(chan struct{}, 1)}
+}
+
+func (s *watchedStore) note(e string) {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+	select {
+	case s.change <- struct{}{}:
+	default:
+	}
+}
+
+func (s *watchedStore) ClaimPush(ctx context.Context, now time.Time, lease time.Duration) (store.PushJob, error) {
+	j, err := s.Store.ClaimPush(ctx, now, lease)
+	if errors.Is(err, store.ErrNotFound) {
+		s.note("idle")
+	}
+	return j, err
+}
+
+func (s *watchedStore) CompletePush(ctx context.Context, id int64) error {
+	err := s.Store.CompletePush(ctx, id)
+	s.note("complete")
+	return err
+}
+
+func (s *watchedStore) RetryPush(ctx context.Context, id int64, next time.Time) error {
+	err := s.Store.RetryPush(ctx, id, next)
+	s.note("retry")
+	return err
+}
+
+// waitIdle waits until the worker has found nothing due n times after the
+// last completed or rescheduled job: everything it was going to send by
+// then has been sent.
+func (s *watchedStore) waitIdle(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		idle := 0
+		for i := len(s.events) - 1; i >= 0 && s.events[i] == "idle"; i-- {
+			idle++
+		}
+		settled := idle >= n && len(s.events) > idle // a job was settled before
+		s.mu.Unlock()
+		if settled {
+			return
+		}
+		select {
+		case <-s.change:
+		case <-deadline:
+			t.Fatalf("push worker: not idle %d times after a settled job within 10 s (events %v)", n, s.snapshot())
+		}
+	}
+}
+
+func (s *watchedStore) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.events...)
+}
+
 // run starts q.Run and stops it (waiting) at cleanup.
 func run(t *testing.T, q *push.Queue) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,8 +183,9 @@ func pending(t *testing.T, st store.Store) bool {
 func TestWebhookDelivers(t *testing.T) {
 	h, srv := newHook(t)
 	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	ws := watch(st)
 	// A long tick: delivery must come from Send waking the worker.
-	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()}, Tick: time.Hour})
+	q := push.New(ws, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()}, Tick: time.Hour})
 	run(t, q)
 	if err := q.Send(t.Context(), notification()); err != nil {
 		t.Fatalf("Send: %v", err)
@@ -130,7 +207,7 @@ func TestWebhookDelivers(t *testing.T) {
 	if b, _ := json.Marshal(got); string(b) != want {
 		t.Errorf("body = %s, want %s", b, want)
 	}
-	time.Sleep(100 * time.Millisecond)
+	ws.waitIdle(t, 1)
 	if n := len(h.wait(t, 0)); n != 1 {
 		t.Errorf("webhook got %d requests, want 1", n)
 	}
@@ -142,9 +219,10 @@ func TestWebhookDelivers(t *testing.T) {
 func TestWebhookRetries(t *testing.T) {
 	h, srv := newHook(t, http.StatusInternalServerError, http.StatusBadGateway)
 	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	ws := watch(st)
 	var delays []int
 	var mu sync.Mutex
-	q := push.New(st, push.Options{
+	q := push.New(ws, push.Options{
 		Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
 		Backoff: func(attempt int) time.Duration {
 			mu.Lock()
@@ -159,7 +237,7 @@ func TestWebhookRetries(t *testing.T) {
 		t.Fatalf("Send: %v", err)
 	}
 	reqs := h.wait(t, 3)
-	time.Sleep(100 * time.Millisecond)
+	ws.waitIdle(t, 1)
 	if n := len(h.wait(t, 0)); n != 3 {
 		t.Errorf("webhook got %d requests, want 3", n)
 	}
@@ -191,16 +269,17 @@ func (c *fakeClock) Advance(d time.Duration) { c.now.Add(int64(d)) }
 func TestRetryWaitsForBackoff(t *testing.T) {
 	h, srv := newHook(t, http.StatusServiceUnavailable)
 	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
+	ws := watch(st)
 	var clock fakeClock
 	clock.now.Store(created.UnixNano())
-	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
+	q := push.New(ws, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
 		Now: clock.Now, Tick: 5 * time.Millisecond})
 	run(t, q)
 	if err := q.Send(t.Context(), notification()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	h.wait(t, 1)
-	time.Sleep(50 * time.Millisecond) // several ticks, but the clock has not moved
+	ws.waitIdle(t, 3) // several ticks found nothing due: the clock has not moved
 	if n := len(h.wait(t, 0)); n != 1 {
 		t.Fatalf("webhook got %d requests before the backoff elapsed, want 1", n)
 	}
@@ -211,14 +290,15 @@ func TestRetryWaitsForBackoff(t *testing.T) {
 func TestDropAfterMaxAttempts(t *testing.T) {
 	h, srv := newHook(t, 500, 500, 500, 500, 500)
 	st := openStore(t, filepath.Join(t.TempDir(), "registry.db"))
-	q := push.New(st, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
+	ws := watch(st)
+	q := push.New(ws, push.Options{Sender: push.WebhookSender{URL: srv.URL, Client: srv.Client()},
 		Backoff: noBackoff, MaxAttempts: 3, Tick: time.Hour})
 	run(t, q)
 	if err := q.Send(t.Context(), notification()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	h.wait(t, 3)
-	time.Sleep(100 * time.Millisecond)
+	ws.waitIdle(t, 1)
 	if n := len(h.wait(t, 0)); n != 3 {
 		t.Errorf("webhook got %d requests, want 3", n)
 	}

@@ -52,8 +52,9 @@ func TestV5APIPublishBatchLikePHP(t *testing.T) {
 			t.Fatalf("shared event %+v", m)
 		}
 	}
-	five.none(t)
-	six.none(t)
+	ts.sentinelToUsers(t, 5, 6)
+	five.nothingElse(t)
+	six.nothingElse(t)
 }
 
 func TestV5APIErrors(t *testing.T) {

@@ -40,9 +40,13 @@ func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
 	c := &binClient{conn: conn, msgs: make(chan *pb.OutgoingMessage, 1000), resp: make(chan *pb.ResponseBatch, 10), done: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go readServer(conn, r, c.done, c.failed, func(data []byte, op ws.OpCode) bool {
+	readerCleanup(t, conn, func(quit <-chan struct{}) { c.read(t, conn, r, quit) })
+	return c
+}
+
+func (c *binClient) read(t *testing.T, conn net.Conn, r io.Reader, quit <-chan struct{}) {
+	readServer(conn, r, quit, c.done, c.failed, func(data []byte, op ws.OpCode) bool {
 		if op != ws.OpBinary {
 			t.Errorf("binary subscriber got opcode %v", op)
 			return false
@@ -55,16 +59,17 @@ func (ts *testServer) dialBinary(t *testing.T, channelID string, extra string) *
 		got := false
 		for _, r := range b.GetResponses() {
 			for _, m := range r.GetOutgoingMessages().GetMessages() {
-				c.msgs <- m
+				if !put(c.msgs, m, quit) {
+					return false
+				}
 				got = true
 			}
 		}
 		if !got {
-			c.resp <- &b
+			return put(c.resp, &b, quit)
 		}
 		return true
 	}, func() { close(c.msgs) })
-	return c
 }
 
 func (c *binClient) next(t *testing.T) *pb.OutgoingMessage {

@@ -75,15 +75,15 @@ func (ts *testServer) dialRawClient(t *testing.T, query string) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
 	c := &rawClient{msgs: make(chan []byte, 100), closed: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go readServer(conn, r, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
-		if op == ws.OpText && !utf8.Valid(data) {
-			data = append([]byte("NOT UTF-8: "), data...)
-		}
-		c.msgs <- data
-		return true
-	}, func() { close(c.msgs) })
+	readerCleanup(t, conn, func(quit <-chan struct{}) {
+		readServer(conn, r, quit, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
+			if op == ws.OpText && !utf8.Valid(data) {
+				data = append([]byte("NOT UTF-8: "), data...)
+			}
+			return put(c.msgs, data, quit)
+		}, func() { close(c.msgs) })
+	})
 	return c
 }
 

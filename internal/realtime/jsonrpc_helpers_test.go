@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -81,33 +82,39 @@ func (ts *testServer) tryDialRPC(t *testing.T, query string) (*rpcClient, error)
 	if err != nil {
 		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
 	c := &rpcClient{conn: conn, pings: make(chan struct{}, 100), msgs: make(chan rpcMessage, 1000),
 		resps: make(chan []rpcResponse, 100), frames: make(chan string, 1000),
 		closed: make(chan wsutil.ClosedError, 1), failed: make(chan error, 1)}
-	go readServer(conn, r, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
-		if op != ws.OpText {
-			t.Errorf("JSON-RPC client got opcode %v", op)
-			return false
-		}
-		c.frames <- string(data)
-		switch string(data) {
-		case "ping":
-			c.pings <- struct{}{}
+	readerCleanup(t, conn, func(quit <-chan struct{}) {
+		readServer(conn, r, quit, c.closed, c.failed, func(data []byte, op ws.OpCode) bool {
+			if op != ws.OpText {
+				t.Errorf("JSON-RPC client got opcode %v", op)
+				return false
+			}
+			if !put(c.frames, string(data), quit) {
+				return false
+			}
+			switch string(data) {
+			case "ping":
+				return put(c.pings, struct{}{}, quit)
+			case "pong": // the answer to our own text ping
+				return true
+			}
+			if err := c.sort(data, quit); err != nil {
+				if !errors.Is(err, errQuit) {
+					t.Errorf("frame %s: %v", data, err)
+				}
+				return false
+			}
 			return true
-		case "pong": // the answer to our own text ping
-			return true
-		}
-		if err := c.sort(data); err != nil {
-			t.Errorf("frame %s: %v", data, err)
-			return false
-		}
-		return true
-	}, nil)
+		}, nil)
+	})
 	return c, nil
 }
 
-func (c *rpcClient) sort(data []byte) error {
+var errQuit = errors.New("test over")
+
+func (c *rpcClient) sort(data []byte, quit <-chan struct{}) error {
 	var elems []json.RawMessage
 	if bytes.HasPrefix(data, []byte("[")) {
 		if err := json.Unmarshal(data, &elems); err != nil {
@@ -134,7 +141,9 @@ func (c *rpcClient) sort(data []byte) error {
 			if probe.ID != nil {
 				return errors.New("incoming.message with an id")
 			}
-			c.msgs <- probe.Params
+			if !put(c.msgs, probe.Params, quit) {
+				return errQuit
+			}
 			continue
 		}
 		var r rpcResponse
@@ -147,7 +156,9 @@ func (c *rpcClient) sort(data []byte) error {
 		if len(elems) != len(resps) {
 			return errors.New("responses and messages in one frame")
 		}
-		c.resps <- resps
+		if !put(c.resps, resps, quit) {
+			return errQuit
+		}
 	}
 	return nil
 }
@@ -199,15 +210,27 @@ func (c *rpcClient) next(t *testing.T) rpcMessage {
 	return rpcMessage{}
 }
 
-// none checks that no message is waiting. Callers first receive a later
-// message that was published after the one that must not come, so an
-// extra copy would be queued already: deliveries are in id order.
-func (c *rpcClient) none(t *testing.T) {
+// sentinel is published after everything a test expects, to show that
+// nothing else came: a connection gets its messages in publish order, so a
+// stray or duplicate copy of an earlier message would arrive before it.
+// Checking only what has already arrived would miss a copy still in flight.
+const sentinel = `{"module_id":"test","command":"sentinel","params":{}}`
+
+// sentinelToUsers publishes the sentinel to users through the backend API.
+func (ts *testServer) sentinelToUsers(t *testing.T, users ...int64) {
 	t.Helper()
-	select {
-	case m := <-c.msgs:
-		t.Fatalf("unexpected message %+v", m)
-	default:
+	list := make([]string, len(users))
+	for i, u := range users {
+		list[i] = strconv.FormatInt(u, 10)
+	}
+	ts.apiPublish(t, `{"userList":[`+strings.Join(list, ",")+`],"body":`+sentinel+`}`)
+}
+
+// nothingElse requires the next message to be the sentinel.
+func (c *rpcClient) nothingElse(t *testing.T) {
+	t.Helper()
+	if m := c.next(t); string(m.Body) != sentinel {
+		t.Fatalf("unexpected message %+v before the sentinel", m)
 	}
 }
 

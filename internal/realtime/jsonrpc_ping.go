@@ -19,6 +19,9 @@ func (s *Server) rpcPingLoop() {
 }
 
 func (c *wsConn) rpcPing(sess *session) {
+	if c.socket() == nil {
+		return // still in its handshake: registered, but not yet able to answer
+	}
 	if c.alive.Swap(false) {
 		sess.rpc.missed.Store(0)
 	} else if sess.rpc.missed.Add(1) >= maxMissed {

@@ -50,7 +50,8 @@ func TestV5TokenConnectionReceivesChannelAndUserMessages(t *testing.T) {
 	if m := c.next(t); !strings.Contains(string(m.Body), `"command":"d"`) {
 		t.Fatalf("after the double-routed message: %+v", m)
 	}
-	c.none(t)
+	ts.sentinelToUsers(t, 5)
+	c.nothingElse(t)
 }
 
 func TestV5BadTokensAreRefusedWith4010(t *testing.T) {
@@ -141,14 +142,14 @@ func TestV5CoexistsWithV3AndV4(t *testing.T) {
 			t.Fatalf("mids differ: %s %s", f.MID, r.Mid)
 		}
 	}
-	// The second message came right after the first: nobody got a copy.
-	v5.none(t)
-	select {
-	case f := <-v3.frames:
+	// Nobody got a copy of either.
+	ts.publish(t, sentinel, priv)
+	v5.nothingElse(t)
+	if f := v3.next(t); string(f.Text) != sentinel {
 		t.Fatalf("v3 extra %+v", f)
-	case m := <-v4.msgs:
+	}
+	if m := v4.next(t); m.GetBody() != sentinel {
 		t.Fatalf("v4 extra %v", m)
-	default:
 	}
 }
 
@@ -334,7 +335,8 @@ func TestV5StatusChangesAndLastSeen(t *testing.T) {
 	ts.waitUser(t, 2, 1)
 	_ = u2a.conn.Close()
 	expect(false) // only when the last one went
-	watcher.none(t)
+	ts.sentinelToUsers(t, 1)
+	watcher.nothingElse(t)
 	r := watcher.call(t, "getUsersLastSeen", `{"userList":[2,3]}`)
 	var seen map[string]int64
 	if err := json.Unmarshal(r.Result, &seen); err != nil || len(seen) != 1 || seen["2"] < 0 || seen["2"] > 5 {
@@ -370,30 +372,15 @@ func TestV5StatusChangesAndLastSeen(t *testing.T) {
 }
 
 func TestV5PingsAndDeadPeers(t *testing.T) {
-	// Short, but long enough that a race-checked test on a busy machine
-	// answers within maxMissed intervals.
-	ts := newTestServer(t, func(o *Options) { o.RPCPingInterval = 100 * time.Millisecond })
-	live := ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
+	// The ping loop itself, fast: it pings, and a peer that never answers
+	// is dropped after maxMissed pings.
+	ts := newTestServer(t, func(o *Options) { o.RPCPingInterval = 20 * time.Millisecond })
 	dead := ts.dialRPC(t, "token="+ts.tokenFor(2)+"&jsonRpc=true")
-	// The live peer answers every ping, as the clients do.
-	manyPings := make(chan struct{})
-	go func() {
-		n := 0
-		for range live.pings {
-			if live.write("pong") != nil {
-				return
-			}
-			if n++; n == 10*int(maxMissed) {
-				close(manyPings)
-			}
-		}
-	}()
 	select {
 	case <-dead.pings:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no ping")
 	}
-	// The silent one is dropped after maxMissed pings...
 	select {
 	case <-dead.closed:
 	case <-dead.failed:
@@ -401,11 +388,45 @@ func TestV5PingsAndDeadPeers(t *testing.T) {
 		t.Fatal("a peer that never answers was not dropped")
 	}
 	ts.waitUser(t, 2, 0)
-	// ...while the live one stays, many intervals later.
-	select {
-	case <-manyPings:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the live peer stopped getting pings")
+
+	// A peer that answers stays, however slowly it answers: the rounds
+	// wait for its pong, where a short ticker would race the machine's load.
+	ts = newTestServer(t, nil) // RPCPingInterval beyond the test
+	live := ts.dialRPC(t, "token="+ts.tokenFor(1)+"&jsonRpc=true")
+	dead = ts.dialRPC(t, "token="+ts.tokenFor(2)+"&jsonRpc=true")
+	ts.waitUser(t, 1, 1)
+	ts.waitUser(t, 2, 1)
+	liveSess := ts.wsSession(t, live.conn)
+	ts.wsSession(t, dead.conn) // subscribed before its handshake: wait until it has a socket to ping
+	// The live peer answers every ping, as the clients do.
+	go func() {
+		for range live.pings {
+			if live.write("pong") != nil {
+				return
+			}
+		}
+	}()
+	for round := range 10 * int(maxMissed) {
+		ts.pingRound(true)
+		switch {
+		case round < int(maxMissed):
+			select {
+			case <-dead.pings:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: no ping for the silent peer", round)
+			}
+		case round == int(maxMissed):
+			// The silent one is dropped after maxMissed unanswered pings...
+			select {
+			case <-dead.closed:
+			case <-dead.failed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("a peer that never answers was not dropped")
+			}
+			ts.waitUser(t, 2, 0)
+		}
+		// ...while the live one stays.
+		waitAnswered(t, liveSess)
 	}
 	if r := live.call(t, "ping", `{}`); string(r.Result) != `"pong"` {
 		t.Fatalf("live peer: %+v", r)
@@ -437,23 +458,19 @@ func TestV5RecoveryByMid(t *testing.T) {
 	if m := c.next(t); string(m.Body) != `{"n":"live"}` {
 		t.Fatalf("live after replay %+v", m)
 	}
-	c.none(t) // each replayed message once, though it is in two channels' history
+	// Each replayed message once, though it is in two channels' history.
+	ts.sentinelToUsers(t, 5)
+	c.nothingElse(t)
 }
 
 func TestV5LongPoll(t *testing.T) {
 	ts := newTestServer(t, nil)
 	shared := newChannel(t)
 	q := ts.URL + "/sub/?token=" + ts.tokenFor(5, shared) + "&jsonRpc=true"
-	done := make(chan struct{})
-	var resp *http.Response
-	var body string
-	go func() {
-		defer close(done)
-		resp, body = longPoll(t, q)
-	}()
+	done := startLongPoll(q)
 	ts.waitUser(t, 5, 1)
 	ts.apiPublish(t, `{"userList":[5],"body":{"module_id":"m","command":"lp","params":{}},"user_params":{"5":{"a":1}}}`)
-	<-done
+	resp, body := awaitLongPoll(t, done)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("long poll %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}

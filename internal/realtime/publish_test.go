@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -102,9 +103,12 @@ func TestPublishExpiryAndSignedChannels(t *testing.T) {
 	if code, text := do(t, req); code != 200 || text != "" {
 		t.Fatalf("publish: %d %q", code, text)
 	}
-	got, _ := ts.broker.History(t.Context(), []channel.ID{a, b}, zeroID(), ts.rt.opt.Replay)
-	if len(got) != 2 || got[0].Msg.Expiry != 120 {
-		t.Fatalf("stored %d entries, want 2 with expiry 120: %+v", len(got), got)
+	got, err := ts.broker.History(t.Context(), []channel.ID{a, b}, zeroID(), ts.rt.opt.Replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Msg.Expiry != 120 || got[1].Msg.Expiry != 120 {
+		t.Fatalf("stored %+v; want 2 entries with expiry 120", got)
 	}
 	// Expiry over the cap is capped; 0 means the cap.
 	for header, want := range map[string]uint32{"999999": 86400, "0": 86400} {
@@ -113,10 +117,13 @@ func TestPublishExpiryAndSignedChannels(t *testing.T) {
 		if code, _ := do(t, req); code != 200 {
 			t.Fatal(code)
 		}
-		last, _, _ := ts.broker.LastID(t.Context(), []channel.ID{a})
-		h, _ := ts.broker.History(t.Context(), []channel.ID{a}, zeroID(), ts.rt.opt.Replay)
-		if len(h) == 0 {
-			t.Fatalf("Message-Expiry %s: nothing stored", header)
+		last, _, err := ts.broker.LastID(t.Context(), []channel.ID{a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ts.broker.History(t.Context(), []channel.ID{a}, zeroID(), ts.rt.opt.Replay)
+		if err != nil || len(h) == 0 {
+			t.Fatalf("history after Message-Expiry %s: %+v %v", header, h, err)
 		}
 		if m := h[len(h)-1].Msg; m.ID != last || m.Expiry != want {
 			t.Fatalf("Message-Expiry %s stored with %d, want %d", header, m.Expiry, want)
@@ -164,7 +171,15 @@ func TestServerStat(t *testing.T) {
 		t.Fatalf("server-stat: %d %q %v", code, body, err)
 	}
 	s := stats[0]
-	if s["pid"].(float64) <= 0 || s["date"].(float64) <= 0 || s["websockets"].(float64) != 1 || s["channels"].(float64) != 1 || s["pollings"].(float64) != 0 {
+	// A missing or mistyped field reads as NaN, which fails every check
+	// here instead of panicking in the type assertion.
+	num := func(k string) float64 {
+		if f, ok := s[k].(float64); ok {
+			return f
+		}
+		return math.NaN()
+	}
+	if !(num("pid") > 0) || !(num("date") > 0) || num("websockets") != 1 || num("channels") != 1 || num("pollings") != 0 {
 		t.Fatalf("server-stat = %v", s)
 	}
 }

@@ -183,18 +183,48 @@ func dialURL(t *testing.T, u string) *wsClient {
 		t.Fatal(err)
 	}
 	c := &wsClient{conn: conn, frames: make(chan wire.TextFrame, 10000), closed: make(chan wsutil.ClosedError, 1), errs: make(chan error, 1)}
-	t.Cleanup(func() { conn.Close() })
-	go readServer(conn, r, c.closed, c.errs, func(data []byte, _ ws.OpCode) bool {
-		fs, err := wire.ParseTextFrames(data)
-		if err != nil {
-			c.errs <- err
-		}
-		for _, f := range fs {
-			c.frames <- f
-		}
-		return true
-	}, func() { close(c.frames) })
+	readerCleanup(t, conn, func(quit <-chan struct{}) {
+		readServer(conn, r, quit, c.closed, c.errs, func(data []byte, _ ws.OpCode) bool {
+			fs, err := wire.ParseTextFrames(data)
+			if err != nil && !put(c.errs, err, quit) {
+				return false
+			}
+			for _, f := range fs {
+				if !put(c.frames, f, quit) {
+					return false
+				}
+			}
+			return true
+		}, func() { close(c.frames) })
+	})
 	return c
+}
+
+// readerCleanup runs read, a test client's reader, in a goroutine, and at
+// cleanup closes the connection and waits for it to end: a reader still
+// running after the test would panic the test binary if it reported. read
+// must return soon after quit is closed.
+func readerCleanup(t *testing.T, conn net.Conn, read func(quit <-chan struct{})) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		read(quit)
+	}()
+	t.Cleanup(func() {
+		close(quit)
+		conn.Close()
+		<-done
+	})
+}
+
+// put sends v on ch unless quit closes first; it reports whether it sent.
+func put[T any](ch chan<- T, v T, quit <-chan struct{}) bool {
+	select {
+	case ch <- v:
+		return true
+	case <-quit:
+		return false
+	}
 }
 
 // dialRaw opens a WebSocket to u; r reads what the handshake's reader
@@ -213,8 +243,9 @@ func dialRaw(ctx context.Context, u string) (net.Conn, io.Reader, error) {
 
 // readServer reads a test client's connection until it ends, handing each
 // server message to handle, which returns false to stop reading. A close
-// frame goes to closed, any other end to failed; after runs last.
-func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, failed chan<- error,
+// frame goes to closed, any other end to failed (unless quit is closed);
+// after runs last.
+func readServer(conn net.Conn, r io.Reader, quit <-chan struct{}, closed chan<- wsutil.ClosedError, failed chan<- error,
 	handle func(data []byte, op ws.OpCode) bool, after func()) {
 	if after != nil {
 		defer after()
@@ -228,9 +259,9 @@ func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, fa
 		if err != nil {
 			var ce wsutil.ClosedError
 			if errors.As(err, &ce) {
-				closed <- ce
+				put(closed, ce, quit)
 			} else {
-				failed <- err
+				put(failed, err, quit)
 			}
 			return
 		}
@@ -242,16 +273,24 @@ func readServer(conn net.Conn, r io.Reader, closed chan<- wsutil.ClosedError, fa
 
 func (c *wsClient) next(t *testing.T) wire.TextFrame {
 	t.Helper()
+	f, err := c.tryNext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// tryNext is next for goroutines other than the test's.
+func (c *wsClient) tryNext() (wire.TextFrame, error) {
 	select {
 	case f, ok := <-c.frames:
 		if !ok {
-			t.Fatal("connection closed while waiting for a frame")
+			return f, errors.New("connection closed while waiting for a frame")
 		}
-		return f
+		return f, nil
 	case <-time.After(10 * time.Second):
-		t.Fatal("no frame within 10 s")
+		return wire.TextFrame{}, errors.New("no frame within 10 s")
 	}
-	return wire.TextFrame{}
 }
 
 func (c *wsClient) waitClosed(t *testing.T) wsutil.ClosedError {
@@ -299,21 +338,61 @@ func (ts *testServer) waitSubscribers(t *testing.T, ch channel.ID, n int) {
 	waitFor(t, fmt.Sprintf("%d subscribers on %s", n, ch), func() bool { return ts.hub.Subscribers(ch) == n })
 }
 
-// longPoll is safe to call from any goroutine: it reports errors with
-// t.Errorf and returns an empty response.
+// longPoll reports errors with t.Errorf and returns an empty response.
 func longPoll(t *testing.T, u string) (*http.Response, string) {
 	t.Helper()
+	resp, body, err := tryLongPoll(u)
+	if err != nil {
+		t.Errorf("%v", err)
+		return &http.Response{Header: http.Header{}}, ""
+	}
+	return resp, body
+}
+
+func tryLongPoll(u string) (*http.Response, string, error) {
 	resp, err := http.Get(u)
 	if err != nil {
-		t.Errorf("long poll: %v", err)
-		return &http.Response{Header: http.Header{}}, ""
+		return nil, "", fmt.Errorf("long poll: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Errorf("long poll body: %v", err)
+		return nil, "", fmt.Errorf("long poll body: %w", err)
 	}
-	return resp, string(data)
+	return resp, string(data), nil
+}
+
+type polled struct {
+	resp *http.Response
+	body string
+	err  error
+}
+
+// startLongPoll runs a long poll in the background. Its goroutine never
+// touches t: a test that fails before collecting it would otherwise see a
+// late report panic the whole test binary.
+func startLongPoll(u string) <-chan polled {
+	done := make(chan polled, 1)
+	go func() {
+		resp, body, err := tryLongPoll(u)
+		done <- polled{resp, body, err}
+	}()
+	return done
+}
+
+// awaitLongPoll collects a poll started with startLongPoll.
+func awaitLongPoll(t *testing.T, done <-chan polled) (*http.Response, string) {
+	t.Helper()
+	select {
+	case p := <-done:
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		return p.resp, p.body
+	case <-time.After(2 * time.Minute): // far beyond the tests' poll timeout
+		t.Fatal("long poll not answered within 2 minutes")
+	}
+	return nil, ""
 }
 
 func zeroID() message.ID { return message.ID{} }

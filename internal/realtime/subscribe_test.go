@@ -44,10 +44,10 @@ func TestWebSocketReceivesTextFrames(t *testing.T) {
 	if a.MID != b.MID || a.Channel == b.Channel {
 		t.Fatalf("multi-channel publish gave %+v and %+v", a, b)
 	}
-	select {
-	case extra := <-c.frames:
-		t.Fatalf("unexpected extra frame %+v", extra)
-	default:
+	// And no third copy: the next frame is the sentinel.
+	ts.publish(t, sentinel, priv)
+	if f := c.next(t); string(f.Text) != sentinel {
+		t.Fatalf("unexpected extra frame %+v", f)
 	}
 }
 
@@ -111,24 +111,16 @@ func TestFormatJSON(t *testing.T) {
 func TestLongPollDeliversLive(t *testing.T) {
 	ts := newTestServer(t, nil)
 	ch := newChannel(t)
-	type result struct {
-		resp *http.Response
-		body string
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, body := longPoll(t, ts.URL+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""))
-		done <- result{resp, body}
-	}()
+	done := startLongPoll(ts.URL + "/sub/?" + ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 1)
 	ts.publish(t, `{"live":true}`, ch)
-	r := <-done
-	if r.resp.StatusCode != 200 || r.resp.Header.Get("Content-Type") != "text/plain" {
-		t.Fatalf("status %d type %q", r.resp.StatusCode, r.resp.Header.Get("Content-Type"))
+	resp, body := awaitLongPoll(t, done)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	fs, err := wire.ParseTextFrames([]byte(r.body))
+	fs, err := wire.ParseTextFrames([]byte(body))
 	if err != nil || len(fs) != 1 || string(fs[0].Text) != `{"live":true}` {
-		t.Fatalf("body %q: %v", r.body, err)
+		t.Fatalf("body %q: %v", body, err)
 	}
 	// The handler counts the poll until it returns, just after the answer.
 	waitFor(t, "the finished poll to be uncounted", func() bool { return ts.rt.Stat().Pollings == 0 })
@@ -225,13 +217,22 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.Replay.PerChannel, o.Replay.Total = 1000, 1000 })
 	ch := newChannel(t)
 	const total = 300
-	start := make(chan struct{})
+	start, stop := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
+	// A failure below ends the test early: the publisher must stop and be
+	// gone before then, or its own report would panic the test binary.
+	defer wg.Wait()
+	defer close(stop)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		<-start
 		for i := range total {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			if code, text := ts.publishRaw(t, fmt.Sprintf(`{"n":%d}`, i), nil, ch); code != http.StatusOK {
 				t.Errorf("publish %d: %d %q", i, code, text)
 				return
@@ -247,9 +248,6 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 		c := ts.dial(t, ts.subQuery([]channel.ID{ch}, "mid="+mid))
 		// Read a few frames, then drop the connection mid-stream.
 		for range 7 {
-			if len(got) == total {
-				break
-			}
 			f := c.next(t)
 			if seen[f.MID] {
 				t.Fatalf("message %s delivered twice", f.MID)
@@ -261,10 +259,17 @@ func TestRecoveryRacingPublishes(t *testing.T) {
 			}
 			got = append(got, body.N)
 			mid = f.MID
+			if len(got) == total {
+				// Nothing after the last one on this connection either.
+				ts.publish(t, sentinel, ch)
+				if f := c.next(t); string(f.Text) != sentinel {
+					t.Fatalf("after all %d messages, got %+v instead of the sentinel", total, f)
+				}
+				break
+			}
 		}
 		c.conn.Close()
 	}
-	wg.Wait()
 	for i, n := range got {
 		if n != i {
 			t.Fatalf("message %d arrived as number %d: gap or reorder", n, i)
@@ -299,22 +304,46 @@ func TestSlowConsumerIsDroppedOthersUnaffected(t *testing.T) {
 }
 
 func TestDeadConnectionsAreDropped(t *testing.T) {
+	// The ping loop itself, fast: a peer that never answers is dropped.
 	ts := newTestServer(t, func(o *Options) { o.PingInterval = 20 * time.Millisecond })
 	ch := newChannel(t)
 	q := ts.subQuery([]channel.ID{ch}, "")
-	// This client answers pings (wsutil does) and stays.
-	alive := ts.dial(t, q)
-	// This one never reads, so never answers.
 	dead, _, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	ts.waitSubscribers(t, ch, 2)
 	ts.waitSubscribers(t, ch, 1)
+	ts.waitSubscribers(t, ch, 0)
+
+	// A peer that answers stays, however slowly it answers: the rounds
+	// wait for its pong, where a short ticker would race the machine's load.
+	ts = newTestServer(t, nil) // PingInterval beyond the test
+	q = ts.subQuery([]channel.ID{ch}, "")
+	// This client answers pings (wsutil does) and stays.
+	alive := ts.dial(t, q)
+	// This one never reads, so never answers.
+	dead, _, _, err = ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	ts.waitSubscribers(t, ch, 2)
+	aliveSess := ts.wsSession(t, alive.conn)
+	ts.wsSession(t, dead) // subscribed before its handshake: wait until it has a socket to ping
+	for round := range 10 {
+		ts.pingRound(false)
+		if round == 1 {
+			ts.waitSubscribers(t, ch, 1) // two rounds without an answer
+		}
+		waitAnswered(t, aliveSess)
+	}
 	ts.publish(t, `{"still":"here"}`, ch)
 	if f := alive.next(t); string(f.Text) != `{"still":"here"}` {
 		t.Fatalf("frame %+v", f)
+	}
+	if n := ts.hub.Subscribers(ch); n != 1 {
+		t.Fatalf("%d subscribers after the pings, want the live one", n)
 	}
 }
 
@@ -323,11 +352,7 @@ func TestShutdownSendsServerRestart(t *testing.T) {
 	ch := newChannel(t)
 	c := ts.dial(t, ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 1)
-	lp := make(chan string, 1)
-	go func() {
-		_, body := longPoll(t, ts.URL+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""))
-		lp <- body
-	}()
+	lp := startLongPoll(ts.URL + "/sub/?" + ts.subQuery([]channel.ID{ch}, ""))
 	ts.waitSubscribers(t, ch, 2)
 	if err := ts.rt.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
@@ -339,7 +364,8 @@ func TestShutdownSendsServerRestart(t *testing.T) {
 	if ce := c.waitClosed(t); ce.Code != ws.StatusGoingAway {
 		t.Fatalf("closed with %d", ce.Code)
 	}
-	fs, err := wire.ParseTextFrames([]byte(<-lp))
+	_, body := awaitLongPoll(t, lp)
+	fs, err := wire.ParseTextFrames([]byte(body))
 	if err != nil || len(fs) != 1 || string(fs[0].Text) != serverRestartBody {
 		t.Fatalf("long poll got %v %v", fs, err)
 	}

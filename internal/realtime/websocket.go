@@ -82,6 +82,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		in = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
 	}
+	// Alive before the ping loops can see the socket: they skip a
+	// connection without one, and would drop one not yet alive.
+	c.alive.Store(true)
 	if !c.setConn(conn, in) {
 		// Closed while the handshake was under way (a newer connection
 		// over the channel limit, a slow consumer, a shutdown).
@@ -90,7 +93,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	c.alive.Store(true)
 	if chanErr != nil {
 		// Refused after the upgrade, as Push server 2.x does: clients react
 		// to close code 4010 by reloading their config, but only see 1006 for
@@ -334,6 +336,9 @@ func (c *wsConn) abort(string) {
 
 // ping is called by the server's ping loop once per interval.
 func (c *wsConn) ping(sess *session) {
+	if c.socket() == nil {
+		return // still in its handshake: registered, but not yet able to answer
+	}
 	if !c.alive.Swap(false) {
 		sess.srv.log.Debug("dropping websocket: no pong within the ping interval")
 		sess.kill("ping timeout")

@@ -249,7 +249,10 @@ func TestGoroutineReaders(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if f := c.next(t); string(f.Text) != `{"g":1}` {
+			// Not c.next: t.Fatal must not be called outside the test's goroutine.
+			if f, err := c.tryNext(); err != nil {
+				t.Error(err)
+			} else if string(f.Text) != `{"g":1}` {
 				t.Errorf("got %s", f.Text)
 			}
 			_ = c.conn.Close()

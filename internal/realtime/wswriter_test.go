@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -39,7 +40,10 @@ func TestAdvance(t *testing.T) {
 func TestWriterHandOffKeepsOrder(t *testing.T) {
 	for _, binary := range []bool{false, true} {
 		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
-			ts := newTestServer(t, nil)
+			// The reader stays away while 300 publishes run, which on a busy
+			// machine takes longer than the usual write timeout: that would
+			// drop it for being slow, which is not what this test is about.
+			ts := newTestServer(t, func(o *Options) { o.WriteTimeout = time.Hour })
 			priv, pub := newChannel(t), newChannel(t)
 			q := "CHANNEL_ID=" + url.QueryEscape(ts.signer.SignPrivate(priv, pub)) + "&revision=19"
 			if binary {

@@ -108,7 +108,8 @@ func TestRESTConfigToDelivery(t *testing.T) {
 	if err := json.Unmarshal(frames[0].Text, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev["module_id"] != "application" || ev["command"] != "greet" || ev["params"].(map[string]any)["name"] != "Ann" ||
+	params, _ := ev["params"].(map[string]any) // nil when missing: fails below, not a panic
+	if ev["module_id"] != "application" || ev["command"] != "greet" || params["name"] != "Ann" ||
 		!strings.Contains(string(frames[0].Text), `"revision_web":19`) {
 		t.Fatalf("event %s", frames[0].Text)
 	}

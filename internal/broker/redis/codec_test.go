@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ func TestCodecRoundTrip(t *testing.T) {
 		string(got.UserParams[channel.ID{5}]) != `{"a":1}` || len(got.UserParams) != 1 || string(got.Dictionary) != `{"d":2}` {
 		t.Fatalf("decoded %+v, want %+v", got, m)
 	}
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("decoded %+v, want all of %+v", got, m)
+	}
 }
 
 func TestDecodeRejectsCorrupt(t *testing.T) {
@@ -56,6 +60,14 @@ func FuzzDecode(f *testing.F) {
 	m := &message.Message{ID: message.ID{Epoch: 1700000000, Seq: 7}, Receivers: []message.Receiver{{ID: channel.ID{1}, Public: true}},
 		Body: []byte(`{}`), Sender: message.Sender{Type: message.SenderClient}, Expiry: 5, Created: time.Unix(1700000000, 0)}
 	f.Add(m.ID.String() + string(appendTail(nil, m)))
+	// Every field set, so that the round trip covers each from the start.
+	full := &message.Message{ID: message.ID{Epoch: 1700000000, Seq: 8},
+		Receivers: []message.Receiver{{ID: channel.ID{1}}, {ID: channel.ID{2}, Public: true}},
+		Body:      []byte(`{"a":1}`), Created: time.UnixMicro(1700000000123456), Expiry: 86400,
+		Sender:     message.Sender{Type: message.SenderClient, ID: channel.ID{3}, UserID: -7},
+		UserParams: map[channel.ID][]byte{{5}: []byte(`{"u":5}`), {6}: []byte(`{"u":6}`)},
+		Dictionary: []byte(`{"d":1}`)}
+	f.Add(full.ID.String() + string(appendTail(nil, full)))
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := decode(s)
@@ -68,7 +80,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded message does not decode: %v", err)
 		}
-		if again.ID != got.ID || !bytes.Equal(again.Body, got.Body) || len(again.Receivers) != len(got.Receivers) {
+		if !reflect.DeepEqual(again, got) {
 			t.Fatalf("round trip changed the message: %+v -> %+v", got, again)
 		}
 	})
