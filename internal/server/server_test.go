@@ -63,41 +63,6 @@ func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running 
 	return r
 }
 
-// startInternal starts a server with an internal listener on a free port.
-// Serve binds that address itself, so the port is found free and closed
-// first, and another test may take it in between: Serve then fails at
-// once, and this tries another port.
-func startInternal(t *testing.T, cfg config.Config) (*running, config.Config) {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		iln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.InternalAddr = iln.Addr().String()
-		iln.Close()
-		r := start(t, cfg)
-		// Serve binds the internal address before it serves the public one.
-		resp, err := http.Get(r.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r, cfg
-			}
-		}
-		select {
-		case serveErr := <-r.done:
-			r.stopped.Do(r.cancel) // ended already: nothing for cleanup to wait for
-			if attempt == 5 {
-				t.Fatalf("internal listener: %v", serveErr)
-			}
-			cfg.DataDir = t.TempDir()
-		case <-time.After(10 * time.Second):
-			t.Fatalf("server neither healthy nor stopped: %v", err)
-		}
-	}
-}
-
 func (r *running) stop(t *testing.T) {
 	t.Helper()
 	r.stopped.Do(func() {
@@ -178,8 +143,8 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
-	r, cfg := startInternal(t, cfg)
-	internal := "http://" + cfg.InternalAddr
+	r := start(t, cfg)
+	internal := r.internal
 	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
 
 	post := func(base string) int {
