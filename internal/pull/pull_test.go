@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/token"
@@ -305,9 +306,9 @@ func TestEventAdd(t *testing.T) {
 	}
 }
 
-type pushRecorder struct{ got []Notification }
+type pushRecorder struct{ got []push.Notification }
 
-func (p *pushRecorder) Send(_ context.Context, n Notification) error {
+func (p *pushRecorder) Send(_ context.Context, n push.Notification) error {
 	p.got = append(p.got, n)
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/store"
 )
@@ -93,8 +92,8 @@ func run(t *testing.T, q *push.Queue) {
 
 func noBackoff(int) time.Duration { return 0 }
 
-func notification() pull.Notification {
-	return pull.Notification{UserIDs: []int64{1, 7}, Text: "hello", ClientID: "local.abc.123",
+func notification() push.Notification {
+	return push.Notification{UserIDs: []int64{1, 7}, Text: "hello", ClientID: "local.abc.123",
 		SenderName: "App", AvatarURL: "https://example.com/a.png", Created: created}
 }
 
