@@ -14,6 +14,7 @@ import (
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 	"github.com/pushpull/pushpull/internal/token"
 )
 
@@ -42,7 +43,7 @@ type fixture struct {
 func newFixture(t *testing.T, version int) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, t.TempDir()+"/r.db", "push.example")
+	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db", "push.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redisconn"
 	"github.com/pushpull/pushpull/internal/store"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
+	redisstore "github.com/pushpull/pushpull/internal/store/redis"
 )
 
 // redisStartTimeout bounds the first contact with Redis at start: a node

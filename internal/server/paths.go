@@ -10,7 +10,8 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redisconn"
 	"github.com/pushpull/pushpull/internal/store"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
+	redisstore "github.com/pushpull/pushpull/internal/store/redis"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 // RegistryPath is the SQLite registry file the server opens for cfg, so that
@@ -65,7 +66,7 @@ func OpenRegistry(ctx context.Context, cfg config.Config) (st store.Store, close
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 		}
-		sq, err := store.OpenSQLite(ctx, RegistryPath(cfg), PublicHost(cfg))
+		sq, err := sqlite.Open(ctx, RegistryPath(cfg), PublicHost(cfg))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/pushpull/pushpull/internal/realtime"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 // liveRetention bridges the gap between two long polls for messages that
@@ -214,7 +215,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	if cl != nil {
 		st, err = cl.openStore(cfg)
 	} else {
-		st, err = store.OpenSQLite(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
+		st, err = sqlite.Open(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
 	}
 	if err != nil {
 		_ = b.Close(context.Background())

@@ -1,4 +1,4 @@
-// Package redisstore is the registry (store.Store) on Redis, for cluster mode:
+// Package redis is the registry (store.Store) on Redis, for cluster mode:
 // every node talks to the same Redis and sees the same apps, tokens and
 // channels. It passes the same conformance suite as the SQLite store.
 //
@@ -50,7 +50,7 @@
 // Channels, apps, users, webhooks and the default portal never expire: an
 // expired channel must still be found so that its replacement is reported
 // and subscribers get channel_expire.
-package redisstore
+package redis
 
 import (
 	"context"
