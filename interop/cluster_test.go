@@ -13,7 +13,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/redisconn"
 	"github.com/pushpull/pushpull/internal/redistest"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
+	redisstore "github.com/pushpull/pushpull/internal/store/redis"
 )
 
 // Cluster tests run two or three pushpull processes on one real

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 // restFixture is an app, a user and a token in a running server's registry,
@@ -32,7 +33,7 @@ func newRESTFixture(t *testing.T, version string, args ...string) *restFixture {
 	dir := t.TempDir()
 	srv := startServer(t, append([]string{"--data-dir", dir, "--server-version", version, "--public-url", ""}, args...)...)
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "registry.db"), "localhost")
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "registry.db"), "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 type fixture struct {
@@ -27,7 +28,7 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, t.TempDir()+"/registry.db", "push.example")
+	st, err := sqlite.Open(ctx, t.TempDir()+"/registry.db", "push.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/server"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 // opEnv is a data dir and public URL given through the environment, as an
@@ -66,7 +67,7 @@ func (e *opEnv) ok(v any, args ...string) string {
 // open opens the registry the commands use, after they ran.
 func (e *opEnv) open() store.Store {
 	e.t.Helper()
-	st, err := store.OpenSQLite(e.t.Context(), filepath.Join(e.dataDir, "registry.db"), "push.example.com")
+	st, err := sqlite.Open(e.t.Context(), filepath.Join(e.dataDir, "registry.db"), "push.example.com")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/token"
@@ -58,7 +59,7 @@ type Options struct {
 	// when it changes, so it must stay stable.
 	ConfigTimestamp int64
 	// Push receives pull.application.push.add notifications; nil drops them.
-	Push PushSender
+	Push push.Notifier
 	// Presence answers pull.api.user.getLastSeen; nil: the method knows
 	// nobody and answers an empty object.
 	Presence broker.Presence
@@ -72,7 +73,7 @@ type Service struct {
 	pub    Publisher
 	signer *channel.Signer
 	opt    Options
-	push   PushSender
+	push   push.Notifier
 }
 
 // New returns the methods over st, publishing through pub and signing with signer.

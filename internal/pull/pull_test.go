@@ -11,8 +11,10 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 	"github.com/pushpull/pushpull/internal/token"
 )
 
@@ -41,7 +43,7 @@ type fixture struct {
 func newFixture(t *testing.T, version int) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, t.TempDir()+"/r.db", "push.example")
+	st, err := sqlite.Open(ctx, t.TempDir()+"/r.db", "push.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,9 +307,9 @@ func TestEventAdd(t *testing.T) {
 	}
 }
 
-type pushRecorder struct{ got []Notification }
+type pushRecorder struct{ got []push.Notification }
 
-func (p *pushRecorder) Send(_ context.Context, n Notification) error {
+func (p *pushRecorder) Send(_ context.Context, n push.Notification) error {
 	p.got = append(p.got, n)
 	return nil
 }

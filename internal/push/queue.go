@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/store"
 )
 
@@ -83,7 +82,7 @@ func Backoff(attempt int) time.Duration {
 	return min(time.Second<<(attempt-1), maxBackoff)
 }
 
-// Queue is a durable push queue. It implements pull.PushSender; Run
+// Queue is a durable push queue. It implements Notifier; Run
 // delivers what Send enqueues.
 type Queue struct {
 	store store.Store
@@ -94,7 +93,7 @@ type Queue struct {
 	registryDown atomic.Bool
 }
 
-var _ pull.PushSender = (*Queue)(nil)
+var _ Notifier = (*Queue)(nil)
 
 // New returns a queue of jobs kept in st.
 func New(st store.Store, opt Options) *Queue {
@@ -119,9 +118,9 @@ func New(st store.Store, opt Options) *Queue {
 	return &Queue{store: st, opt: opt, wake: make(chan struct{}, 1)}
 }
 
-// Send implements pull.PushSender: it stores the notification as a job and
+// Send implements Notifier: it stores the notification as a job and
 // wakes the worker.
-func (q *Queue) Send(ctx context.Context, n pull.Notification) error {
+func (q *Queue) Send(ctx context.Context, n Notification) error {
 	var raw [16]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return fmt.Errorf("push: notification id: %w", err)

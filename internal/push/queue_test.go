@@ -14,18 +14,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 )
 
 var created = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-func openStore(t *testing.T, path string) *store.SQLite {
+func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
-	st, err := store.OpenSQLite(t.Context(), path, "push.example.com")
+	st, err := sqlite.Open(t.Context(), path, "push.example.com")
 	if err != nil {
 		t.Fatalf("OpenSQLite: %v", err)
 	}
@@ -169,8 +169,8 @@ func run(t *testing.T, q *push.Queue) {
 
 func noBackoff(int) time.Duration { return 0 }
 
-func notification() pull.Notification {
-	return pull.Notification{UserIDs: []int64{1, 7}, Text: "hello", ClientID: "local.abc.123",
+func notification() push.Notification {
+	return push.Notification{UserIDs: []int64{1, 7}, Text: "hello", ClientID: "local.abc.123",
 		SenderName: "App", AvatarURL: "https://example.com/a.png", Created: created}
 }
 
@@ -310,7 +310,7 @@ func TestDropAfterMaxAttempts(t *testing.T) {
 func TestSurvivesRestart(t *testing.T) {
 	h, srv := newHook(t)
 	path := filepath.Join(t.TempDir(), "registry.db")
-	st, err := store.OpenSQLite(t.Context(), path, "push.example.com")
+	st, err := sqlite.Open(t.Context(), path, "push.example.com")
 	if err != nil {
 		t.Fatalf("OpenSQLite: %v", err)
 	}

@@ -14,8 +14,6 @@ import (
 	redisbroker "github.com/pushpull/pushpull/internal/broker/redis"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redisconn"
-	"github.com/pushpull/pushpull/internal/store"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
 )
 
 // redisStartTimeout bounds the first contact with Redis at start: a node
@@ -78,13 +76,6 @@ func (c *cluster) signatureKey(cfg config.Config, log *slog.Logger) ([]byte, err
 		return nil, fmt.Errorf("read signature key from redis: %w", err)
 	}
 	return []byte(v), nil
-}
-
-// openStore opens the registry every node shares.
-func (c *cluster) openStore(cfg config.Config) (store.Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
-	defer cancel()
-	return redisstore.Open(ctx, c.client, cfg.RedisPrefix, publicHost(cfg))
 }
 
 func (c *cluster) close() { c.client.Close() }

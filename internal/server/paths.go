@@ -1,16 +1,12 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/pushpull/pushpull/internal/config"
-	"github.com/pushpull/pushpull/internal/redisconn"
-	"github.com/pushpull/pushpull/internal/store"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
 )
 
 // RegistryPath is the SQLite registry file the server opens for cfg, so that
@@ -55,30 +51,3 @@ func RecordedPublicURL(cfg config.Config) string {
 
 // PublicHost is the host name of PublicURL, the default portal's domain.
 func PublicHost(cfg config.Config) string { return publicHost(cfg) }
-
-// OpenRegistry opens the registry the server configured by cfg uses: the
-// shared Redis one with --redis, else the SQLite file in the data dir. The
-// operator commands use it to act on the same records as the server.
-// close releases the store and its connection.
-func OpenRegistry(ctx context.Context, cfg config.Config) (st store.Store, close func() error, err error) {
-	if cfg.Redis == "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
-		}
-		sq, err := store.OpenSQLite(ctx, RegistryPath(cfg), PublicHost(cfg))
-		if err != nil {
-			return nil, nil, err
-		}
-		return sq, sq.Close, nil
-	}
-	client, err := redisconn.Open(ctx, cfg.Redis)
-	if err != nil {
-		return nil, nil, err
-	}
-	rs, err := redisstore.Open(ctx, client, cfg.RedisPrefix, PublicHost(cfg))
-	if err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	return rs, func() error { err := rs.Close(); client.Close(); return err }, nil
-}

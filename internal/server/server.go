@@ -21,17 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/broker"
-	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
-	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/realtime"
-	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
 )
 
@@ -154,7 +150,32 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	return s, err
 }
 
+// build assembles the server from its parts: the signer, the broker and the
+// realtime routes over it, the registry, and the REST and HTTP routes.
 func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
+	signer, err := newSigner(cfg, cl, log)
+	if err != nil {
+		return nil, err
+	}
+	h := hub.New()
+	b, err := newBroker(cfg, cl, h, log.With("component", "broker"))
+	if err != nil {
+		return nil, err
+	}
+	rt := newRealtime(cfg, cl != nil, b, h, signer, log.With("component", "realtime"))
+	st, portal, err := startRegistry(cfg, cl, log)
+	if err != nil {
+		_ = b.Close(context.Background())
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
+	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
+	return s, nil
+}
+
+// newSigner returns the channel signer: the key is --signature-key, or else
+// the one kept in the data dir, or in Redis for a cluster.
+func newSigner(cfg config.Config, cl *cluster, log *slog.Logger) (*channel.Signer, error) {
 	key, err := signatureKey(cfg, log)
 	if cl != nil {
 		key, err = cl.signatureKey(cfg, log)
@@ -166,121 +187,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signature-algo: %w", err)
 	}
-	h := hub.New()
-	var b broker.Broker
-	if cl != nil {
-		b, err = cl.newBroker(cfg, h, log.With("component", "broker"))
-	} else {
-		b, err = memory.New(memory.Options{
-			DataDir:           cfg.DataDir,
-			HistoryPerChannel: cfg.HistoryPerChannel,
-			MaxStored:         cfg.HistoryMax,
-			MaxBytes:          cfg.HistoryBytes(),
-			ChannelMaxBytes:   cfg.HistoryChannelMaxBytes,
-			MaxPayload:        cfg.MaxPayload,
-			LiveRetention:     liveRetention,
-			Log:               log.With("component", "broker"),
-		}, h)
-	}
-	if err != nil {
-		return nil, err
-	}
-	signer := channel.NewSigner(key, algo)
-	rt := realtime.New(realtime.Options{
-		SubPaths:              cfg.SubPaths,
-		PubPaths:              cfg.PubPaths,
-		PubWebPaths:           cfg.PubWebPaths,
-		APIPaths:              cfg.APIPaths,
-		StatPath:              cfg.StatPath,
-		MaxPayload:            cfg.MaxPayload,
-		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,
-		MessageTTL:            cfg.MessageTTL,
-		Replay:                broker.HistoryLimit{PerChannel: cfg.ReplayPerChannel, Total: cfg.ReplayTotal},
-		PollTimeout:           cfg.PollTimeout,
-		PingInterval:          cfg.PingInterval,
-		RPCPingInterval:       cfg.JSONRPCPingInterval,
-		WriteTimeout:          cfg.WriteTimeout,
-		SendQueue:             cfg.SendQueue,
-		MaxConnPerChannel:     cfg.MaxConnPerChannel,
-		ServerVersion:         cfg.ServerVersion,
-		ClusterMode:           cl != nil,
-
-		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
-		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
-		ClientPublishTargetRate: realtime.RateLimit{PerSecond: cfg.ClientPublishTargetRate, Burst: cfg.ClientPublishTargetBurst},
-	}, b, h, signer, log.With("component", "realtime"))
-
-	var st store.Store
-	if cl != nil {
-		st, err = cl.openStore(cfg)
-	} else {
-		st, err = store.OpenSQLite(context.Background(), filepath.Join(cfg.DataDir, registryFile), publicHost(cfg))
-	}
-	if err != nil {
-		_ = b.Close(context.Background())
-		return nil, fmt.Errorf("registry: %w", err)
-	}
-	// The default portal exists from the first start, so its member_id is
-	// stable before any application is registered.
-	portal, err := st.DefaultPortal(context.Background())
-	if err != nil {
-		_ = st.Close()
-		_ = b.Close(context.Background())
-		return nil, fmt.Errorf("registry: default portal: %w", err)
-	}
-	log.Debug("registry open", "member_id", portal.MemberID, "domain", portal.Domain)
-	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
-	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
-	pushLog := log.With("component", "push")
-	var sender push.Sender = push.LogSender{Log: pushLog}
-	if cfg.PushWebhook != "" {
-		sender = push.WebhookSender{URL: cfg.PushWebhook}
-	}
-	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
-	pull.New(st, b, signer, pull.Options{
-		ServerVersion: cfg.ServerVersion,
-		Tenant:        portal.MemberID,
-		PublicURL:     publicURL(cfg),
-		SubPath:       cfg.SubPaths[0],
-		PubWebPath:    cfg.PubWebPaths[0],
-		Push:          queue,
-		Presence:      b,
-		Log:           log.With("component", "pull"),
-	}).Register(restSrv)
-
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, push: queue, cluster: cl}
-	bodyLog := log.With("component", "http")
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.serveHealth)
-	mux.Handle("/oauth/token/", authSvc.TokenHandler())
-	if cfg.TrustedOnAddr() {
-		mux.Handle("/", rt.Handler())
-	} else {
-		mux.Handle("/", rt.PublicHandler())
-		internal := http.NewServeMux()
-		internal.HandleFunc("GET /healthz", s.serveHealth)
-		internal.Handle("/", rt.TrustedHandler())
-		s.internal = &http.Server{
-			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
-	}
-	s.http = &http.Server{
-		// The REST server sees /rest/ paths before the mux, which would
-		// redirect b24jssdk's /rest//METHOD.
-		Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, restSrv.Mount(mux)),
-		ReadHeaderTimeout: 10 * time.Second,
-		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
-		// for hours; their own deadlines bound every write. No ReadTimeout
-		// either, for the same reason: bodyDeadline bounds body reads.
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	return s, nil
+	return channel.NewSigner(key, algo), nil
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {

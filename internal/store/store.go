@@ -1,7 +1,8 @@
 // Package store is pushpull's registry: portals, applications, users, OAuth
 // tokens and codes, webhooks and channels. Store is the one interface the rest
-// of the server uses; SQLite is the default implementation and a Redis one
-// must pass the same conformance suite (package storetest).
+// of the server uses; its engines live in the subpackages sqlite (the
+// default) and redis (cluster mode), and both pass the same conformance suite
+// (package storetest).
 //
 // Secrets that are only ever presented back to the server (access and refresh
 // tokens, authorization codes, webhook secrets, application client secrets)

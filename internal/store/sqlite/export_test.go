@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 )
 
 // SetUserVersionForTest lets the external tests fake a newer schema.
-func SetUserVersionForTest(ctx context.Context, s *SQLite, v int) error {
+func SetUserVersionForTest(ctx context.Context, s *Store, v int) error {
 	_, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
 	return err
 }
 
 // OpenQueryOnlyForTest opens the registry at path with every write refused
 // (PRAGMA query_only), as on a full disk or a read-only file system, and
-// runs OpenSQLite's start-up steps on it.
-func OpenQueryOnlyForTest(ctx context.Context, path, domain string) (*SQLite, error) {
+// runs Open's start-up steps on it.
+func OpenQueryOnlyForTest(ctx context.Context, path, domain string) (*Store, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "query_only(1)")
@@ -25,7 +25,7 @@ func OpenQueryOnlyForTest(ctx context.Context, path, domain string) (*SQLite, er
 	if err != nil {
 		return nil, err
 	}
-	s := &SQLite{db: db, domain: domain}
+	s := &Store{db: db, domain: domain}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err

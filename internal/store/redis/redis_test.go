@@ -1,4 +1,4 @@
-package redisstore_test
+package redis_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/pushpull/pushpull/internal/redisconn"
 	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/store"
-	"github.com/pushpull/pushpull/internal/store/redisstore"
+	"github.com/pushpull/pushpull/internal/store/redis"
 	"github.com/pushpull/pushpull/internal/store/storetest"
 )
 
@@ -63,9 +63,9 @@ func newPrefix(t *testing.T) string {
 	return "test-" + id
 }
 
-func open(t *testing.T, c rueidis.Client, prefix string) *redisstore.Store {
+func open(t *testing.T, c rueidis.Client, prefix string) *redis.Store {
 	t.Helper()
-	s, err := redisstore.Open(t.Context(), c, prefix, "push.example.com")
+	s, err := redis.Open(t.Context(), c, prefix, "push.example.com")
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -81,7 +81,7 @@ func TestRedis(t *testing.T) {
 
 // twoNodes returns two stores on one prefix through separate clients: two
 // pushpull nodes sharing a Redis.
-func twoNodes(t *testing.T) (*redisstore.Store, *redisstore.Store) {
+func twoNodes(t *testing.T) (*redis.Store, *redis.Store) {
 	prefix := newPrefix(t)
 	return open(t, client(t), prefix), open(t, client(t), prefix)
 }
@@ -185,7 +185,7 @@ func TestTwoNodesSingleUse(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	a, b := twoNodes(t)
-	nodes := [2]*redisstore.Store{a, b}
+	nodes := [2]*redis.Store{a, b}
 	p, err := a.DefaultPortal(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func TestOpen(t *testing.T) {
 	if err := c.Do(ctx, c.B().Set().Key(redisconn.NewKeys(prefix).Key("reg", "version")).Value("99").Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := redisstore.Open(ctx, c, prefix, "d"); err == nil {
+	if _, err := redis.Open(ctx, c, prefix, "d"); err == nil {
 		t.Error("Open on a newer key layout succeeded")
 	}
 }

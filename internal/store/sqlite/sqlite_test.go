@@ -1,4 +1,4 @@
-package store_test
+package sqlite_test
 
 import (
 	"os"
@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/store/sqlite"
 	"github.com/pushpull/pushpull/internal/store/storetest"
 )
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "registry.db"), "push.example.com")
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "registry.db"), "push.example.com")
 		if err != nil {
-			t.Fatalf("OpenSQLite: %v", err)
+			t.Fatalf("Open: %v", err)
 		}
 		return s
 	})
@@ -23,9 +24,9 @@ func TestSQLite(t *testing.T) {
 func TestSQLiteReopen(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	s, err := store.OpenSQLite(ctx, path, "push.example.com")
+	s, err := sqlite.Open(ctx, path, "push.example.com")
 	if err != nil {
-		t.Fatalf("OpenSQLite: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	p, err := s.DefaultPortal(ctx)
 	if err != nil {
@@ -70,7 +71,7 @@ func TestSQLiteReopen(t *testing.T) {
 	}
 
 	// Reopen with a new domain: same portal (member_id), domain updated.
-	s, err = store.OpenSQLite(ctx, path, "push2.example.com")
+	s, err = sqlite.Open(ctx, path, "push2.example.com")
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -103,17 +104,17 @@ func TestSQLiteReopen(t *testing.T) {
 func TestSQLiteNewerSchema(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	s, err := store.OpenSQLite(ctx, path, "d")
+	s, err := sqlite.Open(ctx, path, "d")
 	if err != nil {
-		t.Fatalf("OpenSQLite: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
-	if err := store.SetUserVersionForTest(ctx, s, 999); err != nil {
+	if err := sqlite.SetUserVersionForTest(ctx, s, 999); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := store.OpenSQLite(ctx, path, "d"); err == nil {
+	if s, err := sqlite.Open(ctx, path, "d"); err == nil {
 		s.Close()
-		t.Fatal("OpenSQLite on a newer schema succeeded")
+		t.Fatal("Open on a newer schema succeeded")
 	}
 }
 
@@ -123,7 +124,7 @@ func TestSQLiteNewerSchema(t *testing.T) {
 func TestSQLiteReadsWhenWritesFail(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "registry.db")
-	rw, err := store.OpenSQLite(ctx, path, "push.example.com")
+	rw, err := sqlite.Open(ctx, path, "push.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestSQLiteReadsWhenWritesFail(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ro, err := store.OpenQueryOnlyForTest(ctx, path, "push.example.com")
+	ro, err := sqlite.OpenQueryOnlyForTest(ctx, path, "push.example.com")
 	if err != nil {
 		t.Fatalf("open with writes refused: %v", err)
 	}

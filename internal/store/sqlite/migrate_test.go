@@ -1,10 +1,12 @@
-package store
+package sqlite
 
 import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/pushpull/pushpull/internal/store"
 )
 
 // A registry written before version 3 kept client secrets in plain text;
@@ -30,7 +32,7 @@ func TestMigrationHashesClientSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := OpenSQLite(ctx, path, "push.example")
+	s, err := Open(ctx, path, "push.example")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestMigrationHashesClientSecrets(t *testing.T) {
 	if err := s.db.QueryRowContext(ctx, `SELECT client_secret_hash FROM apps`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
-	if stored != HashSecret(plain) {
+	if stored != store.HashSecret(plain) {
 		t.Fatalf("stored secret %q, want its hash", stored)
 	}
 }

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/auth"
+	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/pull"
+	"github.com/pushpull/pushpull/internal/push"
+	"github.com/pushpull/pushpull/internal/realtime"
+	"github.com/pushpull/pushpull/internal/rest"
+	"github.com/pushpull/pushpull/internal/store"
+)
+
+// newRealtime builds the push-server routes (subscribe, publish, API and
+// status) over the broker b, delivering through h.
+func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *slog.Logger) *realtime.Server {
+	return realtime.New(realtime.Options{
+		SubPaths:              cfg.SubPaths,
+		PubPaths:              cfg.PubPaths,
+		PubWebPaths:           cfg.PubWebPaths,
+		APIPaths:              cfg.APIPaths,
+		StatPath:              cfg.StatPath,
+		MaxPayload:            cfg.MaxPayload,
+		MaxChannelsPerRequest: cfg.MaxChannelsPerRequest,
+		MessageTTL:            cfg.MessageTTL,
+		Replay:                broker.HistoryLimit{PerChannel: cfg.ReplayPerChannel, Total: cfg.ReplayTotal},
+		PollTimeout:           cfg.PollTimeout,
+		PingInterval:          cfg.PingInterval,
+		RPCPingInterval:       cfg.JSONRPCPingInterval,
+		WriteTimeout:          cfg.WriteTimeout,
+		SendQueue:             cfg.SendQueue,
+		MaxConnPerChannel:     cfg.MaxConnPerChannel,
+		ServerVersion:         cfg.ServerVersion,
+		ClusterMode:           clustered,
+
+		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
+		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
+		ClientPublishTargetRate: realtime.RateLimit{PerSecond: cfg.ClientPublishTargetRate, Burst: cfg.ClientPublishTargetBurst},
+	}, b, h, signer, log)
+}
+
+// api is the REST side: OAuth, the REST dispatcher with the pull.* methods,
+// and the queue those methods hand mobile pushes to.
+type api struct {
+	auth *auth.Service
+	rest *rest.Server
+	push *push.Queue
+}
+
+// newAPI builds the REST side on the registry st; the pull.* methods publish
+// through b and sign channels with signer.
+func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, log *slog.Logger) api {
+	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
+	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
+	pushLog := log.With("component", "push")
+	var sender push.Sender = push.LogSender{Log: pushLog}
+	if cfg.PushWebhook != "" {
+		sender = push.WebhookSender{URL: cfg.PushWebhook}
+	}
+	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
+	pull.New(st, b, signer, pull.Options{
+		ServerVersion: cfg.ServerVersion,
+		Tenant:        portal.MemberID,
+		PublicURL:     publicURL(cfg),
+		SubPath:       cfg.SubPaths[0],
+		PubWebPath:    cfg.PubWebPaths[0],
+		Push:          queue,
+		Presence:      b,
+		Log:           log.With("component", "pull"),
+	}).Register(restSrv)
+	return api{auth: authSvc, rest: restSrv, push: queue}
+}
+
+// mountRoutes sets up the HTTP servers: the public one with the REST API,
+// OAuth, health and the realtime routes, and, unless --internal-addr is
+// "same", the internal one with the trusted realtime routes.
+func (s *Server) mountRoutes(a api) {
+	cfg, log, rt := s.cfg, s.log, s.realtime
+	s.push = a.push
+	bodyLog := log.With("component", "http")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.Handle("/oauth/token/", a.auth.TokenHandler())
+	if cfg.TrustedOnAddr() {
+		mux.Handle("/", rt.Handler())
+	} else {
+		mux.Handle("/", rt.PublicHandler())
+		internal := http.NewServeMux()
+		internal.HandleFunc("GET /healthz", s.serveHealth)
+		internal.Handle("/", rt.TrustedHandler())
+		s.internal = &http.Server{
+			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	s.http = &http.Server{
+		// The REST server sees /rest/ paths before the mux, which would
+		// redirect b24jssdk's /rest//METHOD.
+		Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux)),
+		ReadHeaderTimeout: 10 * time.Second,
+		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
+		// for hours; their own deadlines bound every write. No ReadTimeout
+		// either, for the same reason: bodyDeadline bounds body reads.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
