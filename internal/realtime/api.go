@@ -36,7 +36,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.signer.Verify(string(body), q.Get("signature")) {
 		s.log.Debug("JSON-RPC request refused: bad signature", "remote", r.RemoteAddr)
 		writeJSON(w, http.StatusForbidden, wire.AppendRPCError(nil, nil,
-			wire.NewRPCError(wire.RPCInvalidRequest, "4026: Wrong request signature.")))
+			wire.NewRPCError(wire.RPCInvalidRequest, errWrongSignature.Error())))
 		return
 	}
 	tenant := q.Get("hostId")

@@ -15,16 +15,6 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-// Backend publish errors of a version 3 server: Push server 1.0's texts,
-// which the Bitrix PHP module and existing tooling know. Versions 4 and 5
-// answer the way Push server 2.x does (see publishText).
-const (
-	errNoChannelID = "No channel id provided."
-	errBadChannel  = "Channel id is not correct."
-	errEmptyBody   = "Empty post requests are not allowed."
-	errBadExpiry   = "Message-Expiry must be a whole number of seconds."
-)
-
 // oversizeDrainTime bounds how long a refused oversize body is read (see
 // refuseOversize).
 const oversizeDrainTime = 10 * time.Second
