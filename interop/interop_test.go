@@ -269,7 +269,9 @@ func signPublic(key, id string) string {
 	return strings.TrimPrefix(sign(key, "public:"+id), "public:"+id+".")
 }
 
-// phpDateC is PHP's date('c').
+// phpDateC is PHP's date('c'). It repeats rest.PHPDateLayout on purpose:
+// like sign, what this suite sends as Bitrix is written independently of
+// the server's code, so a wrong server layout cannot hide in both.
 const phpDateC = "2006-01-02T15:04:05-07:00"
 
 // makeConfig is what Bitrix's pull.application.config.get returns for a

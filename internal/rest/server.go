@@ -576,9 +576,10 @@ type Timing struct {
 	Operating        *float64 `json:"operating,omitempty"`
 }
 
-// phpDateC is PHP's date('c'): ISO-8601 with a numeric offset, "+00:00"
-// rather than RFC 3339's "Z".
-const phpDateC = "2006-01-02T15:04:05-07:00"
+// PHPDateLayout is PHP's date('c') as a time layout: ISO-8601 with a
+// numeric offset, "+00:00" rather than RFC 3339's "Z". Bitrix's answers
+// carry their dates in it, so every package that imitates them uses this.
+const PHPDateLayout = "2006-01-02T15:04:05-07:00"
 
 // microseconds rounds like microtime(): PHP has microsecond resolution, and
 // rounding keeps Go from printing tiny durations in exponent form.
@@ -596,12 +597,12 @@ func (s *Server) timing(start, finish time.Time, processing time.Duration) Timin
 		Finish:     unixFloat(finish),
 		Duration:   microseconds(finish.Sub(start).Seconds()),
 		Processing: microseconds(processing.Seconds()),
-		DateStart:  start.Format(phpDateC),
-		DateFinish: finish.Format(phpDateC),
+		DateStart:  start.Format(PHPDateLayout),
+		DateFinish: finish.Format(PHPDateLayout),
 	}
 }
 
 // serverTime is the built-in server.time: date('c') of the server.
 func (s *Server) serverTime(context.Context, Caller, Params) (any, error) {
-	return s.now().Format(phpDateC), nil
+	return s.now().Format(PHPDateLayout), nil
 }
