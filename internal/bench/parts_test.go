@@ -282,7 +282,7 @@ func TestErrKind(t *testing.T) {
 }
 
 func TestForEachOutgoing(t *testing.T) {
-	// The first protobuf vector of spec/protocol.md §8.4, then garbage.
+	// The first protobuf vector made with the b24jssdk model, then garbage.
 	data, _ := hex.DecodeString("0a7b0a790a770a0d1700000000000000000000004212597b226d6f64756c655f6964223a226170706c69636174696f6e222c22636f6d6d616e64223a2270696e67222c22706172616d73223a7b2261223a317d2c226578747261223a7b227265766973696f6e5f776562223a31397d7d1880a3052500f153652a020802")
 	var f frame
 	var got []frame

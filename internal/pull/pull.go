@@ -27,7 +27,7 @@ import (
 // config's end = start + ChannelTTL.
 const ChannelTTL = 43205 * time.Second
 
-// API revisions the clients check (spec/protocol.md §2.3).
+// API revisions the clients check (b24jssdk PullClient, BX.PullClient).
 const (
 	revisionWeb    = 19
 	revisionMobile = 3
@@ -290,8 +290,9 @@ func (s *Service) channel(ctx context.Context, c rest.Caller, user int64, now ti
 }
 
 // channelExpired publishes channel_expire to a replaced channel so that its
-// connected clients follow (spec/protocol.md §4.4): application channels get
-// action get_config, and the shared one also names its successor.
+// connected clients follow (docs/protocol.md, "System commands"): application
+// channels get action get_config, and the shared one also names its
+// successor.
 func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *store.Channel) {
 	oldID, err := parseStoredID(old.PrivateID)
 	if err != nil {

@@ -13,8 +13,9 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// methodUpdateUsersLastSeen is the backend's own method (spec §9.4); it
-// shares publish and getUsersLastSeen with the clients.
+// methodUpdateUsersLastSeen is the backend's own method (docs/protocol-v5.md,
+// "Backend endpoint"); it shares publish and getUsersLastSeen with the
+// clients.
 const methodUpdateUsersLastSeen = "updateUsersLastSeen"
 
 // serveAPI is the backend's JSON-RPC endpoint (Bitrix path_to_json_rpc,

@@ -53,7 +53,8 @@ func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
 // would break a subscriber's connection is refused: bytes that are not
 // UTF-8 (4013). A version 3 server refuses a missing or bad CHANNEL_ID and
 // an empty body with Push server 1.0's texts; versions 4 and 5 answer them
-// 200 and publish nothing, as Push server 2.x does (spec §5.3).
+// 200 and publish nothing, as Push server 2.x does (docs/decisions.md,
+// "Publish bodies, publish errors and oversize requests").
 func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	// Refuse an oversize body before anything else; a body without a
 	// length is cut off at the limit when read.
