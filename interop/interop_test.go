@@ -285,7 +285,8 @@ func (s *server) publishExpiring(t *testing.T, expiry int, body string, ids ...s
 	}
 }
 
-// body is a message as Bitrix's PHP module encodes it (spec/protocol.md §6.1).
+// body is a message as Bitrix's PHP module encodes it (docs/protocol.md,
+// "Messages and ids").
 func body(moduleID, command, params string) string {
 	now := time.Now()
 	return fmt.Sprintf(`{"module_id":%q,"command":%q,"params":%s,"extra":{"server_time":%q,"server_time_unix":%.4f,"server_name":"portal.test","revision_web":19,"revision_mobile":3}}`,
@@ -315,12 +316,14 @@ func signPublic(key, id string) string {
 	return strings.TrimPrefix(sign(key, "public:"+id), "public:"+id+".")
 }
 
-// phpDateC is PHP's date('c').
+// phpDateC is PHP's date('c'). It repeats rest.PHPDateLayout on purpose:
+// like sign, what this suite sends as Bitrix is written independently of
+// the server's code, so a wrong server layout cannot hide in both.
 const phpDateC = "2006-01-02T15:04:05-07:00"
 
 // makeConfig is what Bitrix's pull.application.config.get returns for a
 // personal-mode server of the given version, without the version-4 public
-// ids (see makeConfigV4): spec/protocol.md §3, spec/rest.md §5.3.
+// ids (see makeConfigV4): docs/protocol.md, "REST API".
 func makeConfig(baseURL, key string, version int, privateID, sharedID string) map[string]any {
 	u, err := url.Parse(baseURL)
 	if err != nil {

@@ -51,7 +51,7 @@ func testReceives(t *testing.T, transport string) {
 	c.waitOnline(ctx)
 
 	// Raw U+2028 must reach the client although its frame regex stops at it
-	// (spec/protocol.md §7.1).
+	// (docs/protocol.md, "Wire formats").
 	const p1 = `{"n":1,"s":"привет \"\n` + "\u2028" + `","list":[1,2.5,null,true],"nested":{"a":{}}}`
 	srv.publish(t, body("application", "toPrivate", p1), priv)
 	checkMessage(t, c.nextMessage(ctx), "application", "toPrivate", p1)

@@ -191,7 +191,8 @@ func (s *Service) activeUser(ctx context.Context, portalID, userID int64) (store
 }
 
 // TokenResponse is the body of a successful /oauth/token/ answer, with
-// every field Bitrix's OAuth server sends (spec/rest.md §4.1).
+// every field Bitrix's OAuth server sends (docs/protocol.md, "OAuth 2.0 and
+// webhooks").
 type TokenResponse struct {
 	AccessToken    string `json:"access_token"`
 	Expires        int64  `json:"expires"`

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
 const testKey = "bench-test-key"
@@ -270,14 +271,14 @@ func TestCountsDuplicatesAndLoss(t *testing.T) {
 	now := time.Now().UnixNano()
 	msg := func(mid string, seq int64) []byte {
 		body := appendBody(nil, now-int64(time.Millisecond), seq, 10)
-		return []byte(frameStart + `{"id":1,"mid":"` + mid + `","channel":"c","tag":"t","time":"x","text":` + string(body) + `}` + frameEnd)
+		return []byte(wire.FrameStart + `{"id":1,"mid":"` + mid + `","channel":"c","tag":"t","time":"x","text":` + string(body) + `}` + wire.FrameEnd)
 	}
 	a := r.subs[0]
 	r.deliver(a, append(msg("00000000010000000000000001", 0), msg("00000000010000000000000002", 1)...), now)
 	r.deliver(a, msg("00000000010000000000000002", 1), now)     // duplicate
 	r.deliver(a, msg("00000000010000000000000000", 2), now)     // out of order
 	r.deliver(a, msg("00000000010000000000000009", 1<<40), now) // not ours
-	r.deliver(a, []byte(frameStart+`{"mid":"1"`), now)          // cut off
+	r.deliver(a, []byte(wire.FrameStart+`{"mid":"1"`), now)     // cut off
 	r.deliver(r.subs[1], msg("00000000010000000000000001", 0), now)
 	if got := a.received.Load(); got != 3 {
 		t.Errorf("received %d, want 3", got)

@@ -7,12 +7,8 @@ import (
 	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
-)
 
-// The text protocol's frame markers (spec §7.1).
-const (
-	frameStart = "#!NGINXNMS!#"
-	frameEnd   = "#!NGINXNME!#"
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
 // midLen is the length of a message id: 26 digits.
@@ -38,17 +34,17 @@ type frame struct {
 // nextFrame parses the first frame of data into f and returns what follows
 // it. ok is false when data holds no further frame.
 func nextFrame(data []byte, f *frame) (rest []byte, ok bool, err error) {
-	i := bytes.Index(data, []byte(frameStart))
+	i := bytes.Index(data, []byte(wire.FrameStart))
 	if i < 0 {
 		return nil, false, nil
 	}
-	data = data[i+len(frameStart):]
-	j := bytes.Index(data, []byte(frameEnd))
+	data = data[i+len(wire.FrameStart):]
+	j := bytes.Index(data, []byte(wire.FrameEnd))
 	if j < 0 {
 		return nil, false, errUnterminated
 	}
 	parseFrame(data[:j], f)
-	return data[j+len(frameEnd):], true, nil
+	return data[j+len(wire.FrameEnd):], true, nil
 }
 
 // parseFrame fills f from the JSON object of one frame:

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
 func TestAppendBody(t *testing.T) {
@@ -35,9 +37,9 @@ func TestAppendBody(t *testing.T) {
 }
 
 func TestNextFrame(t *testing.T) {
-	data := []byte(frameStart + `{"id":1,"mid":"00000000000000000000000001","text":{"t":5,"s":0,"p":""}}` + frameEnd +
-		frameStart + `{"id":2,"mid":"00000000000000000000000002","text":{"bench":"ready"}}` + frameEnd +
-		frameStart + `{"id":3,"mid":"short","text":{"command":"x","t":9}}` + frameEnd)
+	data := []byte(wire.FrameStart + `{"id":1,"mid":"00000000000000000000000001","text":{"t":5,"s":0,"p":""}}` + wire.FrameEnd +
+		wire.FrameStart + `{"id":2,"mid":"00000000000000000000000002","text":{"bench":"ready"}}` + wire.FrameEnd +
+		wire.FrameStart + `{"id":3,"mid":"short","text":{"command":"x","t":9}}` + wire.FrameEnd)
 	var got []frame
 	for {
 		var f frame
@@ -63,7 +65,7 @@ func TestNextFrame(t *testing.T) {
 	if got[2].timed || got[2].hasMid {
 		t.Errorf("frame 3: %+v", got[2])
 	}
-	if _, _, err := nextFrame([]byte(frameStart+`{"id":1`), &frame{}); !errors.Is(err, errUnterminated) {
+	if _, _, err := nextFrame([]byte(wire.FrameStart+`{"id":1`), &frame{}); !errors.Is(err, errUnterminated) {
 		t.Errorf("cut frame: err = %v", err)
 	}
 }
@@ -78,9 +80,9 @@ func TestDeliverDoesNotAllocate(t *testing.T) {
 	r.counting.Store(true)
 	var data []byte
 	for i := range 5 {
-		data = append(data, frameStart+`{"id":1,"mid":"0000000000000000000000000`+fmt.Sprint(i)+`","channel":"c","tag":"t","time":"x","text":`...)
+		data = append(data, wire.FrameStart+`{"id":1,"mid":"0000000000000000000000000`+fmt.Sprint(i)+`","channel":"c","tag":"t","time":"x","text":`...)
 		data = appendBody(data, time.Now().UnixNano(), int64(i), 100)
-		data = append(data, "}"+frameEnd...)
+		data = append(data, "}"+wire.FrameEnd...)
 	}
 	now := time.Now().UnixNano()
 	if n := testing.AllocsPerRun(100, func() { r.deliver(s, data, now) }); n != 0 {
@@ -280,7 +282,7 @@ func TestErrKind(t *testing.T) {
 }
 
 func TestForEachOutgoing(t *testing.T) {
-	// The first protobuf vector of spec/protocol.md §8.4, then garbage.
+	// The first protobuf vector made with the b24jssdk model, then garbage.
 	data, _ := hex.DecodeString("0a7b0a790a770a0d1700000000000000000000004212597b226d6f64756c655f6964223a226170706c69636174696f6e222c22636f6d6d616e64223a2270696e67222c22706172616d73223a7b2261223a317d2c226578747261223a7b227265766973696f6e5f776562223a31397d7d1880a3052500f153652a020802")
 	var f frame
 	var got []frame

@@ -15,10 +15,11 @@ type Presence interface {
 }
 
 // UsersLastSeen answers "how long ago was each user online" the way
-// protocol version 5 does (spec §9.3): 0 for a user with a connection now,
-// else the seconds since the user was last seen; users never seen are left
-// out, which tells the clients to ask elsewhere. The push server's
-// getUsersLastSeen and the REST method pull.api.user.getLastSeen share it.
+// protocol version 5 does (docs/protocol-v5.md, "Client methods"): 0 for a
+// user with a connection now, else the seconds since the user was last seen;
+// users never seen are left out, which tells the clients to ask elsewhere.
+// The push server's getUsersLastSeen and the REST method
+// pull.api.user.getLastSeen share it.
 func UsersLastSeen(ctx context.Context, p Presence, tenant string, users []int64, now time.Time) (map[int64]int64, error) {
 	presence := make([]channel.ID, len(users))
 	userChans := make([]channel.ID, len(users))

@@ -23,7 +23,8 @@ func mustID(t testing.TB, s string) ID {
 	return id
 }
 
-// Vectors of spec/protocol.md §4.3.
+// Vectors computed independently of this package for the signing rules of
+// docs/protocol.md, "Channels".
 const (
 	thirdPartyKey = "u9kqCo7qhKIQ8RML9xUGNmcZLVWmS8OsR2UN9jsZuaCY3aqPKGENRWmA36f9r47FHnqXlKuMvgsl0hnft7qCAN8iXHw94nHS4D6dxA07BX1lUjwuMJ0t73Z9wJY25Mpu"
 	specKey       = "SECURITYKEY123456"

@@ -7,8 +7,9 @@ import (
 )
 
 // Errors of ParseList, kept apart so that callers can map them to the
-// protocol's codes (§10.3): a subscriber gets 4010 for any of them, a
-// publisher 4017, 4018 or 4010. Returned errors wrap them with the detail.
+// protocol's codes (docs/protocol.md, "Errors"): a subscriber gets 4010 for
+// any of them, a publisher 4017, 4018 or 4010. Returned errors wrap them with
+// the detail.
 var (
 	ErrNoChannels      = errors.New("no channels")
 	ErrTooManyChannels = errors.New("too many channels")

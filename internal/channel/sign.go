@@ -240,5 +240,5 @@ func (s *Signer) VerifyPublic(pub ID, sig []byte) bool {
 
 // Key returns a copy of the signing key, for the version 5 connection
 // tokens, which are always HMAC-SHA256 with this key whatever the channel
-// signature algorithm (spec §4.7).
+// signature algorithm (docs/protocol-v5.md, "What is supported").
 func (s *Signer) Key() []byte { return append([]byte(nil), s.key...) }

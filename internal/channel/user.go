@@ -6,12 +6,13 @@ import (
 )
 
 // User, Status and Presence derive the internal channels of protocol
-// version 5's users (spec §9.6): a user is (tenant, user id), the tenant
-// being the JWT's iss or the backend's hostId. Deriving them keeps user
-// routing inside the channel model, so history, recovery by mid and cluster
-// fan-out work for users as they do for channels. The ids are hashes with a
-// prefix no channel generator uses, and never reach a client; subscribing
-// to one by CHANNEL_ID would need a signature only the server can make.
+// version 5's users (docs/protocol-v5.md, "Decisions"): a user is (tenant,
+// user id), the tenant being the JWT's iss or the backend's hostId. Deriving
+// them keeps user routing inside the channel model, so history, recovery by
+// mid and cluster fan-out work for users as they do for channels. The ids are
+// hashes with a prefix no channel generator uses, and never reach a client;
+// subscribing to one by CHANNEL_ID would need a signature only the server can
+// make.
 //
 // User is where messages addressed to the user go.
 func User(tenant string, user int64) ID { return derive("user", tenant, user) }

@@ -33,7 +33,7 @@ const (
 	// dialTimeout bounds connecting and the WebSocket handshake.
 	dialTimeout = 10 * time.Second
 	// wrongChannelCode is the close code (and 400 body prefix) with which the
-	// server refuses a CHANNEL_ID list (spec §10.3).
+	// server refuses a CHANNEL_ID list (docs/protocol.md, "Errors").
 	wrongChannelCode = 4010
 	// tooManyConnections (4029) evicts the oldest connection of a channel; the
 	// official clients reconnect after it, and so does subscribe.
@@ -71,7 +71,8 @@ Examples:
 `
 
 // serverRestartDelay is how long the official clients wait before they
-// reconnect after the server_restart command (spec §12: 15 s).
+// reconnect after the server_restart command (docs/protocol.md, "System
+// commands": 15 s).
 const serverRestartDelay = 15 * time.Second
 
 // fatalError is an error that reconnecting cannot fix.
@@ -425,7 +426,8 @@ func closeNormally(conn net.Conn) {
 }
 
 // closeError turns the server's close frame into the error to report; codes
-// 4000-4999 are the server's refusals (spec §10.3), fatal except eviction.
+// 4000-4999 are the server's refusals (docs/protocol.md, "Errors"), fatal
+// except eviction.
 func closeError(c wsutil.ClosedError) error {
 	reason := c.Reason
 	if reason == "" {

@@ -24,7 +24,8 @@ const (
 	chans   = "0123456789abcdef0123456789abcdef.aaaa/fedcba9876543210fedcba9876543210.bbbb"
 )
 
-// frame is a text frame as the server sends it (spec §7.1).
+// frame is a text frame as the server sends it (docs/protocol.md, "Wire
+// formats").
 func frame(id int, mid, body string) string {
 	return fmt.Sprintf(`#!NGINXNMS!#{"id":%d,"mid":"%s","channel":"chan%d","tag":"016","time":"Thu, 29 Jun 2017 09:50:16 GMT","text":%s}#!NGINXNME!#`,
 		id, mid, id, body)

@@ -13,8 +13,9 @@ import (
 
 // clientPollAbort is how long the official clients wait for a long poll
 // before they abort it and count an error (LONG_POLLING_TIMEOUT in
-// b24jssdk and BX.PullClient, spec §5.1). A server that holds polls longer
-// would turn every quiet poll into a reconnect with backoff.
+// b24jssdk and BX.PullClient; docs/protocol.md, "Subscribing"). A server that
+// holds polls longer would turn every quiet poll into a reconnect with
+// backoff.
 const clientPollAbort = 60 * time.Second
 
 // clientPingWait is how long the official clients wait for the next text

@@ -46,11 +46,12 @@ type Message struct {
 	Expiry uint32
 	Sender Sender
 	// UserParams and Dictionary are protocol version 5's per-recipient
-	// additions to body.params (spec §9.2), which the clients merge in, so
-	// the body itself stays the same for every recipient. UserParams is keyed
-	// by the receiver channel of the user each object is for (channel.User);
-	// values and Dictionary are JSON objects; nil when absent. An engine that
-	// stores messages outside the process must keep them.
+	// additions to body.params (docs/protocol-v5.md, "Messages"), which the
+	// clients merge in, so the body itself stays the same for every
+	// recipient. UserParams is keyed by the receiver channel of the user each
+	// object is for (channel.User); values and Dictionary are JSON objects;
+	// nil when absent. An engine that stores messages outside the process
+	// must keep them.
 	UserParams map[channel.ID][]byte
 	Dictionary []byte
 }

@@ -96,7 +96,7 @@ func (s *Service) eventAdd(ctx context.Context, c rest.Caller, p rest.Params) (a
 	return true, nil
 }
 
-// recipients resolves USER_ID (spec/rest.md §6.2): none is the shared
+// recipients resolves USER_ID (docs/decisions.md, "REST"): none is the shared
 // channel (user 0); an admin may name any users; anyone else only
 // themselves. Ids compare as integers, so a form's "5", JSON's 5 and [5]
 // all mean user 5 (Bitrix's string comparison rejects the latter two).

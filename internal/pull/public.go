@@ -83,7 +83,7 @@ func (s *Service) publicList(ctx context.Context, c rest.Caller, p rest.Params) 
 	for uid, ch := range chans {
 		out[fmt.Sprint(uid)] = map[string]any{
 			"user_id": uid, "public_id": ch.PublicID, "signature": s.signer.SignHex("public:" + ch.PublicID),
-			"start": ch.Start.Format(isoTime), "end": ch.End.Format(isoTime),
+			"start": ch.Start.Format(rest.PHPDateLayout), "end": ch.End.Format(rest.PHPDateLayout),
 		}
 	}
 	return out, nil

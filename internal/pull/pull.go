@@ -28,7 +28,7 @@ import (
 // config's end = start + ChannelTTL.
 const ChannelTTL = 43205 * time.Second
 
-// API revisions the clients check (spec/protocol.md §2.3).
+// API revisions the clients check (b24jssdk PullClient, BX.PullClient).
 const (
 	revisionWeb    = 19
 	revisionMobile = 3
@@ -106,9 +106,6 @@ func notConfigured() *rest.Error {
 	return rest.NewError(http.StatusInternalServerError, "SERVER_ERROR", "Push & Pull server is not configured")
 }
 
-// isoTime is PHP's date('c').
-const isoTime = "2006-01-02T15:04:05-07:00"
-
 func (s *Service) configGet(ctx context.Context, c rest.Caller, _ rest.Params) (any, error) {
 	if c.ClientID == "" {
 		return nil, wrongAuthType()
@@ -154,7 +151,7 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 	v4 := s.opt.ServerVersion > 3
 	privEntry := map[string]any{
 		"id": s.signer.SignChannel(privIDs.priv), "public_id": "",
-		"start": priv.Start.Format(isoTime), "end": priv.End.Format(isoTime), "type": "private",
+		"start": priv.Start.Format(rest.PHPDateLayout), "end": priv.End.Format(rest.PHPDateLayout), "type": "private",
 	}
 	if v4 {
 		privEntry["id"] = s.signer.SignPrivate(privIDs.priv, privIDs.pub)
@@ -174,7 +171,7 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 			pc[fmt.Sprint(uid)] = map[string]any{
 				"user_id": uid, "public_id": ch.PublicID,
 				"signature": s.signer.SignHex("public:" + ch.PublicID),
-				"start":     ch.Start.Format(isoTime), "end": ch.End.Format(isoTime),
+				"start":     ch.Start.Format(rest.PHPDateLayout), "end": ch.End.Format(rest.PHPDateLayout),
 			}
 		}
 		publicChannels = pc
@@ -184,11 +181,11 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 		API:    map[string]int{"revision_web": revisionWeb, "revision_mobile": revisionMobile},
 		Channels: map[string]any{
 			"shared": map[string]any{"id": s.signer.SignChannel(sharedIDs.priv),
-				"start": shared.Start.Format(isoTime), "end": shared.End.Format(isoTime), "type": "shared"},
+				"start": shared.Start.Format(rest.PHPDateLayout), "end": shared.End.Format(rest.PHPDateLayout), "type": "shared"},
 			"private": privEntry,
 		},
 		PublicChannels: publicChannels,
-		ServerTime:     now.Format(isoTime),
+		ServerTime:     now.Format(rest.PHPDateLayout),
 	}
 	if s.opt.ServerVersion >= 5 {
 		// The token lists both of the caller's channels, not only the shared
@@ -294,8 +291,9 @@ func (s *Service) channel(ctx context.Context, c rest.Caller, user int64, now ti
 }
 
 // channelExpired publishes channel_expire to a replaced channel so that its
-// connected clients follow (spec/protocol.md §4.4): application channels get
-// action get_config, and the shared one also names its successor.
+// connected clients follow (docs/protocol.md, "System commands"): application
+// channels get action get_config, and the shared one also names its
+// successor.
 func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *store.Channel) {
 	oldID, err := parseStoredID(old.PrivateID)
 	if err != nil {
@@ -312,7 +310,7 @@ func (s *Service) channelExpired(ctx context.Context, old store.Channel, next *s
 	if old.UserID == 0 && next != nil {
 		if nextID, err := parseStoredID(next.PrivateID); err == nil {
 			params["new_channel"] = map[string]any{"id": s.signer.SignChannel(nextID),
-				"start": next.Start.Format(isoTime), "end": next.End.Format(isoTime), "type": next.Type}
+				"start": next.Start.Format(rest.PHPDateLayout), "end": next.End.Format(rest.PHPDateLayout), "type": next.Type}
 		}
 	}
 	body, err := json.Marshal(eventBody{ModuleID: "pull", Command: "channel_expire", Params: params, Extra: s.extra()})
@@ -344,7 +342,7 @@ type extra struct {
 func (s *Service) extra() extra {
 	now := s.opt.Now()
 	return extra{
-		ServerTime: now.Format(isoTime), ServerTimeUnix: float64(now.UnixMicro()) / 1e6,
+		ServerTime: now.Format(rest.PHPDateLayout), ServerTimeUnix: float64(now.UnixMicro()) / 1e6,
 		ServerName: hostOf(s.opt.PublicURL), RevisionWeb: revisionWeb, RevisionMobile: revisionMobile,
 	}
 }

@@ -16,9 +16,9 @@ var (
 	errAppName    = rest.NewError(http.StatusBadRequest, "EMPTY_APP_NAME", "For send push-notification application name can't be empty")
 )
 
-// pushAdd is pull.application.push.add (spec/rest.md §6.5): admins only,
-// USER_ID as an admin's event.add, TEXT required. The result is true even
-// when no recipient is left, as in Bitrix.
+// pushAdd is pull.application.push.add (docs/protocol.md, "REST API"): admins
+// only, USER_ID as an admin's event.add, TEXT required. The result is true
+// even when no recipient is left, as in Bitrix.
 func (s *Service) pushAdd(ctx context.Context, c rest.Caller, p rest.Params) (any, error) {
 	if c.ClientID == "" {
 		return nil, rest.WrongAuthType("Send push notifications available only for application authorization.")

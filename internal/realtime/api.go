@@ -13,8 +13,9 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// methodUpdateUsersLastSeen is the backend's own method (spec §9.4); it
-// shares publish and getUsersLastSeen with the clients.
+// methodUpdateUsersLastSeen is the backend's own method (docs/protocol-v5.md,
+// "Backend endpoint"); it shares publish and getUsersLastSeen with the
+// clients.
 const methodUpdateUsersLastSeen = "updateUsersLastSeen"
 
 // serveAPI is the backend's JSON-RPC endpoint (Bitrix path_to_json_rpc,
@@ -36,7 +37,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.signer.Verify(string(body), q.Get("signature")) {
 		s.log.Debug("JSON-RPC request refused: bad signature", "remote", r.RemoteAddr)
 		writeJSON(w, http.StatusForbidden, wire.AppendRPCError(nil, nil,
-			wire.NewRPCError(wire.RPCInvalidRequest, "4026: Wrong request signature.")))
+			wire.NewRPCError(wire.RPCInvalidRequest, errWrongSignature.Error())))
 		return
 	}
 	tenant := q.Get("hostId")

@@ -100,9 +100,9 @@ func (f format) batch(pieces [][]byte, ds []*hub.Delivery, hdr []byte) ([][]byte
 	return pieces, n, elems + len(pieces[first]) + len(f.close)
 }
 
-// serverRestartBody is the clients' server_restart system command (spec
-// §4.5): they disconnect and come back after 15 s, which spreads the
-// reconnect storm of a restart.
+// serverRestartBody is the clients' server_restart system command
+// (docs/protocol.md, "System commands"): they disconnect and come back after
+// 15 s, which spreads the reconnect storm of a restart.
 const serverRestartBody = `{"module_id":"pull","command":"server_restart","params":{}}`
 
 func newServerRestart(id message.ID, now time.Time) *message.Message {

@@ -13,7 +13,7 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// The non-JSON text frames of version 5 (spec §9.1).
+// The non-JSON text frames of version 5 (docs/protocol-v5.md, "Decisions").
 var (
 	framePing  = []byte("ping")
 	framePong  = []byte("pong")
@@ -75,7 +75,8 @@ type rpcMethod func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError
 type rpcFace struct {
 	run rpcMethod
 	// answerAll answers notifications too, with id null, which the
-	// backend's PHP client requires (spec §9.4).
+	// backend's PHP client requires (docs/protocol-v5.md, "Backend
+	// endpoint").
 	answerAll bool
 	// maxCalls bounds a batch; 0 leaves it to the payload limit.
 	maxCalls int

@@ -13,8 +13,8 @@ import (
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// The client methods of protocol version 5 (spec §9.3), as the clients
-// spell them.
+// The client methods of protocol version 5 (docs/protocol-v5.md, "Client
+// methods"), as the clients spell them.
 const (
 	methodPublish           = "publish"
 	methodGetUsersLastSeen  = "getUsersLastSeen"

@@ -5,7 +5,7 @@ import (
 )
 
 // maxMissed is how many pings may go without any frame back before the
-// peer is taken for dead (the spec's proposal).
+// peer is taken for dead (docs/protocol-v5.md, "Decisions").
 const maxMissed = 3
 
 // rpcPingLoop sends version 5 connections the text ping their clients

@@ -6,9 +6,6 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 )
 
-// errTooManyConnections is the reference's 4029, whose text has no final dot.
-var errTooManyConnections = &protoError{4029, "Too many connections"}
-
 // connLimit caps the connections of one private channel (one user's tabs
 // and devices, the channels that carry a public id), as Push server 2.x
 // does: when a new connection would exceed the cap, the oldest is closed

@@ -15,16 +15,6 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-// Backend publish errors of a version 3 server: Push server 1.0's texts,
-// which the Bitrix PHP module and existing tooling know. Versions 4 and 5
-// answer the way Push server 2.x does (see publishText).
-const (
-	errNoChannelID = "No channel id provided."
-	errBadChannel  = "Channel id is not correct."
-	errEmptyBody   = "Empty post requests are not allowed."
-	errBadExpiry   = "Message-Expiry must be a whole number of seconds."
-)
-
 // oversizeDrainTime bounds how long a refused oversize body is read (see
 // refuseOversize).
 const oversizeDrainTime = 10 * time.Second
@@ -63,7 +53,8 @@ func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
 // would break a subscriber's connection is refused: bytes that are not
 // UTF-8 (4013). A version 3 server refuses a missing or bad CHANNEL_ID and
 // an empty body with Push server 1.0's texts; versions 4 and 5 answer them
-// 200 and publish nothing, as Push server 2.x does (spec §5.3).
+// 200 and publish nothing, as Push server 2.x does (docs/decisions.md,
+// "Publish bodies, publish errors and oversize requests").
 func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	// Refuse an oversize body before anything else; a body without a
 	// length is cut off at the limit when read.

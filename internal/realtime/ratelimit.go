@@ -19,10 +19,6 @@ import (
 // each receiver's, whoever sends. Over a limit the request is refused and
 // nothing of it is published; receivers are never cut for it.
 
-// errPublishRate is a client publish refused by a rate limit. 2.x has no
-// such limit; the code is unused there, and HTTP answers it with 429.
-var errPublishRate = &protoError{4028, "Too many messages, slow down."}
-
 // rpcRateLimited is the JSON-RPC code of errPublishRate, in the range the
 // specification leaves to servers.
 const rpcRateLimited = -32000

@@ -12,11 +12,12 @@ import (
 
 // historyLostBody tells a recovering client that history no longer holds
 // everything after its mid. It is the clients' config_expire system command
-// (spec §12): both official clients drop the connection at once, reload
-// their config and reconnect with the mid of the last message they handled,
-// and their status goes offline and online again, which is what Bitrix
-// applications resynchronise on. server_restart would make them wait 15 s;
-// an unknown pull command would be ignored. See docs/decisions.md.
+// (docs/protocol.md, "System commands"): both official clients drop the
+// connection at once, reload their config and reconnect with the mid of the
+// last message they handled, and their status goes offline and online again,
+// which is what Bitrix applications resynchronise on. server_restart would
+// make them wait 15 s; an unknown pull command would be ignored. See
+// docs/decisions.md.
 const historyLostBody = `{"module_id":"pull","command":"config_expire","params":{}}`
 
 // WebSocket recoveries read page after page until they have caught up, but

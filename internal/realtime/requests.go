@@ -4,48 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/wire"
 	"github.com/pushpull/pushpull/internal/wire/pb"
-)
-
-// protoError is one of the push server's numbered errors (spec §10.3). The
-// text is part of the wire contract: clients and the Bitrix tests match it.
-type protoError struct {
-	code int
-	text string
-}
-
-func (e *protoError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.text) }
-
-// httpStatus is the status the reference answers the error with over HTTP.
-func (e *protoError) httpStatus() int {
-	if e.code == 4029 || e.code == errPublishRate.code {
-		return http.StatusTooManyRequests
-	}
-	return http.StatusBadRequest
-}
-
-var (
-	errWrongChannelID      = &protoError{4010, "Wrong Channel Id."}
-	errLastMessages        = &protoError{4011, "Couldn't get last messages."}
-	errPublicRequired      = &protoError{4012, "Public Channel Id is Required."}
-	errWrongRequestData    = &protoError{4013, "Wrong Request Data."}
-	errCommandNotAllowed   = &protoError{4014, "Request command is not allowed."}
-	errWrongRequestCommand = &protoError{4015, "Wrong Request Command."}
-	errTooManyMessages     = &protoError{4016, "Request exceeded the maximum number of messages."}
-	errNoChannelsFound     = &protoError{4017, "No channels found."}
-	errTooManyChannelsReq  = &protoError{4018, "Request exceeded the maximum number of channels."}
-	errInvalidChannelID    = &protoError{4019, "Request has an invalid channel id."}
-	errPrivateNotAllowed   = &protoError{4020, "Private channel is not allowed."}
-	errInvalidSignature    = &protoError{4021, "Channel has an invalid signature."}
-	// 4030 "Wrong ChannelStats Request." is for a channelStats without a
-	// channels list, which proto3 cannot tell from an empty one; Push
-	// server 2.x answers the empty list 4017, and so does pushpull.
 )
 
 // maxMessagesPerRequest is the reference's limit on one incomingMessages

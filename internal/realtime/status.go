@@ -90,10 +90,11 @@ func (s *Server) presenceLock(pc channel.ID) *sync.Mutex {
 	return &s.presenceMu[pc[0]%presenceStripes]
 }
 
-// statusBody is the event the clients' online handlers expect (spec §9.3):
-// module online, command userStatusChange. extra has server_time_unix,
-// without which b24jssdk drops online events as stale; no revision_web,
-// so that the clients' revision check leaves it alone (spec §2.3).
+// statusBody is the event the clients' online handlers expect
+// (docs/protocol-v5.md, "Decisions", status events): module online, command
+// userStatusChange. extra has server_time_unix, without which b24jssdk drops
+// online events as stale; no revision_web, so that the clients' revision
+// check leaves it alone (b24jssdk PullClient, BX.PullClient).
 type statusBody struct {
 	ModuleID string       `json:"module_id"`
 	Command  string       `json:"command"`

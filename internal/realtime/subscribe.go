@@ -56,7 +56,8 @@ func parseMid(q url.Values) (message.ID, bool) {
 }
 
 // lpExpires is the Expires value that makes clients adopt Last-Message-Id on a
-// 304 (spec §5.1); any other value and they ignore the header.
+// 304 (docs/protocol.md, "Subscribing"); any other value and they ignore the
+// header.
 const lpExpires = "Thu, 01 Jan 1973 11:11:01 GMT"
 
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {

@@ -7,12 +7,13 @@ import (
 	"time"
 )
 
-// batchForbidden are the methods refused inside batch (spec §7).
+// batchForbidden are the methods refused inside batch, as Bitrix's rest
+// module (rest_provider.php) refuses them.
 var batchForbidden = map[string]bool{"batch": true, "download": true, "upload": true}
 
-// batch is the built-in "batch" method (spec §7). It runs cmd items in the
-// order sent, each with the outer caller's identity and its own scope
-// check, and always succeeds: item failures go to result_error.
+// batch is the built-in "batch" method (docs/protocol.md, "REST API"). It
+// runs cmd items in the order sent, each with the outer caller's identity and
+// its own scope check, and always succeeds: item failures go to result_error.
 func (s *Server) batch(ctx context.Context, c Caller, p Params) (any, error) {
 	if ctx.Value(ctxInBatch) != nil {
 		// Unreachable through batch itself (refused per item), but keeps a
@@ -78,8 +79,8 @@ func (s *Server) batch(ctx context.Context, c Caller, p Params) (any, error) {
 }
 
 // phpArray is an ordered map encoded as PHP would: "[]" when empty, a list
-// when its keys are 0..n-1 (spec §7: "a map that PHP leaves empty is
-// emitted as []").
+// when its keys are 0..n-1 (Bitrix's batch emits a map that PHP leaves empty
+// as []).
 func phpArray() *omap {
 	o := newOmap()
 	o.phpJSON = true

@@ -29,7 +29,8 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
-// Error codes of spec rest.md §3.3 and §7.
+// Error codes of Bitrix's rest module (RestException, OAuthException) and its
+// batch.
 const (
 	CodeNoAuthFound           = "NO_AUTH_FOUND"
 	CodeExpiredToken          = "expired_token"
@@ -59,7 +60,7 @@ const (
 )
 
 // NewError builds an arbitrary REST error. A zero status means 400, as a
-// RestException without a status gets 400 (spec §3.1).
+// RestException without a status gets 400, as in Bitrix's rest module.
 func NewError(status int, code, description string) *Error {
 	if status == 0 {
 		status = http.StatusBadRequest
@@ -67,8 +68,9 @@ func NewError(status int, code, description string) *Error {
 	return &Error{Status: status, Code: code, Description: description}
 }
 
-// Constructors for the errors of spec §3.3. They return fresh values so no
-// shared mutable error exists; compare with errors.Is (code equality).
+// Constructors for Bitrix's system-level REST errors. They return fresh
+// values so no shared mutable error exists; compare with errors.Is (code
+// equality).
 
 // NoAuthFound: no credential matched (401).
 func NoAuthFound() *Error {

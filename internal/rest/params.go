@@ -21,7 +21,7 @@ const (
 	// the maximum nesting of JSON bodies. PHP's max_input_nesting_level is 64;
 	// no Bitrix client nests deeper than a handful of levels. A form variable
 	// that nests deeper is dropped (as PHP does); a JSON body that nests deeper
-	// is treated as invalid JSON and ignored (spec §1.4).
+	// is treated as invalid JSON and ignored, as CRestServer does.
 	MaxFormDepth = 32
 	// MaxFormKeys is the maximum number of name=value pairs taken from one
 	// source (query string, one body, one batch sub-query), like PHP's
@@ -39,11 +39,11 @@ const (
 // Params is the merged, PHP-style parameter tree of one call. Values are
 // string (form data), []any (lists: PHP arrays with keys 0..n-1 in order),
 // map[string]any (other arrays; integer keys become decimal strings) and,
-// for JSON bodies, also json.Number, bool and nil (spec §1.4: "every form
-// value is a string; JSON bodies keep JSON types").
+// for JSON bodies, also json.Number, bool and nil (as in CRestServer: every
+// form value is a string; JSON bodies keep JSON types).
 //
 // Top-level keys are case-insensitive for lookups (the pull handlers upper-
-// case them, spec §1.5); nested keys are case-sensitive.
+// case them, docs/protocol.md "REST API"); nested keys are case-sensitive.
 type Params map[string]any
 
 // Get returns the value of a top-level key: an exact match first, otherwise
@@ -185,8 +185,8 @@ func AsInt(v any) (int64, bool) {
 }
 
 // Truthy is PHP's boolean conversion: "", "0", 0, false, null and empty
-// arrays are false; everything else (including "false") is true. Spec §7
-// uses it for batch "halt".
+// arrays are false; everything else (including "false") is true. Bitrix's
+// batch uses it for "halt".
 func Truthy(v any) bool {
 	switch x := v.(type) {
 	case nil:
@@ -266,9 +266,9 @@ func (o *omap) replaceTop(src *omap) {
 }
 
 // foldCase removes keys that differ from a later key only by case, so that
-// lookups that ignore case (spec §1.5) see the last one sent, as PHP's
-// array_change_key_case would. It rebuilds the key list in one pass:
-// deleting the losers one by one would be quadratic in the key count.
+// lookups that ignore case (docs/protocol.md, "REST API") see the last one
+// sent, as PHP's array_change_key_case would. It rebuilds the key list in one
+// pass: deleting the losers one by one would be quadratic in the key count.
 func (o *omap) foldCase() {
 	last := make(map[string]string, len(o.keys))
 	for _, k := range o.keys {

@@ -1,9 +1,10 @@
 // Package rest is a Bitrix24-compatible REST v2 framework: URL forms,
 // parameter parsing (PHP-style keys), credential extraction, success and
-// error envelopes, batch and server.time, as specified in spec rest.md
-// §1–§3 and §7. Methods are registered by other packages (for example pull);
-// authentication is delegated to an Authenticator so this package knows
-// nothing about OAuth or webhook storage.
+// error envelopes, batch and server.time, as Bitrix's rest module
+// (CRestServer, the bitrix:rest.server router) does them; docs/protocol.md,
+// "REST API", sums them up. Methods are registered by other packages (for
+// example pull); authentication is delegated to an Authenticator so this
+// package knows nothing about OAuth or webhook storage.
 package rest
 
 import (
@@ -46,9 +47,9 @@ type Caller struct {
 // HasScope reports whether the caller was granted scope.
 func (c Caller) HasScope(scope string) bool { return slices.Contains(c.Scopes, scope) }
 
-// Credential is what the request carried (spec §1.6). Both an access token
-// and webhook path/parameters may be present; Bitrix consults its OAuth
-// provider first, so an Authenticator should prefer AccessToken.
+// Credential is what the request carried (docs/protocol.md, "REST API"). Both
+// an access token and webhook path/parameters may be present; Bitrix consults
+// its OAuth provider first, so an Authenticator should prefer AccessToken.
 type Credential struct {
 	// AccessToken comes from "Authorization: Bearer", else the "auth" or
 	// "access_token" parameter (first that is a non-empty string).
@@ -89,7 +90,8 @@ type Options struct {
 // DefaultMaxBody matches the push side's 1 MiB payload limit (protocol.md).
 const DefaultMaxBody = 1 << 20
 
-// maxBatch is IRestService's batch limit (spec §7).
+// maxBatch is IRestService's batch limit (docs/decisions.md, "REST limits and
+// hardening").
 const maxBatch = 50
 
 // Server dispatches REST calls to registered methods.
@@ -126,10 +128,11 @@ func New(auth Authenticator, opts Options) *Server {
 	return s
 }
 
-// Register adds a method. Names are case-insensitive (spec §1.2: the router
-// lower-cases first and retries as written, and every method of interest is
-// registered in lower case). Registering a name twice, an empty name or a
-// nil handler is a programming error and panics, like http.ServeMux.
+// Register adds a method. Names are case-insensitive (the bitrix:rest.server
+// router lower-cases first and retries as written, and every method of
+// interest is registered in lower case). Registering a name twice, an empty
+// name or a nil handler is a programming error and panics, like
+// http.ServeMux.
 func (s *Server) Register(m Method) {
 	key := strings.ToLower(m.Name)
 	if key == "" || m.Handler == nil {
@@ -153,7 +156,8 @@ func (s *Server) lookup(name string) (Method, bool) {
 // Handler returns the REST handler. It accepts paths with or without the
 // "/rest" prefix. Do NOT put it behind http.ServeMux for "/rest//method":
 // the mux redirects unclean paths (golang/go#13639) and b24jssdk's OAuth
-// client sends exactly such paths (spec §1.1). Use Mount instead.
+// client sends exactly such paths (docs/protocol.md, "REST API"). Use Mount
+// instead.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // Mount returns a handler that sends every path under /rest/ to the REST
@@ -179,7 +183,8 @@ type route struct {
 
 // parsePath understands /rest/{method}[/], /rest//{method} and
 // /rest/{aplogin}/{ap}/{method}[/], and strips a ".json"/".xml" suffix
-// (spec §1.1). /rest/api/… (REST v3) is not served and yields ok=false.
+// (the bitrix:rest.server router). /rest/api/… (REST v3) is not served and
+// yields ok=false.
 func parsePath(p string) (route, bool) {
 	if p == "/rest" || strings.HasPrefix(p, "/rest/") {
 		p = p[len("/rest"):]
@@ -204,7 +209,7 @@ func parsePath(p string) (route, bool) {
 	}
 	// The transport suffix is the last dot-separated segment, compared after
 	// the router's lower-casing. XML is accepted but answered with JSON
-	// (spec §2.4 allows either; no client uses XML).
+	// (Bitrix's REST docs allow either; no client uses XML).
 	if i := strings.LastIndexByte(rt.method, '.'); i >= 0 {
 		switch strings.ToLower(rt.method[i+1:]) {
 		case "json", "xml":
@@ -217,7 +222,8 @@ func parsePath(p string) (route, bool) {
 	return rt, true
 }
 
-// consumedKeys never reach a method (spec §1.4 table).
+// consumedKeys never reach a method: CRestServer and its auth providers take
+// them for themselves.
 var consumedKeys = [...]string{"auth", "access_token", "auth_connector", "aplogin", "ap", "sessid", "start", "state"}
 
 type ctxKey int
@@ -228,7 +234,7 @@ const (
 )
 
 func setCommonHeaders(h http.Header) {
-	// Always sent by the module (spec §2.4).
+	// Always sent by Bitrix's rest module (CRestServer).
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Headers", "origin, content-type, accept")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -243,7 +249,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	setCommonHeaders(w.Header())
 	if r.Method == http.MethodOptions {
-		// CORS preflight: UNSPECIFIED in Bitrix; spec §1.3's proposal.
+		// CORS preflight: Bitrix's sources do not define an answer, so this
+		// one allows what the REST clients send.
 		h := w.Header()
 		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "origin, content-type, accept, authorization")
@@ -252,7 +259,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 
-	// §3.2 step 2: the method must exist, before authentication.
+	// As CRestServer orders its checks: the method must exist, before
+	// authentication.
 	rt, ok := parsePath(r.URL.Path)
 	var m Method
 	if ok {
@@ -278,7 +286,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tree.foldCase()
 
-	// §3.2 step 3: authentication and scope.
+	// Then, as CRestServer does, authentication and scope.
 	caller, err := s.authenticate(ctx, cred)
 	if err == nil {
 		err = checkScope(m, caller)
@@ -304,8 +312,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func newEnvelope() *omap { return newOmap() }
 
 // liftPaging stores res as env["result"], moving "next" and "total" of a
-// map result to the top level as integers (spec §2.1; total moves even
-// when null).
+// map result to the top level as integers (CRestServer's processResponse;
+// total moves even when null).
 func liftPaging(res any, env *omap, nextKey, totalKey string) {
 	m, ok := res.(map[string]any)
 	if !ok {
@@ -339,9 +347,9 @@ func liftPaging(res any, env *omap, nextKey, totalKey string) {
 	}
 }
 
-// readParams builds the ordered parameter tree of spec §1.4: the query
-// string, then for POST the body replaces top-level keys. Only POST bodies
-// are read (isPost()).
+// readParams builds the ordered parameter tree as CRestServer does
+// (docs/protocol.md, "REST API"): the query string, then for POST the body
+// replaces top-level keys. Only POST bodies are read (isPost()).
 func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	tree := newOmap()
 	parsePHPForm(r.URL.RawQuery, tree)
@@ -364,7 +372,7 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 	switch {
 	case mt == "application/json" || strings.Contains(mt, "+json"):
 		// Invalid JSON, or JSON that is not an object/array, is silently
-		// ignored and only the query remains (spec §1.4).
+		// ignored and only the query remains, as in CRestServer.
 		j, err := decodeOrderedJSON(body)
 		switch {
 		case errors.Is(err, errJSONTooMany):
@@ -432,9 +440,10 @@ func parseMultipart(body []byte, boundary string) *omap {
 	return form
 }
 
-// extractCredential applies spec §1.6: Bearer header first (prefix
-// case-insensitive), then "auth", then "access_token" (case-sensitive keys,
-// string values only); webhook from aplogin+ap.
+// extractCredential applies Bitrix's order (docs/protocol.md, "REST API"):
+// Bearer header first (prefix case-insensitive), then "auth", then
+// "access_token" (case-sensitive keys, string values only); webhook from
+// aplogin+ap.
 func extractCredential(authz string, tree *omap) Credential {
 	var c Credential
 	if len(authz) > 7 && strings.EqualFold(authz[:7], "bearer ") {
@@ -497,7 +506,7 @@ func checkScope(m Method, c Caller) error {
 
 // invoke runs a handler, turning a panic into an error so one bad call
 // cannot take the server down, and measures the handler's own time
-// ("processing" of spec §2.2).
+// ("processing" of the "time" object, docs/protocol.md, "REST API").
 func (s *Server) invoke(ctx context.Context, m Method, c Caller, p Params) (res any, procStart, procEnd time.Time, err error) {
 	procStart = s.now()
 	defer func() {
@@ -539,7 +548,8 @@ func errorBody(e *Error) *omap {
 	return body
 }
 
-// writeError sends the error envelope (spec §3.1): no "time".
+// writeError sends the error envelope (docs/protocol.md, "REST API"): no
+// "time".
 func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err error, logAttrs ...any) {
 	re := s.toRESTError(ctx, err, logAttrs...)
 	s.log.DebugContext(ctx, "rest: call failed", append(logAttrs, "error", re.Code, "status", re.Status)...)
@@ -562,9 +572,9 @@ func (s *Server) writeJSON(ctx context.Context, w http.ResponseWriter, status in
 	}
 }
 
-// Timing is the "time" object of spec §2.2. Operating and OperatingResetAt
-// are only present when an operating-time limiter is active; pushpull has
-// none, so they are omitted (b24jssdk tolerates their absence).
+// Timing is the "time" object (docs/protocol.md, "REST API"). Operating and
+// OperatingResetAt are only present when an operating-time limiter is active;
+// pushpull has none, so they are omitted (b24jssdk tolerates their absence).
 type Timing struct {
 	Start            float64  `json:"start"`
 	Finish           float64  `json:"finish"`
@@ -576,9 +586,10 @@ type Timing struct {
 	Operating        *float64 `json:"operating,omitempty"`
 }
 
-// phpDateC is PHP's date('c'): ISO-8601 with a numeric offset, "+00:00"
-// rather than RFC 3339's "Z".
-const phpDateC = "2006-01-02T15:04:05-07:00"
+// PHPDateLayout is PHP's date('c') as a time layout: ISO-8601 with a
+// numeric offset, "+00:00" rather than RFC 3339's "Z". Bitrix's answers
+// carry their dates in it, so every package that imitates them uses this.
+const PHPDateLayout = "2006-01-02T15:04:05-07:00"
 
 // microseconds rounds like microtime(): PHP has microsecond resolution, and
 // rounding keeps Go from printing tiny durations in exponent form.
@@ -596,12 +607,12 @@ func (s *Server) timing(start, finish time.Time, processing time.Duration) Timin
 		Finish:     unixFloat(finish),
 		Duration:   microseconds(finish.Sub(start).Seconds()),
 		Processing: microseconds(processing.Seconds()),
-		DateStart:  start.Format(phpDateC),
-		DateFinish: finish.Format(phpDateC),
+		DateStart:  start.Format(PHPDateLayout),
+		DateFinish: finish.Format(PHPDateLayout),
 	}
 }
 
 // serverTime is the built-in server.time: date('c') of the server.
 func (s *Server) serverTime(context.Context, Caller, Params) (any, error) {
-	return s.now().Format(phpDateC), nil
+	return s.now().Format(PHPDateLayout), nil
 }

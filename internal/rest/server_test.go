@@ -218,7 +218,8 @@ func TestErrorExtraAndIs(t *testing.T) {
 
 func TestBearerVersusParam(t *testing.T) {
 	s, rec := newTestServer(t)
-	// Bearer is checked first (spec §1.6): a bad auth param does not matter.
+	// Bearer is checked first (docs/protocol.md, "REST API"): a bad auth
+	// param does not matter.
 	w, _ := do(t, s, http.MethodGet, "/rest/pull.echo?auth=nope", "", "", "Authorization", "bEaReR good")
 	if w.Code != 200 {
 		t.Fatalf("bearer: %d %s", w.Code, w.Body)

@@ -1,8 +1,9 @@
 // Package token makes and verifies the JWT that protocol version 5 clients
-// connect with (spec §4.7): HS256 only, signed with the channel signature
-// key, naming a tenant (iss), a user (sub) and channels (chan). It is
-// deliberately narrow: anything but a compact HS256 token with exactly
-// these claims is refused, so there is no algorithm confusion to get wrong.
+// connect with (docs/protocol-v5.md, "Connecting"): HS256 only, signed with
+// the channel signature key, naming a tenant (iss), a user (sub) and channels
+// (chan). It is deliberately narrow: anything but a compact HS256 token with
+// exactly these claims is refused, so there is no algorithm confusion to get
+// wrong.
 package token
 
 import (

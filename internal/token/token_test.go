@@ -13,7 +13,8 @@ import (
 
 var key = []byte("SECURITYKEY123456")
 
-// The spec's test vector (protocol.md §4.7).
+// A test vector computed independently of this package for the token rules of
+// docs/protocol-v5.md, "Connecting".
 const vector = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NSIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDQzMjAwLCJzdWIiOiIxIiwiY2hhbiI6ImZiOWY3ZTEzZGMzZDU5NWM1YWVmZTFhMDIxNmMyN2EyIn0.KCfQ0m8ZEP-FpDtHgIQmOWZhpsKcfeykMyI47rHnOVQ"
 
 var vectorTime = time.Unix(1_700_000_100, 0)

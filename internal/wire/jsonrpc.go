@@ -11,7 +11,8 @@ import (
 	"github.com/pushpull/pushpull/internal/message"
 )
 
-// JSON-RPC 2.0 error codes (spec §9.3), which the clients know by number.
+// JSON-RPC 2.0 error codes (docs/protocol-v5.md, "Client methods"), which the
+// clients know by number.
 const (
 	RPCParseError     = -32700
 	RPCInvalidRequest = -32600
@@ -168,7 +169,7 @@ func appendRPCHead(dst []byte, id json.RawMessage) []byte {
 }
 
 // AppendIncomingMessage appends the version 5 delivery of m through ch, a
-// notification the clients handle as (spec §9.2):
+// notification the clients handle as (docs/protocol-v5.md, "Messages"):
 //
 //	{"jsonrpc":"2.0","method":"incoming.message","params":{"mid":"…","body":{…},"sender":{…},"user_params":{…},"dictionary":{…}}}
 //

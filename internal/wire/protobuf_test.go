@@ -17,8 +17,8 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-// The first vector of spec/protocol.md §8.4 (made with the b24jssdk model),
-// reproduced byte for byte by the hand encoder and the batch header.
+// The first vector made with the b24jssdk model (pb/pull_test.go), reproduced
+// byte for byte by the hand encoder and the batch header.
 func TestOutgoingMessageVector(t *testing.T) {
 	m := &message.Message{
 		ID:      message.ID{Epoch: 1700000000, Seq: 42},
@@ -259,7 +259,7 @@ func TestEncodeResponseBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The last vector of spec/protocol.md §8.4.
+	// The last vector made with the b24jssdk model (pb/pull_test.go).
 	if want := "0a1a12180a160a100123456789abcdef0123456789abcdef100118010a061a040a025b5d"; hex.EncodeToString(got) != want {
 		t.Fatalf("got  %x\nwant %s", got, want)
 	}

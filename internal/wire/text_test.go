@@ -30,7 +30,7 @@ func testMessage(body string) *message.Message {
 	}
 }
 
-// The frame of spec/protocol.md Appendix B, example 2.
+// The frame of a version 3 text publish (docs/protocol.md, "Wire formats").
 func TestTextFrameGolden(t *testing.T) {
 	body := `{"module_id":"im","command":"x","params":{},"extra":{}}`
 	object := `{"id":320146,"mid":"14526134350000000000320146","channel":"46a437d2336d4a88e4e9b3cd956ecf45","tag":"672","time":"Thu, 29 Jun 2017 09:50:16 GMT","text":` + body + `}`
