@@ -6,16 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pushpull/pushpull/internal/config"
-	"github.com/pushpull/pushpull/internal/server"
 )
 
 func TestParseAttackKinds(t *testing.T) {
@@ -264,50 +259,7 @@ func TestTrickleStopsWithContext(t *testing.T) {
 // second listener and returns both URLs.
 func startServerInternal(t *testing.T) (public, trusted string) {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.SignatureKey = testKey
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.InternalAddr = "127.0.0.1:" + strconv.Itoa(port)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	trusted = "http://" + cfg.InternalAddr
-	// The internal listener opens after the public one; wait for it.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.Dial("tcp", cfg.InternalAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the internal listener did not open: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return "http://" + ln.Addr().String(), trusted
+	return serveForTest(t, true)
 }
 
 func TestInternalURL(t *testing.T) {

@@ -19,23 +19,46 @@ const testKey = "bench-test-key"
 // startServer runs a pushpull server in this process and returns its URL.
 func startServer(t *testing.T) string {
 	t.Helper()
+	public, _ := serveForTest(t, false) // the bench publishes on its one URL
+	return public
+}
+
+// serveForTest runs a pushpull server until the test ends and returns its
+// public URL and the URL of its trusted routes: a second listener when
+// internal is set, else the public one.
+func serveForTest(t *testing.T, internal bool) (public, trusted string) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = testKey
 	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.InternalAddr = config.SameAddr // the bench publishes on its one URL
+	cfg.InternalAddr = config.SameAddr
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	public = "http://" + ln.Addr().String()
+	trusted = public
+	var iln net.Listener
+	if internal {
+		if iln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			ln.Close()
+			t.Fatal(err)
+		}
+		cfg.InternalAddr = iln.Addr().String()
+		trusted = "http://" + cfg.InternalAddr
+	}
 	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		ln.Close()
+		if iln != nil {
+			iln.Close()
+		}
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- s.ServeListeners(ctx, ln, iln) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -47,7 +70,7 @@ func startServer(t *testing.T) string {
 			t.Error("server did not stop")
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return public, trusted
 }
 
 func testConfig(url string) Config {
