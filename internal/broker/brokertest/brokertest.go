@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -58,32 +59,25 @@ func (r *Recorder) Deliver(m *message.Message) {
 // fails t.
 func (r *Recorder) WaitFor(t *testing.T, id message.ID) []*message.Message {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		r.mu.Lock()
-		for _, m := range r.msgs {
-			if m.ID == id {
-				out := append([]*message.Message(nil), r.msgs...)
-				r.mu.Unlock()
-				return out
-			}
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.cond:
-		case <-deadline:
-			t.Fatalf("waited for the delivery of %s", id)
-		}
-	}
+	return r.waitUntil(t, fmt.Sprintf("the delivery of %s", id), func(msgs []*message.Message) bool {
+		return slices.ContainsFunc(msgs, func(m *message.Message) bool { return m.ID == id })
+	})
 }
 
 // Wait returns once at least n messages were delivered, or fails t.
 func (r *Recorder) Wait(t *testing.T, n int) []*message.Message {
 	t.Helper()
+	return r.waitUntil(t, fmt.Sprintf("%d deliveries", n), func(msgs []*message.Message) bool { return len(msgs) >= n })
+}
+
+// waitUntil returns a copy of the deliveries once done holds for them,
+// checking after each delivery, or fails t after 10 s.
+func (r *Recorder) waitUntil(t *testing.T, what string, done func([]*message.Message) bool) []*message.Message {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		r.mu.Lock()
-		if len(r.msgs) >= n {
+		if done(r.msgs) {
 			out := append([]*message.Message(nil), r.msgs...)
 			r.mu.Unlock()
 			return out
@@ -92,7 +86,7 @@ func (r *Recorder) Wait(t *testing.T, n int) []*message.Message {
 		select {
 		case <-r.cond:
 		case <-deadline:
-			t.Fatalf("waited for %d deliveries", n)
+			t.Fatalf("waited for %s", what)
 		}
 	}
 }
