@@ -7,7 +7,8 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: run test unit interop fuzz-smoke lint
 
-# Runs the server with the embedded default store on :8080.
+# Runs the server with the embedded default store: clients on :8080, the
+# trusted routes (/pub/, /api/, /server-stat/) on 127.0.0.1:8895.
 run:
 	$(GO) run ./cmd/pushpull serve
 
