@@ -105,6 +105,11 @@ type Config struct {
 	// for ever. Requests without a body (long polls, WebSocket upgrades) are
 	// not affected.
 	BodyReadTimeout time.Duration `json:"body-read-timeout"`
+	// MaxLargeRequests bounds the public requests with a large body (over
+	// 64 KiB, or of unknown length) that are read and handled at once; more
+	// wait up to BodyReadTimeout, then get 503. 0: sized for the machine
+	// (see LargeRequestSlots).
+	MaxLargeRequests int `json:"max-large-requests"`
 
 	// ServerVersion is the push-server version pull.application.config.get
 	// advertises: 3 (text frames), 4 (protobuf and client publishing) or 5

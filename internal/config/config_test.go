@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -600,6 +601,11 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --body-read-timeout "0s": want a duration more than 0, like 40s`,
 		},
 		{
+			name:   "max large requests",
+			modify: func(c *Config) { c.MaxLargeRequests = -1 },
+			want:   `invalid --max-large-requests "-1": want 0 (sized for the machine) or more`,
+		},
+		{
 			name:   "log level",
 			modify: func(c *Config) { c.LogLevel = "verbose" },
 			want:   `invalid --log-level "verbose": want debug, info, warn or error`,
@@ -679,6 +685,17 @@ func TestHistoryBytesSizedForTheMachine(t *testing.T) {
 	c.HistoryMaxBytes = 5 << 20
 	if got := c.HistoryBytes(); got != 5<<20 {
 		t.Fatalf("set to 5 MiB: %d", got)
+	}
+}
+
+func TestLargeRequestSlotsSizedForTheMachine(t *testing.T) {
+	c := Default()
+	if got, want := c.LargeRequestSlots(), 2*runtime.GOMAXPROCS(0); c.MaxLargeRequests != 0 || got != want {
+		t.Fatalf("default --max-large-requests %d gives %d slots, want 0 giving %d", c.MaxLargeRequests, got, want)
+	}
+	c.MaxLargeRequests = 3
+	if got := c.LargeRequestSlots(); got != 3 {
+		t.Fatalf("set to 3: %d", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"bufio"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -25,6 +26,17 @@ func (c Config) HistoryBytes() int64 {
 		return c.HistoryMaxBytes
 	}
 	return min(max(physicalMemory()/4, historyBytesFloor), historyBytesCeiling)
+}
+
+// LargeRequestSlots is how many large public requests are read and handled
+// at once: MaxLargeRequests, or if that is 0 twice GOMAXPROCS, which keeps
+// the cores busy with them while leaving the scheduler room for deliveries
+// and health checks (measured: docs/security.md).
+func (c Config) LargeRequestSlots() int {
+	if c.MaxLargeRequests > 0 {
+		return c.MaxLargeRequests
+	}
+	return 2 * runtime.GOMAXPROCS(0)
 }
 
 // physicalMemory reads MemTotal from /proc/meminfo.

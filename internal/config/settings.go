@@ -50,6 +50,7 @@ const (
 	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
 	bodyReadTimeout       = "body-read-timeout"
+	maxLargeRequests      = "max-large-requests"
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
@@ -135,6 +136,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.ShutdownTimeout }},
 		{bodyReadTimeout, "DURATION", "longest the reading of one request body may take; a slower client is cut",
 			func(c *Config) any { return &c.BodyReadTimeout }},
+		{maxLargeRequests, "N", "public requests with a body over 64 KiB (or of unknown length) read and handled at once; more wait up to --body-read-timeout, then get 503 with Retry-After; 0: twice the number of CPUs",
+			func(c *Config) any { return &c.MaxLargeRequests }},
 		{serverVersion, "3|4|5", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",

@@ -166,6 +166,12 @@ func (c Config) Validate() error {
 		func() error { return positiveDuration(shutdownTimeout, c.ShutdownTimeout) },
 		func() error { return positiveDuration(bodyReadTimeout, c.BodyReadTimeout) },
 		func() error {
+			if c.MaxLargeRequests < 0 {
+				return invalid(maxLargeRequests, strconv.Itoa(c.MaxLargeRequests), "want 0 (sized for the machine) or more")
+			}
+			return nil
+		},
+		func() error {
 			if _, ok := parseLevel(c.LogLevel); !ok {
 				return invalid(logLevel, c.LogLevel, "want debug, info, warn or error")
 			}

@@ -84,6 +84,7 @@ func (s *Server) mountRoutes(a api) {
 	cfg, log, rt := s.cfg, s.log, s.realtime
 	s.push = a.push
 	bodyLog := log.With("component", "http")
+	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
@@ -105,7 +106,12 @@ func (s *Server) mountRoutes(a api) {
 	s.http = &http.Server{
 		// The REST server sees /rest/ paths before the mux, which would
 		// redirect b24jssdk's /rest//METHOD.
-		Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux)),
+		// Admission comes first, so that the body-read deadline starts when
+		// a large request is admitted, not while it waits for a slot. The
+		// internal listener has none: its trusted publishes must not queue
+		// behind public traffic.
+		Handler: s.admit.wrap(
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout

@@ -81,6 +81,7 @@ type Server struct {
 	internal *http.Server
 	push     *push.Queue
 	http     *http.Server
+	admit    *admission // the large public requests handled at once
 	healthy  atomic.Bool
 	cluster  *cluster // nil in embedded mode
 }

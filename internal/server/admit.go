@@ -1,0 +1,119 @@
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/rest"
+)
+
+// largeBody is the body size from which a public request needs an admission
+// slot. Below it a request costs well under a millisecond to parse, and
+// every ordinary client call (REST pull.* methods, a client publish, an
+// OAuth token exchange) is far smaller, so ordinary traffic never queues.
+const largeBody = 64 << 10
+
+// admission bounds how many large-bodied public requests are read and
+// handled at once. Each 1 MiB JSON body costs 10–17 ms of CPU and a few MiB
+// of transient memory to parse; with dozens in flight the Go scheduler gives
+// them the cores ahead of deliveries, /healthz and the internal listener,
+// and the heap grows with them. A few slots keep the cores and the heap for
+// everything else; a request that finds none waits (its body unread, in the
+// kernel's socket buffer) for at most wait, then is refused.
+type admission struct {
+	slots chan struct{}
+	wait  time.Duration
+	log   *slog.Logger
+	// queued, when set, is called as a request starts waiting for a slot
+	// (tests).
+	queued func()
+}
+
+// newAdmission returns an admission of n slots whose requests wait at most
+// wait for one.
+func newAdmission(n int, wait time.Duration, log *slog.Logger) *admission {
+	return &admission{slots: make(chan struct{}, n), wait: wait, log: log}
+}
+
+// needsSlot reports whether r carries a body that is large or of unknown
+// length (chunked). Requests without a body, such as WebSocket upgrades and
+// long polls, never do.
+func needsSlot(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	return r.ContentLength < 0 || r.ContentLength > largeBody
+}
+
+// wrap returns next behind the admission: large requests hold a slot while
+// their body is read and they are handled.
+func (a *admission) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !needsSlot(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !a.acquire(r) {
+			a.refuse(w, r)
+			return
+		}
+		defer func() { <-a.slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acquire takes a slot, waiting at most a.wait and while the client is
+// there.
+func (a *admission) acquire(r *http.Request) bool {
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if a.queued != nil {
+		a.queued()
+	}
+	t := time.NewTimer(a.wait)
+	defer t.Stop()
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// busyText is the answer to a refused request outside /rest/.
+const busyText = "server busy: too many large requests at once; retry later\n"
+
+// refuse answers 503 without reading the body, and closes the connection so
+// that the client can neither pipeline another request behind it nor make
+// net/http drain the body it announced.
+func (a *admission) refuse(w http.ResponseWriter, r *http.Request) {
+	a.log.Debug("large request refused: no admission slot", "path", r.URL.Path, "content_length", r.ContentLength)
+	// net/http discards up to 256 KiB of an unread body after the handler,
+	// even when it then closes the connection; a client that never sends
+	// it would hold the connection. An expired read deadline makes that
+	// read fail at once. The answer is written all the same.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	h := w.Header()
+	h.Set("Retry-After", "1")
+	h.Set("Connection", "close")
+	if r.URL.Path == "/rest" || strings.HasPrefix(r.URL.Path, "/rest/") {
+		// Bitrix's own code for a REST call refused under load.
+		e := rest.QueryLimitExceeded()
+		body, _ := json.Marshal(map[string]string{"error": e.Code, "error_description": e.Description})
+		h.Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(e.Status)
+		_, _ = w.Write(body)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(busyText))
+}
