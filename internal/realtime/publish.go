@@ -33,7 +33,7 @@ func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet:
 		s.channelStats(w, r)
 	case r.Method == http.MethodOptions:
-		serveOptions(w)
+		serveOptions(w, "GET, POST, OPTIONS", pubAllowHeaders)
 	default:
 		methodNotAllowed(w, "GET, POST, OPTIONS")
 	}

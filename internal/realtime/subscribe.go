@@ -18,7 +18,7 @@ import (
 func (s *Server) serveSub(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodOptions:
-		serveOptions(w)
+		serveOptions(w, "GET, OPTIONS", subAllowHeaders)
 	case http.MethodGet:
 		if isUpgrade(r) {
 			s.serveWebSocket(w, r)
