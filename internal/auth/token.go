@@ -33,10 +33,25 @@ const maxTokenRequest = 16 << 10
 // TokenHandler serves /oauth/token/. It takes a GET query (as Bitrix's docs
 // show) or a POST form (as b24jssdk sends), with grant_type
 // authorization_code or refresh_token.
+//
+// It serves pages on any origin (CORS): b24jssdk's B24OAuth refreshes from
+// the page, and its form POST needs no preflight, so without CORS the
+// server rotated the pair and the page could not read the new one, losing
+// both. Every credential is in the request itself, never in a cookie, so a
+// page learns nothing it could not get with the same request from anywhere
+// (docs/decisions.md, "CORS on the token endpoint").
 func (s *Service) TokenHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Accept")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST")
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
 			writeJSON(w, http.StatusMethodNotAllowed, invalidRequest("Use GET or POST."))
 			return
 		}
