@@ -30,9 +30,9 @@ func startNodes(t *testing.T, redis *redistest.Server, n int, args ...string) []
 	return nodes
 }
 
-// healthStatus is the status of a node's /healthz.
-func healthStatus(s *server) int {
-	resp, err := http.Get(s.base + "/healthz")
+// status is the status of a GET of path on a node, 0 when it failed.
+func status(s *server, path string) int {
+	resp, err := http.Get(s.base + path)
 	if err != nil {
 		return 0
 	}
@@ -40,14 +40,14 @@ func healthStatus(s *server) int {
 	return resp.StatusCode
 }
 
-// waitHealth polls /healthz (the node offers no other signal) until it
+// waitReady polls /readyz (the node offers no other signal) until it
 // answers want.
-func waitHealth(t *testing.T, s *server, want int) {
+func waitReady(t *testing.T, s *server, want int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for healthStatus(s) != want {
+	for status(s, "/readyz") != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s/healthz did not answer %d within 15 s", s.base, want)
+			t.Fatalf("%s/readyz did not answer %d within 15 s", s.base, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -167,7 +167,7 @@ func TestClusterNodeKilled(t *testing.T) {
 }
 
 // TestClusterRedisRestart: with Redis gone, nodes keep their clients, say
-// unhealthy and refuse publishes; once it is back they resubscribe and
+// not ready (yet live) and refuse publishes; once it is back they resubscribe and
 // deliver, including what was published before they had resubscribed.
 func TestClusterRedisRestart(t *testing.T) {
 	redis := redistest.Start(t)
@@ -181,7 +181,10 @@ func TestClusterRedisRestart(t *testing.T) {
 	checkMessage(t, c.nextMessage(ctx), "application", "before", `{}`)
 
 	redis.Stop()
-	waitHealth(t, a, http.StatusServiceUnavailable)
+	waitReady(t, a, http.StatusServiceUnavailable)
+	if code := status(a, "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz with Redis down answered %d; a live node must not be restarted for it", code)
+	}
 	if code, text := tryPublish(b, body("application", "refused", `{}`), priv); code < 500 {
 		t.Fatalf("publish with Redis down answered %d %q; want a 5xx refusal", code, text)
 	}
@@ -202,7 +205,7 @@ func TestClusterRedisRestart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	checkMessage(t, c.nextMessage(ctx), "application", "after", `{}`)
-	waitHealth(t, a, http.StatusOK)
+	waitReady(t, a, http.StatusOK)
 	b.publish(t, body("application", "sentinel", `{}`), shared)
 	checkMessage(t, c.nextMessage(ctx), "application", "sentinel", `{}`)
 }

@@ -146,7 +146,7 @@ func (s *server) kill(t *testing.T) {
 }
 
 // startServer runs `pushpull serve` on a free loopback port with a fresh
-// data dir and the test signature key, plus args, and waits until /healthz
+// data dir and the test signature key, plus args, and waits until /readyz
 // answers 200. It is stopped with SIGTERM when the test ends.
 //
 // The server derives its public URL from --addr, so it cannot listen on
@@ -161,7 +161,7 @@ func startServer(t *testing.T, args ...string) *server {
 		s, err := tryStartServer(t, bin, args)
 		if err == nil {
 			s.stopAtCleanup(t)
-			if err := s.waitHealthy(t); err != nil {
+			if err := s.waitReady(t); err != nil {
 				t.Fatal(err)
 			}
 			return s
@@ -232,12 +232,12 @@ func (s *server) stopAtCleanup(t *testing.T) {
 	})
 }
 
-// waitHealthy polls /healthz: the process offers no other signal.
-func (s *server) waitHealthy(t *testing.T) error {
+// waitReady polls /readyz: the process offers no other signal.
+func (s *server) waitReady(t *testing.T) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/healthz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()

@@ -29,7 +29,7 @@ type SpawnOptions struct {
 	SignatureAlgo string
 	// ExtraArgs are appended to the serve command line, e.g. --send-queue 4096.
 	ExtraArgs []string
-	// StartTimeout bounds the wait for /healthz; 0 means 15 s.
+	// StartTimeout bounds the wait for /readyz; 0 means 15 s.
 	StartTimeout time.Duration
 }
 
@@ -51,7 +51,8 @@ type Spawned struct {
 }
 
 // Spawn starts `pushpull serve` on a free loopback port with a temporary
-// data directory and waits until its /healthz answers. The trusted routes go
+// data directory and waits until its /readyz answers: live is not enough,
+// a cluster node must also have reached Redis. The trusted routes go
 // on a second free loopback port, passed as --internal-addr, so that the
 // bench works whatever the server's default layout is; an --internal-addr
 // among ExtraArgs is used instead.
@@ -124,21 +125,21 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	if err := s.waitHealthy(ctx, timeout); err != nil {
+	if err := s.waitReady(ctx, timeout); err != nil {
 		_ = s.Stop(5 * time.Second)
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Spawned) waitHealthy(ctx context.Context, timeout time.Duration) error {
+func (s *Spawned) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/healthz", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/readyz", nil)
 		if err != nil {
 			return fmt.Errorf("health check: %w", err)
 		}
@@ -152,7 +153,7 @@ func (s *Spawned) waitHealthy(ctx context.Context, timeout time.Duration) error 
 		case <-s.exited:
 			return fmt.Errorf("the server exited at start (%v): %s", s.waitErr, s.log.tail())
 		case <-ctx.Done():
-			return fmt.Errorf("the server did not answer /healthz within %s: %s", timeout, s.log.tail())
+			return fmt.Errorf("the server did not answer /readyz within %s: %s", timeout, s.log.tail())
 		case <-tick.C:
 		}
 	}

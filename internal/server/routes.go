@@ -87,6 +87,7 @@ func (s *Server) mountRoutes(a api) {
 	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
 		mux.Handle("/", rt.Handler())
@@ -94,6 +95,7 @@ func (s *Server) mountRoutes(a api) {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
+		internal.HandleFunc("GET /readyz", s.serveReady)
 		internal.Handle("/", rt.TrustedHandler())
 		s.internal = &http.Server{
 			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),

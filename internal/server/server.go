@@ -81,9 +81,9 @@ type Server struct {
 	internal *http.Server
 	push     *push.Queue
 	http     *http.Server
-	admit    *admission // the large public requests handled at once
-	healthy  atomic.Bool
-	cluster  *cluster // nil in embedded mode
+	admit    *admission  // the large public requests handled at once
+	ready    atomic.Bool // from serving until the drain starts
+	cluster  *cluster    // nil in embedded mode
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -191,23 +191,35 @@ func newSigner(cfg config.Config, cl *cluster, log *slog.Logger) (*channel.Signe
 	return channel.NewSigner(key, algo), nil
 }
 
+// serveHealth is liveness: the process answers HTTP. It stays 200 while
+// draining and while Redis is down, since restarting the process would
+// fix neither and would drop every connection it still serves.
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
-	if !s.healthy.Load() {
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// serveReady is readiness: whether this node should be sent new clients.
+// The registry is open for as long as s.ready is set (it is closed only
+// after the drain); in a cluster it lives in Redis, so the broker's Redis
+// check covers it too.
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if !s.ready.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("shutting down\n"))
+		_, _ = w.Write([]byte("draining\n"))
 		return
 	}
 	if hc, ok := s.broker.(healthChecker); ok {
 		if err := hc.Healthy(); err != nil {
 			// Connections stay up and are served what can be served; a load
-			// balancer sends new clients to healthy nodes meanwhile.
+			// balancer sends new clients to ready nodes meanwhile.
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(err.Error() + "\n"))
+			_, _ = w.Write([]byte("redis unreachable: " + err.Error() + "\n"))
 			return
 		}
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	_, _ = w.Write([]byte("ready\n"))
 }
 
 // Serve accepts on ln, and binds cfg.InternalAddr for the trusted routes,
@@ -245,6 +257,10 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}()
 	defer func() { stopPush(); <-pushDone }() // also on early returns
 
+	// Ready before either listener serves, so that /readyz never answers
+	// "draining" on a server that is starting.
+	s.ready.Store(true)
+
 	internalDone := make(chan error, 1)
 	if iln != nil {
 		go func() { internalDone <- s.internal.Serve(iln) }()
@@ -256,7 +272,6 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
-	s.healthy.Store(true)
 	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
 		"sub", strings.Join(s.cfg.SubPaths, ","), "pubweb", strings.Join(s.cfg.PubWebPaths, ","))
 
@@ -274,7 +289,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	case serveErr = <-served:
 		serveErr = fmt.Errorf("http server: %w", serveErr)
 	}
-	s.healthy.Store(false)
+	s.ready.Store(false)
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
