@@ -53,7 +53,9 @@ type SoakMetric struct {
 	// the growth is within the tolerated percentage, or within a few units
 	// for the small counts (threads, goroutines, files). A fall is no leak.
 	DriftPct float64 `json:"drift_pct"`
-	Held     bool    `json:"held"`
+	// Slack is the growth in units that holds whatever the percentage.
+	Slack float64 `json:"slack,omitempty"`
+	Held  bool    `json:"held"`
 }
 
 // SoakResult is a soak's samples and verdict.
@@ -114,7 +116,7 @@ func soakDrift(samples []SoakSample, warmup time.Duration, maxDrift float64) ([]
 	}
 	out := make([]SoakMetric, 0, len(figures))
 	for _, f := range figures {
-		m := SoakMetric{Name: f.name, Known: true}
+		m := SoakMetric{Name: f.name, Known: true, Slack: f.slack}
 		vals := make([]float64, len(post))
 		for i, s := range post {
 			v := f.get(s)

@@ -124,8 +124,12 @@ func soakChecks(res *bench.Result) []bench.Check {
 	var out []bench.Check
 	for _, m := range s.Metrics {
 		if m.Known {
+			want := fmt.Sprintf("≤ %+.1f %%", s.MaxDriftPct)
+			if m.Slack > 0 {
+				want += fmt.Sprintf(" or +%.0f", m.Slack)
+			}
 			out = append(out, bench.Check{
-				Name: m.Name + " drift", Want: fmt.Sprintf("≤ %+.1f %%", s.MaxDriftPct),
+				Name: m.Name + " drift", Want: want,
 				Got: fmt.Sprintf("%+.1f %%", m.DriftPct), Held: m.Held,
 			})
 		}
