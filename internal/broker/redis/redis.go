@@ -511,8 +511,14 @@ func (b *Broker) heartbeatLoop() {
 // heartbeatBatch bounds the channels one heartbeat script rewrites.
 const heartbeatBatch = 1000
 
+// heartbeatMinTimeout is the least time a heartbeat waits for Redis: a
+// short interval (tests use 100 ms) must not turn a loaded machine's slow
+// answer into "unhealthy". A heartbeat slower than its interval only delays
+// the next tick.
+const heartbeatMinTimeout = time.Second
+
 func (b *Broker) heartbeat() {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opt.Heartbeat)
+	ctx, cancel := context.WithTimeout(context.Background(), max(b.opt.Heartbeat, heartbeatMinTimeout))
 	defer cancel()
 	ttl := strconv.FormatInt((3 * b.opt.Heartbeat).Milliseconds(), 10)
 	head := []string{b.base, b.node, strconv.FormatInt(b.now().UnixMilli(), 10), ttl}
