@@ -1,10 +1,6 @@
 package server
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,20 +15,7 @@ func TestPreflightsOnDefaultPaths(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
-	cfg.InternalAddr = "127.0.0.1:0"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.PublicURL = "http://" + ln.Addr().String()
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	r := start(t, cfg)
 
 	type want struct{ method, headers string }
 	cases := map[string]want{"/oauth/token/": {http.MethodPost, "content-type"}}
@@ -43,7 +26,7 @@ func TestPreflightsOnDefaultPaths(t *testing.T) {
 		cases[p] = want{http.MethodPost, "content-type"}
 	}
 	for path, w := range cases {
-		req, _ := http.NewRequest(http.MethodOptions, cfg.PublicURL+path, nil)
+		req, _ := http.NewRequest(http.MethodOptions, r.url+path, nil)
 		req.Header.Set("Origin", "http://app.example")
 		req.Header.Set("Access-Control-Request-Method", w.method)
 		req.Header.Set("Access-Control-Request-Headers", w.headers)
