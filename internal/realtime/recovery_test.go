@@ -17,6 +17,12 @@ import (
 // quicker than /pub/ for a backlog, and returns them.
 func (ts *testServer) store(t *testing.T, n int, chans ...channel.ID) []*message.Message {
 	t.Helper()
+	// The embedded broker hands messages to the hub after storing them: a
+	// connection opened right after Publish returns could still get them
+	// live besides in its replay. A live listener that has seen the last
+	// one proves the hand-over is done.
+	probe := ts.dial(t, ts.subQuery(chans, ""))
+	defer probe.conn.Close()
 	out := make([]*message.Message, n)
 	for i := range n {
 		m := &message.Message{Body: []byte(fmt.Sprintf(`{"n":%d}`, i)), Expiry: 3600,
@@ -28,6 +34,11 @@ func (ts *testServer) store(t *testing.T, n int, chans ...channel.ID) []*message
 			t.Fatal(err)
 		}
 		out[i] = m
+	}
+	if n > 0 {
+		last := out[n-1].ID.String()
+		for probe.next(t).MID != last {
+		}
 	}
 	return out
 }
