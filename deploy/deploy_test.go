@@ -200,6 +200,9 @@ func TestUnitMatchesServer(t *testing.T) {
 		"Restart":         "on-failure",
 		"EnvironmentFile": "-/etc/pushpull/pushpull.env",
 		"LimitNOFILE":     "1048576",
+		"User":            "pushpull",
+		"NoNewPrivileges": "yes",
+		"ProtectSystem":   "strict",
 	} {
 		if got := keys[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
