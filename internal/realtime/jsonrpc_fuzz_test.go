@@ -144,15 +144,7 @@ func answeredIDs(t *testing.T, answer []byte) (ids [][]byte, msgs []string) {
 		elems = []json.RawMessage{answer}
 	}
 	for _, e := range elems {
-		var r struct {
-			JSONRPC string          `json:"jsonrpc"`
-			ID      json.RawMessage `json:"id"`
-			Result  json.RawMessage `json:"result"`
-			Error   *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
+		var r rpcResponse
 		if err := json.Unmarshal(e, &r); err != nil || r.JSONRPC != "2.0" || r.ID == nil || (r.Result == nil) == (r.Error == nil) {
 			t.Fatalf("answer element %s is not a JSON-RPC response", e)
 		}
