@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -247,8 +249,11 @@ func (p *Page) add(e browserEvent) {
 	case e.Event == "requestfailed" && e.Failure != "net::ERR_ABORTED":
 		p.problems = append(p.problems, fmt.Sprintf("request failed: %s %s: %s", e.Method, e.URL, e.Failure))
 	}
-	if e.Event == "console" || e.Event == "requestfailed" {
-		p.t.Logf("%s: %s %s%s%s %s", p.name, e.Event, e.Type, e.Method, e.URL, e.Text+e.Failure)
+	switch e.Event {
+	case "console":
+		p.t.Logf("%s: console.%s: %s", p.name, e.Type, e.Text)
+	case "requestfailed":
+		p.t.Logf("%s: request failed: %s %s: %s", p.name, e.Method, e.URL, e.Failure)
 	}
 	close(p.wake)
 	p.wake = make(chan struct{})
@@ -260,6 +265,22 @@ func (p *Page) Problems() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.problems...)
+}
+
+// takeProblems returns the page's problems so far and forgets them: for a
+// test that expects some.
+func (p *Page) takeProblems() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	problems := p.problems
+	p.problems = nil
+	return problems
+}
+
+// screenshot saves a PNG of the whole page at path.
+func (p *Page) screenshot(ctx context.Context, path string) error {
+	_, err := p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path})
+	return err
 }
 
 // eval evaluates a JavaScript expression in the page, awaiting it when it is
@@ -323,7 +344,7 @@ func (p *Page) close() {
 		dir, err := os.MkdirTemp("", "pushpull-browser-")
 		if err == nil {
 			path := filepath.Join(dir, p.name+".png")
-			if _, err = p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path}); err == nil {
+			if err = p.screenshot(ctx, path); err == nil {
 				p.t.Errorf("%s: screenshot of the failed page: %s", p.name, path)
 			}
 		}
@@ -369,4 +390,69 @@ func serveFiles(t *testing.T, files map[string]string) string {
 	}()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestBrowserHarness checks that the harness sees what it must fail a test
+// on: a CORS refusal, a console error, an uncaught exception. It also checks
+// that a page can report from its first script and that a screenshot is a
+// PNG of the page.
+func TestBrowserHarness(t *testing.T) {
+	ctx := testContext(t)
+	b := startBrowser(t)
+	origin := serveFiles(t, map[string]string{"/": "browserpage/harness.html"})
+	// Another origin, which sends no CORS headers.
+	foreign := serveFiles(t, map[string]string{"/data": "browserpage/harness.html"})
+	p := b.open(t, ctx, "harness", origin+"/")
+	p.waitEmit(ctx, "the page's first report", func(d json.RawMessage) bool {
+		return string(d) == `{"kind":"loaded","title":"pushpull: browser harness check"}`
+	})
+	if problems := p.takeProblems(); len(problems) != 0 {
+		t.Fatalf("a clean page had problems: %q", problems)
+	}
+
+	var got string
+	p.eval(ctx, `fetch(`+strconv.Quote(foreign+"/data")+`).then(() => 'read', (e) => e.name)`, &got)
+	if got != "TypeError" {
+		t.Fatalf("a cross-origin fetch without CORS headers: %q, want TypeError", got)
+	}
+	waitProblem(t, ctx, p, "the CORS refusal", "blocked by CORS policy")
+
+	p.eval(ctx, `console.error('deliberate'), null`, nil)
+	waitProblem(t, ctx, p, "the console error", "console.error: deliberate")
+	p.eval(ctx, `setTimeout(() => { throw new Error('deliberately uncaught'); }), null`, nil)
+	waitProblem(t, ctx, p, "the uncaught exception", "deliberately uncaught")
+
+	path := filepath.Join(t.TempDir(), "page.png")
+	if err := p.screenshot(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() < 100 || img.Bounds().Dy() < 100 {
+		t.Fatalf("screenshot: %v %v", err, img)
+	}
+}
+
+// waitProblem waits until the page has had a problem containing want, and
+// forgets the page's problems.
+func waitProblem(t *testing.T, ctx context.Context, p *Page, what, want string) {
+	t.Helper()
+	for {
+		p.mu.Lock()
+		problems, wake := p.problems, p.wake
+		p.mu.Unlock()
+		if strings.Contains(strings.Join(problems, "\n"), want) {
+			p.takeProblems()
+			return
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			t.Fatalf("the harness never saw %s (%q); problems: %q", what, want, problems)
+		}
+	}
 }
