@@ -217,17 +217,28 @@ type Page struct {
 	wake     chan struct{}
 }
 
-// open loads url in a new page called name (unique in the browser). When
-// the test ends, a problem the page had fails it; a failed test saves a
-// screenshot of the page, named in the failure.
+// open loads url in a new page called name (unique in the browser), of
+// 1280×720 CSS pixels. When the test ends, a problem the page had fails it;
+// a failed test saves a screenshot of the page, named in the failure.
 func (b *Browser) open(t *testing.T, ctx context.Context, name, url string) *Page {
+	t.Helper()
+	return b.openSized(t, ctx, name, url, 0, 0)
+}
+
+// openSized is open with a viewport of width×height CSS pixels (a phone's,
+// say); 0×0 is the default.
+func (b *Browser) openSized(t *testing.T, ctx context.Context, name, url string, width, height int) *Page {
 	t.Helper()
 	p := &Page{t: t, b: b, name: name, wake: make(chan struct{})}
 	b.mu.Lock()
 	b.pages[name] = p
 	b.mu.Unlock()
 	t.Cleanup(p.close)
-	if _, err := b.call(ctx, map[string]any{"cmd": "open", "page": name, "url": url}); err != nil {
+	cmd := map[string]any{"cmd": "open", "page": name, "url": url}
+	if width > 0 && height > 0 {
+		cmd["viewport"] = map[string]int{"width": width, "height": height}
+	}
+	if _, err := b.call(ctx, cmd); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -295,6 +306,58 @@ func (p *Page) eval(ctx context.Context, expr string, result any) {
 		if err := json.Unmarshal(v, result); err != nil {
 			p.t.Fatalf("%s: %s returned %s: %v", p.name, expr, v, err)
 		}
+	}
+}
+
+// act does to the first element matching selector what a person would, once
+// it is actionable (see browser.mjs), and returns the answer.
+func (p *Page) act(ctx context.Context, action, selector, value string) json.RawMessage {
+	p.t.Helper()
+	v, err := p.b.call(ctx, map[string]any{"cmd": "act", "page": p.name, "action": action, "selector": selector, "value": value})
+	if err != nil {
+		p.t.Fatalf("%s: %s %s: %v\nproblems: %q", p.name, action, selector, err, p.Problems())
+	}
+	return v
+}
+
+func (p *Page) click(ctx context.Context, selector string) {
+	p.t.Helper()
+	p.act(ctx, "click", selector, "")
+}
+
+// fill replaces the text of an input or textarea.
+func (p *Page) fill(ctx context.Context, selector, value string) {
+	p.t.Helper()
+	p.act(ctx, "fill", selector, value)
+}
+
+// press focuses the element and presses key ("Enter", "Tab", "a"…).
+func (p *Page) press(ctx context.Context, selector, key string) {
+	p.t.Helper()
+	p.act(ctx, "press", selector, key)
+}
+
+// text is the element's innerText.
+func (p *Page) text(ctx context.Context, selector string) string {
+	p.t.Helper()
+	var s string
+	if err := json.Unmarshal(p.act(ctx, "text", selector, ""), &s); err != nil {
+		p.t.Fatalf("%s: text of %s: %v", p.name, selector, err)
+	}
+	return s
+}
+
+// waitVisible waits until an element matching selector is visible.
+func (p *Page) waitVisible(ctx context.Context, selector string) {
+	p.t.Helper()
+	p.act(ctx, "wait", selector, "")
+}
+
+// key presses key wherever the focus is, as keyboard navigation does.
+func (p *Page) key(ctx context.Context, key string) {
+	p.t.Helper()
+	if _, err := p.b.call(ctx, map[string]any{"cmd": "key", "page": p.name, "value": key}); err != nil {
+		p.t.Fatalf("%s: key %s: %v", p.name, key, err)
 	}
 }
 
@@ -422,6 +485,25 @@ func TestBrowserHarness(t *testing.T) {
 	p.eval(ctx, `setTimeout(() => { throw new Error('deliberately uncaught'); }), null`, nil)
 	waitProblem(t, ctx, p, "the uncaught exception", "deliberately uncaught")
 
+	// What a person does: type, move the focus with the keyboard, click.
+	p.fill(ctx, "#name", "Ada")
+	p.key(ctx, "Tab")
+	var focused string
+	p.eval(ctx, `document.activeElement.id`, &focused)
+	if focused != "greet" {
+		t.Fatalf("Tab from the input focused %q, want the button", focused)
+	}
+	p.key(ctx, "Enter")
+	p.waitVisible(ctx, "#greeting")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Ada" {
+		t.Fatalf("after Enter on the button: %q", got)
+	}
+	p.fill(ctx, "#name", "Grace")
+	p.click(ctx, "#greet")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Grace" {
+		t.Fatalf("after a click: %q", got)
+	}
+
 	path := filepath.Join(t.TempDir(), "page.png")
 	if err := p.screenshot(ctx, path); err != nil {
 		t.Fatal(err)
@@ -432,8 +514,16 @@ func TestBrowserHarness(t *testing.T) {
 	}
 	defer f.Close()
 	img, err := png.Decode(f)
-	if err != nil || img.Bounds().Dx() < 100 || img.Bounds().Dy() < 100 {
-		t.Fatalf("screenshot: %v %v", err, img)
+	if err != nil || img.Bounds().Dx() != 1280 || img.Bounds().Dy() < 720 {
+		t.Fatalf("screenshot: %v %v", err, img.Bounds())
+	}
+
+	// A phone-sized page renders at its width.
+	phone := b.openSized(t, ctx, "phone", origin+"/", 390, 844)
+	var width int
+	phone.eval(ctx, `window.innerWidth`, &width)
+	if width != 390 {
+		t.Fatalf("a 390-pixel viewport is %d wide", width)
 	}
 }
 
