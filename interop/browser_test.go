@@ -499,8 +499,13 @@ func TestBrowserHarness(t *testing.T) {
 		t.Fatalf("after Enter on the button: %q", got)
 	}
 	p.fill(ctx, "#name", "Grace")
-	p.click(ctx, "#greet")
+	p.press(ctx, "#greet", "Space")
 	if got := p.text(ctx, "#greeting"); got != "Hello, Grace" {
+		t.Fatalf("after Space on the button: %q", got)
+	}
+	p.fill(ctx, "#name", "Linus")
+	p.click(ctx, "#greet")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Linus" {
 		t.Fatalf("after a click: %q", got)
 	}
 
