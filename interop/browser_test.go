@@ -49,7 +49,10 @@ func ensureChromium(t *testing.T) {
 		defer cancel()
 		// Another process may hold dpkg's lock: wait for it rather than fail.
 		const install = "apt-get install -y -o DPkg::Lock::Timeout=300 chromium"
-		out, err := exec.CommandContext(ctx, "sh", "-c", "("+install+" || (apt-get update && "+install+")) 2>&1").CombinedOutput()
+		cmd := exec.CommandContext(ctx, "sh", "-c", "("+install+" || (apt-get update && "+install+")) 2>&1")
+		// No package may stop to ask a question: the tests have no terminal.
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			chromiumInstall.err = fmt.Errorf("installing chromium with apt-get: %w\n%s", err, out)
 			return
