@@ -93,7 +93,10 @@ type Browser struct {
 	done    chan struct{} // closed when stdout is drained and the process reaped
 	Version string
 
-	mu      sync.Mutex // guards what follows and serialises stdin writes
+	// writing serialises stdin writes. It is not mu: a write blocked on a
+	// full pipe must not stop read from draining stdout.
+	writing sync.Mutex
+	mu      sync.Mutex // guards what follows
 	nextID  int
 	pending map[int]chan browserEvent
 	pages   map[string]*Page
@@ -145,7 +148,7 @@ func (b *Browser) read(stdout io.Reader) {
 	for sc.Scan() {
 		var e browserEvent
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			e = browserEvent{Event: "console", Type: "error", Text: "browser.mjs printed an unparsable line: " + sc.Text()}
+			e = browserEvent{Type: "error", Text: "browser.mjs printed an unparsable line: " + sc.Text()}
 		}
 		b.mu.Lock()
 		switch e.Event {
@@ -153,6 +156,11 @@ func (b *Browser) read(stdout io.Reader) {
 			if ch, ok := b.pending[e.ID]; ok {
 				delete(b.pending, e.ID)
 				ch <- e
+			}
+		case "":
+			// Not a line of the protocol: every page is suspect.
+			for _, p := range b.pages {
+				p.add(e)
 			}
 		default:
 			if p, ok := b.pages[e.Page]; ok {
@@ -184,14 +192,20 @@ func (b *Browser) call(ctx context.Context, cmd map[string]any) (json.RawMessage
 	ch := make(chan browserEvent, 1)
 	b.mu.Lock()
 	b.nextID++
-	cmd["id"] = b.nextID
-	b.pending[b.nextID] = ch
+	id := b.nextID
+	b.pending[id] = ch
+	b.mu.Unlock()
+	cmd["id"] = id
 	line, err := json.Marshal(cmd)
 	if err == nil {
+		b.writing.Lock()
 		_, err = b.stdin.Write(append(line, '\n'))
+		b.writing.Unlock()
 	}
-	b.mu.Unlock()
 	if err != nil {
+		b.mu.Lock()
+		delete(b.pending, id)
+		b.mu.Unlock()
 		return nil, fmt.Errorf("browser %s: %w", cmd["cmd"], err)
 	}
 	select {
@@ -262,6 +276,8 @@ func (p *Page) add(e browserEvent) {
 	// ERR_ABORTED; a CORS refusal or a refused connection is not.
 	case e.Event == "requestfailed" && e.Failure != "net::ERR_ABORTED":
 		p.problems = append(p.problems, fmt.Sprintf("request failed: %s %s: %s", e.Method, e.URL, e.Failure))
+	case e.Event == "":
+		p.problems = append(p.problems, e.Text)
 	}
 	switch e.Event {
 	case "console":
