@@ -161,10 +161,10 @@ func (c *Console) serveOverview(w http.ResponseWriter, _ *http.Request) {
 		Now: c.opt.Now().UnixMilli(), Uptime: int64(st.Uptime / time.Second), Goroutines: st.Goroutines,
 		Connections: connections{WebSocket: st.WebSockets, LongPolling: st.Pollings},
 		Channels:    st.Channels, Messages: c.opt.Meter.Messages(),
-		Today:       today{Publishes: st.Publishes, ClientPublishes: st.ClientPublishes},
-		Series:      buildSeries(c.samples.all()),
-		Extra:       c.extra(),
-		Cluster:     clusterState{Mode: "embedded"},
+		Today:   today{Publishes: st.Publishes, ClientPublishes: st.ClientPublishes},
+		Series:  buildSeries(c.samples.all()),
+		Extra:   c.extra(),
+		Cluster: clusterState{Mode: "embedded"},
 	}
 	if st.ClusterMode {
 		o.Cluster.Mode = "cluster"
