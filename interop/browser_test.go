@@ -1,0 +1,372 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The browser harness: browser.mjs runs Debian's Chromium headless through
+// playwright-core, and these types drive it from a test. A test opens pages,
+// evaluates JavaScript in them, and reads what they report through
+// window.harnessEmit. Any console error, uncaught exception or failed
+// request (a CORS refusal is all three) fails the test, and a failed test
+// leaves a screenshot of each page it had open.
+
+// chromiumPath is Debian's package: the tests never download a browser.
+const chromiumPath = "/usr/bin/chromium"
+
+var chromiumInstall struct {
+	once sync.Once
+	err  error
+}
+
+// ensureChromium installs Debian's chromium when it is missing. Failing to
+// install it fails the test: the browser matrix is never skipped silently.
+func ensureChromium(t *testing.T) {
+	t.Helper()
+	chromiumInstall.once.Do(func() {
+		if _, err := os.Stat(chromiumPath); err == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		// Another process may hold dpkg's lock: wait for it rather than fail.
+		const install = "apt-get install -y -o DPkg::Lock::Timeout=300 chromium"
+		out, err := exec.CommandContext(ctx, "sh", "-c", "("+install+" || (apt-get update && "+install+")) 2>&1").CombinedOutput()
+		if err != nil {
+			chromiumInstall.err = fmt.Errorf("installing chromium with apt-get: %w\n%s", err, out)
+			return
+		}
+		if _, err := os.Stat(chromiumPath); err != nil {
+			chromiumInstall.err = fmt.Errorf("apt-get installed chromium, but: %w", err)
+		}
+	})
+	if chromiumInstall.err != nil {
+		t.Fatal(chromiumInstall.err)
+	}
+}
+
+// browserEvent is one line printed by browser.mjs.
+type browserEvent struct {
+	Event    string          `json:"event"`
+	ID       int             `json:"id"`
+	Page     string          `json:"page"`
+	Value    json.RawMessage `json:"value"`
+	Error    string          `json:"error"`
+	Type     string          `json:"type"`
+	Text     string          `json:"text"`
+	Location string          `json:"location"`
+	Method   string          `json:"method"`
+	URL      string          `json:"url"`
+	Failure  string          `json:"failure"`
+	Data     json.RawMessage `json:"data"`
+	Version  string          `json:"version"`
+}
+
+// Browser is one headless Chromium, shared by the pages of a test; each page
+// has its own browser context (storage, cookies), as a fresh profile would.
+type Browser struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	stderr  syncBuffer
+	done    chan struct{} // closed when stdout is drained and the process reaped
+	Version string
+
+	mu      sync.Mutex // guards what follows and serialises stdin writes
+	nextID  int
+	pending map[int]chan browserEvent
+	pages   map[string]*Page
+}
+
+// startBrowser starts browser.mjs and its Chromium, and closes them when the
+// test ends.
+func startBrowser(t *testing.T) *Browser {
+	t.Helper()
+	ensureNodeModules(t)
+	ensureChromium(t)
+	arg, err := json.Marshal(map[string]string{"executablePath": chromiumPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Browser{t: t, done: make(chan struct{}), pending: map[int]chan browserEvent{}, pages: map[string]*Page{}}
+	b.cmd = exec.Command("node", "browser.mjs", string(arg))
+	b.cmd.Stderr = &b.stderr
+	stdout, err := b.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.stdin, err = b.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan browserEvent, 1)
+	b.pending[0] = ready
+	go b.read(stdout)
+	t.Cleanup(b.stop)
+	select {
+	case e := <-ready:
+		b.Version = e.Version
+	case <-b.done:
+		t.Fatalf("browser.mjs exited before the browser was ready: %v\n%s", b.cmd.ProcessState, b.stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("the browser was not ready within a minute\n%s", b.stderr.String())
+	}
+	return b
+}
+
+// read dispatches browser.mjs's lines: answers to their command, page
+// events to their page. Lines about a page already closed are dropped.
+func (b *Browser) read(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e browserEvent
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			e = browserEvent{Event: "console", Type: "error", Text: "browser.mjs printed an unparsable line: " + sc.Text()}
+		}
+		b.mu.Lock()
+		switch e.Event {
+		case "ready", "result":
+			if ch, ok := b.pending[e.ID]; ok {
+				delete(b.pending, e.ID)
+				ch <- e
+			}
+		default:
+			if p, ok := b.pages[e.Page]; ok {
+				p.add(e)
+			}
+		}
+		b.mu.Unlock()
+	}
+	_ = b.cmd.Wait()
+	close(b.done)
+}
+
+// stop closes stdin, on which browser.mjs closes the browser and exits.
+func (b *Browser) stop() {
+	b.stdin.Close()
+	select {
+	case <-b.done:
+	case <-time.After(15 * time.Second):
+		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		<-b.done
+	}
+	if b.t.Failed() {
+		b.t.Logf("browser.mjs stderr:\n%s", b.stderr.String())
+	}
+}
+
+// call sends one command and waits for its answer.
+func (b *Browser) call(ctx context.Context, cmd map[string]any) (json.RawMessage, error) {
+	ch := make(chan browserEvent, 1)
+	b.mu.Lock()
+	b.nextID++
+	cmd["id"] = b.nextID
+	b.pending[b.nextID] = ch
+	line, err := json.Marshal(cmd)
+	if err == nil {
+		_, err = b.stdin.Write(append(line, '\n'))
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("browser %s: %w", cmd["cmd"], err)
+	}
+	select {
+	case e := <-ch:
+		if e.Error != "" {
+			return nil, fmt.Errorf("browser %s: %s", cmd["cmd"], e.Error)
+		}
+		return e.Value, nil
+	case <-b.done:
+		return nil, fmt.Errorf("browser %s: browser.mjs exited (%v)", cmd["cmd"], b.cmd.ProcessState)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("browser %s: %w", cmd["cmd"], context.Cause(ctx))
+	}
+}
+
+// Page is one page of the browser, in its own context.
+type Page struct {
+	t    *testing.T
+	b    *Browser
+	name string
+
+	mu       sync.Mutex
+	emits    []json.RawMessage
+	next     int      // the next emit WaitEmit looks at
+	problems []string // console errors, uncaught exceptions, failed requests
+	wake     chan struct{}
+}
+
+// open loads url in a new page called name (unique in the browser). When
+// the test ends, a problem the page had fails it; a failed test saves a
+// screenshot of the page, named in the failure.
+func (b *Browser) open(t *testing.T, ctx context.Context, name, url string) *Page {
+	t.Helper()
+	p := &Page{t: t, b: b, name: name, wake: make(chan struct{})}
+	b.mu.Lock()
+	b.pages[name] = p
+	b.mu.Unlock()
+	t.Cleanup(p.close)
+	if _, err := b.call(ctx, map[string]any{"cmd": "open", "page": name, "url": url}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// add records e, under b.mu.
+func (p *Page) add(e browserEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case e.Event == "emit":
+		p.emits = append(p.emits, e.Data)
+	case e.Event == "console" && (e.Type == "error" || e.Type == "assert"):
+		p.problems = append(p.problems, fmt.Sprintf("console.%s: %s (%s)", e.Type, e.Text, e.Location))
+	case e.Event == "pageerror":
+		p.problems = append(p.problems, "uncaught: "+e.Error)
+	// A request the page itself cancelled (a long poll it restarts) is
+	// ERR_ABORTED; a CORS refusal or a refused connection is not.
+	case e.Event == "requestfailed" && e.Failure != "net::ERR_ABORTED":
+		p.problems = append(p.problems, fmt.Sprintf("request failed: %s %s: %s", e.Method, e.URL, e.Failure))
+	}
+	if e.Event == "console" || e.Event == "requestfailed" {
+		p.t.Logf("%s: %s %s%s%s %s", p.name, e.Event, e.Type, e.Method, e.URL, e.Text+e.Failure)
+	}
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+// Problems are the console errors, uncaught exceptions and failed requests
+// the page has had so far.
+func (p *Page) Problems() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.problems...)
+}
+
+// eval evaluates a JavaScript expression in the page, awaiting it when it is
+// a promise, and decodes its JSON value into result (which may be nil).
+func (p *Page) eval(ctx context.Context, expr string, result any) {
+	p.t.Helper()
+	v, err := p.b.call(ctx, map[string]any{"cmd": "eval", "page": p.name, "expr": expr})
+	if err != nil {
+		p.t.Fatalf("%s: evaluating %s: %v\nproblems: %q", p.name, expr, err, p.Problems())
+	}
+	if result != nil {
+		if err := json.Unmarshal(v, result); err != nil {
+			p.t.Fatalf("%s: %s returned %s: %v", p.name, expr, v, err)
+		}
+	}
+}
+
+// waitEmit consumes what the page emits until match accepts one, and returns
+// it. A problem in the page fails the test at once.
+func (p *Page) waitEmit(ctx context.Context, what string, match func(json.RawMessage) bool) json.RawMessage {
+	p.t.Helper()
+	for {
+		p.mu.Lock()
+		if len(p.problems) > 0 {
+			problems := append([]string(nil), p.problems...)
+			p.mu.Unlock()
+			p.t.Fatalf("%s: waiting for %s: the page had problems:\n%s", p.name, what, strings.Join(problems, "\n"))
+		}
+		if p.next < len(p.emits) {
+			d := p.emits[p.next]
+			p.next++
+			p.mu.Unlock()
+			p.t.Logf("%s: emit %s", p.name, d)
+			if match(d) {
+				return d
+			}
+			continue
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-p.b.done:
+			p.t.Fatalf("%s: waiting for %s: browser.mjs exited", p.name, what)
+		case <-ctx.Done():
+			p.t.Fatalf("%s: waiting for %s: %v", p.name, what, context.Cause(ctx))
+		}
+	}
+}
+
+// close fails the test on any problem the page had, saves a screenshot
+// when the test failed, and closes the page.
+func (p *Page) close() {
+	if problems := p.Problems(); len(problems) > 0 {
+		p.t.Errorf("%s: the page had problems:\n%s", p.name, strings.Join(problems, "\n"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if p.t.Failed() {
+		// Outside t.TempDir, which is removed when the test ends.
+		dir, err := os.MkdirTemp("", "pushpull-browser-")
+		if err == nil {
+			path := filepath.Join(dir, p.name+".png")
+			if _, err = p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path}); err == nil {
+				p.t.Errorf("%s: screenshot of the failed page: %s", p.name, path)
+			}
+		}
+		if err != nil {
+			p.t.Logf("%s: no screenshot: %v", p.name, err)
+		}
+	}
+	if _, err := p.b.call(ctx, map[string]any{"cmd": "close", "page": p.name}); err != nil {
+		p.t.Logf("%s: %v", p.name, err)
+	}
+	p.b.mu.Lock()
+	delete(p.b.pages, p.name)
+	p.b.mu.Unlock()
+}
+
+// serveFiles serves files (URL path to file path) on a new loopback port,
+// so a page is of another origin than the server it talks to, and returns
+// its origin.
+func serveFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.ServeContent(w, r, filepath.Base(path), time.Time{}, bytes.NewReader(data))
+	})}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("page server: %v", err)
+		}
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
