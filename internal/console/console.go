@@ -132,8 +132,10 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+Prefix+"api/registry", c.serveRegistry)
 	mux.Handle("POST "+Prefix+"api/send", c.guard.mutating(http.HandlerFunc(c.serveSend)))
 	mux.Handle("POST "+Prefix+"api/tokens/revoke", c.guard.mutating(http.HandlerFunc(c.serveRevoke)))
-	mux.HandleFunc(Prefix+"api/", func(w http.ResponseWriter, r *http.Request) {
+	notFound := func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no such console route")
-	})
+	}
+	mux.HandleFunc("GET "+Prefix+"api/", notFound)
+	mux.HandleFunc("POST "+Prefix+"api/", notFound)
 	return mux
 }
