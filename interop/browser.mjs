@@ -14,6 +14,7 @@
 //       evaluates a JavaScript expression in the page; a promise is awaited
 //   {"id":3,"cmd":"screenshot","page":"name","path":"/tmp/x.png"}
 //   {"id":4,"cmd":"close","page":"name"}
+//   {"id":5,"cmd":"viewport","page":"name","width":390,"height":844}
 //
 // Output: one JSON line per event on stdout:
 //   {"event":"ready","version"}                      the browser is running
@@ -70,6 +71,7 @@ const commands = {
   open: (c) => open(c.page, c.url),
   eval: (c) => pageOf(c.page).page.evaluate(c.expr),
   screenshot: (c) => pageOf(c.page).page.screenshot({ path: c.path, fullPage: true }).then(() => c.path),
+  viewport: (c) => pageOf(c.page).page.setViewportSize({ width: c.width, height: c.height }),
   close: async (c) => {
     const { context } = pageOf(c.page);
     pages.delete(c.page);

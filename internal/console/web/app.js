@@ -108,6 +108,7 @@ function route() {
   });
   document.title = 'pushpull console: ' + $('h-' + name).textContent;
   if (name === 'registry') loadRegistry();
+  if (name === 'overview') loadOverview();
 }
 window.addEventListener('hashchange', () => { route(); $('main').focus(); });
 
@@ -125,9 +126,12 @@ function setFigure(id, v) {
   dd.textContent = slot ? 'not counted yet' : v;
 }
 
+// drawChart draws lines of values (oldest first) in svg at its own pixel
+// size, so that its text is not stretched; data-max is the largest value.
 function drawChart(svg, lines, emptyText) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const W = 600, H = 140, pad = 16;
+  const W = Math.max(svg.clientWidth, 100), H = Math.max(svg.clientHeight, 60), pad = 16;
+  svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
   const ns = 'http://www.w3.org/2000/svg';
   const mk = (tag, attrs) => {
     const e = document.createElementNS(ns, tag);
@@ -140,14 +144,16 @@ function drawChart(svg, lines, emptyText) {
     const t = mk('text', { x: 8, y: H / 2 });
     t.textContent = emptyText || 'collecting…';
     svg.append(t);
+    svg.dataset.max = '';
     return;
   }
   const n = Math.max(...data.map((l) => l.values.length));
   let max = 0;
   for (const l of data) for (const v of l.values) max = Math.max(max, v);
+  svg.dataset.max = String(max);
   const top = max > 0 ? max * 1.15 : 1;
+  const step = W / Math.max(n - 1, 1);
   for (const l of data) {
-    const step = W / Math.max(n - 1, 1);
     const off = n - l.values.length;
     const pts = l.values.map((v, i) => ((off + i) * step).toFixed(1) + ',' + (H - pad - (v / top) * (H - 2 * pad)).toFixed(1));
     svg.append(mk('polyline', { points: pts.join(' '), class: l.cls }));
@@ -156,7 +162,7 @@ function drawChart(svg, lines, emptyText) {
   label.textContent = 'max ' + (Math.round(max * 10) / 10).toLocaleString('en');
   svg.append(label);
   const span = mk('text', { x: 4, y: H - 3 });
-  span.textContent = Math.round(n / 60) > 0 ? Math.round(n / 60) + ' min' : n + ' s';
+  span.textContent = n >= 120 ? Math.round(n / 60) + ' min' : n + ' s';
   svg.append(span);
 }
 
@@ -428,5 +434,4 @@ async function revoke(id) {
 
 route();
 loadSession().catch((e) => showError('Session: ' + e.message));
-loadOverview();
 setInterval(loadOverview, 1000);
