@@ -233,7 +233,7 @@ $('lookup').addEventListener('submit', async (ev) => {
     const dl = el('dl', { class: 'cards' },
       el('div', {}, el('dt', {}, 'Channel'), el('dd', { class: 'mono small' }, c.channel)),
       c.public ? el('div', {}, el('dt', {}, 'Public id asked'), el('dd', { class: 'mono small' }, c.public)) : null,
-      el('div', {}, el('dt', {}, 'Subscribers on this node'), el('dd', { id: 'lookup-subscribers' }, c.subscribers)),
+      el('div', {}, el('dt', {}, 'Subscribers on this node (tails too)'), el('dd', { id: 'lookup-subscribers' }, c.subscribers)),
       el('div', {}, el('dt', {}, 'Online (all nodes)'), el('dd', {}, c.online)),
       c.user ? el('div', {}, el('dt', {}, 'User WebSockets'), el('dd', {}, c.userOnline == null ? '–' : c.userOnline)) : null,
       c.user ? el('div', {}, el('dt', {}, 'Last seen'), el('dd', { class: 'small' },
@@ -363,7 +363,7 @@ $('send-form').addEventListener('submit', async (ev) => {
   };
   try {
     const r = await api('send', { method: 'POST', body });
-    result.textContent = 'Sent: mid ' + r.mid + ' to ' + r.receivers + ' receivers.';
+    result.textContent = 'Sent: mid ' + r.mid + ' to ' + r.receivers + (r.receivers === 1 ? ' receiver.' : ' receivers.');
     result.className = 'ok';
   } catch (e) {
     result.textContent = 'Not sent: ' + e.message;
