@@ -42,8 +42,10 @@ type Options struct {
 	MessageTTL time.Duration
 	// Stat reads this node's realtime counters (realtime.Server.Stat).
 	Stat func() NodeStat
-	// Healthy reports the cluster's Redis health; nil in embedded mode.
-	Healthy func() error
+	// Healthy reports the cluster's Redis health and LiveNodes counts the
+	// cluster's nodes; both nil in embedded mode.
+	Healthy   func() error
+	LiveNodes func(ctx context.Context) (int, error)
 	// Extra reads the figures the console does not count itself (see
 	// Extra); nil until a metrics source provides them.
 	Extra func() Extra

@@ -48,8 +48,6 @@ type Extra struct {
 	RESTErrors *uint64 `json:"restErrors"`
 	// PushQueue is the number of mobile pushes waiting.
 	PushQueue *int64 `json:"pushQueue"`
-	// ClusterNodes is the number of nodes with a live heartbeat.
-	ClusterNodes *int64 `json:"clusterNodes"`
 }
 
 // seriesLength is 15 minutes of one-second samples.
@@ -153,9 +151,12 @@ type series struct {
 type clusterState struct {
 	Mode  string `json:"mode"` // "embedded" or "cluster"
 	Redis string `json:"redis,omitempty"`
+	// Nodes are the cluster's live nodes; 0 in embedded mode or when
+	// Redis cannot say.
+	Nodes int `json:"nodes,omitempty"`
 }
 
-func (c *Console) serveOverview(w http.ResponseWriter, _ *http.Request) {
+func (c *Console) serveOverview(w http.ResponseWriter, r *http.Request) {
 	st := c.opt.Stat()
 	o := overview{
 		Now: c.opt.Now().UnixMilli(), Uptime: int64(st.Uptime / time.Second), Goroutines: st.Goroutines,
@@ -173,6 +174,11 @@ func (c *Console) serveOverview(w http.ResponseWriter, _ *http.Request) {
 		o.Cluster.Redis = "ok"
 		if err := c.opt.Healthy(); err != nil {
 			o.Cluster.Redis = err.Error()
+		}
+	}
+	if c.opt.LiveNodes != nil {
+		if n, err := c.opt.LiveNodes(r.Context()); err == nil {
+			o.Cluster.Nodes = n
 		}
 	}
 	writeJSON(w, http.StatusOK, o)

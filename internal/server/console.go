@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/console"
@@ -33,6 +34,11 @@ func (s *Server) newConsole(h *hub.Hub, meter *console.Meter, uses *console.Toke
 	}
 	if hc, ok := s.broker.(healthChecker); ok {
 		opt.Healthy = hc.Healthy
+	}
+	if nc, ok := s.broker.(interface {
+		LiveNodes(ctx context.Context) (int, error)
+	}); ok {
+		opt.LiveNodes = nc.LiveNodes
 	}
 	return console.New(opt)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/wire"
 )
@@ -392,5 +393,53 @@ func TestConsoleRevokeMakesRESTRefuseToken(t *testing.T) {
 	}
 	if status, body := restCall(); status != 401 || body["error"] != "invalid_token" {
 		t.Fatalf("after revoke: %d %v", status, body)
+	}
+}
+
+// In a cluster a tail on one node sees what another node publishes (the
+// tail's broker attach routes the channel there), the overview counts the
+// live nodes and reports Redis, and the Redis registry lists for the page.
+func TestConsoleInCluster(t *testing.T) {
+	redis := redistest.Start(t)
+	cfg := consoleConfig(t, consoleToken)
+	cfg.Redis = redis.URL()
+	cfg.RedisPrefix = "console-test"
+	n1 := start(t, cfg)
+	cfg2 := cfg
+	cfg2.DataDir = t.TempDir()
+	n2 := start(t, cfg2)
+	ch, _ := channel.ParseID("fb9f7e13dc3d595c5aefe1a0216c27a2")
+
+	code, ov := consoleDo(t, nil, "GET", n1.internal+"/console/api/overview", nil, nil)
+	cl, _ := ov["cluster"].(map[string]any)
+	if code != 200 || cl["mode"] != "cluster" || cl["redis"] != "ok" || cl["nodes"] != 2.0 {
+		t.Fatalf("overview: %d %v", code, ov["cluster"])
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", n1.internal+"/console/api/tail?channel="+ch.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	evs := readEvents(t, resp.Body)
+	if ev := nextEvent(t, evs); ev.name != "ready" {
+		t.Fatalf("first event %v", ev)
+	}
+	code, out := consoleDo(t, nil, "POST", n2.internal+"/console/api/send", map[string]any{
+		"channels": []string{ch.String()}, "moduleId": "console", "command": "acrossNodes", "expiry": 0}, bearer())
+	if code != 200 {
+		t.Fatalf("send on node 2: %d %v", code, out)
+	}
+	ev := nextEvent(t, evs)
+	if ev.name != "message" || !strings.Contains(ev.data, `"command":"acrossNodes"`) || !strings.Contains(ev.data, out["mid"].(string)) {
+		t.Fatalf("tail on node 1: %v, want the message sent on node 2 (%v)", ev, out["mid"])
+	}
+
+	code, reg := consoleDo(t, nil, "GET", n2.internal+"/console/api/registry", nil, nil)
+	if code != 200 || reg["listed"] != true {
+		t.Fatalf("registry in cluster mode: %d %v", code, reg)
 	}
 }

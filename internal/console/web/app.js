@@ -188,7 +188,7 @@ async function loadOverview() {
     : Object.entries(x.connectionsByProtocol).map(([k, v]) => k + ' ' + v).join(', ') || '0');
   setFigure('m-mode', o.cluster.mode);
   setFigure('m-redis', o.cluster.mode === 'cluster' ? o.cluster.redis : 'not used');
-  setFigure('m-nodes', o.cluster.mode !== 'cluster' ? '1 (embedded)' : (x.clusterNodes == null ? null : fmtNum(x.clusterNodes)));
+  setFigure('m-nodes', o.cluster.mode !== 'cluster' ? '1 (embedded)' : (o.cluster.nodes ? fmtNum(o.cluster.nodes) : 'unknown'));
   $('m-redis').classList.toggle('bad', o.cluster.mode === 'cluster' && o.cluster.redis !== 'ok');
   setFigure('m-uptime', fmtDuration(o.uptime));
   setFigure('m-goroutines', fmtNum(o.goroutines));
