@@ -16,6 +16,10 @@ import (
 // the oldest are dropped and the viewer is told how many.
 const tailBuffer = 256
 
+// tailWriteTimeout bounds each write to a viewer: a browser that stopped
+// reading is cut rather than holding its handler until the connection dies.
+const tailWriteTimeout = 10 * time.Second
+
 // tailKeepAlive is how often an idle tail sends a comment line, so that
 // proxies keep the stream open and a gone viewer is noticed.
 const tailKeepAlive = 15 * time.Second
@@ -70,11 +74,7 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err.Error())
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "NO_STREAMING", "this connection cannot stream")
-		return
-	}
+	rc := http.NewResponseController(w)
 	ctx := r.Context()
 	v := newViewer()
 	subs := []hub.Subscription{{Channel: t.ch}}
@@ -100,8 +100,10 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// The first event says the subscription is in place: a message
 	// published after the page sees it is in the stream.
-	writeEvent(w, "ready", map[string]string{"channel": t.ch.String()})
-	flusher.Flush()
+	_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+	if writeEvent(w, "ready", map[string]string{"channel": t.ch.String()}) != nil || rc.Flush() != nil {
+		return
+	}
 
 	keep := time.NewTicker(tailKeepAlive)
 	defer keep.Stop()
@@ -112,13 +114,15 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		case <-c.stopped:
 			return
 		case <-keep.C:
+			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
 		case <-v.wake:
+			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
 			q, dropped := v.take()
-			if dropped > 0 {
-				writeEvent(w, "dropped", map[string]int{"count": dropped})
+			if dropped > 0 && writeEvent(w, "dropped", map[string]int{"count": dropped}) != nil {
+				return
 			}
 			for _, d := range q {
 				if err := writeEvent(w, "message", toEntry(d.Msg, d.Channel)); err != nil {
@@ -126,7 +130,9 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		flusher.Flush()
+		if rc.Flush() != nil {
+			return
+		}
 	}
 }
 
