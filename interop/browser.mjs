@@ -10,11 +10,17 @@
 //   {"id":1,"cmd":"open","page":"name","url":"http://…"}
 //       a new browser context (its own storage, like a fresh profile) and a
 //       page in it, loaded from url
+//       ("viewport": {"width","height"} sets its size, 1280×720 by default)
 //   {"id":2,"cmd":"eval","page":"name","expr":"…"}
 //       evaluates a JavaScript expression in the page; a promise is awaited
-//   {"id":3,"cmd":"screenshot","page":"name","path":"/tmp/x.png"}
-//   {"id":4,"cmd":"close","page":"name"}
-//   {"id":5,"cmd":"viewport","page":"name","width":390,"height":844}
+//   {"id":3,"cmd":"act","page":"name","selector":"css","action":"…","value":"…"}
+//       what a person does to the first element matching selector, waiting
+//       for it to be actionable: "click", "fill" (value), "press" (value, a
+//       key such as "Tab" or "Enter", with focus on the element), "text" (its
+//       innerText, the answer), "wait" (until it is visible)
+//   {"id":4,"cmd":"key","page":"name","value":"Tab"}   a key press wherever focus is
+//   {"id":5,"cmd":"screenshot","page":"name","path":"/tmp/x.png"}
+//   {"id":6,"cmd":"close","page":"name"}
 //
 // Output: one JSON line per event on stdout:
 //   {"event":"ready","version"}                      the browser is running
@@ -42,9 +48,9 @@ out({ event: 'ready', version: browser.version() });
 
 const pages = new Map();
 
-const open = async (name, url) => {
+const open = async (name, url, viewport) => {
   if (pages.has(name)) throw new Error(`page ${name} is already open`);
-  const context = await browser.newContext();
+  const context = await browser.newContext(viewport ? { viewport } : {});
   // Bound before any page script runs, so a page can report from its first line.
   await context.exposeFunction('harnessEmit', (data) => out({ event: 'emit', page: name, data }));
   const page = await context.newPage();
@@ -68,10 +74,21 @@ const pageOf = (name) => {
 };
 
 const commands = {
-  open: (c) => open(c.page, c.url),
+  open: (c) => open(c.page, c.url, c.viewport),
   eval: (c) => pageOf(c.page).page.evaluate(c.expr),
+  act: (c) => {
+    const target = pageOf(c.page).page.locator(c.selector).first();
+    switch (c.action) {
+      case 'click': return target.click();
+      case 'fill': return target.fill(c.value);
+      case 'press': return target.press(c.value);
+      case 'text': return target.innerText();
+      case 'wait': return target.waitFor({ state: 'visible' });
+      default: throw new Error(`unknown action ${c.action}`);
+    }
+  },
+  key: (c) => pageOf(c.page).page.keyboard.press(c.value),
   screenshot: (c) => pageOf(c.page).page.screenshot({ path: c.path, fullPage: true }).then(() => c.path),
-  viewport: (c) => pageOf(c.page).page.setViewportSize({ width: c.width, height: c.height }),
   close: async (c) => {
     const { context } = pageOf(c.page);
     pages.delete(c.page);

@@ -40,17 +40,10 @@ func (p *Page) screenshotTo(ctx context.Context, dir, name string) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	if _, err := p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path}); err != nil {
+	if err := p.screenshot(ctx, path); err != nil {
 		p.t.Fatal(err)
 	}
 	p.t.Logf("screenshot %s", path)
-}
-
-func (p *Page) viewport(ctx context.Context, width, height int) {
-	p.t.Helper()
-	if _, err := p.b.call(ctx, map[string]any{"cmd": "viewport", "page": p.name, "width": width, "height": height}); err != nil {
-		p.t.Fatal(err)
-	}
 }
 
 // TestBrowserConsole drives the operator console in Chromium as an
@@ -72,11 +65,10 @@ func TestBrowserConsole(t *testing.T) {
 
 	// Log in through the form.
 	var state string
-	p.do(ctx, `$('login-token').value = `+strconv.Quote(consoleToken)+`;
-$('login').requestSubmit();
-await until(() => !$('logout').hidden);
-return $('session-state').textContent;`, &state)
-	if state != "Operator" {
+	p.fill(ctx, "#login-token", consoleToken)
+	p.press(ctx, "#login-token", "Enter")
+	p.waitVisible(ctx, "#logout")
+	if state = p.text(ctx, "#session-state"); state != "Operator" {
 		t.Fatalf("after logging in the page says %q", state)
 	}
 
@@ -113,48 +105,50 @@ return $('session-state').textContent;`, &state)
 	stopPoll()
 
 	// Tail the channel, then send to it from the Send page.
-	p.do(ctx, `location.hash = '#tail';
-$('tail-id').value = `+strconv.Quote(ch)+`;
-$('tail-form').requestSubmit();
-return await until(() => $('tail-status').dataset.ready === '1');`, nil)
+	p.click(ctx, `nav a[href="#tail"]`)
+	p.fill(ctx, "#tail-id", ch)
+	p.click(ctx, "#tail-start")
+	p.do(ctx, `return await until(() => $('tail-status').dataset.ready === '1');`, nil)
+	p.click(ctx, `nav a[href="#send"]`)
+	p.fill(ctx, "#send-channels", ch)
+	p.fill(ctx, "#send-command", "fromConsole")
+	p.fill(ctx, "#send-params", `{"text": "sent from the console form", "n": 3}`)
+	p.click(ctx, "#send-submit")
 	var sent string
-	p.do(ctx, `location.hash = '#send';
-$('send-channels').value = `+strconv.Quote(ch)+`;
-$('send-command').value = 'fromConsole';
-$('send-params').value = '{"text": "sent from the console form", "n": 3}';
-$('send-form').requestSubmit();
-return await until(() => { const t = $('send-result').textContent; return t !== '' && t; });`, &sent)
+	p.do(ctx, `return await until(() => { const t = $('send-result').textContent; return t !== '' && t; });`, &sent)
 	if !strings.HasPrefix(sent, "Sent: mid ") {
 		t.Fatalf("send: %q", sent)
 	}
 	p.screenshotTo(ctx, shots, "console-send")
 	var tailed string
-	p.do(ctx, `location.hash = '#tail';
-const li = await until(() => [...$('tail-list').children].find((li) => li.textContent.includes('fromConsole')));
+	p.click(ctx, `nav a[href="#tail"]`)
+	p.do(ctx, `const li = await until(() => [...$('tail-list').children].find((li) => li.textContent.includes('fromConsole')));
 return li.textContent;`, &tailed)
 	if mid := strings.Fields(sent)[2]; !strings.Contains(tailed, mid) || !strings.Contains(tailed, "sent from the console form") {
 		t.Fatalf("the tail shows %q, want the message %q", tailed, sent)
 	}
 	// The command filter hides what does not match, and shows it again.
-	var shown []int
-	p.do(ctx, `const n = () => $('tail-list').children.length;
-$('tail-command').value = 'none-such'; $('tail-command').dispatchEvent(new Event('input'));
-const hidden = n();
-$('tail-command').value = 'fromConsole'; $('tail-command').dispatchEvent(new Event('input'));
-return [hidden, n()];`, &shown)
-	if len(shown) != 2 || shown[0] != 0 || shown[1] != 1 {
-		t.Fatalf("filtered tail shows %v messages, want [0 1]", shown)
+	count := func() int {
+		var n int
+		p.eval(ctx, `document.getElementById('tail-list').children.length`, &n)
+		return n
+	}
+	p.fill(ctx, "#tail-command", "none-such")
+	hidden := count()
+	p.fill(ctx, "#tail-command", "fromConsole")
+	if shown := count(); hidden != 0 || shown != 1 {
+		t.Fatalf("filtered tail shows %d messages for another command, %d for its own; want 0 and 1", hidden, shown)
 	}
 	p.screenshotTo(ctx, shots, "console-tail")
 
 	// The channel's history, newest first: the console's message, then the
 	// two published before.
 	var mids []string
-	p.do(ctx, `location.hash = '#channels';
-$('lookup-id').value = `+strconv.Quote(ch)+`;
-$('lookup').requestSubmit();
-const ol = await until(() => $('lookup-history'));
-return [...ol.querySelectorAll('.head .mono')].map((e) => e.textContent);`, &mids)
+	p.click(ctx, `nav a[href="#channels"]`)
+	p.fill(ctx, "#lookup-id", ch)
+	p.press(ctx, "#lookup-id", "Enter")
+	p.waitVisible(ctx, "#lookup-history")
+	p.eval(ctx, `[...document.querySelectorAll('#lookup-history .head .mono')].map((e) => e.textContent)`, &mids)
 	if len(mids) != 3 || !strings.Contains(sent, mids[0]) || !(mids[1] > mids[2]) {
 		t.Fatalf("history mids %v, want the sent message's first, newest first", mids)
 	}
@@ -168,22 +162,24 @@ return [...ol.querySelectorAll('.head .mono')].map((e) => e.textContent);`, &mid
 		t.Fatalf("before revoke: %d %v", code, body)
 	}
 	id := store.HashSecret(f.token)
-	var revoked string
-	p.do(ctx, `location.hash = '#registry';
-window.confirm = () => true;
-const btn = await until(() => document.querySelector('button[data-token="`+id+`"]:not([disabled])'));
-btn.click();
-return await until(() => { const c = document.querySelector('[data-token-state="`+id+`"]'); return c && c.textContent === 'revoked' && c.textContent; });`, &revoked)
+	p.click(ctx, `nav a[href="#registry"]`)
+	// The first press asks, the second (from the keyboard) revokes.
+	p.click(ctx, `button[data-token="`+id+`"]:not([disabled])`)
+	if got := p.text(ctx, `button[data-token="`+id+`"]`); got != "Confirm revoke" {
+		t.Fatalf("after one press the button says %q", got)
+	}
+	if code, _ := configGet(); code != 200 {
+		t.Fatal("one press revoked the token")
+	}
+	p.press(ctx, `button[data-token="`+id+`"]`, "Enter")
+	p.do(ctx, `return await until(() => { const c = document.querySelector('[data-token-state="`+id+`"]'); return c && c.textContent === 'revoked'; });`, nil)
 	if code, body := configGet(); code != 401 || body["error"] != "invalid_token" {
 		t.Fatalf("after revoking in the console, REST answers %d %v", code, body)
 	}
 	p.screenshotTo(ctx, shots, "console-registry")
 
-	// Readable on a phone.
-	p.viewport(ctx, 390, 844)
-	p.do(ctx, `const last = $('ov-updated').textContent;
-location.hash = '#overview';
-return await until(() => $('ov-updated').textContent !== last);`, nil)
-	p.screenshotTo(ctx, shots, "console-phone")
-	p.viewport(ctx, 1280, 720)
+	// Readable on a phone: the overview in a phone-sized page.
+	phone := b.openSized(t, ctx, "phone", f.srv.internal+"/console/", 390, 844)
+	phone.do(ctx, `return await until(() => /^[0-9,]+$/.test($('m-messages').textContent));`, nil)
+	phone.screenshotTo(ctx, shots, "console-phone")
 }

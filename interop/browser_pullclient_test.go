@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -124,6 +125,7 @@ func TestBrowserPullClient(t *testing.T) {
 			// The client is online before start() resolves: wait for both,
 			// so its logger is in place for what follows.
 			p.waitKind(ctx, "started", nil)
+			checkTransport(t, ctx, p, tc.version, tc.longPolling)
 
 			// The administrator (user 2) sends: user 1's token may have been
 			// rotated by the page's refresh.
@@ -167,5 +169,29 @@ func TestBrowserPullClient(t *testing.T) {
 			send(url.Values{"COMMAND": {"sentinel"}, "USER_ID": {"1"}})
 			p.nextPageMessage(ctx, false, "application", "sentinel", `{}`)
 		})
+	}
+}
+
+// checkTransport checks, with the SDK's own debug report, that the page's
+// client is connected the way the case means: long polling although the
+// browser supports WebSocket, or WebSocket in the version's format.
+func checkTransport(t *testing.T, ctx context.Context, p *Page, version string, longPolling bool) {
+	t.Helper()
+	var info map[string]any
+	p.eval(ctx, `pull.getDebugInfo()`, &info)
+	path, _ := info["Path"].(string)
+	want := map[string]any{"Connect": "Y", "WebSocket supported": "Y", "WebSocket connected": "Y",
+		"WebSocket mode": map[string]string{"4": "protobuf", "5": "json-rpc"}[version]}
+	scheme := "ws://"
+	if longPolling {
+		want["WebSocket connected"], want["WebSocket mode"], scheme = "N", "-", "http://"
+	}
+	for k, v := range want {
+		if info[k] != v {
+			t.Fatalf("the client's debug info has %q = %v, want %v: %v", k, info[k], v, info)
+		}
+	}
+	if !strings.HasPrefix(path, scheme) {
+		t.Fatalf("the client is connected at %q, want a %s URL", path, scheme)
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,7 +49,10 @@ func ensureChromium(t *testing.T) {
 		defer cancel()
 		// Another process may hold dpkg's lock: wait for it rather than fail.
 		const install = "apt-get install -y -o DPkg::Lock::Timeout=300 chromium"
-		out, err := exec.CommandContext(ctx, "sh", "-c", "("+install+" || (apt-get update && "+install+")) 2>&1").CombinedOutput()
+		cmd := exec.CommandContext(ctx, "sh", "-c", "("+install+" || (apt-get update && "+install+")) 2>&1")
+		// No package may stop to ask a question: the tests have no terminal.
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			chromiumInstall.err = fmt.Errorf("installing chromium with apt-get: %w\n%s", err, out)
 			return
@@ -215,17 +220,28 @@ type Page struct {
 	wake     chan struct{}
 }
 
-// open loads url in a new page called name (unique in the browser). When
-// the test ends, a problem the page had fails it; a failed test saves a
-// screenshot of the page, named in the failure.
+// open loads url in a new page called name (unique in the browser), of
+// 1280×720 CSS pixels. When the test ends, a problem the page had fails it;
+// a failed test saves a screenshot of the page, named in the failure.
 func (b *Browser) open(t *testing.T, ctx context.Context, name, url string) *Page {
+	t.Helper()
+	return b.openSized(t, ctx, name, url, 0, 0)
+}
+
+// openSized is open with a viewport of width×height CSS pixels (a phone's,
+// say); 0×0 is the default.
+func (b *Browser) openSized(t *testing.T, ctx context.Context, name, url string, width, height int) *Page {
 	t.Helper()
 	p := &Page{t: t, b: b, name: name, wake: make(chan struct{})}
 	b.mu.Lock()
 	b.pages[name] = p
 	b.mu.Unlock()
 	t.Cleanup(p.close)
-	if _, err := b.call(ctx, map[string]any{"cmd": "open", "page": name, "url": url}); err != nil {
+	cmd := map[string]any{"cmd": "open", "page": name, "url": url}
+	if width > 0 && height > 0 {
+		cmd["viewport"] = map[string]int{"width": width, "height": height}
+	}
+	if _, err := b.call(ctx, cmd); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -247,8 +263,11 @@ func (p *Page) add(e browserEvent) {
 	case e.Event == "requestfailed" && e.Failure != "net::ERR_ABORTED":
 		p.problems = append(p.problems, fmt.Sprintf("request failed: %s %s: %s", e.Method, e.URL, e.Failure))
 	}
-	if e.Event == "console" || e.Event == "requestfailed" {
-		p.t.Logf("%s: %s %s%s%s %s", p.name, e.Event, e.Type, e.Method, e.URL, e.Text+e.Failure)
+	switch e.Event {
+	case "console":
+		p.t.Logf("%s: console.%s: %s", p.name, e.Type, e.Text)
+	case "requestfailed":
+		p.t.Logf("%s: request failed: %s %s: %s", p.name, e.Method, e.URL, e.Failure)
 	}
 	close(p.wake)
 	p.wake = make(chan struct{})
@@ -260,6 +279,22 @@ func (p *Page) Problems() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.problems...)
+}
+
+// takeProblems returns the page's problems so far and forgets them: for a
+// test that expects some.
+func (p *Page) takeProblems() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	problems := p.problems
+	p.problems = nil
+	return problems
+}
+
+// screenshot saves a PNG of the whole page at path.
+func (p *Page) screenshot(ctx context.Context, path string) error {
+	_, err := p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path})
+	return err
 }
 
 // eval evaluates a JavaScript expression in the page, awaiting it when it is
@@ -274,6 +309,58 @@ func (p *Page) eval(ctx context.Context, expr string, result any) {
 		if err := json.Unmarshal(v, result); err != nil {
 			p.t.Fatalf("%s: %s returned %s: %v", p.name, expr, v, err)
 		}
+	}
+}
+
+// act does to the first element matching selector what a person would, once
+// it is actionable (see browser.mjs), and returns the answer.
+func (p *Page) act(ctx context.Context, action, selector, value string) json.RawMessage {
+	p.t.Helper()
+	v, err := p.b.call(ctx, map[string]any{"cmd": "act", "page": p.name, "action": action, "selector": selector, "value": value})
+	if err != nil {
+		p.t.Fatalf("%s: %s %s: %v\nproblems: %q", p.name, action, selector, err, p.Problems())
+	}
+	return v
+}
+
+func (p *Page) click(ctx context.Context, selector string) {
+	p.t.Helper()
+	p.act(ctx, "click", selector, "")
+}
+
+// fill replaces the text of an input or textarea.
+func (p *Page) fill(ctx context.Context, selector, value string) {
+	p.t.Helper()
+	p.act(ctx, "fill", selector, value)
+}
+
+// press focuses the element and presses key ("Enter", "Tab", "a"…).
+func (p *Page) press(ctx context.Context, selector, key string) {
+	p.t.Helper()
+	p.act(ctx, "press", selector, key)
+}
+
+// text is the element's innerText.
+func (p *Page) text(ctx context.Context, selector string) string {
+	p.t.Helper()
+	var s string
+	if err := json.Unmarshal(p.act(ctx, "text", selector, ""), &s); err != nil {
+		p.t.Fatalf("%s: text of %s: %v", p.name, selector, err)
+	}
+	return s
+}
+
+// waitVisible waits until an element matching selector is visible.
+func (p *Page) waitVisible(ctx context.Context, selector string) {
+	p.t.Helper()
+	p.act(ctx, "wait", selector, "")
+}
+
+// key presses key wherever the focus is, as keyboard navigation does.
+func (p *Page) key(ctx context.Context, key string) {
+	p.t.Helper()
+	if _, err := p.b.call(ctx, map[string]any{"cmd": "key", "page": p.name, "value": key}); err != nil {
+		p.t.Fatalf("%s: key %s: %v", p.name, key, err)
 	}
 }
 
@@ -323,7 +410,7 @@ func (p *Page) close() {
 		dir, err := os.MkdirTemp("", "pushpull-browser-")
 		if err == nil {
 			path := filepath.Join(dir, p.name+".png")
-			if _, err = p.b.call(ctx, map[string]any{"cmd": "screenshot", "page": p.name, "path": path}); err == nil {
+			if err = p.screenshot(ctx, path); err == nil {
 				p.t.Errorf("%s: screenshot of the failed page: %s", p.name, path)
 			}
 		}
@@ -369,4 +456,101 @@ func serveFiles(t *testing.T, files map[string]string) string {
 	}()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestBrowserHarness checks that the harness sees what it must fail a test
+// on: a CORS refusal, a console error, an uncaught exception. It also checks
+// that a page can report from its first script and that a screenshot is a
+// PNG of the page.
+func TestBrowserHarness(t *testing.T) {
+	ctx := testContext(t)
+	b := startBrowser(t)
+	origin := serveFiles(t, map[string]string{"/": "browserpage/harness.html"})
+	// Another origin, which sends no CORS headers.
+	foreign := serveFiles(t, map[string]string{"/data": "browserpage/harness.html"})
+	p := b.open(t, ctx, "harness", origin+"/")
+	p.waitEmit(ctx, "the page's first report", func(d json.RawMessage) bool {
+		return string(d) == `{"kind":"loaded","title":"pushpull: browser harness check"}`
+	})
+	if problems := p.takeProblems(); len(problems) != 0 {
+		t.Fatalf("a clean page had problems: %q", problems)
+	}
+
+	var got string
+	p.eval(ctx, `fetch(`+strconv.Quote(foreign+"/data")+`).then(() => 'read', (e) => e.name)`, &got)
+	if got != "TypeError" {
+		t.Fatalf("a cross-origin fetch without CORS headers: %q, want TypeError", got)
+	}
+	waitProblem(t, ctx, p, "the CORS refusal", "blocked by CORS policy")
+
+	p.eval(ctx, `console.error('deliberate'), null`, nil)
+	waitProblem(t, ctx, p, "the console error", "console.error: deliberate")
+	p.eval(ctx, `setTimeout(() => { throw new Error('deliberately uncaught'); }), null`, nil)
+	waitProblem(t, ctx, p, "the uncaught exception", "deliberately uncaught")
+
+	// What a person does: type, move the focus with the keyboard, click.
+	p.fill(ctx, "#name", "Ada")
+	p.key(ctx, "Tab")
+	var focused string
+	p.eval(ctx, `document.activeElement.id`, &focused)
+	if focused != "greet" {
+		t.Fatalf("Tab from the input focused %q, want the button", focused)
+	}
+	p.key(ctx, "Enter")
+	p.waitVisible(ctx, "#greeting")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Ada" {
+		t.Fatalf("after Enter on the button: %q", got)
+	}
+	p.fill(ctx, "#name", "Grace")
+	p.press(ctx, "#greet", "Space")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Grace" {
+		t.Fatalf("after Space on the button: %q", got)
+	}
+	p.fill(ctx, "#name", "Linus")
+	p.click(ctx, "#greet")
+	if got := p.text(ctx, "#greeting"); got != "Hello, Linus" {
+		t.Fatalf("after a click: %q", got)
+	}
+
+	path := filepath.Join(t.TempDir(), "page.png")
+	if err := p.screenshot(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() != 1280 || img.Bounds().Dy() < 720 {
+		t.Fatalf("screenshot: %v %v", err, img.Bounds())
+	}
+
+	// A phone-sized page renders at its width.
+	phone := b.openSized(t, ctx, "phone", origin+"/", 390, 844)
+	var width int
+	phone.eval(ctx, `window.innerWidth`, &width)
+	if width != 390 {
+		t.Fatalf("a 390-pixel viewport is %d wide", width)
+	}
+}
+
+// waitProblem waits until the page has had a problem containing want, and
+// forgets the page's problems.
+func waitProblem(t *testing.T, ctx context.Context, p *Page, what, want string) {
+	t.Helper()
+	for {
+		p.mu.Lock()
+		problems, wake := p.problems, p.wake
+		p.mu.Unlock()
+		if strings.Contains(strings.Join(problems, "\n"), want) {
+			p.takeProblems()
+			return
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			t.Fatalf("the harness never saw %s (%q); problems: %q", what, want, problems)
+		}
+	}
 }

@@ -96,7 +96,9 @@ window.startPull = (opts) => {
 window.send = async (method, args) => (await window.pull[method](...args)) ?? null;
 
 window.appChannel = async (userId) => {
-  const resp = await window.b24.callMethod('pull.channel.public.list', { USERS: [userId], APPLICATION: 'Y' });
+  const resp = await window.b24.actions.v2.call.make({
+    method: 'pull.channel.public.list', params: { USERS: [userId], APPLICATION: 'Y' },
+  });
   const ch = resp.getData().result[userId];
   return `${ch.public_id}.${ch.signature}`;
 };

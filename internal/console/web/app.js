@@ -407,7 +407,7 @@ async function loadRegistry() {
         'aria-label': 'Revoke token ' + t.id.slice(0, 12) });
       b.textContent = 'Revoke';
       b.disabled = !canAct || t.revoked;
-      b.addEventListener('click', () => revoke(t.id));
+      b.addEventListener('click', () => revoke(b, t.id));
       return [el('td', { class: 'mono', title: t.id }, t.id.slice(0, 12) + '…'), t.appId, t.userId, fmtTime(t.created),
         fmtTime(t.accessExpires), t.lastUsed ? fmtTime(t.lastUsed) : 'not since start',
         el('td', { class: t.revoked ? 'bad' : 'ok', 'data-token-state': t.id }, t.revoked ? 'revoked' : 'active'), el('td', {}, b)];
@@ -419,8 +419,20 @@ async function loadRegistry() {
     ? 'This server runs one portal (personal mode): no tenants.' : r.tenants.length + ' tenants.'));
 }
 
-async function revoke(id) {
-  if (!window.confirm('Revoke token ' + id.slice(0, 12) + '…? REST calls with it fail from now on.')) return;
+// revoke asks first: the button's first press turns it into "Confirm
+// revoke" (no native dialog, so the keyboard flow stays in the page), the
+// second revokes; leaving the button cancels.
+async function revoke(btn, id) {
+  if (btn.dataset.confirm !== '1') {
+    btn.dataset.confirm = '1';
+    btn.textContent = 'Confirm revoke';
+    btn.addEventListener('blur', () => {
+      btn.dataset.confirm = '';
+      btn.textContent = 'Revoke';
+    }, { once: true });
+    return;
+  }
+  btn.disabled = true;
   try {
     await api('tokens/revoke', { method: 'POST', body: { id } });
     showError('');
