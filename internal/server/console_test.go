@@ -443,3 +443,37 @@ func TestConsoleInCluster(t *testing.T) {
 		t.Fatalf("registry in cluster mode: %d %v", code, reg)
 	}
 }
+
+// A version 5 user can be tailed, and the Send form reaches users.
+func TestConsoleTailsAUser(t *testing.T) {
+	cfg := consoleConfig(t, consoleToken)
+	r := start(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.internal+"/console/api/tail?user=5", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	evs := readEvents(t, resp.Body)
+	if ev := nextEvent(t, evs); ev.name != "ready" {
+		t.Fatalf("first event %v", ev)
+	}
+	code, out := consoleDo(t, nil, "POST", r.internal+"/console/api/send", map[string]any{
+		"users": []int64{6, 5}, "moduleId": "im", "command": "toUsers", "expiry": 0}, bearer())
+	if code != 200 || out["receivers"] != 2.0 {
+		t.Fatalf("send to users: %d %v", code, out)
+	}
+	if ev := nextEvent(t, evs); ev.name != "message" || !strings.Contains(ev.data, `"command":"toUsers"`) {
+		t.Fatalf("user tail: %v", ev)
+	}
+	code, info := consoleDo(t, nil, "GET", r.internal+"/console/api/channel?user=5", nil, nil)
+	if code != 200 || info["user"] != 5.0 || info["userOnline"] != 0.0 || info["subscribers"] != 1.0 {
+		t.Fatalf("user lookup: %d %v", code, info)
+	}
+	if code, out := consoleDo(t, nil, "POST", r.internal+"/console/api/send", map[string]any{
+		"users": []int64{0}, "moduleId": "im", "command": "toUsers", "expiry": 0}, bearer()); code != 400 {
+		t.Fatalf("user 0: %d %v", code, out)
+	}
+}
