@@ -130,6 +130,10 @@ function setFigure(id, v) {
 // size, so that its text is not stretched; data-max is the largest value.
 function drawChart(svg, lines, emptyText) {
   while (svg.firstChild) svg.removeChild(svg.firstChild);
+  // A screen reader hears the figures the drawing shows.
+  svg.dataset.label = svg.dataset.label || svg.getAttribute('aria-label');
+  const last = lines.map((l) => (l.values && l.values.length ? Math.round(l.values[l.values.length - 1] * 10) / 10 : null));
+  svg.setAttribute('aria-label', svg.dataset.label + (last.some((v) => v !== null) ? ': now ' + last.join(' and ') : ': no data'));
   const W = Math.max(svg.clientWidth, 100), H = Math.max(svg.clientHeight, 60), pad = 16;
   svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
   const ns = 'http://www.w3.org/2000/svg';
@@ -151,6 +155,7 @@ function drawChart(svg, lines, emptyText) {
   let max = 0;
   for (const l of data) for (const v of l.values) max = Math.max(max, v);
   svg.dataset.max = String(max);
+  svg.setAttribute('aria-label', svg.getAttribute('aria-label') + ', highest ' + Math.round(max * 10) / 10 + ' in the last ' + n + ' s');
   const top = max > 0 ? max * 1.15 : 1;
   const step = W / Math.max(n - 1, 1);
   for (const l of data) {
