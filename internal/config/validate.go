@@ -363,9 +363,9 @@ func checkConsoleToken(v string) error {
 	case v == "":
 		return nil
 	case strings.ContainsAny(v, " \t\r\n"):
-		return invalid(consoleToken, "(hidden)", "has white space")
+		return &Error{Name: flagName(consoleToken), Reason: "has white space", secret: true}
 	case len(v) < minConsoleToken:
-		return invalid(consoleToken, "(hidden)", fmt.Sprintf("want at least %d characters", minConsoleToken))
+		return &Error{Name: flagName(consoleToken), Reason: fmt.Sprintf("want at least %d characters", minConsoleToken), secret: true}
 	}
 	return nil
 }
