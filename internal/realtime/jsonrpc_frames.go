@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -22,17 +20,6 @@ var (
 
 // rpcCallTime bounds one client call: the clients give up after 5 s.
 const rpcCallTime = 5 * time.Second
-
-// handleRPC handles one text message of a version 5 client: pong, mack or
-// JSON-RPC. Bad input is answered with a JSON-RPC error and never closes
-// the connection; it returns false only when the socket failed.
-func (c *wsConn) handleRPC(sess *session, data []byte) bool {
-	resp := sess.srv.answerRPCFrame(sess, data)
-	if resp == nil {
-		return true
-	}
-	return c.writeText(sess, resp)
-}
 
 // answerRPCFrame carries out one text message of a version 5 client and
 // returns what to send back: pong for ping, the JSON-RPC answer, or nil.
@@ -57,14 +44,6 @@ func (s *Server) answerRPCFrame(sess *session, data []byte) []byte {
 		// As many as a version 4 client may put in one RequestBatch.
 		maxCalls: maxMessagesPerRequest,
 	})
-}
-
-func (c *wsConn) writeText(sess *session, b []byte) bool {
-	if err := c.writeFrame(ws.NewTextFrame(b), sess.srv.opt.WriteTimeout); err != nil {
-		sess.kill("write failed")
-		return false
-	}
-	return true
 }
 
 // rpcMethod carries out one call and returns its result (marshalled as

@@ -30,7 +30,7 @@ const maxUsersPerCall = 1000
 
 // clientMethod runs one call of a subscriber.
 func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCCall) (any, *wire.RPCError) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	switch call.Method {
 	case methodPing:
 		return "pong", nil
@@ -100,7 +100,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	if rc.user == 0 && !sess.hasPublic {
 		return nil, invalidParams(errPublicRequired.Error())
 	}
@@ -274,4 +274,12 @@ func ids(us []userID) []int64 {
 		out[i] = int64(u)
 	}
 	return out
+}
+
+// admitRPCPublish applies the rate limits to a version 5 client's publish.
+func (s *Server) admitRPCPublish(sess *session, m *message.Message) *wire.RPCError {
+	if !s.pubLimits.admit(publishSource{conn: &sess.pubBudget}, []*message.Message{m}) {
+		return wire.NewRPCError(rpcRateLimited, errPublishRate.Error())
+	}
+	return nil
 }

@@ -187,7 +187,7 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errPublicRequired)
 		return
 	}
-	who := newSession(s, elems, formatBinary).requester()
+	who := newSession(s, elems, protobufProtocol{}).requester()
 	who.source.ip = clientPrefix(r)
 	s.answerBatch(w, r, body, who)
 }

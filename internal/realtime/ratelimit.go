@@ -8,7 +8,6 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
-	"github.com/pushpull/pushpull/internal/wire"
 )
 
 // Client publishing is limited in messages (one message to one receiver
@@ -228,18 +227,6 @@ func (s *Server) admitClientBatch(who requester, msgs []*message.Message) error 
 	}
 	if !s.pubLimits.admit(who.source, msgs) {
 		return errPublishRate
-	}
-	return nil
-}
-
-// admitRPCPublish applies the rate limits to a version 5 client's publish.
-func (s *Server) admitRPCPublish(sess *session, m *message.Message) *wire.RPCError {
-	var src publishSource
-	if sess.ws != nil {
-		src.conn = &sess.ws.pubBudget
-	}
-	if !s.pubLimits.admit(src, []*message.Message{m}) {
-		return wire.NewRPCError(rpcRateLimited, errPublishRate.Error())
 	}
 	return nil
 }

@@ -74,10 +74,7 @@ func (s *session) readMissed(ctx context.Context, mid message.ID) (missed, error
 			}
 			seen[e.Msg.ID] = struct{}{}
 			d := hub.NewDelivery(e.Msg, s.localChannel(e.Channel))
-			if s.rpc != nil {
-				d = s.rpc.viaUser(d)
-			}
-			out.deliveries = append(out.deliveries, d)
+			out.deliveries = append(out.deliveries, s.proto.replayed(d))
 			size += len(e.Msg.Body)
 		}
 		if signal != nil {
@@ -87,7 +84,7 @@ func (s *session) readMissed(ctx context.Context, mid message.ID) (missed, error
 			return out, nil
 		}
 		after = p.Next
-		if s.ws == nil || len(out.deliveries) >= budget || size >= wsReplayBytes {
+		if !s.t.streams() || len(out.deliveries) >= budget || size >= wsReplayBytes {
 			out.more = true
 			return out, nil
 		}

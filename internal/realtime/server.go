@@ -20,6 +20,7 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/netpoll"
 )
 
 // Options configure a Server. The zero value is not usable; the server
@@ -112,7 +113,7 @@ type Server struct {
 	// pollMu guards the WebSocket poller, started with the first WebSocket;
 	// after Shutdown it stops with the last socket.
 	pollMu      sync.Mutex
-	poll        *poller
+	poll        *netpoll.Poller
 	pollStopped bool
 
 	writers *writerPool
@@ -143,8 +144,8 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		writers:     newWriterPool(),
 	}
 	s.pubLimits = newPublishLimits(opt)
-	go s.pingLoop()
-	go s.rpcPingLoop()
+	go s.pingEvery(opt.PingInterval, s.pingDone, false)
+	go s.pingEvery(opt.RPCPingInterval, s.rpcPingDone, true)
 	return s
 }
 
@@ -345,19 +346,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// pingLoop keeps WebSockets alive through proxies and finds dead peers: a
-// connection that sent nothing (not even the pong to the last ping) during a
-// whole interval is dropped. Version 5 connections have their own text
-// pings (rpcPingLoop).
-func (s *Server) pingLoop() {
-	s.pingEvery(s.opt.PingInterval, s.pingDone,
-		func(sess *session) bool { return sess.ws != nil && sess.rpc == nil },
-		func(sess *session) { sess.ws.ping(sess) })
-}
-
-// pingEvery calls ping, every interval until Shutdown, on the sessions keep
-// selects, and closes done when it stops.
-func (s *Server) pingEvery(interval time.Duration, done chan struct{}, keep func(*session) bool, ping func(*session)) {
+// pingEvery keeps WebSockets alive through proxies and finds dead peers
+// (wsConn.ping): every interval until Shutdown it pings the sessions whose
+// protocol pings with text messages, or with control frames (text false),
+// and closes done when it stops. Two loops run, one of each: version 5
+// clients expect text pings on a clock of their own.
+func (s *Server) pingEvery(interval time.Duration, done chan struct{}, text bool) {
+	keep := func(sess *session) bool { return (sess.proto.keepalive().text != nil) == text }
 	defer close(done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -368,7 +363,7 @@ func (s *Server) pingEvery(interval time.Duration, done chan struct{}, keep func
 		case <-t.C:
 		}
 		for _, sess := range s.liveSessions(keep) {
-			ping(sess)
+			sess.t.ping()
 		}
 	}
 }
@@ -397,13 +392,13 @@ func (s *Server) serverRestartMessage(ctx context.Context) (*message.Message, er
 // poller returns the WebSocket poller, starting it on first use; nil where
 // there is none (not Linux, or it could not start), which leaves every
 // WebSocket its own reader goroutine.
-func (s *Server) poller() *poller {
+func (s *Server) poller() *netpoll.Poller {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	if s.poll != nil || s.pollStopped {
 		return s.poll
 	}
-	p, err := newPoller(s.log)
+	p, err := netpoll.New(s.log)
 	if err != nil {
 		s.log.Info("websocket readers run on goroutines: no poller", "err", err)
 		s.pollStopped = true
@@ -419,6 +414,6 @@ func (s *Server) stopPoller() {
 	s.poll, s.pollStopped = nil, true
 	s.pollMu.Unlock()
 	if p != nil {
-		p.closeWhenIdle()
+		p.CloseWhenIdle()
 	}
 }

@@ -29,7 +29,7 @@ import (
 // userArrived counts a WebSocket of a user and announces it if it is the
 // user's first.
 func (s *Server) userArrived(ctx context.Context, sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	pc := channel.Presence(rc.tenant, rc.user)
 	mu := s.presenceLock(pc)
 	mu.Lock()
@@ -54,7 +54,7 @@ func (s *Server) userArrived(ctx context.Context, sess *session) {
 // userLeft undoes userArrived: the user was seen now, and is gone if this
 // was its last WebSocket.
 func (s *Server) userLeft(sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	present := rc.present
 	rc.present = false
@@ -136,7 +136,7 @@ func (s *Server) announceStatus(ctx context.Context, tenant string, user int64, 
 
 // watch makes sess receive user's status changes.
 func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPCError {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if rc.closed {
@@ -164,7 +164,7 @@ func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPC
 
 // unwatch undoes watch; unknown users are ignored.
 func (s *Server) unwatch(ctx context.Context, sess *session, user int64) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	sc, ok := rc.watching[user]
@@ -185,7 +185,7 @@ func (s *Server) dropWatch(ctx context.Context, sess *session, sc channel.ID) {
 // rpcDetached releases what a version 5 connection holds beyond its
 // channels: its watches and its presence.
 func (s *Server) rpcDetached(sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.WriteTimeout)
 	defer cancel()
 	rc.mu.Lock()

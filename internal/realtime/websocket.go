@@ -1,13 +1,10 @@
 package realtime
 
 import (
-	"cmp"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,11 +15,13 @@ import (
 	"github.com/pushpull/pushpull/internal/hub"
 )
 
-// wsConn is the WebSocket side of a session. An idle connection costs one
-// goroutine (the reader) and no buffers: frames are read header-first
-// straight from the socket, and a writer goroutine exists only while there is
-// something to send.
+// wsConn is the WebSocket transport of a session. An idle connection costs
+// one goroutine (the reader) or none (read from the poller, wsevents.go),
+// and no buffers: frames are read header-first straight from the socket,
+// and a writer runs only while there is something to send.
 type wsConn struct {
+	sess *session // nil for a connection refused after the upgrade
+
 	// connMu guards conn, which is set once the handshake completes: the
 	// session is subscribed (and can be cut) before that.
 	connMu  sync.Mutex
@@ -30,7 +29,6 @@ type wsConn struct {
 	pending *pendingClose // a close asked for before conn was set
 	r       io.Reader     // conn, or the handshake's reader while it holds bytes
 	writeMu sync.Mutex
-	writing bool // guarded by session.mu: a writer goroutine is running
 	alive   atomic.Bool
 	done    atomic.Bool
 	closing atomic.Bool // our close frame is sent; waiting for the peer's
@@ -41,79 +39,8 @@ type wsConn struct {
 	// on the first one; guarded by writeMu.
 	raw syscall.RawConn
 
-	// pubBudget limits what the client publishes over this connection.
-	pubBudget connBucket
-}
-
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	sess, chanErr := s.openSession(q)
-	c := &wsConn{}
-	if chanErr == nil {
-		sess.ws = c
-		sess.onDeliver = func() { c.startWriter(sess) }
-		// Subscribe before the handshake completes: a client that sees
-		// the socket open may be sent events at once.
-		if err := sess.subscribe(r.Context()); err != nil {
-			status, text := http.StatusServiceUnavailable, "Server is restarting."
-			if !errors.Is(err, errDraining) {
-				s.log.Warn("websocket attach failed", "err", err)
-				text = "Service unavailable."
-			}
-			writeText(w, status, text)
-			return
-		}
-		// Counted from here, so that a client that sees the handshake
-		// complete also sees itself in /server-stat/.
-		s.websockets.Add(1)
-	}
-	up := ws.HTTPUpgrader{}
-	conn, rw, _, err := up.Upgrade(r, w)
-	if err != nil {
-		// The upgrader has answered the client with 400 already.
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
-		if sess != nil {
-			s.websockets.Add(-1)
-			sess.detach()
-		}
-		return
-	}
-	var in io.Reader = conn
-	if rw != nil && rw.Reader.Buffered() > 0 {
-		in = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
-	}
-	// Alive before the ping loops can see the socket: they skip a
-	// connection without one, and would drop one not yet alive.
-	c.alive.Store(true)
-	if !c.setConn(conn, in) {
-		// Closed while the handshake was under way (a newer connection
-		// over the channel limit, a slow consumer, a shutdown).
-		if sess != nil {
-			s.websockets.Add(-1)
-		}
-		return
-	}
-	if chanErr != nil {
-		// Refused after the upgrade, as Push server 2.x does: clients react
-		// to close code 4010 by reloading their config, but only see 1006 for
-		// a failed handshake.
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
-		c.closeWithError(errWrongChannelID)
-		c.drain()
-		return
-	}
-	// Replay on the handler's goroutine, which ends when the handler
-	// returns; the reader that stays for the connection's life gets a fresh
-	// goroutine whose stack never grew for net/http, the replay or logging.
-	mid, recover := parseMid(q)
-	if err := sess.replay(r.Context(), mid, recover); err != nil {
-		s.websockets.Add(-1)
-		s.log.Error("replay failed", "err", err)
-		c.closeWithError(errLastMessages)
-		c.drain()
-		return
-	}
-	s.startReader(c, sess)
+	// missed counts text pings sent since the peer last sent anything.
+	missed atomic.Int32
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if
@@ -150,43 +77,46 @@ func (c *wsConn) socket() net.Conn {
 	return c.conn
 }
 
-// startWriter runs the writer unless one is running; called with session.mu held.
-func (c *wsConn) startWriter(sess *session) {
-	if c.writing {
-		return
-	}
-	c.writing = true
-	if !c.pooledWrites() || !sess.srv.writers.submit(sess) {
-		go c.writeLoop(sess, nil)
+// wake starts a writer, on the writer pool where it can take one. The
+// session calls it, under its lock, when it has something to send and no
+// writer is running.
+func (c *wsConn) wake() {
+	if !c.pooledWrites() || !c.sess.srv.writers.submit(c) {
+		go c.writeLoop(nil)
 	}
 }
+
+// close ends the connection with a numbered error; the reader closes the
+// socket when the closing handshake ends.
+func (c *wsConn) close(e *protoError) { c.closeWithError(e) }
+
+// cut closes the socket without a handshake.
+func (c *wsConn) cut(reason string) { c.abort(reason) }
+
+// streams: a WebSocket outlives each batch.
+func (c *wsConn) streams() bool { return true }
 
 // writeLoop drains the session queue, coalescing everything queued into as
 // few WebSocket messages as the format allows, and exits when the queue is
 // empty so idle connections hold no writer goroutine. w is a pool worker's
 // scratch space, or nil on a goroutine of the connection's own.
-func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
+func (c *wsConn) writeLoop(w *burstWriter) {
+	sess := c.sess
 	if w == nil {
 		w = sess.srv.writers.own()
 		defer sess.srv.writers.release(w)
 	}
 	var written []*hub.Delivery // the queue last written out, reused
 	for {
-		sess.mu.Lock()
-		q := sess.queue
-		sess.queue = reuseQueue(written)
+		q, end, reason := sess.next(written)
 		written = q
 		if len(q) == 0 {
-			c.writing = false
-			restarting, reason := sess.restarting, cmp.Or(sess.endReason, reasonServerRestart)
-			sess.mu.Unlock()
-			if restarting {
+			if end {
 				c.closeWith(ws.StatusGoingAway, reason)
 				sess.detach()
 			}
 			return
 		}
-		sess.mu.Unlock()
 		for len(q) > 0 {
 			var n, size int
 			// Slot 0 is the frame header, known once the size is.
@@ -195,12 +125,12 @@ func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
 			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
 			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
 			if err != nil {
-				c.writeFailed(sess, err)
+				c.writeFailed(err)
 				return
 			}
 			if rest != nil {
 				// The socket is full: a pool worker must not wait for it.
-				c.handOff(sess, w, rest, q)
+				c.handOff(w, rest, q)
 				return
 			}
 		}
@@ -334,11 +264,17 @@ func (c *wsConn) abort(string) {
 	c.aborted()
 }
 
-// ping is called by the server's ping loop once per interval.
-func (c *wsConn) ping(sess *session) {
+// ping is called by the server's ping loop of the protocol's keepalive,
+// once per interval.
+func (c *wsConn) ping() {
 	if c.socket() == nil {
 		return // still in its handshake: registered, but not yet able to answer
 	}
+	if ka := c.sess.proto.keepalive(); ka.text != nil {
+		c.pingText(ka.text, ka.missed)
+		return
+	}
+	sess := c.sess
 	if !c.alive.Swap(false) {
 		sess.srv.log.Debug("dropping websocket: no pong within the ping interval")
 		sess.kill("ping timeout")
@@ -356,13 +292,34 @@ func (c *wsConn) ping(sess *session) {
 	}
 }
 
-// readLoop reads client frames until the connection ends. Text-mode clients
-// send nothing but control frames; protobuf clients send RequestBatch
-// messages (client publishing and channel stats), which are answered on the
-// socket. Data messages of other modes are read, checked and ignored. A
-// frame that breaks RFC 6455 fails the connection with 1002 (1007 for bad
-// UTF-8, 1009 over the payload limit) before anything it carries is used.
-func (c *wsConn) readLoop(sess *session, maxPayload int64) {
+// pingText sends a ping as a text message. A peer that has sent nothing,
+// not even a pong, for missed pings in a row is dropped.
+func (c *wsConn) pingText(ping []byte, missed int32) {
+	sess := c.sess
+	if c.alive.Swap(false) {
+		c.missed.Store(0)
+	} else if c.missed.Add(1) >= missed {
+		sess.srv.log.Debug("dropping websocket: no answer to text pings", "pings", missed)
+		sess.kill("ping timeout")
+		return
+	}
+	// A writer busy on the socket would hold the ping up; skip a round
+	// rather than stall the loop (clients wait two intervals).
+	if !c.writeMu.TryLock() {
+		return
+	}
+	c.writeMu.Unlock()
+	if err := c.writeFrame(ws.NewTextFrame(ping), sess.srv.opt.WriteTimeout); err != nil {
+		sess.kill("ping failed")
+	}
+}
+
+// readLoop reads client frames until the connection ends. Data messages go
+// to the session's protocol, which may answer them on the socket. A frame
+// that breaks RFC 6455 fails the connection with 1002 (1007 for bad UTF-8,
+// 1009 over the payload limit) before anything it carries is used.
+func (c *wsConn) readLoop(maxPayload int64) {
+	sess := c.sess
 	fr := frameReader{r: c.r, maxPayload: maxPayload}
 	for {
 		if !fr.open && c.yield() {
@@ -396,14 +353,8 @@ func (c *wsConn) readLoop(sess *session, maxPayload int64) {
 			}
 			c.abort("closed by client")
 			return
-		case f.op == sess.format.opcode && (f.op == ws.OpBinary || sess.rpc != nil):
-			// Data means something in protobuf requests and JSON-RPC
-			// text (protocol version 5).
-			handle := c.handleRequest
-			if sess.rpc != nil {
-				handle = c.handleRPC
-			}
-			if !handle(sess, f.payload) {
+		case f.op == ws.OpText || f.op == ws.OpBinary:
+			if !c.receive(f.op, f.payload) {
 				return
 			}
 		}
@@ -436,15 +387,13 @@ func (c *wsConn) fail(f *wsFailure) {
 	c.abort(f.reason)
 }
 
-// handleRequest carries out a client's RequestBatch and answers it; a bad
-// request closes the socket with its error code, as the reference does.
-func (c *wsConn) handleRequest(sess *session, data []byte) bool {
+// receive hands a data message to the protocol and sends its answer. It
+// returns false when the connection ends: a numbered error closes it with
+// its code, another error with 1011, a failed write drops it.
+func (c *wsConn) receive(op ws.OpCode, data []byte) bool {
+	sess := c.sess
 	srv := sess.srv
-	ctx, cancel := context.WithTimeout(context.Background(), srv.opt.WriteTimeout)
-	defer cancel()
-	who := sess.requester()
-	who.source.conn = &c.pubBudget
-	resp, err := srv.handleRequestBatch(ctx, data, who)
+	resp, err := sess.proto.receive(sess, op, data)
 	var perr *protoError
 	switch {
 	case errors.As(err, &perr):
@@ -458,7 +407,8 @@ func (c *wsConn) handleRequest(sess *session, data []byte) bool {
 		c.drain()
 		return false
 	case resp != nil:
-		if err := c.writeFrame(ws.NewBinaryFrame(resp), srv.opt.WriteTimeout); err != nil {
+		f := ws.NewFrame(sess.format.opcode, true, resp)
+		if err := c.writeFrame(f, srv.opt.WriteTimeout); err != nil {
 			sess.kill("write failed")
 			return false
 		}
@@ -466,9 +416,4 @@ func (c *wsConn) handleRequest(sess *session, data []byte) bool {
 	return true
 }
 
-// isUpgrade reports whether r asks for a WebSocket.
-func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header.Values("Connection"), "upgrade")
-}
-
-var _ hub.Subscriber = (*session)(nil)
+var _ transport = (*wsConn)(nil)

@@ -4,6 +4,8 @@ import (
 	"io"
 	"syscall"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/netpoll"
 )
 
 // eventReader drives a WebSocket's reader from the server's poller instead
@@ -18,7 +20,7 @@ import (
 type eventReader struct {
 	c    *wsConn
 	sess *session
-	poll *poller
+	poll *netpoll.Poller
 	rc   syscall.RawConn
 	tok  uint32
 	// handled is owned by the running handler: it has read a frame in this
@@ -34,7 +36,7 @@ func (s *Server) startReader(c *wsConn, sess *session) {
 	}
 	go func() {
 		defer readerEnded(sess)
-		c.readLoop(sess, s.opt.MaxPayload)
+		c.readLoop(s.opt.MaxPayload)
 	}()
 }
 
@@ -49,7 +51,7 @@ func readerEnded(sess *session) {
 // pollWith hands the connection's reading to p. It returns false if it
 // cannot: no poller, a socket that is not a plain TCP one (TLS), handshake
 // bytes already buffered (epoll knows only the socket), or an error.
-func (c *wsConn) pollWith(p *poller, sess *session) bool {
+func (c *wsConn) pollWith(p *netpoll.Poller, sess *session) bool {
 	if p == nil {
 		return false
 	}
@@ -64,19 +66,19 @@ func (c *wsConn) pollWith(p *poller, sess *session) bool {
 	}
 	// One allocation per connection: the reader is its own handler.
 	ev := &eventReader{c: c, sess: sess, poll: p, rc: rc}
-	if ev.tok, err = p.reserve(ev); err != nil {
+	if ev.tok, err = p.Reserve(ev); err != nil {
 		return false
 	}
 	c.connMu.Lock()
 	if c.done.Load() {
 		// Closed already: a goroutine reader sees it at once and ends.
 		c.connMu.Unlock()
-		p.remove(ev.tok)
+		p.Remove(ev.tok)
 		return false
 	}
 	c.ev = ev
 	c.connMu.Unlock()
-	err = p.watch(rc, ev.tok)
+	err = p.Watch(rc, ev.tok)
 	if err == nil {
 		return true
 	}
@@ -88,16 +90,16 @@ func (c *wsConn) pollWith(p *poller, sess *session) bool {
 		return true
 	}
 	c.ev = nil
-	p.remove(ev.tok)
+	p.Remove(ev.tok)
 	return false
 }
 
-// readable is the poller's handler.
-func (ev *eventReader) readable() { ev.c.onReadable(ev.sess, ev.sess.srv.opt.MaxPayload) }
+// Readable is the poller's handler.
+func (ev *eventReader) Readable() { ev.c.onReadable(ev.sess, ev.sess.srv.opt.MaxPayload) }
 
 // end runs once, when abort has closed the socket.
 func (ev *eventReader) end() {
-	ev.poll.remove(ev.tok)
+	ev.poll.Remove(ev.tok)
 	readerEnded(ev.sess)
 }
 
@@ -106,11 +108,11 @@ func (ev *eventReader) end() {
 func (c *wsConn) onReadable(sess *session, maxPayload int64) {
 	ev := c.ev // set before the socket was armed, never changed after
 	ev.handled = false
-	c.readLoop(sess, maxPayload)
+	c.readLoop(maxPayload)
 	if c.done.Load() {
 		return // abort has run ev.end
 	}
-	if err := ev.poll.rearm(ev.rc, ev.tok); err != nil {
+	if err := ev.poll.Rearm(ev.rc, ev.tok); err != nil {
 		if !c.done.Load() {
 			sess.srv.log.Debug("websocket: cannot watch the socket again", "err", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/netpoll"
 )
 
 // writerPool writes WebSocket bursts on a few long-lived goroutines instead
@@ -23,7 +24,7 @@ import (
 // handed to a goroutine of its own that finishes the burst with a blocking,
 // deadline-bound write, so one slow reader cannot hold up the others.
 type writerPool struct {
-	ready chan *session
+	ready chan *wsConn
 	// mu orders submit against stop: after stop no session is queued
 	// without a worker left to take it.
 	mu      sync.RWMutex
@@ -38,7 +39,7 @@ type writerPool struct {
 const writerQueue = 16384
 
 func newWriterPool() *writerPool {
-	p := &writerPool{ready: make(chan *session, writerQueue)}
+	p := &writerPool{ready: make(chan *wsConn, writerQueue)}
 	p.scratch.New = func() any { return new(burstWriter) }
 	n := max(runtime.GOMAXPROCS(0), 2)
 	p.done.Add(n)
@@ -51,20 +52,20 @@ func newWriterPool() *writerPool {
 func (p *writerPool) work() {
 	defer p.done.Done()
 	w := burstWriter{pooled: true}
-	for sess := range p.ready {
-		sess.ws.writeLoop(sess, &w)
+	for c := range p.ready {
+		c.writeLoop(&w)
 	}
 }
 
-// submit queues sess's writer; false if the pool cannot take it now.
-func (p *writerPool) submit(sess *session) bool {
+// submit queues c's writer; false if the pool cannot take it now.
+func (p *writerPool) submit(c *wsConn) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.stopped {
 		return false
 	}
 	select {
-	case p.ready <- sess:
+	case p.ready <- c:
 		return true
 	default:
 		return false
@@ -102,13 +103,9 @@ type burstWriter struct {
 	pieces   [][]byte
 	hdr      [ws.MaxHeaderSize]byte
 	batchHdr [16]byte
-	iov      iovScratch
+	vec      netpoll.Writev
 	// pooled: a pool worker, whose writes must not block.
 	pooled bool
-	// What writeNow hands its system-call function (see there).
-	writeFD func(fd uintptr) bool
-	left    [][]byte
-	err     error
 }
 
 // write writes w.pieces. A goroutine of the connection's own writes them
@@ -137,7 +134,7 @@ func (w *burstWriter) write(c *wsConn, timeout time.Duration) ([][]byte, error) 
 		}
 		c.raw = raw
 	}
-	return w.writeNow(c.raw, w.pieces)
+	return w.vec.WriteNow(c.raw, w.pieces)
 }
 
 // pooledWrites reports whether the pool can write this connection's bursts:
@@ -150,7 +147,8 @@ func (c *wsConn) pooledWrites() bool {
 // handOff finishes a burst the socket could not take at once on a goroutine
 // of the connection's own: rest is what is left of w.pieces, q what was
 // taken from the queue after them, which goes back to its head.
-func (c *wsConn) handOff(sess *session, w *burstWriter, rest [][]byte, q []*hub.Delivery) {
+func (c *wsConn) handOff(w *burstWriter, rest [][]byte, q []*hub.Delivery) {
+	sess := c.sess
 	// The frame header and a protobuf batch header, the first two pieces,
 	// live in w, which the worker reuses at once; the rest are shared frames
 	// that never change.
@@ -162,55 +160,19 @@ func (c *wsConn) handOff(sess *session, w *burstWriter, rest [][]byte, q []*hub.
 		}
 		own[i] = p
 	}
-	sess.mu.Lock()
-	if len(q) > 0 && !sess.closed {
-		sess.queue = append(q[:len(q):len(q)], sess.queue...)
-	}
-	sess.mu.Unlock()
+	sess.requeue(q)
 	go func() {
 		bufs := net.Buffers(own)
 		if err := c.write(&bufs, sess.srv.opt.WriteTimeout); err != nil {
-			c.writeFailed(sess, err)
+			c.writeFailed(err)
 			return
 		}
-		c.writeLoop(sess, nil)
+		c.writeLoop(nil)
 	}()
 }
 
-// maxReusedQueue is the largest queue array a writer hands back for the
-// next deliveries: under fan-out a connection's queue is mostly one or two
-// deliveries, and reusing its array saves an allocation per delivery; a
-// large one from a burst is left to the collector.
-const maxReusedQueue = 8
-
-// reuseQueue returns q emptied for reuse, or nil.
-func reuseQueue(q []*hub.Delivery) []*hub.Delivery {
-	if cap(q) == 0 || cap(q) > maxReusedQueue {
-		return nil
-	}
-	q = q[:cap(q)]
-	clear(q) // the deliveries it held may be collected
-	return q[:0]
-}
-
 // writeFailed drops the connection whose write failed and ends its writer.
-func (c *wsConn) writeFailed(sess *session, err error) {
-	sess.srv.log.Debug("websocket write failed", "err", err)
-	sess.kill("write failed")
-	sess.mu.Lock()
-	c.writing = false
-	sess.mu.Unlock()
-}
-
-// advance drops the first n bytes from pieces, trimming a piece written in
-// part.
-func advance(pieces [][]byte, n int) [][]byte {
-	for len(pieces) > 0 && n >= len(pieces[0]) {
-		n -= len(pieces[0])
-		pieces = pieces[1:]
-	}
-	if n > 0 {
-		pieces[0] = pieces[0][n:]
-	}
-	return pieces
+func (c *wsConn) writeFailed(err error) {
+	c.sess.srv.log.Debug("websocket write failed", "err", err)
+	c.sess.writerFailed()
 }
