@@ -9,7 +9,6 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
 )
 
@@ -168,16 +167,6 @@ func (s *Server) openSigned(q url.Values, p protocol) (*session, error) {
 		return nil, err
 	}
 	return newSession(s, elems, p), nil
-}
-
-// parseSubscribe validates a subscriber's CHANNEL_ID: every element signed,
-// and one bad element refuses the whole list.
-func (s *Server) parseSubscribe(q url.Values) ([]channel.Element, error) {
-	return channel.ParseList(q.Get("CHANNEL_ID"), channel.ListOptions{
-		Signer:           s.signer,
-		RequireSignature: true,
-		MaxElements:      s.opt.MaxChannelsPerRequest,
-	})
 }
 
 // parseMid reads the recovery point. As on the reference servers, a mid that

@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"sync"
@@ -44,14 +43,6 @@ type rpcConn struct {
 // several are queued (both clients accept either).
 var formatRPC = format{slot: 3, encode: wire.AppendIncomingMessage, contentType: "application/json", opcode: ws.OpText,
 	open: []byte("["), sep: []byte(","), close: []byte("]"), bare: true}
-
-// rpcKeepalive: the clients take a connection without a text ping for 20 s
-// for stuck, and reconnect.
-var rpcKeepalive = keepalive{text: framePing, missed: maxMissed}
-
-// maxMissed is how many pings may go without any frame back before the
-// peer is taken for dead (docs/protocol-v5.md, "Decisions").
-const maxMissed = 3
 
 // openRPCSession authenticates a version 5 connection by token= (preferred,
 // as the clients do) or CHANNEL_ID. A token's channels are trusted as
@@ -109,32 +100,10 @@ func tokenElements(c token.Claims) []channel.Element {
 	return elems
 }
 
-func (rc *rpcConn) format() format       { return formatRPC }
-func (rc *rpcConn) keepalive() keepalive { return rpcKeepalive }
-
-// attached counts a WebSocket of a user in its presence; a long poll comes
-// and goes with every answer and would make the user flicker.
-func (rc *rpcConn) attached(ctx context.Context, sess *session) {
-	if rc.user > 0 && sess.t.streams() {
-		sess.srv.userArrived(ctx, sess)
-	}
-}
-
-// detached releases what the connection holds beyond its channels: its
-// watches and its presence.
-func (rc *rpcConn) detached(sess *session) { sess.srv.rpcDetached(sess) }
+func (rc *rpcConn) format() format { return formatRPC }
 
 // replayed picks, as admit does, the delivery with the user's user_params.
 func (rc *rpcConn) replayed(d *hub.Delivery) *hub.Delivery { return rc.viaUser(d) }
-
-// receive answers a text message: pong, mack or JSON-RPC. Bad input is
-// answered with a JSON-RPC error and never closes the connection.
-func (rc *rpcConn) receive(sess *session, op ws.OpCode, data []byte) ([]byte, error) {
-	if op != ws.OpText {
-		return nil, nil
-	}
-	return sess.srv.answerRPCFrame(sess, data), nil
-}
 
 // rpcOf is the version 5 side of sess, for the version 5 code that serves
 // it (status.go, jsonrpc_methods.go).

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -17,6 +19,26 @@ var (
 	framePong  = []byte("pong")
 	prefixMack = []byte("mack:")
 )
+
+// rpcKeepalive: the clients take a connection without a text ping for 20 s
+// for stuck, and reconnect.
+var rpcKeepalive = keepalive{text: framePing, misses: maxMissed}
+
+// maxMissed is how many pings may go without any frame back before the
+// peer is taken for dead (docs/protocol-v5.md, "Decisions").
+const maxMissed = 3
+
+// keepalive: text pings.
+func (rc *rpcConn) keepalive() keepalive { return rpcKeepalive }
+
+// receive answers a text message: pong, mack or JSON-RPC. Bad input is
+// answered with a JSON-RPC error and never closes the connection.
+func (rc *rpcConn) receive(sess *session, op ws.OpCode, data []byte) ([]byte, error) {
+	if op != ws.OpText {
+		return nil, nil
+	}
+	return sess.srv.answerRPCFrame(sess, data), nil
+}
 
 // rpcCallTime bounds one client call: the clients give up after 5 s.
 const rpcCallTime = 5 * time.Second

@@ -24,10 +24,6 @@ const (
 	methodUnsubscribeStatus = "unsubscribeStatusChange"
 )
 
-// maxUsersPerCall bounds getUsersLastSeen lists and a connection's status
-// subscriptions.
-const maxUsersPerCall = 1000
-
 // clientMethod runs one call of a subscriber.
 func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCCall) (any, *wire.RPCError) {
 	rc := rpcOf(sess)
@@ -46,7 +42,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 		if len(p.UserList) > maxUsersPerCall {
 			return nil, invalidParams("userList has more than " + strconv.Itoa(maxUsersPerCall) + " users")
 		}
-		seen, err := s.usersLastSeen(ctx, rc.tenant, ids(p.UserList))
+		seen, err := s.usersLastSeen(ctx, rc.tenant, userIDs(p.UserList))
 		if err != nil {
 			s.log.Error("getUsersLastSeen", "err", err)
 			return nil, wire.NewRPCError(wire.RPCInternalError, "")
@@ -234,8 +230,6 @@ func jsonKind(t reflect.Type) string {
 	return "of another type"
 }
 
-func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
-
 // isObject reports whether raw is a JSON object.
 func isObject(raw json.RawMessage) bool {
 	raw = json.RawMessage(strings.TrimSpace(string(raw)))
@@ -268,7 +262,7 @@ type userIDError struct{}
 
 func (*userIDError) Error() string { return "a user id is not an integer" }
 
-func ids(us []userID) []int64 {
+func userIDs(us []userID) []int64 {
 	out := make([]int64, len(us))
 	for i, u := range us {
 		out[i] = int64(u)

@@ -154,11 +154,11 @@ type publishLimits struct {
 	now    func() time.Time
 }
 
-func newPublishLimits(opt Options) *publishLimits {
+func newPublishLimits(conn, byIP, byChan RateLimit) *publishLimits {
 	return &publishLimits{
-		conn:   opt.ClientPublishRate,
-		byIP:   newBucketMap[netip.Prefix](opt.ClientPublishIPRate, maxLimitKeys),
-		byChan: newBucketMap[channel.ID](opt.ClientPublishTargetRate, maxLimitKeys),
+		conn:   conn,
+		byIP:   newBucketMap[netip.Prefix](byIP, maxLimitKeys),
+		byChan: newBucketMap[channel.ID](byChan, maxLimitKeys),
 		now:    time.Now,
 	}
 }
@@ -212,21 +212,4 @@ func (l *publishLimits) admit(src publishSource, msgs []*message.Message) bool {
 	// Charged to the sender even when a receiver refuses: a sender
 	// hammering a full receiver spends its own budget doing it.
 	return l.byChan.takeAll(now, byChan)
-}
-
-// admitClientBatch applies the client limits to the messages of one
-// RequestBatch: at most maxMessagesPerRequest in all (2.x reads only the
-// first request of a batch, which holds at most that many), and the rate
-// limits. Backends are not limited.
-func (s *Server) admitClientBatch(who requester, msgs []*message.Message) error {
-	if who.trusted {
-		return nil
-	}
-	if len(msgs) > maxMessagesPerRequest {
-		return errTooManyMessages
-	}
-	if !s.pubLimits.admit(who.source, msgs) {
-		return errPublishRate
-	}
-	return nil
 }

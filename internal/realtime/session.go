@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gobwas/ws"
+
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
@@ -82,11 +84,6 @@ func newSession(srv *Server, elems []channel.Element, p protocol) *session {
 	return s
 }
 
-// requester is this connection as the author of client requests.
-func (s *session) requester() requester {
-	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
-}
-
 // historyChannels are where this connection's messages are stored: its
 // channels and the public ids that alias them.
 func (s *session) historyChannels() []channel.ID { return s.chans }
@@ -102,18 +99,6 @@ func (s *session) localChannel(id channel.ID) channel.ID {
 	return id
 }
 
-// attach subscribes the session and then replays what it missed after mid.
-// Subscribing first and buffering live deliveries until the replay is queued
-// is what closes the gap between "read history" and "receive live": a message
-// published in between is either in the history or in the buffer, and one
-// that is in both is sent once.
-func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
-	if err := s.subscribe(ctx); err != nil {
-		return err
-	}
-	return s.replay(ctx, mid, recover)
-}
-
 // subscribe makes the session receive live deliveries, which wait in its
 // queue until replay has run. A WebSocket subscribes before the handshake
 // completes, so that a client that sees the connection open can rely on
@@ -123,77 +108,20 @@ func (s *session) subscribe(ctx context.Context) error {
 	if err := s.srv.register(s); err != nil {
 		return err
 	}
-	for _, old := range s.srv.limit.add(s) {
+	for _, old := range s.srv.limit.add(s, s.subs) {
 		s.srv.log.Info("closing the oldest connection of a channel over the limit", "limit", s.srv.opt.MaxConnPerChannel)
 		old.evict(errTooManyConnections)
 	}
 	s.srv.hub.Attach(s, s.subs)
 	if err := s.srv.broker.Attach(ctx, s.chans); err != nil {
 		s.srv.hub.Detach(s, s.subs)
-		s.srv.limit.remove(s)
+		s.srv.limit.remove(s, s.subs)
 		s.srv.unregister(s)
 		return fmt.Errorf("attach: %w", err)
 	}
 	s.proto.attached(ctx, s)
 	return nil
 }
-
-// replay queues what the session missed after mid ahead of the live
-// deliveries buffered since subscribe, and starts delivery.
-func (s *session) replay(ctx context.Context, mid message.ID, recover bool) error {
-	var missed missed
-	if recover {
-		var err error
-		if missed, err = s.readMissed(ctx, mid); err != nil {
-			s.detach()
-			return fmt.Errorf("%w: %w", errHistory, err)
-		}
-	}
-	replay := missed.deliveries
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recovering = false
-	if recover {
-		s.knownUpTo, s.hasKnown = mid, true
-	}
-	if missed.more && s.t.streams() {
-		s.restarting, s.endReason = true, reasonReplayContinues
-		s.srv.log.Debug("recovery beyond one connection's replay; the client comes back for the rest", "replayed", len(replay))
-	}
-	if len(replay) > 0 {
-		// A buffered live delivery of a replayed message is dropped
-		// whichever channel it came through: a replay lists each message
-		// once.
-		sent := make(map[message.ID]struct{}, len(replay))
-		for _, d := range replay {
-			sent[d.Msg.ID] = struct{}{}
-		}
-		s.replayedUpTo = replay[len(replay)-1].Msg.ID
-		s.replayed = len(replay)
-		live := s.queue
-		s.queue = replay
-		for _, d := range live {
-			if _, dup := sent[d.Msg.ID]; !dup && !s.knownLocked(d) {
-				s.queue = append(s.queue, d)
-			}
-		}
-	} else if s.hasKnown {
-		kept := s.queue[:0]
-		for _, d := range s.queue {
-			if !s.knownLocked(d) {
-				kept = append(kept, d)
-			}
-		}
-		clear(s.queue[len(kept):])
-		s.queue = kept
-	}
-	if len(s.queue) > 0 || s.restarting {
-		s.notifyLocked()
-	}
-	return nil
-}
-
-var errHistory = fmt.Errorf("history unavailable")
 
 // knownLocked reports whether the client had d before it connected.
 func (s *session) knownLocked(d *hub.Delivery) bool {
@@ -318,7 +246,7 @@ func (s *session) detach() {
 		s.queue = nil
 		s.mu.Unlock()
 		s.srv.hub.Detach(s, s.subs)
-		s.srv.limit.remove(s)
+		s.srv.limit.remove(s, s.subs)
 		s.proto.detached(s)
 		// The embedded broker cannot fail here; a cluster broker's presence
 		// keys expire on their own if it does.
@@ -366,6 +294,58 @@ func (s *session) restart(m *message.Message) {
 	if m == nil && !s.t.streams() {
 		s.kill(reasonServerRestart)
 	}
+}
+
+// reasonServerRestart is the close reason of a graceful shutdown (1001).
+const reasonServerRestart = "server restart"
+
+// reasonReplayContinues is the close reason (1001) of a WebSocket whose
+// recovery was more than one connection replays: the client reconnects with
+// the last mid it got and the replay continues from there.
+const reasonReplayContinues = "replay continues"
+
+// protocol is one subscribe protocol: text (version 3), JSON, protobuf
+// (version 4) or JSON-RPC (version 5). openSession (connect.go) chooses one
+// value per connection at the handshake; from then on the session and its
+// transport ask it, never which protocol it is. A protocol with no state of
+// its own is one shared value; one with state (version 5) is a value per
+// connection.
+//
+// Adding a protocol is a file with a type that implements this, and its
+// line in openSession.
+type protocol interface {
+	// format frames the protocol's deliveries.
+	format() format
+	// admit decides whether a live delivery is sent, and may replace it
+	// (another channel's delivery of the same message). It runs under the
+	// session's lock and the hub's, on the fan-out path.
+	admit(d *hub.Delivery) (*hub.Delivery, bool)
+	// replayed may replace a delivery recovered from history, as admit
+	// does a live one.
+	replayed(d *hub.Delivery) *hub.Delivery
+	// attached runs once the session is subscribed; detached once, when it
+	// ends. They hold and release what the protocol keeps beyond the
+	// session's channels.
+	attached(ctx context.Context, sess *session)
+	detached(sess *session)
+	// receive carries out a data message (op is ws.OpText or ws.OpBinary)
+	// that the client sent over a WebSocket, and returns the answer to
+	// send in the protocol's format (nil for none). A *protoError closes
+	// the connection with its code; another error with 1011.
+	receive(sess *session, op ws.OpCode, data []byte) ([]byte, error)
+	// keepalive is how the protocol's WebSockets are pinged.
+	keepalive() keepalive
+}
+
+// keepalive is how a protocol's WebSockets are kept alive and found dead.
+type keepalive struct {
+	// text, when set, is a ping sent as a text message every
+	// Options.RPCPingInterval, which a peer that has sent nothing for
+	// misses pings in a row does not survive. Without it, a control-frame
+	// ping goes every Options.PingInterval to a peer that must have sent
+	// something since the last.
+	text   []byte
+	misses int32
 }
 
 // transport is how a session's bytes leave: a WebSocket (websocket.go) or

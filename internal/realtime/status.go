@@ -26,6 +26,18 @@ import (
 // every 0→1 and 1→0 is announced exactly once. Two nodes changing the same user at the
 // same instant may both or neither announce: status is advisory.
 
+// attached counts a WebSocket of a user in its presence; a long poll comes
+// and goes with every answer and would make the user flicker.
+func (rc *rpcConn) attached(ctx context.Context, sess *session) {
+	if rc.user > 0 && sess.t.streams() {
+		sess.srv.userArrived(ctx, sess)
+	}
+}
+
+// detached releases what the connection holds beyond its channels: its
+// watches and its presence.
+func (rc *rpcConn) detached(sess *session) { sess.srv.rpcDetached(sess) }
+
 // userArrived counts a WebSocket of a user and announces it if it is the
 // user's first.
 func (s *Server) userArrived(ctx context.Context, sess *session) {
@@ -80,9 +92,9 @@ func (s *Server) userLeft(sess *session) {
 	}
 }
 
-// presenceStripes spreads users over locks: a reconnect storm of many users
-// must not queue behind one lock around broker round trips.
-const presenceStripes = 64
+// maxUsersPerCall bounds getUsersLastSeen lists and a connection's status
+// subscriptions.
+const maxUsersPerCall = 1000
 
 // presenceLock is the lock of the user whose presence channel is pc; the
 // id is an md5, so any byte is evenly spread.

@@ -1,8 +1,6 @@
 package realtime
 
 import (
-	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -11,8 +9,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/pushpull/pushpull/internal/hub"
 )
 
 // wsConn is the WebSocket transport of a session. An idle connection costs
@@ -33,14 +29,15 @@ type wsConn struct {
 	done    atomic.Bool
 	closing atomic.Bool // our close frame is sent; waiting for the peer's
 
-	// ev is set, under connMu, when the poller drives the reader.
-	ev *eventReader
+	// ev is set, under connMu, when the poller drives the reader
+	// (wsreader.go).
+	ev polledReader
 	// raw is the socket for the writer pool's non-blocking writes, found
 	// on the first one; guarded by writeMu.
 	raw syscall.RawConn
 
-	// missed counts text pings sent since the peer last sent anything.
-	missed atomic.Int32
+	// unanswered counts text pings sent since the peer last sent anything.
+	unanswered atomic.Int32
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if
@@ -77,15 +74,6 @@ func (c *wsConn) socket() net.Conn {
 	return c.conn
 }
 
-// wake starts a writer, on the writer pool where it can take one. The
-// session calls it, under its lock, when it has something to send and no
-// writer is running.
-func (c *wsConn) wake() {
-	if !c.pooledWrites() || !c.sess.srv.writers.submit(c) {
-		go c.writeLoop(nil)
-	}
-}
-
 // close ends the connection with a numbered error; the reader closes the
 // socket when the closing handshake ends.
 func (c *wsConn) close(e *protoError) { c.closeWithError(e) }
@@ -95,77 +83,6 @@ func (c *wsConn) cut(reason string) { c.abort(reason) }
 
 // streams: a WebSocket outlives each batch.
 func (c *wsConn) streams() bool { return true }
-
-// writeLoop drains the session queue, coalescing everything queued into as
-// few WebSocket messages as the format allows, and exits when the queue is
-// empty so idle connections hold no writer goroutine. w is a pool worker's
-// scratch space, or nil on a goroutine of the connection's own.
-func (c *wsConn) writeLoop(w *burstWriter) {
-	sess := c.sess
-	if w == nil {
-		w = sess.srv.writers.own()
-		defer sess.srv.writers.release(w)
-	}
-	var written []*hub.Delivery // the queue last written out, reused
-	for {
-		q, end, reason := sess.next(written)
-		written = q
-		if len(q) == 0 {
-			if end {
-				c.closeWith(ws.StatusGoingAway, reason)
-				sess.detach()
-			}
-			return
-		}
-		for len(q) > 0 {
-			var n, size int
-			// Slot 0 is the frame header, known once the size is.
-			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
-			q = q[n:]
-			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
-			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
-			if err != nil {
-				c.writeFailed(err)
-				return
-			}
-			if rest != nil {
-				// The socket is full: a pool worker must not wait for it.
-				c.handOff(w, rest, q)
-				return
-			}
-		}
-	}
-}
-
-// headerInto encodes a frame header into buf (at least ws.MaxHeaderSize
-// bytes) and returns its length, per RFC 6455 §5.2. ws.WriteHeader would
-// do it through an io.Writer, at two allocations per frame on the fan-out
-// path.
-func headerInto(buf []byte, h ws.Header) int {
-	b0 := byte(h.OpCode) | h.Rsv<<4
-	if h.Fin {
-		b0 |= 0x80
-	}
-	buf[0] = b0
-	n := 2
-	switch {
-	case h.Length < 126:
-		buf[1] = byte(h.Length)
-	case h.Length <= 0xFFFF:
-		buf[1] = 126
-		binary.BigEndian.PutUint16(buf[2:], uint16(h.Length))
-		n = 4
-	default:
-		buf[1] = 127
-		binary.BigEndian.PutUint64(buf[2:], uint64(h.Length))
-		n = 10
-	}
-	if h.Masked {
-		buf[1] |= 0x80
-		n += copy(buf[n:], h.Mask[:])
-	}
-	return n
-}
 
 // withSocket runs one write on the socket, alone and bounded by timeout.
 func (c *wsConn) withSocket(timeout time.Duration, write func(net.Conn) error) error {
@@ -271,7 +188,7 @@ func (c *wsConn) ping() {
 		return // still in its handshake: registered, but not yet able to answer
 	}
 	if ka := c.sess.proto.keepalive(); ka.text != nil {
-		c.pingText(ka.text, ka.missed)
+		c.pingText(ka.text, ka.misses)
 		return
 	}
 	sess := c.sess
@@ -293,13 +210,13 @@ func (c *wsConn) ping() {
 }
 
 // pingText sends a ping as a text message. A peer that has sent nothing,
-// not even a pong, for missed pings in a row is dropped.
-func (c *wsConn) pingText(ping []byte, missed int32) {
+// not even a pong, for misses pings in a row is dropped.
+func (c *wsConn) pingText(ping []byte, misses int32) {
 	sess := c.sess
 	if c.alive.Swap(false) {
-		c.missed.Store(0)
-	} else if c.missed.Add(1) >= missed {
-		sess.srv.log.Debug("dropping websocket: no answer to text pings", "pings", missed)
+		c.unanswered.Store(0)
+	} else if c.unanswered.Add(1) >= misses {
+		sess.srv.log.Debug("dropping websocket: no answer to text pings", "pings", misses)
 		sess.kill("ping timeout")
 		return
 	}
@@ -314,106 +231,30 @@ func (c *wsConn) pingText(ping []byte, missed int32) {
 	}
 }
 
-// readLoop reads client frames until the connection ends. Data messages go
-// to the session's protocol, which may answer them on the socket. A frame
-// that breaks RFC 6455 fails the connection with 1002 (1007 for bad UTF-8,
-// 1009 over the payload limit) before anything it carries is used.
-func (c *wsConn) readLoop(maxPayload int64) {
-	sess := c.sess
-	fr := frameReader{r: c.r, maxPayload: maxPayload}
-	for {
-		if !fr.open && c.yield() {
-			return
-		}
-		f, err := fr.next()
-		if err != nil {
-			var bad *wsFailure
-			if errors.As(err, &bad) {
-				sess.srv.log.Debug("websocket protocol violation", "code", int(bad.code), "reason", bad.reason)
-				c.fail(bad)
-				return
-			}
-			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				sess.srv.log.Debug("websocket read failed", "err", err)
-			}
-			c.abort("read failed")
-			return
-		}
-		c.alive.Store(true)
-		switch {
-		case f.partial:
-		case f.op == ws.OpPing:
-			_ = c.writeFrame(ws.NewPongFrame(f.payload), sess.srv.opt.WriteTimeout)
-		case f.op == ws.OpPong:
-		case f.op == ws.OpClose:
-			// Echo the client's close, unless it answers ours, and end:
-			// RFC 6455 §5.5.1.
-			if !c.closing.Load() {
-				_ = c.writeFrame(ws.NewCloseFrame(f.payload), closeTimeout)
-			}
-			c.abort("closed by client")
-			return
-		case f.op == ws.OpText || f.op == ws.OpBinary:
-			if !c.receive(f.op, f.payload) {
-				return
-			}
-		}
-	}
-}
-
-// fail ends a connection whose peer broke the protocol (RFC 6455 §7.1.7):
-// the close frame with the failure's code, then the socket. What the peer
-// sends after the bad frame is no longer read as frames (the stream may be
-// out of step), only discarded until the peer hangs up or closeTimeout
-// passes: closing with bytes unread would make the kernel reset the
-// connection, which can destroy the close frame before the peer reads it.
-// The half-close tells the peer at once that nothing more is coming. A
-// close of ours already sent is not followed by another.
-func (c *wsConn) fail(f *wsFailure) {
-	if c.closing.Load() {
-		c.abort(f.reason)
-		return
-	}
-	c.closeWith(f.code, f.reason)
-	if !c.closing.Load() {
-		return // the close frame could not be written; closeWith aborted
-	}
-	if cw, ok := c.socket().(interface{ CloseWrite() error }); ok {
-		c.writeMu.Lock()
-		_ = cw.CloseWrite()
-		c.writeMu.Unlock()
-	}
-	_, _ = io.Copy(io.Discard, c.r)
-	c.abort(f.reason)
-}
-
-// receive hands a data message to the protocol and sends its answer. It
-// returns false when the connection ends: a numbered error closes it with
-// its code, another error with 1011, a failed write drops it.
-func (c *wsConn) receive(op ws.OpCode, data []byte) bool {
-	sess := c.sess
-	srv := sess.srv
-	resp, err := sess.proto.receive(sess, op, data)
-	var perr *protoError
-	switch {
-	case errors.As(err, &perr):
-		srv.log.Debug("client request refused", "err", err)
-		c.closeWithError(perr)
-		c.drain()
-		return false
-	case err != nil:
-		srv.log.Error("client request failed", "err", err)
-		c.closeWith(ws.StatusInternalServerError, "Internal error.")
-		c.drain()
-		return false
-	case resp != nil:
-		f := ws.NewFrame(sess.format.opcode, true, resp)
-		if err := c.writeFrame(f, srv.opt.WriteTimeout); err != nil {
-			sess.kill("write failed")
-			return false
-		}
-	}
-	return true
-}
-
 var _ transport = (*wsConn)(nil)
+
+// polledReader is the reader of a connection read from the poller
+// (wsreader.go): it has no goroutine waiting on the socket.
+type polledReader interface {
+	// end runs once, when abort has closed the socket.
+	end()
+}
+
+// expireClose bounds a closing handshake when no reader is waiting on the
+// socket's read deadline: an event reader only runs once the peer sends.
+func (c *wsConn) expireClose() {
+	c.connMu.Lock()
+	ev := c.ev
+	c.connMu.Unlock()
+	if ev != nil {
+		time.AfterFunc(closeTimeout, func() { c.abort("close handshake timed out") })
+	}
+}
+
+// aborted runs, under connMu, when abort has closed the socket: an event
+// reader has no goroutine to notice, so the connection ends here.
+func (c *wsConn) aborted() {
+	if c.ev != nil {
+		go c.ev.end()
+	}
+}

@@ -1,12 +1,20 @@
 package realtime
 
 import (
+	"errors"
 	"io"
+	"net"
 	"syscall"
-	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/netpoll"
 )
+
+// The WebSocket's reader: frames read until the connection ends, on a
+// goroutine of the connection's own or, where the poller can take the
+// socket, on a goroutine started each time it is readable; data messages
+// go to the session's protocol.
 
 // eventReader drives a WebSocket's reader from the server's poller instead
 // of a goroutine parked in Read for the connection's whole life: an idle
@@ -106,7 +114,7 @@ func (ev *eventReader) end() {
 // onReadable runs on a fresh goroutine each time the socket has something
 // to read.
 func (c *wsConn) onReadable(sess *session, maxPayload int64) {
-	ev := c.ev // set before the socket was armed, never changed after
+	ev := c.ev.(*eventReader) // set before the socket was armed, never changed after
 	ev.handled = false
 	c.readLoop(maxPayload)
 	if c.done.Load() {
@@ -124,8 +132,8 @@ func (c *wsConn) onReadable(sess *session, maxPayload int64) {
 // frame boundary: with an event reader, once it has handled a frame. The
 // poller starts a new one when the socket is readable again.
 func (c *wsConn) yield() bool {
-	ev := c.ev
-	if ev == nil {
+	ev, ok := c.ev.(*eventReader)
+	if !ok {
 		return false
 	}
 	if !ev.handled {
@@ -135,21 +143,104 @@ func (c *wsConn) yield() bool {
 	return true
 }
 
-// expireClose bounds a closing handshake when no reader is waiting on the
-// socket's read deadline: an event reader only runs once the peer sends.
-func (c *wsConn) expireClose() {
-	c.connMu.Lock()
-	ev := c.ev
-	c.connMu.Unlock()
-	if ev != nil {
-		time.AfterFunc(closeTimeout, func() { c.abort("close handshake timed out") })
+// readLoop reads client frames until the connection ends. Data messages go
+// to the session's protocol, which may answer them on the socket. A frame
+// that breaks RFC 6455 fails the connection with 1002 (1007 for bad UTF-8,
+// 1009 over the payload limit) before anything it carries is used.
+func (c *wsConn) readLoop(maxPayload int64) {
+	sess := c.sess
+	fr := frameReader{r: c.r, maxPayload: maxPayload}
+	for {
+		if !fr.open && c.yield() {
+			return
+		}
+		f, err := fr.next()
+		if err != nil {
+			var bad *wsFailure
+			if errors.As(err, &bad) {
+				sess.srv.log.Debug("websocket protocol violation", "code", int(bad.code), "reason", bad.reason)
+				c.fail(bad)
+				return
+			}
+			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				sess.srv.log.Debug("websocket read failed", "err", err)
+			}
+			c.abort("read failed")
+			return
+		}
+		c.alive.Store(true)
+		switch {
+		case f.partial:
+		case f.op == ws.OpPing:
+			_ = c.writeFrame(ws.NewPongFrame(f.payload), sess.srv.opt.WriteTimeout)
+		case f.op == ws.OpPong:
+		case f.op == ws.OpClose:
+			// Echo the client's close, unless it answers ours, and end:
+			// RFC 6455 §5.5.1.
+			if !c.closing.Load() {
+				_ = c.writeFrame(ws.NewCloseFrame(f.payload), closeTimeout)
+			}
+			c.abort("closed by client")
+			return
+		case f.op == ws.OpText || f.op == ws.OpBinary:
+			if !c.receive(f.op, f.payload) {
+				return
+			}
+		}
 	}
 }
 
-// aborted runs, under connMu, when abort has closed the socket: an event
-// reader has no goroutine to notice, so the connection ends here.
-func (c *wsConn) aborted() {
-	if c.ev != nil {
-		go c.ev.end()
+// fail ends a connection whose peer broke the protocol (RFC 6455 §7.1.7):
+// the close frame with the failure's code, then the socket. What the peer
+// sends after the bad frame is no longer read as frames (the stream may be
+// out of step), only discarded until the peer hangs up or closeTimeout
+// passes: closing with bytes unread would make the kernel reset the
+// connection, which can destroy the close frame before the peer reads it.
+// The half-close tells the peer at once that nothing more is coming. A
+// close of ours already sent is not followed by another.
+func (c *wsConn) fail(f *wsFailure) {
+	if c.closing.Load() {
+		c.abort(f.reason)
+		return
 	}
+	c.closeWith(f.code, f.reason)
+	if !c.closing.Load() {
+		return // the close frame could not be written; closeWith aborted
+	}
+	if cw, ok := c.socket().(interface{ CloseWrite() error }); ok {
+		c.writeMu.Lock()
+		_ = cw.CloseWrite()
+		c.writeMu.Unlock()
+	}
+	_, _ = io.Copy(io.Discard, c.r)
+	c.abort(f.reason)
+}
+
+// receive hands a data message to the protocol and sends its answer. It
+// returns false when the connection ends: a numbered error closes it with
+// its code, another error with 1011, a failed write drops it.
+func (c *wsConn) receive(op ws.OpCode, data []byte) bool {
+	sess := c.sess
+	srv := sess.srv
+	resp, err := sess.proto.receive(sess, op, data)
+	var perr *protoError
+	switch {
+	case errors.As(err, &perr):
+		srv.log.Debug("client request refused", "err", err)
+		c.closeWithError(perr)
+		c.drain()
+		return false
+	case err != nil:
+		srv.log.Error("client request failed", "err", err)
+		c.closeWith(ws.StatusInternalServerError, "Internal error.")
+		c.drain()
+		return false
+	case resp != nil:
+		f := ws.NewFrame(sess.format.opcode, true, resp)
+		if err := c.writeFrame(f, srv.opt.WriteTimeout); err != nil {
+			sess.kill("write failed")
+			return false
+		}
+	}
+	return true
 }

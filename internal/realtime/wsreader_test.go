@@ -22,8 +22,8 @@ import (
 func (ts *testServer) eventReaders() (polled, total int) {
 	ts.rt.sessMu.Lock()
 	defer ts.rt.sessMu.Unlock()
-	for sess := range ts.rt.sessions {
-		c, ok := sess.t.(*wsConn)
+	for m := range ts.rt.sessions {
+		c, ok := m.(*session).t.(*wsConn)
 		if !ok {
 			continue
 		}
