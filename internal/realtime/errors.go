@@ -70,3 +70,7 @@ const (
 // invalidParams is JSON-RPC's -32602 with msg: the answer to parameters a
 // method (client or backend) cannot take.
 func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
+
+// rpcRateLimited is the JSON-RPC code of errPublishRate, in the range the
+// specification leaves to servers.
+const rpcRateLimited = -32000

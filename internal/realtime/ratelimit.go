@@ -18,10 +18,6 @@ import (
 // each receiver's, whoever sends. Over a limit the request is refused and
 // nothing of it is published; receivers are never cut for it.
 
-// rpcRateLimited is the JSON-RPC code of errPublishRate, in the range the
-// specification leaves to servers.
-const rpcRateLimited = -32000
-
 // RateLimit is a token bucket's shape: PerSecond messages a second on
 // average, up to Burst at once. A PerSecond of 0 means no limit.
 type RateLimit struct {

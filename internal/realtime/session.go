@@ -18,10 +18,10 @@ import (
 // Deliveries are queued under mu and written by the transport; the queue is
 // bounded so one slow reader cannot hold memory or the publishers.
 //
-// The session stands between two seams. Its protocol (protocol.go), chosen
+// The session stands on two seams, both defined below. Its protocol, chosen
 // at the handshake, frames what it sends and answers what the client sends;
-// its transport, below, is how the bytes leave. Neither knows the other, and
-// the session knows neither's kind.
+// its transport is how the bytes leave. Neither knows the other, and the
+// session knows neither's kind.
 type session struct {
 	srv   *Server
 	subs  []hub.Subscription
@@ -351,7 +351,7 @@ type keepalive struct {
 // transport is how a session's bytes leave: a WebSocket (websocket.go) or
 // a long poll (longpoll.go). The session owns its queue: a transport takes
 // from it with take or next and puts back with requeue, and never locks the
-// session or touches its fields.
+// session or touches what its lock guards.
 type transport interface {
 	// wake tells the transport that the session has something to send or
 	// is to end. It runs under the session's lock (and the hub's), so it
