@@ -144,7 +144,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 }
 
 // openSession builds the session a subscribe query asks for, with its
-// protocol, or the reason to refuse it (a *protoError, 4010 for any bad
+// protocol, or the reason to refuse it (the routes answer 4010 for any bad
 // credential). Here, and only here, a protocol is chosen: the clients send
 // the literal "true" for jsonRpc and binaryMode, as Push server 2.x reads
 // them, so text, JSON, protobuf and JSON-RPC subscribers share channels.
