@@ -12,7 +12,7 @@ import (
 )
 
 // wsConn is the WebSocket transport of a session. An idle connection costs
-// one goroutine (the reader) or none (read from the poller, wsevents.go),
+// one goroutine (the reader) or none (read from the poller, wsreader.go),
 // and no buffers: frames are read header-first straight from the socket,
 // and a writer runs only while there is something to send.
 type wsConn struct {
