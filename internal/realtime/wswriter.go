@@ -11,6 +11,11 @@ import (
 	"github.com/pushpull/pushpull/internal/hub"
 )
 
+// The WebSocket's writer: woken by the session when it queues into an
+// idle connection, it drains the queue into as few frames as the format
+// allows, on a writer pool worker where it can (writerpool.go), and stops
+// when the queue is empty.
+
 // write writes w.pieces. A goroutine of the connection's own writes them
 // all, blocking up to timeout; a pool worker writes what the socket takes
 // now and returns the rest (nil when all went out), which then needs a
