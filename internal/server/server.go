@@ -47,7 +47,7 @@ func isLoopback(a net.Addr) bool {
 const registryFile = "registry.db"
 
 // publicURL is where clients reach this server: --public-url, or else the
-// listen address on this host.
+// listen address on this host, https when the listener serves TLS.
 func publicURL(cfg config.Config) string {
 	if cfg.PublicURL != "" {
 		return strings.TrimRight(cfg.PublicURL, "/")
@@ -56,7 +56,11 @@ func publicURL(cfg config.Config) string {
 	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	scheme := "http://"
+	if cfg.TLS() {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port)
 }
 
 func publicHost(cfg config.Config) string {
@@ -84,6 +88,9 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	// tlsCert and internalTLSCert are the listeners' certificates; nil
+	// serves plain HTTP.
+	tlsCert, internalTLSCert *certificate
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -111,6 +118,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		return err
 	}
+	defer s.reloadOnHangup()()
 	return s.ServeListeners(ctx, ln, iln)
 }
 
@@ -154,6 +162,21 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 // build assembles the server from its parts: the signer, the broker and the
 // realtime routes over it, the registry, and the REST and HTTP routes.
 func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
+	// Certificates first: a wrong file is the operator's to fix, before
+	// anything else starts.
+	tlsLog := log.With("component", "tls")
+	cert, err := loadCertificate("--tls-cert", cfg.TLSCert, cfg.TLSKey, tlsLog)
+	if err != nil {
+		return nil, err
+	}
+	internalCert, err := loadCertificate("--internal-tls-cert", cfg.InternalTLSCert, cfg.InternalTLSKey, tlsLog)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLS() && strings.HasPrefix(cfg.PublicURL, "http://") {
+		log.Warn("--public-url is http:// but --addr serves HTTPS: clients are told to use plain URLs that this listener does not answer; set --public-url to https://",
+			"public_url", cfg.PublicURL)
+	}
 	signer, err := newSigner(cfg, cl, log)
 	if err != nil {
 		return nil, err
@@ -169,7 +192,7 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		_ = b.Close(context.Background())
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, tlsCert: cert, internalTLSCert: internalCert}
 	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
 	return s, nil
 }
@@ -257,6 +280,12 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}()
 	defer func() { stopPush(); <-pushDone }() // also on early returns
 
+	if s.tlsCert != nil {
+		ln = s.tlsCert.listen(ln)
+	}
+	if iln != nil && s.internalTLSCert != nil {
+		iln = s.internalTLSCert.listen(iln)
+	}
 	// Ready before either listener serves, so that /readyz never answers
 	// "draining" on a server that is starting.
 	s.ready.Store(true)
@@ -264,7 +293,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	internalDone := make(chan error, 1)
 	if iln != nil {
 		go func() { internalDone <- s.internal.Serve(iln) }()
-		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","),
+		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "tls", s.internalTLSCert != nil, "pub", strings.Join(s.cfg.PubPaths, ","),
 			"api", strings.Join(s.cfg.APIPaths, ","), "stat", s.cfg.StatPath)
 	} else if !isLoopback(ln.Addr()) {
 		s.log.Warn("backend publish routes are served on the public listener (--internal-addr same): anyone who reaches it can publish to any channel",
@@ -272,7 +301,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
-	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
+	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "tls", s.tlsCert != nil, "data_dir", s.cfg.DataDir,
 		"sub", strings.Join(s.cfg.SubPaths, ","), "pubweb", strings.Join(s.cfg.PubWebPaths, ","))
 
 	if s.cfg.DebugAddr != "" {
