@@ -65,7 +65,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sess, err := s.openSession(q)
 	if err != nil {
-		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
+		s.logRefused(r, "longpoll", err)
 		writeError(w, errWrongChannelID)
 		return
 	}
@@ -83,6 +83,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("replay failed", "err", err)
 			writeError(w, errLastMessages)
 		case errors.Is(err, errDraining):
+			s.logRefused(r, "longpoll", err)
 			writeText(w, http.StatusServiceUnavailable, "Server is restarting.")
 		default:
 			s.log.Warn("long poll attach failed", "err", err)

@@ -55,6 +55,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// Subscribe before the handshake completes: a client that sees
 		// the socket open may be sent events at once.
 		if err := sess.subscribe(r.Context()); err != nil {
+			s.logRefused(r, "websocket", err)
 			status, text := http.StatusServiceUnavailable, "Server is restarting."
 			if !errors.Is(err, errDraining) {
 				s.log.Warn("websocket attach failed", "err", err)
@@ -71,7 +72,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	conn, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has answered the client with 400 already.
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.logRefused(r, "websocket", errUpgrade)
 		if sess != nil {
 			s.websockets.Add(-1)
 			sess.detach()
@@ -97,7 +98,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// Refused after the upgrade, as Push server 2.x does: clients react
 		// to close code 4010 by reloading their config, but only see 1006 for
 		// a failed handshake.
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
+		s.logRefused(r, "websocket", chanErr)
 		c.closeWithError(errWrongChannelID)
 		c.drain()
 		return

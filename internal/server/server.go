@@ -137,6 +137,7 @@ func listenInternal(cfg config.Config) (net.Listener, error) {
 
 // New builds a server from cfg, restoring state from cfg.DataDir.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	log = withRequestIDs(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
