@@ -83,7 +83,9 @@ func TestBinaryVersionFromVCS(t *testing.T) {
 	if err != nil {
 		t.Skipf("git rev-parse HEAD: %v", err)
 	}
-	got, _ := buildPushpull(t)
+	// Explicit: GOFLAGS may say -buildvcs=false (it does on CI machines
+	// that build without git); a developer's default, auto, stamps.
+	got, _ := buildPushpull(t, "-buildvcs=true")
 	if want := "rev " + strings.TrimSpace(string(head))[:12]; !strings.Contains(got, want) {
 		t.Errorf("built in the work tree: %q, want it to name %q", got, want)
 	}
