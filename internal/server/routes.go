@@ -91,12 +91,14 @@ func (s *Server) mountRoutes(a api) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
+		mux.HandleFunc("GET "+StatusPath, s.serveStatus)
 		mux.Handle("/", rt.Handler())
 	} else {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
+		internal.HandleFunc("GET "+StatusPath, s.serveStatus)
 		internal.Handle("/", rt.TrustedHandler())
 		s.internal = &http.Server{
 			Handler:           ids.wrap(bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal)),

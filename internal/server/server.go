@@ -229,21 +229,27 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // check covers it too.
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
-	if !s.ready.Load() {
+	if ok, why := s.readiness(); !ok {
+		// In a Redis outage connections stay up and are served what can be
+		// served; a load balancer sends new clients to ready nodes meanwhile.
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("draining\n"))
+		_, _ = w.Write([]byte(why + "\n"))
 		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// readiness is /readyz's verdict, and why not when it is no.
+func (s *Server) readiness() (ready bool, why string) {
+	if !s.ready.Load() {
+		return false, "draining"
 	}
 	if hc, ok := s.broker.(healthChecker); ok {
 		if err := hc.Healthy(); err != nil {
-			// Connections stay up and are served what can be served; a load
-			// balancer sends new clients to ready nodes meanwhile.
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("redis unreachable: " + err.Error() + "\n"))
-			return
+			return false, "redis unreachable: " + err.Error()
 		}
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	return true, ""
 }
 
 // Serve accepts on ln, and binds cfg.InternalAddr for the trusted routes,
@@ -286,6 +292,14 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}
 	if iln != nil && s.internalTLSCert != nil {
 		iln = s.internalTLSCert.listen(iln)
+	}
+	trusted, trustedTLS := iln, s.internalTLSCert != nil
+	if iln == nil {
+		trusted, trustedTLS = ln, s.tlsCert != nil
+	}
+	if err := recordInternalURL(s.cfg.DataDir, trusted, trustedTLS); err != nil {
+		// Only `pushpull status` without --url depends on it.
+		s.log.Warn("cannot record the internal URL for pushpull status; give it --url", "err", err)
 	}
 	// Ready before either listener serves, so that /readyz never answers
 	// "draining" on a server that is starting.
