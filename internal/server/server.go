@@ -143,7 +143,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	if err := recordPublicURL(cfg); err != nil {
 		// Only the operator commands' printed URLs depend on it.
-		log.Warn("cannot record the public URL for the operator commands", "err", err)
+		log.Warn("cannot record the public URL for the operator commands; make the data dir writable, or give them --public-url", "err", err)
 	}
 	var cl *cluster
 	if cfg.Redis != "" {
@@ -477,7 +477,7 @@ func raiseFileLimit(log *slog.Logger) {
 	switch {
 	case errors.Is(err, fdlimit.ErrUnsupported):
 	case err != nil:
-		log.Warn("cannot raise the open-file limit", "err", err, "limit", l.After)
+		log.Warn("cannot raise the open-file limit: connections beyond it are refused; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn)", "err", err, "limit", l.After)
 	case l.Raised():
 		log.Info("raised the open-file limit", "from", l.Before, "to", l.After)
 	default:
