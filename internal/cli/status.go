@@ -75,14 +75,7 @@ func (r *runner) status(ctx context.Context, args []string) int {
 	if *interval < 0 || *timeout <= 0 {
 		return r.usageError("status", "--interval must be 0 or more and --timeout more than 0")
 	}
-	// The data dir and config file flags are read through Visit, as given.
-	var cfgArgs []string
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "data-dir" || f.Name == config.ConfigFlag {
-			cfgArgs = append(cfgArgs, "--"+f.Name+"="+f.Value.String())
-		}
-	})
-	cfg, err := config.Load(cfgArgs, r.getenv, r.readFile)
+	cfg, err := loadLocation(fs, r.getenv, r.readFile)
 	if err != nil {
 		return r.usageError("status", "%v", err)
 	}
@@ -122,7 +115,21 @@ func (r *runner) status(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-// statusClient is the HTTP client status asks with. When the trusted
+// loadLocation loads the server's configuration as serve would, from the
+// --data-dir and --config flags given to fs (as given: Visit), the
+// environment and the config file: where the server keeps its data and
+// listens.
+func loadLocation(fs *flag.FlagSet, getenv func(string) string, readFile func(string) ([]byte, error)) (config.Config, error) {
+	var args []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "data-dir" || f.Name == config.ConfigFlag {
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return config.Load(args, getenv, readFile)
+}
+
+// statusClient is the HTTP client status and healthcheck ask with. When the trusted
 // listener serves TLS with a certificate file of the configuration, that
 // certificate is the one trusted, pinned: the server is asked at a loopback
 // address its certificate does not name, and the file is what the server

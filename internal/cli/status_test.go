@@ -217,3 +217,39 @@ func TestStatusWithoutAServer(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// TestHealthcheckFindsTheTrustedListener: without --url, healthcheck asks
+// the trusted listener the server recorded, which answers whatever --addr
+// is and whether it serves TLS; a trusted listener on TLS is asked with the
+// configuration's certificate.
+func TestHealthcheckFindsTheTrustedListener(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	leaf := ca.Issue(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), 90*24*time.Hour)
+	for _, internalTLS := range []bool{false, true} {
+		cfg := config.Default()
+		cfg.TLSCert, cfg.TLSKey = leaf.CertFile, leaf.KeyFile
+		env := map[string]string{}
+		if internalTLS {
+			cfg.InternalTLSCert, cfg.InternalTLSKey = leaf.CertFile, leaf.KeyFile
+			env["PUSHPULL_INTERNAL_TLS_CERT"], env["PUSHPULL_INTERNAL_TLS_KEY"] = leaf.CertFile, leaf.KeyFile
+		}
+		_, cfg = serveForStatus(t, cfg)
+		env["PUSHPULL_DATA_DIR"] = cfg.DataDir
+		r, stdout, stderr := testRunner(t, env)
+		if code := r.main(t.Context(), []string{"healthcheck"}); code != exitOK || stdout.String() != "" || stderr.String() != "" {
+			t.Errorf("internal TLS %v: exit %d, stdout %q, stderr %q", internalTLS, code, stdout, stderr)
+		}
+	}
+	// Nothing recorded and nothing listening where the configuration says.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r, _, stderr := testRunner(t, map[string]string{"PUSHPULL_DATA_DIR": t.TempDir(), "PUSHPULL_INTERNAL_ADDR": addr})
+	if code := r.main(t.Context(), []string{"healthcheck"}); code != exitFailure || !strings.Contains(stderr.String(), addr+"/readyz") {
+		t.Errorf("without a server: exit %d, stderr %q", code, stderr)
+	}
+}
