@@ -24,6 +24,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/push"
@@ -88,6 +89,7 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	console  *console.Console
 	// tlsCert and internalTLSCert are the listeners' certificates; nil
 	// serves plain HTTP.
 	tlsCert, internalTLSCert *certificate
@@ -183,7 +185,8 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	h := hub.New()
-	b, err := newBroker(cfg, cl, h, log.With("component", "broker"))
+	meter := console.NewMeter(h)
+	b, err := newBroker(cfg, cl, meter, log.With("component", "broker"))
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +197,9 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, tlsCert: cert, internalTLSCert: internalCert}
-	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
+	uses := console.NewTokenUses()
+	s.console = s.newConsole(h, meter, uses, portal)
+	s.mountRoutes(newAPI(cfg, st, portal, b, signer, uses, log))
 	return s, nil
 }
 
@@ -301,6 +306,15 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 		// Only `pushpull status` without --url depends on it.
 		s.log.Warn("cannot record the internal URL for pushpull status; give it --url", "err", err)
 	}
+	// The console's sampler ends with ctx, and its live tails with it, so
+	// that the drain does not wait for viewers.
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		s.console.Run(ctx)
+	}()
+	defer func() { <-consoleDone }()
+
 	// Ready before either listener serves, so that /readyz never answers
 	// "draining" on a server that is starting.
 	s.ready.Store(true)

@@ -3,8 +3,21 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 )
+
+// LiveNodes returns how many nodes of the cluster are alive: those whose
+// last heartbeat is within the window Online counts connections for.
+func (b *Broker) LiveNodes(ctx context.Context) (int, error) {
+	oldest := b.now().Add(-3 * b.opt.Heartbeat).UnixMilli()
+	n, err := b.client.Do(ctx, b.client.B().Zcount().Key(b.keys.Key("nodes")).
+		Min(strconv.FormatInt(oldest, 10)).Max("+inf").Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("live nodes: redis: %w", err)
+	}
+	return int(n), nil
+}
 
 // Node is one pushpull node of the cluster, as its heartbeats show it.
 type Node struct {
@@ -12,8 +25,8 @@ type Node struct {
 	// LastHeartbeat is when the node last refreshed its presence.
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	// Alive: the node beat within three heartbeats, so its connections
-	// count in presence. Nodes silent for longer stay listed until the
-	// heartbeat script forgets them (ten heartbeat TTLs).
+	// count in presence (as LiveNodes counts). Nodes silent for longer stay
+	// listed until the heartbeat script forgets them (ten heartbeat TTLs).
 	Alive bool `json:"alive"`
 	// Self is the node answering.
 	Self bool `json:"self"`
