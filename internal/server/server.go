@@ -120,6 +120,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		return err
 	}
+	// Run is the process's server, so it takes SIGHUP itself; New and
+	// ServeListeners, which tests and embedders use, leave signals alone.
 	defer s.reloadOnHangup()()
 	return s.ServeListeners(ctx, ln, iln)
 }
