@@ -79,6 +79,7 @@ func commands() []command {
 		{"token", "issue and revoke OAuth tokens and authorization codes", (*runner).token},
 		{"webhook", "create incoming webhooks", (*runner).webhook},
 		{"healthcheck", "exit 0 when the server is ready (for container health checks)", (*runner).healthcheck},
+		{"status", "print the running server's state: connections, rates, memory, cluster nodes, TLS", (*runner).status},
 		{"version", "print the version", (*runner).version},
 		{"help", "show help for a command", (*runner).help},
 	}

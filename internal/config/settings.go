@@ -28,6 +28,10 @@ const (
 	signatureKey          = "signature-key"
 	signatureAlgo         = "signature-algo"
 	publicURL             = "public-url"
+	tlsCert               = "tls-cert"
+	tlsKey                = "tls-key"
+	internalTLSCert       = "internal-tls-cert"
+	internalTLSKey        = "internal-tls-key"
 	subPaths              = "sub-paths"
 	pubPaths              = "pub-paths"
 	pubWebPaths           = "pubweb-paths"
@@ -81,6 +85,14 @@ func settings() []setting {
 			func(c *Config) any { return &c.SignatureAlgo }},
 		{publicURL, "URL", "http(s) URL clients reach this server at",
 			func(c *Config) any { return &c.PublicURL }},
+		{tlsCert, "FILE", "PEM certificate (chain) for serving HTTPS and WSS on --addr; read again on SIGHUP; empty: plain HTTP",
+			func(c *Config) any { return &c.TLSCert }},
+		{tlsKey, "FILE", "PEM private key of --tls-cert",
+			func(c *Config) any { return &c.TLSKey }},
+		{internalTLSCert, "FILE", "PEM certificate (chain) for serving HTTPS on --internal-addr; read again on SIGHUP; empty: plain HTTP",
+			func(c *Config) any { return &c.InternalTLSCert }},
+		{internalTLSKey, "FILE", "PEM private key of --internal-tls-cert",
+			func(c *Config) any { return &c.InternalTLSKey }},
 		{subPaths, "PATH,...", "subscribe prefixes, each serving WebSocket and long polling",
 			func(c *Config) any { return &c.SubPaths }},
 		{pubPaths, "PATH,...", "backend publish prefixes (trusted: expose internally only)",

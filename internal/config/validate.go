@@ -85,6 +85,16 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPublicURL(c.PublicURL) },
+		func() error { return checkPair(tlsCert, c.TLSCert, tlsKey, c.TLSKey) },
+		func() error {
+			if err := checkPair(internalTLSCert, c.InternalTLSCert, internalTLSKey, c.InternalTLSKey); err != nil {
+				return err
+			}
+			if c.InternalTLSCert != "" && c.InternalAddr == SameAddr {
+				return invalid(internalTLSCert, c.InternalTLSCert, `needs a listener of its own: --internal-addr is "same", so --tls-cert serves the trusted routes`)
+			}
+			return nil
+		},
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
 		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },
@@ -252,6 +262,18 @@ func checkPublicURL(v string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return invalid(publicURL, v, "want a URL without query or fragment: paths are appended to it")
+	}
+	return nil
+}
+
+// checkPair refuses a certificate without its key and a key without its
+// certificate: half a TLS setting would silently serve plain HTTP.
+func checkPair(certName, cert, keyName, key string) error {
+	switch {
+	case cert == "" && key != "":
+		return invalid(certName, "", "is missing: --"+keyName+" is set, and a key needs its certificate")
+	case cert != "" && key == "":
+		return invalid(keyName, "", "is missing: --"+certName+" is set, and a certificate needs its key")
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// Subscribe before the handshake completes: a client that sees
 		// the socket open may be sent events at once.
 		if err := sess.subscribe(r.Context()); err != nil {
+			s.logRefused(r, "websocket", err)
 			status, text := http.StatusServiceUnavailable, "Server is restarting."
 			if !errors.Is(err, errDraining) {
 				s.log.Warn("websocket attach failed", "err", err)
@@ -60,7 +61,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	conn, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
 		// The upgrader has answered the client with 400 already.
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.logRefused(r, "websocket", errUpgrade)
 		if sess != nil {
 			s.websockets.Add(-1)
 			sess.detach()
@@ -86,7 +87,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// Refused after the upgrade, as Push server 2.x does: clients react
 		// to close code 4010 by reloading their config, but only see 1006 for
 		// a failed handshake.
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
+		s.logRefused(r, "websocket", chanErr)
 		c.closeWithError(errWrongChannelID)
 		c.drain()
 		return
@@ -110,7 +111,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sess, err := s.openSession(q)
 	if err != nil {
-		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
+		s.logRefused(r, "longpoll", err)
 		writeError(w, errWrongChannelID)
 		return
 	}
@@ -129,6 +130,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("replay failed", "err", err)
 			writeError(w, errLastMessages)
 		case errors.Is(err, errDraining):
+			s.logRefused(r, "longpoll", err)
 			writeText(w, http.StatusServiceUnavailable, "Server is restarting.")
 		default:
 			s.log.Warn("long poll attach failed", "err", err)
@@ -145,19 +147,34 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 
 // openSession builds the session a subscribe query asks for, with its
 // protocol, or the reason to refuse it (the routes answer 4010 for any bad
-// credential). Here, and only here, a protocol is chosen: the clients send
-// the literal "true" for jsonRpc and binaryMode, as Push server 2.x reads
-// them, so text, JSON, protobuf and JSON-RPC subscribers share channels.
+// credential). Here, and only here, a protocol is chosen (by
+// requestedProtocol).
 func (s *Server) openSession(q url.Values) (*session, error) {
-	switch {
-	case q.Get("jsonRpc") == "true":
+	switch requestedProtocol(q) {
+	case "jsonrpc":
 		return s.openRPCSession(q) // verifies a token, or CHANNEL_ID
-	case q.Get("binaryMode") == "true":
+	case "protobuf":
 		return s.openSigned(q, protobufProtocol{})
-	case q.Get("format") == "json":
+	case "json":
 		return s.openSigned(q, jsonProtocol{})
 	}
 	return s.openSigned(q, textProtocol{})
+}
+
+// requestedProtocol names the protocol a subscribe query asks for: the
+// clients send the literal "true" for jsonRpc and binaryMode, as Push server
+// 2.x reads them, so text, JSON, protobuf and JSON-RPC subscribers share
+// channels.
+func requestedProtocol(q url.Values) string {
+	switch {
+	case q.Get("jsonRpc") == "true":
+		return "jsonrpc"
+	case q.Get("binaryMode") == "true":
+		return "protobuf"
+	case q.Get("format") == "json":
+		return "json"
+	}
+	return "text"
 }
 
 // openSigned opens a session over the signed channels of CHANNEL_ID.

@@ -85,12 +85,14 @@ func (s *Server) mountRoutes(a api) {
 	cfg, log, rt := s.cfg, s.log, s.realtime
 	s.push = a.push
 	bodyLog := log.With("component", "http")
+	ids := newRequestIDs()
 	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
+		mux.HandleFunc("GET "+StatusPath, s.serveStatus)
 		mux.Handle("/", rt.Handler())
 		mux.Handle(console.Prefix, s.console.Handler())
 	} else {
@@ -98,10 +100,11 @@ func (s *Server) mountRoutes(a api) {
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
+		internal.HandleFunc("GET "+StatusPath, s.serveStatus)
 		internal.Handle("/", rt.TrustedHandler())
 		internal.Handle(console.Prefix, s.console.Handler())
 		s.internal = &http.Server{
-			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
+			Handler:           ids.wrap(bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal)),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
@@ -114,9 +117,10 @@ func (s *Server) mountRoutes(a api) {
 		// Admission comes first, so that the body-read deadline starts when
 		// a large request is admitted, not while it waits for a slot. The
 		// internal listener has none: its trusted publishes must not queue
-		// behind public traffic.
-		Handler: s.admit.wrap(
-			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux))),
+		// behind public traffic. The request id comes before both, so that
+		// a refused request has one too.
+		Handler: ids.wrap(s.admit.wrap(
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux)))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout
