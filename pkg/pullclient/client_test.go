@@ -1,0 +1,412 @@
+package pullclient_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/testkit"
+	"github.com/pushpull/pushpull/pkg/pullclient"
+)
+
+// zeroMID resumes after every stored message: a test publishes one before
+// it connects, so that even a long poll, which the server attaches only
+// when the request arrives, has something to answer at once and then polls
+// on from that id, missing nothing.
+const zeroMID = "00000000000000000000000000"
+
+// wait is the longest a test waits for an event; only a broken client takes
+// it.
+const wait = 30 * time.Second
+
+// next reads the next event that is not Connected or Disconnected.
+func next(t *testing.T, c *pullclient.Client) pullclient.Event {
+	t.Helper()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case e, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("client stopped: %v", c.Err())
+			}
+			switch e.(type) {
+			case pullclient.Connected, pullclient.Disconnected:
+				continue
+			}
+			return e
+		case <-timer.C:
+			t.Fatal("no event")
+		}
+	}
+}
+
+// params reads {"n":…} from a test message's params.
+func params(t *testing.T, m pullclient.Message) int {
+	t.Helper()
+	var p struct{ N int }
+	if err := json.Unmarshal(m.Params, &p); err != nil {
+		t.Fatalf("params %s: %v", m.Params, err)
+	}
+	return p.N
+}
+
+// TestProtocols subscribes with every protocol over both transports and
+// checks what each carries: the first message by recovery, then live ones
+// in order.
+func TestProtocols(t *testing.T) {
+	e := newEnv(t)
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		for _, p := range []struct {
+			name    string
+			version int
+			format  pullclient.Format
+			jwt     bool
+		}{
+			{"v3 text", 3, pullclient.FormatText, false},
+			{"v3 json", 3, pullclient.FormatJSON, false},
+			{"v4 protobuf", 4, pullclient.FormatText, false},
+			{"v5 jsonrpc", 5, pullclient.FormatText, true},
+		} {
+			t.Run(tr.String()+"/"+p.name, func(t *testing.T) {
+				id := newChannel()
+				e.publish(t, id, "first", 0)
+				cfg := pullclient.Config{
+					WebSocketURL: strings.Replace(e.srv.URL, "http", "ws", 1) + "/sub/",
+					Version:      p.version,
+					Format:       p.format,
+					Transport:    tr,
+					MID:          zeroMID,
+				}
+				if p.jwt {
+					cfg.JWT = e.jwt(id)
+				} else {
+					cfg.Channels = []string{e.signer.SignChannel(id)}
+				}
+				c, err := pullclient.Dial(t.Context(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				for n := 1; n <= 3; n++ {
+					e.publish(t, id, "live", n)
+				}
+				for n := 0; n <= 3; n++ {
+					m, ok := next(t, c).(pullclient.Message)
+					if !ok {
+						t.Fatalf("message %d: not a Message", n)
+					}
+					if got := params(t, m); got != n || m.ModuleID != "test" || len(m.MID) != 26 {
+						t.Fatalf("message %d: n %d, module %q, mid %q", n, got, m.ModuleID, m.MID)
+					}
+					switch {
+					case p.version == 3 && (m.Channel != id.String() || m.Created.IsZero()):
+						t.Errorf("text frame: channel %q, created %v", m.Channel, m.Created)
+					case p.version >= 4 && m.Sender.Type != pullclient.SenderBackend:
+						t.Errorf("sender %+v", m.Sender)
+					case p.version == 4 && (m.Created.IsZero() || m.Expiry == 0):
+						t.Errorf("protobuf: created %v, expiry %v", m.Created, m.Expiry)
+					}
+					if n == 3 && c.LastMID() != m.MID {
+						t.Errorf("LastMID %s, want the last message's %s", c.LastMID(), m.MID)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestFallbackToLongPoll: behind a proxy that refuses WebSocket upgrades,
+// Auto falls back to long polling on the same URL and gets the messages.
+func TestFallbackToLongPoll(t *testing.T) {
+	e := newEnv(t)
+	target, _ := url.Parse(e.srv.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			http.Error(w, "upgrades are not allowed", http.StatusForbidden)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	id := newChannel()
+	e.publish(t, id, "first", 0)
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{
+		WebSocketURL: front.URL + "/sub/",
+		Channels:     []string{e.signer.SignChannel(id)},
+		MID:          zeroMID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := (<-c.Events()).(pullclient.Connected); got.Transport != pullclient.LongPoll {
+		t.Fatalf("connected over %v", got.Transport)
+	}
+	e.publish(t, id, "live", 1)
+	for n := 0; n <= 1; n++ {
+		if m := next(t, c).(pullclient.Message); params(t, m) != n {
+			t.Fatalf("message %d: %s", n, m.Body)
+		}
+	}
+}
+
+// TestRecoveryAfterDrops cuts the connection twice while messages are
+// being published: every message arrives once and in order.
+func TestRecoveryAfterDrops(t *testing.T) {
+	e := newEnv(t)
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		t.Run(tr.String(), func(t *testing.T) {
+			front := newCutter(t, strings.TrimPrefix(e.srv.URL, "http://"))
+			id := newChannel()
+			e.publish(t, id, "first", 0)
+			c, err := pullclient.Dial(t.Context(), pullclient.Config{
+				WebSocketURL: "ws://" + front.addr + "/sub/",
+				Channels:     []string{e.signer.SignChannel(id)},
+				Transport:    tr,
+				MID:          zeroMID,
+				Backoff:      pullclient.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const total = 150
+			published := make(chan struct{})
+			go func() {
+				defer close(published)
+				for n := 1; n <= total; n++ {
+					e.publish(t, id, "live", n)
+				}
+			}()
+			defer func() { <-published }()
+			reconnects := 0
+			for n := 0; n <= total; {
+				var ev pullclient.Event
+				select {
+				case ev = <-c.Events():
+				case <-time.After(wait):
+					t.Fatalf("stuck after message %d", n-1)
+				}
+				switch ev := ev.(type) {
+				case pullclient.Message:
+					if got := params(t, ev); got != n {
+						t.Fatalf("got message %d, want %d (lost or duplicated)", got, n)
+					}
+					if n == 40 || n == 100 {
+						front.cut()
+					}
+					n++
+				case pullclient.Connected:
+					reconnects++
+				case nil:
+					t.Fatalf("client stopped: %v", c.Err())
+				}
+			}
+			// A cut always breaks a WebSocket; a long poll only when it
+			// falls on a poll in flight rather than an idle connection.
+			if tr == pullclient.WebSocket && reconnects < 3 {
+				t.Errorf("%d connections, want at least 3 (two cuts)", reconnects)
+			}
+			select {
+			case ev := <-c.Events():
+				if m, ok := ev.(pullclient.Message); ok {
+					t.Errorf("extra message %s", m.Body)
+				}
+			case <-time.After(100 * time.Millisecond): // a duplicate would be in flight by now
+			}
+		})
+	}
+}
+
+// TestBackoffOnRefusingServer: against a port nobody listens on, the waits
+// double from Min up to Max, each within its jitter.
+func TestBackoffOnRefusingServer(t *testing.T) {
+	ln := testkit.Listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var waits []time.Duration
+	err := pullclient.Run(ctx, pullclient.Config{
+		WebSocketURL: "ws://" + addr + "/sub/",
+		Channels:     []string{"0123456789abcdef0123456789abcdef.sig"},
+		KeepTrying:   true,
+		Backoff:      pullclient.Backoff{Min: time.Millisecond, Max: 8 * time.Millisecond, Jitter: 0.5},
+	}, func(e pullclient.Event) error {
+		d, ok := e.(pullclient.Disconnected)
+		if !ok {
+			t.Errorf("event %T", e)
+			return nil
+		}
+		if !strings.Contains(d.Err.Error(), "connection refused") {
+			t.Errorf("error %v", d.Err)
+		}
+		waits = append(waits, d.Retry)
+		if len(waits) == 6 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Run: %v, want nil after cancel", err)
+	}
+	bases := []time.Duration{1, 2, 4, 8, 8, 8}
+	for i, w := range waits {
+		base := bases[i] * time.Millisecond
+		if w < base || w > base+base/2 {
+			t.Errorf("wait %d: %v, want %v to %v", i, w, base, base+base/2)
+		}
+	}
+}
+
+// TestFirstConnectionFailureEndsDial: without KeepTrying, Dial reports a
+// server that is not there.
+func TestFirstConnectionFailureEndsDial(t *testing.T) {
+	ln := testkit.Listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		_, err := pullclient.Dial(t.Context(), pullclient.Config{
+			WebSocketURL: "ws://" + addr, Channels: []string{"a.b"}, Transport: tr,
+		})
+		if err == nil || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("%v: Dial: %v", tr, err)
+		}
+	}
+}
+
+// TestRefused: channels with a wrong signature are refused (4010), over
+// both transports; with Reload the client fetches a good config and goes
+// on.
+func TestRefused(t *testing.T) {
+	e := newEnv(t)
+	id := newChannel()
+	bad := channel.NewSigner([]byte("another key"), channel.SHA1).SignChannel(id)
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		cfg := pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{bad}, Transport: tr}
+		c, err := pullclient.Dial(t.Context(), cfg)
+		if err == nil {
+			// A WebSocket is up once upgraded; the server closes it with
+			// 4010 right after, which ends the client.
+			<-c.Done()
+			err = c.Err()
+		}
+		var refused *pullclient.RefusedError
+		if !errors.Is(err, pullclient.ErrRefused) || !errors.As(err, &refused) || refused.Reason != "4010: Wrong Channel Id." {
+			t.Errorf("%v: Dial: %v", tr, err)
+		}
+	}
+	reloads := 0
+	e.publish(t, id, "first", 0)
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{
+		WebSocketURL: e.srv.URL, Channels: []string{bad}, MID: zeroMID, KeepTrying: true,
+		Backoff: pullclient.Backoff{Min: time.Millisecond, Max: time.Millisecond},
+		Reload: func(context.Context) (pullclient.Config, error) {
+			reloads++
+			return pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(id)}}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m := next(t, c).(pullclient.Message); params(t, m) != 0 || reloads != 1 {
+		t.Errorf("after reload: %s, %d reloads", m.Body, reloads)
+	}
+}
+
+// TestServerRestart: a server stopping gracefully says server_restart; the
+// client reports it and waits ServerRestartDelay before reconnecting.
+func TestServerRestart(t *testing.T) {
+	e := newEnv(t)
+	id := newChannel()
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{
+		WebSocketURL:       e.srv.URL,
+		Channels:           []string{e.signer.SignChannel(id)},
+		ServerRestartDelay: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go e.srv.Stop(t)
+	if _, ok := next(t, c).(pullclient.ServerRestart); !ok {
+		t.Fatal("no server_restart")
+	}
+	for ev := range c.Events() {
+		if d, ok := ev.(pullclient.Disconnected); ok {
+			if !d.Restarting || d.Retry != time.Hour {
+				t.Errorf("disconnected %+v", d)
+			}
+			return
+		}
+	}
+	t.Fatalf("client stopped: %v", c.Err())
+}
+
+// TestCancel: cancelling Run's context ends it with nil whether it is
+// reading a WebSocket, holding a poll or waiting to reconnect; Close ends
+// a Dial'd client and closes its events.
+func TestCancel(t *testing.T) {
+	e := newEnv(t)
+	id := newChannel()
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- pullclient.Run(ctx, pullclient.Config{
+				WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(id)}, Transport: tr,
+			}, func(ev pullclient.Event) error {
+				if _, ok := ev.(pullclient.Connected); ok {
+					cancel()
+				}
+				return nil
+			})
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%v: Run: %v", tr, err)
+			}
+		case <-time.After(wait):
+			t.Fatalf("%v: Run did not return", tr)
+		}
+		cancel()
+	}
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, open := <-c.Events(); open {
+		t.Error("events still open after Close")
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done not closed after Close")
+	}
+}
+
+// TestHandlerErrorEndsRun: an error from the event function is Run's.
+func TestHandlerErrorEndsRun(t *testing.T) {
+	e := newEnv(t)
+	stop := errors.New("enough")
+	err := pullclient.Run(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(newChannel())}},
+		func(pullclient.Event) error { return stop })
+	if !errors.Is(err, stop) {
+		t.Errorf("Run: %v", err)
+	}
+}
