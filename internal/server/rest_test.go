@@ -17,21 +17,14 @@ import (
 	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
 func call(t *testing.T, u string, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(u, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, body
+	status, _, body := testkit.JSON(t)(http.PostForm(u, form))
+	return status, body
 }
 
 // TestRESTConfigToDelivery runs the application flow over real HTTP: a

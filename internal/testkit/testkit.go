@@ -90,6 +90,10 @@ func Serve(t testing.TB, s Servable, internal bool) *Server {
 	return srv
 }
 
+// BeginStop starts the graceful stop without waiting for it, for a test
+// that looks at the server while it drains; Stop then waits.
+func (s *Server) BeginStop() { s.cancel() }
+
 // Stop stops the server gracefully and waits for it; it may be called more
 // than once.
 func (s *Server) Stop(t testing.TB) {
