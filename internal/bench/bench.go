@@ -274,9 +274,11 @@ type run struct {
 	// during, if set, starts as the publishing does; what it returns is
 	// called when the publishing ends (attack runs).
 	during func(ctx context.Context) (stop func())
-	wsBase string // ws://host/sub/?CHANNEL_ID=
-	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
-	binaryParam string
+	// subURL is the subscribe URL, ws://host/sub/; the query is the Go
+	// client's (pullclient.SubscribeURL) for the protocol version below.
+	subURL string
+	// version is 4 (protobuf) for binary subscribers, else 3 (text).
+	version int
 	loopback    bool
 	signer      *channel.Signer
 	fanout      bool
@@ -457,9 +459,9 @@ func newRun(cfg Config) (*run, error) {
 		statHost: statHost,
 		pubAddr:  pubAddr,
 		pubHost:  pubHost,
-		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		subURL:   "ws://" + u.Host + "/sub/",
 
-		binaryParam: binaryParam(cfg.Binary),
+		version:     subscribeVersion(cfg.Binary),
 		loopback:    isLoopback(u.Hostname()),
 		signer:      channel.NewSigner([]byte(cfg.SignatureKey), algo),
 		fanout:      cfg.Mode == ModeFanout,
@@ -914,9 +916,9 @@ func summarize(errs []ErrorCount) string {
 	return strings.Join(parts, "; ")
 }
 
-func binaryParam(binary bool) string {
+func subscribeVersion(binary bool) int {
 	if binary {
-		return "binaryMode=true&"
+		return 4
 	}
-	return ""
+	return 3
 }

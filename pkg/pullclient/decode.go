@@ -3,13 +3,9 @@ package pullclient
 import (
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/pushpull/pushpull/internal/wire"
-	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
 // decoder turns one WebSocket message or long-poll body into messages. A
@@ -47,30 +43,26 @@ func fromFrames(frames []wire.TextFrame, err error) ([]Message, error) {
 // decodeProtobuf reads a version 4 ResponseBatch. Responses other than
 // outgoingMessages (channel stats answers) carry no messages.
 func decodeProtobuf(data []byte) ([]Message, error) {
-	var batch pb.ResponseBatch
-	if err := proto.Unmarshal(data, &batch); err != nil {
-		return nil, fmt.Errorf("malformed ResponseBatch: %w", err)
-	}
 	var out []Message
-	for _, r := range batch.GetResponses() {
-		for _, om := range r.GetOutgoingMessages().GetMessages() {
-			m := Message{
-				// The 13 id bytes are the 26 digits read as hex.
-				MID:    hex.EncodeToString(om.GetId()),
-				Expiry: time.Duration(om.GetExpiry()) * time.Second,
-				Sender: Sender{Type: SenderType(om.GetSender().GetType())},
-			}
-			if id := om.GetSender().GetId(); len(id) > 0 {
-				m.Sender.ID = hex.EncodeToString(id)
-			}
-			if c := om.GetCreated(); c != 0 {
-				m.Created = time.Unix(int64(c), 0)
-			}
-			m.fillBody([]byte(om.GetBody()))
-			out = append(out, m)
+	err := EachOutgoing(data, func(v OutgoingView) error {
+		m := Message{
+			// The 13 id bytes are the 26 digits read as hex.
+			MID:    hex.EncodeToString(v.ID),
+			Expiry: time.Duration(v.Expiry) * time.Second,
+			Sender: Sender{Type: v.SenderType},
 		}
-	}
-	return out, nil
+		if len(v.SenderID) > 0 {
+			m.Sender.ID = hex.EncodeToString(v.SenderID)
+		}
+		if v.Created != 0 {
+			m.Created = time.Unix(int64(v.Created), 0)
+		}
+		m.fillBody(v.Body)
+		out = append(out, m)
+		return nil
+	})
+	// What came before a broken part is kept, as with text frames.
+	return out, err
 }
 
 // decodeRPC reads version 5 incoming.message notifications.
