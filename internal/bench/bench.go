@@ -278,12 +278,12 @@ type run struct {
 	// client's (pullclient.SubscribeURL) for the protocol version below.
 	subURL string
 	// version is 4 (protobuf) for binary subscribers, else 3 (text).
-	version int
-	loopback    bool
-	signer      *channel.Signer
-	fanout      bool
-	planned     int64
-	progress    io.Writer
+	version  int
+	loopback bool
+	signer   *channel.Signer
+	fanout   bool
+	planned  int64
+	progress io.Writer
 
 	subs []*sub
 	// fanoutChannel is the shared channel (fanout mode).
@@ -461,13 +461,13 @@ func newRun(cfg Config) (*run, error) {
 		pubHost:  pubHost,
 		subURL:   "ws://" + u.Host + "/sub/",
 
-		version:     subscribeVersion(cfg.Binary),
-		loopback:    isLoopback(u.Hostname()),
-		signer:      channel.NewSigner([]byte(cfg.SignatureKey), algo),
-		fanout:      cfg.Mode == ModeFanout,
-		progress:    cfg.Progress,
-		lat:         newRecorder(64),
-		rtt:         newRecorder(cfg.Publishers),
+		version:  subscribeVersion(cfg.Binary),
+		loopback: isLoopback(u.Hostname()),
+		signer:   channel.NewSigner([]byte(cfg.SignatureKey), algo),
+		fanout:   cfg.Mode == ModeFanout,
+		progress: cfg.Progress,
+		lat:      newRecorder(64),
+		rtt:      newRecorder(cfg.Publishers),
 	}
 	if r.progress == nil {
 		r.progress = io.Discard
