@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -408,5 +409,32 @@ func TestHandlerErrorEndsRun(t *testing.T) {
 		func(pullclient.Event) error { return stop })
 	if !errors.Is(err, stop) {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestCloseLeavesNoGoroutines: once Close returns, no goroutine of the
+// client is left, over either transport, also with a long poll in flight.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	e := newEnv(t)
+	id := newChannel()
+	e.publish(t, id, "first", 0)
+	for _, tr := range []pullclient.Transport{pullclient.WebSocket, pullclient.LongPoll} {
+		c, err := pullclient.Dial(t.Context(), pullclient.Config{
+			WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(id)}, Transport: tr, MID: zeroMID,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next(t, c) // the first message: the next poll is now held by the server
+		if err := c.Close(); err != nil {
+			t.Errorf("%v: Close: %v", tr, err)
+		}
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "pkg/pullclient.") && !strings.Contains(g, "pullclient_test.") {
+				t.Errorf("%v: goroutine left after Close:\n%s", tr, g)
+			}
+		}
 	}
 }
