@@ -75,7 +75,13 @@ type Server struct {
 // ends, and a failure to stop cleanly fails the test.
 func Serve(t testing.TB, s Servable, internal bool) *Server {
 	t.Helper()
-	ln := Listen(t)
+	return ServeOn(t, s, Listen(t), internal)
+}
+
+// ServeOn is Serve on a public listener the test bound itself, for a
+// server whose configuration names its own address (PublicURL).
+func ServeOn(t testing.TB, s Servable, ln net.Listener, internal bool) *Server {
+	t.Helper()
 	srv := &Server{URL: "http://" + ln.Addr().String(), done: make(chan error, 1)}
 	srv.Internal = srv.URL
 	var iln net.Listener

@@ -438,3 +438,42 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelExpireSwitchesChannel: channel_expire with action reconnect
+// and a new channel (what pushpull sends when a shared channel is
+// replaced) makes the client reconnect on the new channel by itself.
+func TestChannelExpireSwitchesChannel(t *testing.T) {
+	e := newEnv(t)
+	old, replacement := newChannel(), newChannel()
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(old)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"module_id":"pull","command":"channel_expire","params":{"action":"reconnect",` +
+		`"channel":{"id":"` + e.signer.SignChannel(old) + `","type":"shared"},` +
+		`"new_channel":{"id":"` + e.signer.SignChannel(replacement) + `","type":"shared"}}}`
+	resp, err := http.Post(e.srv.Internal+"/pub/?CHANNEL_ID="+old.String(), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ce, ok := next(t, c).(pullclient.ChannelExpire)
+	if !ok || ce.Action != "reconnect" || ce.NewChannel == nil || ce.NewChannel.ID != e.signer.SignChannel(replacement) {
+		t.Fatalf("channel_expire %+v", ce)
+	}
+	// The client reconnects at once; what is published on the new channel
+	// after that connection is up arrives.
+	for ev := range c.Events() {
+		if got, ok := ev.(pullclient.Connected); ok {
+			if got.MID == "" {
+				t.Error("reconnected without the last mid")
+			}
+			break
+		}
+	}
+	e.publish(t, replacement, "on the new channel", 1)
+	if m := next(t, c).(pullclient.Message); params(t, m) != 1 {
+		t.Errorf("message %s", m.Body)
+	}
+}

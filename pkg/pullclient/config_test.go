@@ -77,3 +77,40 @@ func TestJitter(t *testing.T) {
 		t.Errorf("no jitter: %d", d)
 	}
 }
+
+// TestTyped: the commands the official clients act on become their own
+// events; anything else, or a command with unreadable params, stays a
+// Message.
+func TestTyped(t *testing.T) {
+	msg := func(body string) Message {
+		var m Message
+		m.fillBody([]byte(body))
+		return m
+	}
+	if _, ok := typed(msg(`{"module_id":"PULL","command":"SERVER_RESTART","params":{}}`)).(ServerRestart); !ok {
+		t.Error("server_restart")
+	}
+	if _, ok := typed(msg(`{"module_id":"pull","command":"config_expire","params":[]}`)).(ConfigExpire); !ok {
+		t.Error("config_expire")
+	}
+	ce, ok := typed(msg(`{"module_id":"pull","command":"channel_expire","params":{"action":"get_config","channel":{"id":"a.b","type":"private"}}}`)).(ChannelExpire)
+	if !ok || ce.Action != "get_config" || ce.Channel != (ExpiredChannel{ID: "a.b", Type: "private"}) || ce.NewChannel != nil {
+		t.Errorf("channel_expire %+v", ce)
+	}
+	us, ok := typed(msg(`{"module_id":"online","command":"userStatusChange","params":{"user_id":7,"online":true}}`)).(UserStatus)
+	if !ok || us.UserID != 7 || !us.Online {
+		t.Errorf("userStatusChange %+v", us)
+	}
+	for _, body := range []string{
+		`{"module_id":"online","command":"userStatusChange","params":{"user_id":"x"}}`,
+		`{"module_id":"im","command":"message","params":{}}`,
+		`"just a string"`,
+	} {
+		if _, ok := typed(msg(body)).(Message); !ok {
+			t.Errorf("%s: not a plain Message", body)
+		}
+	}
+	if m := msg(`{"module_id":"IM","command":"message","params":{"a":1},"extra":{"b":2}}`); m.ModuleID != "im" || string(m.Params) != `{"a":1}` || string(m.Extra) != `{"b":2}` {
+		t.Errorf("envelope %+v", m)
+	}
+}
