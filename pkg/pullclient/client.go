@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -136,13 +137,22 @@ type runner struct {
 	mid    atomic.Pointer[string]
 	recent []string // the last recentIDs ids delivered, oldest first
 
+	// Version 5 calls: the WebSocket they go out on, the calls waiting for
+	// an answer, and the lock that keeps the reader's writes and the
+	// callers' apart.
+	callMu  sync.Mutex
+	rpcConn net.Conn
+	pending map[int64]chan callResult
+	nextID  atomic.Int64
+	writeMu sync.Mutex
+
 	restarting bool // server_restart seen: the next wait is ServerRestartDelay
 	reload     bool // fetch a new config before the next connection
 	reconnect  bool // reconnect at once (channel switched, config reloaded)
 }
 
 func newRunner(cfg Config, handle func(Event) error) *runner {
-	r := &runner{cfg: cfg, handle: handle, decode: decoderFor(cfg.Version, cfg.Format)}
+	r := &runner{cfg: cfg, handle: handle, decode: decoderFor(cfg.Version, cfg.Format), pending: map[int64]chan callResult{}}
 	mid := cfg.MID
 	r.mid.Store(&mid)
 	return r

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/testkit"
+	"github.com/pushpull/pushpull/internal/token"
 	"github.com/pushpull/pushpull/pkg/pullclient"
 )
 
@@ -475,5 +476,54 @@ func TestChannelExpireSwitchesChannel(t *testing.T) {
 	e.publish(t, replacement, "on the new channel", 1)
 	if m := next(t, c).(pullclient.Message); params(t, m) != 1 {
 		t.Errorf("message %s", m.Body)
+	}
+}
+
+// TestCallsAndUserStatus: a version 5 client calls the server's methods
+// and, watching a user, gets UserStatus events when that user connects.
+func TestCallsAndUserStatus(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now()
+	userToken := func(user int64) string {
+		return token.Sign(token.Claims{Issuer: "portal", IssuedAt: now, Expires: now.Add(time.Hour), User: user}, []byte(testKey))
+	}
+	c, err := pullclient.Dial(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, JWT: userToken(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if res, err := c.Call(ctx, "ping", struct{}{}); err != nil || string(res) != `"pong"` {
+		t.Errorf("ping: %s, %v", res, err)
+	}
+	var ce *pullclient.CallError
+	if _, err := c.Call(ctx, "noSuchMethod", struct{}{}); !errors.As(err, &ce) || ce.Code != -32601 {
+		t.Errorf("unknown method: %v", err)
+	}
+	if res, err := c.Call(ctx, "subscribeStatusChange", map[string]int{"userId": 2}); err != nil || string(res) != "true" {
+		t.Fatalf("subscribeStatusChange: %s, %v", res, err)
+	}
+	other, err := pullclient.Dial(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, JWT: userToken(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, ok := next(t, c).(pullclient.UserStatus)
+	if !ok || us.UserID != 2 || !us.Online {
+		t.Errorf("after user 2 connected: %+v", us)
+	}
+	other.Close()
+	if us, ok := next(t, c).(pullclient.UserStatus); !ok || us.UserID != 2 || us.Online {
+		t.Errorf("after user 2 left: %+v", us)
+	}
+
+	// Calls need version 5.
+	v3, err := pullclient.Dial(t.Context(), pullclient.Config{WebSocketURL: e.srv.URL, Channels: []string{e.signer.SignChannel(newChannel())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	if _, err := v3.Call(ctx, "ping", nil); !errors.Is(err, pullclient.ErrNotRPC) {
+		t.Errorf("version 3 call: %v", err)
 	}
 }

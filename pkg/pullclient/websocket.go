@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -68,12 +69,18 @@ func (r *runner) webSocket(ctx context.Context) (connected bool, err error) {
 	// one that writes to conn.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	if r.cfg.Version >= 5 {
+		r.setRPCConn(conn)
+		defer r.setRPCConn(nil)
+	}
 	if err := r.emit(Connected{Transport: WebSocket, MID: r.lastMID()}); err != nil {
-		closeWith(conn, ws.StatusNormalClosure)
+		r.closeWith(conn, ws.StatusNormalClosure)
 		return true, err
 	}
 
-	control := wsutil.ControlFrameHandler(conn, ws.StateClientSide)
+	// Pongs and the echo of a close go through the lock that version 5
+	// callers write under.
+	control := wsutil.ControlFrameHandler(lockedWriter{conn, &r.writeMu}, ws.StateClientSide)
 	rd := &wsutil.Reader{
 		Source:         src,
 		State:          ws.StateClientSide,
@@ -87,7 +94,7 @@ func (r *runner) webSocket(ctx context.Context) (connected bool, err error) {
 	}
 	lost := func(err error) (bool, error) {
 		if ctx.Err() != nil {
-			closeWith(conn, ws.StatusNormalClosure)
+			r.closeWith(conn, ws.StatusNormalClosure)
 			return true, ctx.Err()
 		}
 		var closed wsutil.ClosedError
@@ -96,7 +103,7 @@ func (r *runner) webSocket(ctx context.Context) (connected bool, err error) {
 		}
 		var ne net.Error
 		if r.cfg.Version >= 5 && errors.As(err, &ne) && ne.Timeout() {
-			closeWith(conn, closeStuck)
+			r.closeWith(conn, closeStuck)
 			return true, fmt.Errorf("no ping from the server for %s", pingSilence)
 		}
 		return true, fmt.Errorf("connection lost: %w", err)
@@ -121,15 +128,18 @@ func (r *runner) webSocket(ctx context.Context) (connected bool, err error) {
 		if err != nil {
 			return lost(err)
 		}
-		if r.cfg.Version >= 5 && string(data) == "ping" {
-			if err := r.pong(ctx, conn); err != nil {
-				return lost(err)
+		if r.cfg.Version >= 5 {
+			if string(data) == "ping" {
+				if err := r.pong(ctx, conn); err != nil {
+					return lost(err)
+				}
+				continue
 			}
-			continue
+			r.answerCalls(data)
 		}
 		if err := r.deliver(data); err != nil {
 			if errors.Is(err, errSwitch) {
-				closeWith(conn, ws.StatusNormalClosure)
+				r.closeWith(conn, ws.StatusNormalClosure)
 			}
 			return true, err
 		}
@@ -139,10 +149,7 @@ func (r *runner) webSocket(ctx context.Context) (connected bool, err error) {
 // pong answers a version 5 text ping, and gives the server pingSilence to
 // send the next one.
 func (r *runner) pong(ctx context.Context, conn net.Conn) error {
-	_ = conn.SetWriteDeadline(time.Now().Add(dialTimeout))
-	err := wsutil.WriteClientText(conn, []byte("pong"))
-	_ = conn.SetWriteDeadline(time.Time{})
-	if err != nil {
+	if err := r.write(conn, []byte("pong")); err != nil {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(pingSilence))
@@ -154,9 +161,23 @@ func (r *runner) pong(ctx context.Context, conn net.Conn) error {
 
 // closeWith sends a close frame, briefly: the connection is being dropped
 // whether or not the server reads it.
-func closeWith(conn net.Conn, code ws.StatusCode) {
+func (r *runner) closeWith(conn net.Conn, code ws.StatusCode) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(code, ""))
+}
+
+// lockedWriter writes under mu.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // redacted is raw without a password, for messages.
