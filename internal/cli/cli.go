@@ -42,7 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		httpClient:   &http.Client{},
 		minBackoff:   time.Second,
 		maxBackoff:   30 * time.Second,
-		jitter:       pullclient.DefaultBackoff.Jitter,
+		jitter:       pullclient.DefaultBackoff().Jitter,
 		restartDelay: serverRestartDelay,
 	}
 	return r.main(ctx, args)

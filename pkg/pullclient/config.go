@@ -51,15 +51,17 @@ const (
 // Backoff bounds the waits between reconnection attempts: Min after the
 // first failure, doubling up to Max, each stretched by a random part of up
 // to Jitter (0.2: up to 20 % longer) so that many clients cut at once do
-// not come back at once. The zero Backoff means DefaultBackoff.
+// not come back at once. The zero Backoff means DefaultBackoff().
 type Backoff struct {
 	Min, Max time.Duration
 	Jitter   float64
 }
 
 // DefaultBackoff starts at the official clients' first delay and stops at
-// the core client's longest.
-var DefaultBackoff = Backoff{Min: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2}
+// the core client's longest, with their jitter of up to 20 %.
+func DefaultBackoff() Backoff {
+	return Backoff{Min: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2}
+}
 
 // Config says where to connect and how. WebSocketURL or LongPollURL, and
 // Channels or JWT, are required; the rest have defaults.
@@ -168,7 +170,7 @@ func (c Config) normalized() (Config, error) {
 		c.HTTPClient = &http.Client{}
 	}
 	if c.Backoff == (Backoff{}) {
-		c.Backoff = DefaultBackoff
+		c.Backoff = DefaultBackoff()
 	}
 	if c.Backoff.Min <= 0 || c.Backoff.Max < c.Backoff.Min || c.Backoff.Jitter < 0 {
 		return c, fmt.Errorf("pullclient: invalid backoff %+v", c.Backoff)

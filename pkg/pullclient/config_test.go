@@ -62,7 +62,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Version != 5 || c.WebSocketURL != "wss://h/sub/" || c.LongPollURL != "https://h/sub/" ||
-		c.Backoff != DefaultBackoff || c.ServerRestartDelay != defaultRestartDelay || c.HTTPClient == nil {
+		c.Backoff != DefaultBackoff() || c.ServerRestartDelay != defaultRestartDelay || c.HTTPClient == nil {
 		t.Errorf("defaults %+v", c)
 	}
 }
