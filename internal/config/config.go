@@ -126,6 +126,10 @@ type Config struct {
 	// RedisPrefix names pushpull's keys in Redis, so that several clusters
 	// can share one Redis; every node of a cluster needs the same.
 	RedisPrefix string `json:"redis-prefix"`
+	// ConsoleToken is the operator credential of the web console (/console/
+	// on the internal listener): its actions (send a test message, revoke a
+	// token) need it. Empty: the console is read-only.
+	ConsoleToken string `json:"console-token"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`

@@ -386,6 +386,16 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --signature-key: has leading or trailing white space`,
 		},
 		{
+			name:   "console token short, not echoed",
+			modify: func(c *Config) { c.ConsoleToken = "s3cret" },
+			want:   `invalid --console-token: want at least 16 characters`,
+		},
+		{
+			name:   "console token blank, not echoed",
+			modify: func(c *Config) { c.ConsoleToken = "operator token 0123456789" },
+			want:   `invalid --console-token: has white space`,
+		},
+		{
 			name:   "signature algo",
 			modify: func(c *Config) { c.SignatureAlgo = "md5" },
 			want:   `invalid --signature-algo "md5": want sha1 or sha256`,

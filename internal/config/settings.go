@@ -57,6 +57,7 @@ const (
 	pushWebhook           = "push-webhook"
 	redisURL              = "redis"
 	redisPrefix           = "redis-prefix"
+	consoleToken          = "console-token"
 
 	clientPublishRate        = "client-publish-rate"
 	clientPublishBurst       = "client-publish-burst"
@@ -146,6 +147,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.Redis }},
 		{redisPrefix, "NAME", "prefix of pushpull's keys in Redis; nodes of one cluster share it",
 			func(c *Config) any { return &c.RedisPrefix }},
+		{consoleToken, "TOKEN", "operator credential of the web console at /console/ on the internal listener (at least 16 characters); empty: the console is read-only",
+			func(c *Config) any { return &c.ConsoleToken }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

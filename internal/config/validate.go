@@ -132,6 +132,7 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPushWebhook(c.PushWebhook) },
+		func() error { return checkConsoleToken(c.ConsoleToken) },
 		func() error { return checkRedis(c.Redis) },
 		func() error {
 			if strings.TrimSpace(c.RedisPrefix) == "" || strings.ContainsAny(c.RedisPrefix, "{}: ") {
@@ -351,4 +352,20 @@ func (c Config) checkPathsDistinct() error {
 		}
 	}
 	return claim(statPath, c.StatPath)
+}
+
+// minConsoleToken keeps the console's credential out of guessing range.
+const minConsoleToken = 16
+
+// checkConsoleToken never puts the value in the error: it is a secret.
+func checkConsoleToken(v string) error {
+	switch {
+	case v == "":
+		return nil
+	case strings.ContainsAny(v, " \t\r\n"):
+		return &Error{Name: flagName(consoleToken), Reason: "has white space", secret: true}
+	case len(v) < minConsoleToken:
+		return &Error{Name: flagName(consoleToken), Reason: fmt.Sprintf("want at least %d characters", minConsoleToken), secret: true}
+	}
+	return nil
 }

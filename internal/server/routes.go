@@ -9,6 +9,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
@@ -55,8 +56,8 @@ type api struct {
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
 // through b and sign channels with signer.
-func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, log *slog.Logger) api {
-	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
+func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, uses *console.TokenUses, log *slog.Logger) api {
+	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth"), Used: uses.Used})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
 	var sender push.Sender = push.LogSender{Log: pushLog}
@@ -91,12 +92,14 @@ func (s *Server) mountRoutes(a api) {
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
 		mux.Handle("/", rt.Handler())
+		mux.Handle(console.Prefix, s.console.Handler())
 	} else {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
 		internal.Handle("/", rt.TrustedHandler())
+		internal.Handle(console.Prefix, s.console.Handler())
 		s.internal = &http.Server{
 			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
 			ReadHeaderTimeout: 10 * time.Second,

@@ -24,6 +24,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/push"
@@ -84,6 +85,7 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	console  *console.Console
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -159,7 +161,8 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	h := hub.New()
-	b, err := newBroker(cfg, cl, h, log.With("component", "broker"))
+	meter := console.NewMeter(h)
+	b, err := newBroker(cfg, cl, meter, log.With("component", "broker"))
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +173,9 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
-	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
+	uses := console.NewTokenUses()
+	s.console = s.newConsole(h, meter, uses, portal)
+	s.mountRoutes(newAPI(cfg, st, portal, b, signer, uses, log))
 	return s, nil
 }
 
@@ -256,6 +261,15 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 		s.push.Run(pushCtx)
 	}()
 	defer func() { stopPush(); <-pushDone }() // also on early returns
+
+	// The console's sampler ends with ctx, and its live tails with it, so
+	// that the drain does not wait for viewers.
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		s.console.Run(ctx)
+	}()
+	defer func() { <-consoleDone }()
 
 	// Ready before either listener serves, so that /readyz never answers
 	// "draining" on a server that is starting.
