@@ -161,22 +161,6 @@ func (s *Server) openSession(q url.Values) (*session, error) {
 	return s.openSigned(q, textProtocol{})
 }
 
-// requestedProtocol names the protocol a subscribe query asks for: the
-// clients send the literal "true" for jsonRpc and binaryMode, as Push server
-// 2.x reads them, so text, JSON, protobuf and JSON-RPC subscribers share
-// channels.
-func requestedProtocol(q url.Values) string {
-	switch {
-	case q.Get("jsonRpc") == "true":
-		return "jsonrpc"
-	case q.Get("binaryMode") == "true":
-		return "protobuf"
-	case q.Get("format") == "json":
-		return "json"
-	}
-	return "text"
-}
-
 // openSigned opens a session over the signed channels of CHANNEL_ID.
 func (s *Server) openSigned(q url.Values, p protocol) (*session, error) {
 	elems, err := s.parseSubscribe(q)
