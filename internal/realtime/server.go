@@ -20,6 +20,7 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/tenant"
 )
 
 // Options configure a Server. The zero value is not usable; the server
@@ -69,6 +70,14 @@ type Options struct {
 	ClientPublishRate       RateLimit
 	ClientPublishIPRate     RateLimit
 	ClientPublishTargetRate RateLimit
+
+	// Tenants, when set, is shared mode: every request names its portal
+	// (tenant.go). RegisterPaths and SystemctlPaths are then served, and
+	// TenantVerifier judges registrations.
+	Tenants        *tenant.Directory
+	TenantVerifier tenant.Verifier
+	RegisterPaths  []string
+	SystemctlPaths []string
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged
@@ -143,6 +152,9 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		writers:     newWriterPool(),
 	}
 	s.pubLimits = newPublishLimits(opt)
+	if opt.Tenants != nil {
+		opt.Tenants.OnRemove(s.cutTenant)
+	}
 	go s.pingLoop()
 	go s.rpcPingLoop()
 	return s
@@ -160,38 +172,49 @@ func (s *Server) PublicHandler() http.Handler { return s.routes(true, false) }
 // channel without a signature) and the statistics.
 func (s *Server) TrustedHandler() http.Handler { return s.routes(false, true) }
 
+// route is one path prefix of the push server and its handler.
+type route struct {
+	prefix string
+	h      http.HandlerFunc
+	kind   dayKind
+	counts bool // in the daily statistics
+	// tenant is the refusal of a request without a known tenant
+	// (shared mode); nil: the route needs none.
+	tenant *protoError
+}
+
 func (s *Server) routes(public, trusted bool) http.Handler {
-	type route struct {
-		prefix string
-		h      http.HandlerFunc
-		kind   dayKind
-		counts bool // in the daily statistics
-	}
 	var routes []route
 	if public {
 		for _, p := range s.opt.SubPaths {
-			routes = append(routes, route{p, s.serveSub, dayPolling, true})
+			routes = append(routes, route{p, s.serveSub, dayPolling, true, errWrongClientID})
 		}
 		for _, p := range s.opt.PubWebPaths {
-			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true})
+			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true, errWrongClientID})
 		}
+		routes = append(routes, s.registerRoutes()...)
 	}
 	if trusted {
 		for _, p := range s.opt.PubPaths {
-			routes = append(routes, route{p, s.servePub, dayPublish, true})
+			routes = append(routes, route{p, s.servePub, dayPublish, true, errClientIDRequired})
 		}
 		for _, p := range s.opt.APIPaths {
-			routes = append(routes, route{p, s.serveAPI, dayPublish, true})
+			routes = append(routes, route{p, s.serveAPI, dayPublish, true, errClientIDRequired})
 		}
 		if s.opt.StatPath != "" {
-			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false})
+			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false, nil})
 		}
+		routes = append(routes, s.systemctlRoutes()...)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, rt := range routes {
 			if strings.HasPrefix(r.URL.Path, rt.prefix) {
 				if rt.counts && r.Method != http.MethodOptions {
 					s.countRequest(r, rt.kind)
+				}
+				r, ok := s.withTenant(w, r, rt.tenant)
+				if !ok {
+					return
 				}
 				rt.h(w, r)
 				return

@@ -9,6 +9,7 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/tenant"
 )
 
 // session is one subscriber connection: a WebSocket or one long-poll request.
@@ -25,6 +26,7 @@ type session struct {
 	format    format
 	ws        *wsConn  // nil for long polling
 	rpc       *rpcConn // protocol version 5 (jsonRpc=true); nil otherwise
+	tenant    *tenant.Tenant // shared mode: the portal (tenant.go)
 
 	mu         sync.Mutex
 	queue      []*hub.Delivery
@@ -75,7 +77,7 @@ func newSession(srv *Server, elems []channel.Element, f format) *session {
 
 // requester is this connection as the author of client requests.
 func (s *session) requester() requester {
-	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
+	return requester{publisher: s.publisher, hasPublic: s.hasPublic, tenant: s.tenant}
 }
 
 // historyChannels are where this connection's messages are stored: its

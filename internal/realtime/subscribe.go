@@ -32,12 +32,13 @@ func (s *Server) serveSub(w http.ResponseWriter, r *http.Request) {
 
 // parseSubscribe validates a subscriber's CHANNEL_ID: every element signed,
 // and one bad element refuses the whole list.
-func (s *Server) parseSubscribe(q url.Values) ([]channel.Element, error) {
-	return channel.ParseList(q.Get("CHANNEL_ID"), channel.ListOptions{
-		Signer:           s.signer,
+func (s *Server) parseSubscribe(ctx context.Context, q url.Values) ([]channel.Element, error) {
+	elems, err := channel.ParseList(q.Get("CHANNEL_ID"), channel.ListOptions{
+		Signer:           s.signerOf(ctx),
 		RequireSignature: true,
 		MaxElements:      s.opt.MaxChannelsPerRequest,
 	})
+	return scopeElements(ctx, elems), err
 }
 
 // parseMid reads the recovery point. As on the reference servers, a mid that
@@ -63,7 +64,7 @@ const lpExpires = "Thu, 01 Jan 1973 11:11:01 GMT"
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Expose-Headers", "Last-Message-Id")
 	q := r.URL.Query()
-	sess, err := s.openSession(q)
+	sess, err := s.openSession(r.Context(), q)
 	if err != nil {
 		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
 		writeError(w, errWrongChannelID)

@@ -47,7 +47,7 @@ type wsConn struct {
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	sess, chanErr := s.openSession(q)
+	sess, chanErr := s.openSession(r.Context(), q)
 	c := &wsConn{}
 	if chanErr == nil {
 		sess.ws = c
