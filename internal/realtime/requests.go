@@ -23,7 +23,7 @@ type requester struct {
 	trusted   bool
 	publisher channel.ID
 	hasPublic bool
-	source    publishSource // a client's, charged by the rate limits
+	source    publishSource  // a client's, charged by the rate limits
 	tenant    *tenant.Tenant // shared mode: whose channels it names
 }
 

@@ -24,8 +24,8 @@ type session struct {
 	publisher channel.ID
 	hasPublic bool
 	format    format
-	ws        *wsConn  // nil for long polling
-	rpc       *rpcConn // protocol version 5 (jsonRpc=true); nil otherwise
+	ws        *wsConn        // nil for long polling
+	rpc       *rpcConn       // protocol version 5 (jsonRpc=true); nil otherwise
 	tenant    *tenant.Tenant // shared mode: the portal (tenant.go)
 
 	mu         sync.Mutex
