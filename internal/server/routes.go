@@ -19,8 +19,8 @@ import (
 
 // newRealtime builds the push-server routes (subscribe, publish, API and
 // status) over the broker b, delivering through h.
-func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *slog.Logger) *realtime.Server {
-	return realtime.New(realtime.Options{
+func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub, signer *channel.Signer, sm *sharedMode, log *slog.Logger) *realtime.Server {
+	opt := realtime.Options{
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
 		PubWebPaths:           cfg.PubWebPaths,
@@ -42,7 +42,12 @@ func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub,
 		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
 		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
 		ClientPublishTargetRate: realtime.RateLimit{PerSecond: cfg.ClientPublishTargetRate, Burst: cfg.ClientPublishTargetBurst},
-	}, b, h, signer, log)
+	}
+	if sm != nil {
+		opt.Tenants, opt.TenantVerifier = sm.dir, sm.verifier
+		opt.RegisterPaths, opt.SystemctlPaths = cfg.RegisterPaths, cfg.SystemctlPaths
+	}
+	return realtime.New(opt, b, h, signer, log)
 }
 
 // api is the REST side: OAuth, the REST dispatcher with the pull.* methods,
@@ -55,7 +60,7 @@ type api struct {
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
 // through b and sign channels with signer.
-func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, log *slog.Logger) api {
+func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, clientID string, log *slog.Logger) api {
 	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
@@ -67,6 +72,7 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 	pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
 		Tenant:        portal.MemberID,
+		ClientID:      clientID,
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],

@@ -84,6 +84,7 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	shared   *sharedMode // nil in personal mode
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -163,14 +164,20 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := newRealtime(cfg, cl != nil, b, h, signer, log.With("component", "realtime"))
 	st, portal, err := startRegistry(cfg, cl, log)
 	if err != nil {
 		_ = b.Close(context.Background())
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
-	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
+	sm, err := startShared(cfg, st, portal, signer, log.With("component", "tenants"))
+	if err != nil {
+		_ = st.Close()
+		_ = b.Close(context.Background())
+		return nil, fmt.Errorf("shared mode: %w", err)
+	}
+	rt := newRealtime(cfg, cl != nil, b, h, signer, sm, log.With("component", "realtime"))
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, shared: sm}
+	s.mountRoutes(newAPI(cfg, st, portal, b, signer, sm.homeClientID(), log))
 	return s, nil
 }
 
@@ -318,6 +325,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	if err := s.broker.Close(cctx); err != nil {
 		errs = append(errs, fmt.Errorf("close broker: %w", err))
 	}
+	s.shared.close() // stops reading the registry before it closes
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close registry: %w", err))
 	}

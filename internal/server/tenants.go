@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/tenant"
+)
+
+// tenantLoadTimeout bounds the first read of the tenants at start.
+const tenantLoadTimeout = 30 * time.Second
+
+// sharedMode is what shared mode adds to a server (docs/shared-mode.md):
+// the tenants, kept in step with the registry, and the registration
+// verifier.
+type sharedMode struct {
+	dir      *tenant.Directory
+	verifier tenant.Verifier
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// startShared loads the tenants of the registry st and starts watching it
+// for changes made elsewhere. The server's own portal is the home tenant:
+// its client id is the portal's member_id, it signs with the server's key.
+// nil in personal mode.
+func startShared(cfg config.Config, st store.Store, portal store.Portal, signer *channel.Signer, log *slog.Logger) (*sharedMode, error) {
+	if !cfg.Shared() {
+		return nil, nil
+	}
+	dir := tenant.NewDirectory(st, tenant.Options{
+		GlobalKey:    signer.Key(),
+		Algo:         signer.Algo(),
+		HomeClientID: portal.MemberID,
+		HomeSigner:   signer,
+	}, log)
+	ctx, cancel := context.WithTimeout(context.Background(), tenantLoadTimeout)
+	defer cancel()
+	if err := dir.Load(ctx); err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	sm := &sharedMode{dir: dir, verifier: v, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(sm.done)
+		dir.Watch(watchCtx, cfg.TenantReload)
+	}()
+	log.Info("shared mode", "tenants", dir.Len(), "verify", cfg.TenantVerify, "home_client_id", portal.MemberID)
+	return sm, nil
+}
+
+func newVerifier(cfg config.Config) (tenant.Verifier, error) {
+	switch cfg.TenantVerify {
+	case tenant.VerifyOpen:
+		return tenant.Open{}, nil
+	case tenant.VerifyOperator:
+		return tenant.Operator{}, nil
+	case tenant.VerifyURL:
+		return tenant.URL{Endpoint: cfg.TenantVerifyURL, Client: &http.Client{Timeout: 10 * time.Second}}, nil
+	}
+	return nil, fmt.Errorf("tenant-verify: unknown mode %q", cfg.TenantVerify)
+}
+
+// close stops watching the registry.
+func (sm *sharedMode) close() {
+	if sm == nil {
+		return
+	}
+	sm.stop()
+	<-sm.done
+}
+
+// homeClientID is the client id config.get hands out: the home tenant's in
+// shared mode, none in personal mode.
+func (sm *sharedMode) homeClientID() string {
+	if sm == nil {
+		return ""
+	}
+	return sm.dir.Home().ClientID
+}
