@@ -88,3 +88,19 @@ func (sm *sharedMode) homeClientID() string {
 	}
 	return sm.dir.Home().ClientID
 }
+
+// SignatureKey is the key the server configured by cfg signs with, as
+// `serve` finds it: --signature-key, else the one kept in the data dir (or,
+// for a cluster, in Redis), generated there if there is none yet. The
+// operator commands derive tenants' keys from it.
+func SignatureKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
+	if cfg.Redis == "" {
+		return signatureKey(cfg, log)
+	}
+	cl, err := openCluster(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.close()
+	return cl.signatureKey(cfg, log)
+}

@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pushpull/pushpull/internal/tenant"
+)
+
+const cliClientID = "0123456789abcdef0123456789abcdef"
+
+// TestTenantAddListRemove: add prints the key derived from the server's key
+// in the data dir, list shows the tenant (with --keys its key), remove
+// removes it and a second remove fails.
+func TestTenantAddListRemove(t *testing.T) {
+	e := newOpEnv(t)
+	e.env["PUSHPULL_SIGNATURE_KEY"] = "operator-test-signature-key"
+	var added tenantJSON
+	e.ok(&added, "tenant", "add", "--client-id", cliClientID, "--host", "Push.Example.com", "--json")
+	want := tenant.DeriveKey([]byte("operator-test-signature-key"), cliClientID, "push.example.com")
+	if added.SecurityKey != want || added.Host != "push.example.com" || added.Origin != "operator" {
+		t.Fatalf("tenant add = %+v, want key %s", added, want)
+	}
+	var again tenantJSON
+	e.ok(&again, "tenant", "add", "--client-id", cliClientID, "--host", "push.example.com", "--json")
+	if again.SecurityKey != want || !again.CreatedAt.Equal(added.CreatedAt) {
+		t.Fatalf("adding again = %+v, want the same key and creation time", again)
+	}
+
+	var list struct{ Tenants []tenantJSON }
+	e.ok(&list, "tenant", "list", "--json")
+	if len(list.Tenants) != 1 || list.Tenants[0].ClientID != cliClientID || list.Tenants[0].SecurityKey != "" {
+		t.Fatalf("tenant list = %+v", list.Tenants)
+	}
+	e.ok(&list, "tenant", "list", "--json", "--keys")
+	if len(list.Tenants) != 1 || list.Tenants[0].SecurityKey != want {
+		t.Fatalf("tenant list --keys = %+v", list.Tenants)
+	}
+	if text := e.ok(nil, "tenant", "list"); !strings.Contains(text, cliClientID) || strings.Contains(text, want) {
+		t.Fatalf("tenant list text:\n%s", text)
+	}
+	if got, err := e.open().Tenant(t.Context(), cliClientID, "push.example.com"); err != nil || got.Origin != "operator" {
+		t.Fatalf("registry: %+v %v", got, err)
+	}
+
+	e.ok(nil, "tenant", "remove", "--client-id", cliClientID, "--host", "push.example.com")
+	if code, _, stderr := e.run("tenant", "remove", "--client-id", cliClientID, "--host", "push.example.com"); code != exitFailure || !strings.Contains(stderr, "no tenant") {
+		t.Fatalf("second remove: exit %d, %s", code, stderr)
+	}
+	e.ok(&list, "tenant", "list", "--json")
+	if len(list.Tenants) != 0 {
+		t.Fatalf("tenant list after remove = %+v", list.Tenants)
+	}
+}
+
+func TestTenantAddUsesTheDataDirKey(t *testing.T) {
+	e := newOpEnv(t)
+	var added tenantJSON
+	e.ok(&added, "tenant", "add", "--client-id", cliClientID, "--host", "push.example.com", "--json")
+	key, err := os.ReadFile(filepath.Join(e.dataDir, "signature.key"))
+	if err != nil {
+		t.Fatalf("the key serve will use was not kept: %v", err)
+	}
+	if want := tenant.DeriveKey([]byte(strings.TrimSpace(string(key))), cliClientID, "push.example.com"); added.SecurityKey != want {
+		t.Fatalf("key %s, want %s (derived from the data dir's key)", added.SecurityKey, want)
+	}
+}
+
+func TestTenantBadFlags(t *testing.T) {
+	e := newOpEnv(t)
+	for _, args := range [][]string{
+		{"tenant", "add", "--host", "push.example.com"},
+		{"tenant", "add", "--client-id", "short", "--host", "push.example.com"},
+		{"tenant", "add", "--client-id", cliClientID},
+		{"tenant", "add", "--client-id", cliClientID, "--host", "a host"},
+		{"tenant", "remove", "--client-id", cliClientID},
+		{"tenant", "frobnicate"},
+	} {
+		if code, _, _ := e.run(args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dataDir, "registry.db")); err == nil {
+		var list struct{ Tenants []tenantJSON }
+		e.ok(&list, "tenant", "list", "--json")
+		if len(list.Tenants) != 0 {
+			t.Fatalf("refused commands added %+v", list.Tenants)
+		}
+	}
+}
