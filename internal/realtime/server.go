@@ -125,6 +125,9 @@ type Server struct {
 	pollStopped bool
 
 	writers *writerPool
+
+	// tenantFormats holds shared mode's per-tenant text formats (tenant.go).
+	tenantFormats sync.Map
 }
 
 // New returns a Server publishing through b and delivering through h, which

@@ -10,6 +10,8 @@ package realtime
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
@@ -45,7 +47,7 @@ func (s *Server) withTenant(w http.ResponseWriter, r *http.Request, refusal *pro
 	if s.opt.Tenants == nil || refusal == nil || r.Method == http.MethodOptions {
 		return r, true
 	}
-	t, err := s.opt.Tenants.Lookup(r.Context(), r.URL.Query().Get("clientId"), tenant.NormalizeHost(r.Host))
+	t, err := s.opt.Tenants.Lookup(r.Context(), queryParam(r.URL.RawQuery, "clientId"), tenant.NormalizeHost(r.Host))
 	switch {
 	case err == nil:
 		return r.WithContext(context.WithValue(r.Context(), tenantKey{}, t)), true
@@ -142,14 +144,34 @@ func bindTenant(ctx context.Context, sess *session) {
 	if !t.Scoped() || (sess.format.slot != formatText.slot && sess.format.slot != formatJSON.slot) {
 		return
 	}
-	base := sess.format.encode
-	sess.format.encode = func(dst []byte, m *message.Message, ch channel.ID) []byte {
+	sess.format = sess.srv.tenantFormat(t, sess.format)
+}
+
+// tenantFormat is f for the connections of the scoped tenant t: its
+// encoder names channels by the ids t knows. One is made per tenant and
+// format, and dropped with the tenant (cutTenant).
+func (s *Server) tenantFormat(t *tenant.Tenant, f format) format {
+	k := tenantFormatKey{t, f.slot}
+	if v, ok := s.tenantFormats.Load(k); ok {
+		return v.(format)
+	}
+	base := f.encode
+	f.encode = func(dst []byte, m *message.Message, ch channel.ID) []byte {
 		return base(dst, m, t.Scope(ch))
 	}
+	v, _ := s.tenantFormats.LoadOrStore(k, f)
+	return v.(format)
+}
+
+type tenantFormatKey struct {
+	t    *tenant.Tenant
+	slot int
 }
 
 // cutTenant closes every connection of a tenant that is no longer served.
 func (s *Server) cutTenant(t *tenant.Tenant) {
+	s.tenantFormats.Delete(tenantFormatKey{t, formatText.slot})
+	s.tenantFormats.Delete(tenantFormatKey{t, formatJSON.slot})
 	list := s.liveSessions(func(sess *session) bool { return sess.tenant == t })
 	for _, sess := range list {
 		sess.evict(errWrongClientID)
@@ -173,4 +195,27 @@ func (who requester) scope(id channel.ID) channel.ID {
 		return who.tenant.Scope(id)
 	}
 	return id
+}
+
+// queryParam is the first value of name in a raw query, as url.Values.Get
+// would give it, without parsing the whole query: the route parses it
+// again anyway, and this runs on every subscribe.
+func queryParam(raw, name string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			return u
+		}
+		return v
+	}
+	return ""
 }

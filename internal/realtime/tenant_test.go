@@ -496,3 +496,16 @@ func TestUnregisterCutsConnections(t *testing.T) {
 		t.Fatalf("B got %+v", f)
 	}
 }
+
+func TestQueryParamIsValuesGet(t *testing.T) {
+	for _, raw := range []string{"", "clientId=abc", "a=1&clientId=x%2By&clientId=2", "clientId", "clientId=", "x=clientId&clientId=a+b", "clientId=%zz", "clientIdx=1&clientId=2"} {
+		q, err := url.ParseQuery(raw)
+		want := q.Get("clientId")
+		if err != nil && strings.Contains(raw, "%zz") {
+			want = "" // a bad escape: the whole query is refused by ParseQuery's callers too
+		}
+		if got := queryParam(raw, "clientId"); got != want {
+			t.Errorf("queryParam(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
