@@ -74,8 +74,12 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.opt.Tenants.Add(r.Context(), clientID, host, tenant.OriginRegistered)
 	switch {
-	case errors.Is(err, tenant.ErrInvalid):
+	case errors.Is(err, tenant.ErrInvalid) && !tenant.ValidHost(host):
 		answerRegistration(w, "error", "error", "Wrong hostname.")
+		return
+	case errors.Is(err, tenant.ErrInvalid):
+		// A client id of the wrong shape, or the home portal's.
+		answerRegistration(w, "error", "error", "Wrong Client ID.")
 		return
 	case err != nil:
 		s.log.Error("registration not stored", "err", err)

@@ -46,6 +46,8 @@ func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub,
 	if sm != nil {
 		opt.Tenants, opt.TenantVerifier = sm.dir, sm.verifier
 		opt.RegisterPaths, opt.SystemctlPaths = cfg.RegisterPaths, cfg.SystemctlPaths
+		// Only the exact path reaches it (cloudClientPublish).
+		opt.PubWebPaths = append(append([]string(nil), opt.PubWebPaths...), cloudRESTPath)
 	}
 	return realtime.New(opt, b, h, signer, log)
 }
@@ -111,6 +113,10 @@ func (s *Server) mountRoutes(a api) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
+	var restMux http.Handler = a.rest.Mount(mux)
+	if s.shared != nil {
+		restMux = cloudClientPublish(rt.PublicHandler(), restMux)
+	}
 	s.http = &http.Server{
 		// The REST server sees /rest/ paths before the mux, which would
 		// redirect b24jssdk's /rest//METHOD.
@@ -119,7 +125,7 @@ func (s *Server) mountRoutes(a api) {
 		// internal listener has none: its trusted publishes must not queue
 		// behind public traffic.
 		Handler: s.admit.wrap(
-			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux))),
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, restMux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout

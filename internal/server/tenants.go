@@ -104,3 +104,22 @@ func SignatureKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
 	defer cl.close()
 	return cl.signatureKey(cfg, log)
 }
+
+// cloudRESTPath is where Bitrix's shared-mode config points clients'
+// publishes (server.publish = https://<server>/rest/), which is the REST
+// API's prefix here.
+const cloudRESTPath = "/rest/"
+
+// cloudClientPublish hands a client publish posted to /rest/ itself (with
+// a CHANNEL_ID, which no REST call has) to the push server, and the rest of
+// /rest/ to the REST API: in shared mode portals' clients publish there.
+func cloudClientPublish(rt, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == cloudRESTPath && (r.Method == http.MethodPost || r.Method == http.MethodOptions) &&
+			r.URL.Query().Has("CHANNEL_ID") {
+			rt.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -61,6 +61,21 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	ids := chans["private"].(map[string]any)["id"].(string) + "/" + chans["shared"].(map[string]any)["id"].(string)
 	wsURL := strings.Replace(r.url, "http", "ws", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(ids) + "&revision=19"
 
+	// Bitrix's shared-mode config sends client publishes to /rest/
+	// itself: the push server answers them, the REST API the rest.
+	resp, err := http.Post(r.url+"/rest/?CHANNEL_ID="+url.QueryEscape(ids)+"&clientId="+p.MemberID, "application/octet-stream", strings.NewReader("not protobuf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || string(b) != "4013: Wrong Request Data." {
+		t.Fatalf("client publish on /rest/: %d %s, want a push server error", resp.StatusCode, b)
+	}
+	if status, body := call(t, r.url+"/rest/server.time", url.Values{"auth": {tok.AccessToken}}); status != 200 || body["result"] == nil {
+		t.Fatalf("server.time next to it: %d %v", status, body)
+	}
+
 	var status400 ws.StatusError
 	if _, _, _, err := ws.Dial(bg, wsURL); !errors.As(err, &status400) || int(status400) != http.StatusBadRequest {
 		t.Fatalf("subscribing without clientId: %v, want 400", err)

@@ -204,7 +204,9 @@ func (d *Directory) hold(k pair) *Tenant {
 
 // Add stores the tenant (or updates its origin) and serves it at once.
 func (d *Directory) Add(ctx context.Context, clientID, host, origin string) (*Tenant, error) {
-	if !ValidClientID(clientID) || !ValidHost(host) {
+	// The home portal's client id is taken: it signs with the server's
+	// own key, which no registered portal may hold.
+	if !ValidClientID(clientID) || !ValidHost(host) || (d.home != nil && clientID == d.home.ClientID) {
 		return nil, ErrInvalid
 	}
 	if _, err := d.reg.PutTenant(ctx, store.Tenant{ClientID: clientID, Host: host, Origin: origin}); err != nil {

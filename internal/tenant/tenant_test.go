@@ -144,6 +144,9 @@ func TestHomeTenant(t *testing.T) {
 	defer st.Close()
 	signer := channel.NewSigner([]byte(global), channel.SHA1)
 	d := NewDirectory(st, Options{GlobalKey: []byte(global), Algo: channel.SHA1, HomeClientID: idA, HomeSigner: signer}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := d.Add(t.Context(), idA, "any.example.com", OriginRegistered); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("registering the home portal's client id: %v, want ErrInvalid", err)
+	}
 	for _, host := range []string{"any.example.com", "localhost"} {
 		h, err := d.Lookup(t.Context(), idA, host)
 		if err != nil || !h.Home || h.Signer() != signer || h.Scoped() {
