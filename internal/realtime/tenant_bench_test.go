@@ -10,8 +10,11 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/store"
@@ -32,7 +35,7 @@ func BenchmarkSubscribePath(b *testing.B) {
 			key := []byte("k")
 			clientID := ""
 			if mode != "personal" {
-				dir := loadTenants(b, 10000)
+				dir := loadTenants(b, 10000, "push.example.com")
 				srv.opt.Tenants = dir
 				clientID = fmt.Sprintf("%032x", 5000)
 				t, err := dir.Lookup(context.Background(), clientID, "push.example.com")
@@ -76,10 +79,10 @@ func BenchmarkSubscribePath(b *testing.B) {
 	}
 }
 
-// loadTenants registers n tenants on push.example.com in a SQLite registry
+// loadTenants registers n tenants on host in a SQLite registry
 // (one transaction: the benchmark measures the lookup, not the inserts)
 // and returns a directory holding them.
-func loadTenants(b *testing.B, n int) *tenant.Directory {
+func loadTenants(b *testing.B, n int, host string) *tenant.Directory {
 	b.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "registry.db"), "portal.test")
 	if err != nil {
@@ -87,7 +90,7 @@ func loadTenants(b *testing.B, n int) *tenant.Directory {
 	}
 	b.Cleanup(func() { _ = st.Close() })
 	for i := range n {
-		if _, err := st.PutTenant(context.Background(), store.Tenant{ClientID: fmt.Sprintf("%032x", i), Host: "push.example.com", Origin: store.TenantOperator}); err != nil {
+		if _, err := st.PutTenant(context.Background(), store.Tenant{ClientID: fmt.Sprintf("%032x", i), Host: host, Origin: store.TenantOperator}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -99,4 +102,51 @@ func loadTenants(b *testing.B, n int) *tenant.Directory {
 		b.Fatalf("%d tenants loaded, want %d", dir.Len(), n)
 	}
 	return dir
+}
+
+// BenchmarkSubscribeWebSocket is a whole WebSocket subscribe over a real
+// socket (dial, handshake, subscription, close), the p50 and p99 of which
+// are the subscribe latency a client sees; shared has 10,000 tenants.
+func BenchmarkSubscribeWebSocket(b *testing.B) {
+	for _, mode := range []string{"personal", "shared-10000-tenants"} {
+		b.Run(mode, func(b *testing.B) {
+			_, srv, stop := benchServer(b)
+			defer stop()
+			key := []byte("k")
+			clientID := ""
+			if mode != "personal" {
+				dir := loadTenants(b, 10000, "127.0.0.1")
+				srv.opt.Tenants = dir
+				clientID = fmt.Sprintf("%032x", 5000)
+				t, err := dir.Lookup(context.Background(), clientID, "127.0.0.1")
+				if err != nil {
+					b.Fatal(err)
+				}
+				key = []byte(t.Key)
+			}
+			ts := httptest.NewServer(srv.Handler())
+			defer ts.Close()
+			signer := channel.NewSigner(key, channel.SHA1)
+			u := "ws" + strings.TrimPrefix(ts.URL, "http") + "/sub/?CHANNEL_ID=" +
+				url.QueryEscape(signer.SignChannel(channel.ID{1, 2, 3})+"/"+signer.SignChannel(channel.ID{4, 5, 6})) + "&revision=19"
+			if clientID != "" {
+				u += "&clientId=" + clientID
+			}
+			times := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				conn, _, _, err := ws.Dial(context.Background(), u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				times = append(times, time.Since(start))
+				_ = conn.Close()
+			}
+			b.StopTimer()
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)*99/100].Nanoseconds()), "p99-ns")
+			b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "p50-ns")
+		})
+	}
 }
