@@ -509,3 +509,31 @@ func TestQueryParamIsValuesGet(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedClientPublishIsolation: client-to-client messages (version 4,
+// /pubweb/) to a public id reach that id's subscribers of the sender's own
+// portal only, even with the other portal's id signed by the sender's
+// key, and the sender id the receiver sees is the one its portal knows.
+func TestSharedClientPublishIsolation(t *testing.T) {
+	ss := newSharedServer(t, tenant.Operator{})
+	signerA, signerB := ss.add(t, clientA), ss.add(t, clientB)
+	priv, pub := newChannel(t), newChannel(t)
+	// A's user listens on priv with its public id pub.
+	a := ss.dial(t, "CHANNEL_ID="+url.QueryEscape(signerA.SignPrivate(priv, pub))+"&clientId="+clientA)
+	ss.waitWebSockets(t, 1)
+	send := func(signer *channel.Signer, clientID, text string) {
+		t.Helper()
+		from, fromPub := newChannel(t), newChannel(t)
+		batch := &pb.RequestBatch{Requests: []*pb.Request{incoming(text, 0,
+			&pb.Receiver{Id: pub[:], Signature: signer.Sign([]byte("public:" + pub.String()))})}}
+		code, body := ss.postBatch(t, "/pubweb/?clientId="+clientID+"&CHANNEL_ID="+url.QueryEscape(signer.SignPrivate(from, fromPub)), batch)
+		if code != http.StatusOK {
+			t.Fatalf("pubweb as %s: %d %q", clientID[:1], code, body)
+		}
+	}
+	send(signerB, clientB, `{"from":"B"}`)
+	send(signerA, clientA, `{"from":"A"}`)
+	if f := a.next(t); string(f.Text) != `{"from":"A"}` {
+		t.Fatalf("A's user got %+v first: B's message crossed over", f)
+	}
+}

@@ -33,11 +33,18 @@ type Directory struct {
 	home   *Tenant
 	log    *slog.Logger
 
-	mu       sync.RWMutex
-	tenants  map[pair]*Tenant
+	mu      sync.RWMutex
+	tenants map[pair]*Tenant
+	// misses are pairs the registry did not know since the last reload,
+	// so that a flood of made-up client ids costs no registry reads; at
+	// most maxMisses, emptied by every reload.
+	misses   map[pair]struct{}
 	version  int64
 	onRemove []func(*Tenant)
 }
+
+// maxMisses bounds the remembered unknown pairs (about 100 bytes each).
+const maxMisses = 10000
 
 // Options configure a Directory.
 type Options struct {
@@ -61,6 +68,7 @@ func NewDirectory(reg store.Tenants, opt Options, log *slog.Logger) *Directory {
 		algo:    opt.Algo,
 		log:     log,
 		tenants: make(map[pair]*Tenant),
+		misses:  make(map[pair]struct{}),
 	}
 	if opt.HomeClientID != "" {
 		d.home = &Tenant{ClientID: opt.HomeClientID, Key: string(opt.GlobalKey), Home: true, algo: opt.Algo, signer: opt.HomeSigner}
@@ -109,6 +117,7 @@ func (d *Directory) Load(ctx context.Context) error {
 		}
 	}
 	d.tenants, d.version = next, v
+	clear(d.misses)
 	fns := d.onRemove
 	d.mu.Unlock()
 	for _, t := range gone {
@@ -166,7 +175,8 @@ func NormalizeHost(hostport string) string {
 
 // Lookup returns the tenant a request names. A held tenant costs a map
 // read; one not held (registered on another node a moment ago) is read from
-// the registry. ErrUnknown when there is none.
+// the registry, unless the registry did not know it either since the last
+// reload. ErrUnknown when there is none.
 func (d *Directory) Lookup(ctx context.Context, clientID, host string) (*Tenant, error) {
 	if d.home != nil && clientID == d.home.ClientID {
 		return d.home, nil
@@ -177,12 +187,21 @@ func (d *Directory) Lookup(ctx context.Context, clientID, host string) (*Tenant,
 	k := pair{clientID, host}
 	d.mu.RLock()
 	t, ok := d.tenants[k]
+	_, missed := d.misses[k]
 	d.mu.RUnlock()
-	if ok {
+	switch {
+	case ok:
 		return t, nil
+	case missed:
+		return nil, ErrUnknown
 	}
 	if _, err := d.reg.Tenant(ctx, clientID, host); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
+			d.mu.Lock()
+			if len(d.misses) < maxMisses {
+				d.misses[k] = struct{}{}
+			}
+			d.mu.Unlock()
 			return nil, ErrUnknown
 		}
 		return nil, fmt.Errorf("tenant lookup: %w", err)
@@ -199,6 +218,7 @@ func (d *Directory) hold(k pair) *Tenant {
 	}
 	t := newTenant(d.global, d.algo, k.clientID, k.host)
 	d.tenants[k] = t
+	delete(d.misses, k)
 	return t
 }
 

@@ -114,6 +114,12 @@ func TestDirectoriesOnOneRegistry(t *testing.T) {
 	if _, err := two.Lookup(t.Context(), idA, "other.example.com"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("lookup of another host: %v", err)
 	}
+	// A pair looked up before it was added elsewhere is served once the
+	// other directory reloads.
+	if _, err := one.Add(t.Context(), idA, "other.example.com", OriginOperator); err != nil {
+		t.Fatal(err)
+	}
+	waitLookup(t, two, idA, "other.example.com")
 	if err := one.Remove(t.Context(), idA, "push.example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +207,19 @@ func TestURLVerifier(t *testing.T) {
 	var r *Refusal
 	if _, err := v.Verify(t.Context(), "BX_TYPE=CP"); !errors.As(err, &r) || r.Code != WrongRequest {
 		t.Fatalf("query without BX_LICENCE: %v", err)
+	}
+}
+
+func waitLookup(t *testing.T, d *Directory, clientID, host string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := d.Lookup(t.Context(), clientID, host); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s@%s never served", clientID, host)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
