@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/redistest"
+	"github.com/pushpull/pushpull/internal/server"
 	"github.com/pushpull/pushpull/internal/tenant"
 )
 
@@ -88,5 +93,33 @@ func TestTenantBadFlags(t *testing.T) {
 		if len(list.Tenants) != 0 {
 			t.Fatalf("refused commands added %+v", list.Tenants)
 		}
+	}
+}
+
+// TestTenantOnRedis: with --redis the tenant is in the cluster's registry
+// and its key is derived from the cluster's key in Redis (generated there
+// if no node has started yet), the one every node signs with.
+func TestTenantOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newOpEnv(t)
+	var added tenantJSON
+	e.ok(&added, "tenant", "add", "--client-id", cliClientID, "--host", "push.example.com", "--redis", srv.URL(), "--json")
+	cfg := config.Default()
+	cfg.Redis = srv.URL()
+	key, err := server.SignatureKey(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := tenant.DeriveKey(key, cliClientID, "push.example.com"); added.SecurityKey != want {
+		t.Fatalf("key %s, want %s (from the cluster's key)", added.SecurityKey, want)
+	}
+	var list struct{ Tenants []tenantJSON }
+	e.ok(&list, "tenant", "list", "--json", "--redis", srv.URL())
+	if len(list.Tenants) != 1 || list.Tenants[0].ClientID != cliClientID {
+		t.Fatalf("tenant list on redis = %+v", list.Tenants)
+	}
+	e.ok(&list, "tenant", "list", "--json")
+	if len(list.Tenants) != 0 {
+		t.Fatalf("the data dir's registry lists %+v", list.Tenants)
 	}
 }

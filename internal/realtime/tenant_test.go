@@ -39,7 +39,7 @@ type sharedServer struct {
 	dir *tenant.Directory
 }
 
-func newSharedServer(t *testing.T, verifier tenant.Verifier) *sharedServer {
+func newSharedServer(t *testing.T, verifier tenant.Verifier, tweaks ...func(*Options)) *sharedServer {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "registry.db"), "portal.test")
 	if err != nil {
@@ -55,6 +55,9 @@ func newSharedServer(t *testing.T, verifier tenant.Verifier) *sharedServer {
 	ts := newTestServer(t, func(o *Options) {
 		o.Tenants, o.TenantVerifier = dir, verifier
 		o.RegisterPaths, o.SystemctlPaths = []string{"/register-client/"}, []string{"/systemctl/"}
+		for _, tw := range tweaks {
+			tw(o)
+		}
 	})
 	// The test server's own signer is the personal one; shared mode signs
 	// with the server's key and the tenants' keys.
@@ -535,5 +538,29 @@ func TestSharedClientPublishIsolation(t *testing.T) {
 	send(signerA, clientA, `{"from":"A"}`)
 	if f := a.next(t); string(f.Text) != `{"from":"A"}` {
 		t.Fatalf("A's user got %+v first: B's message crossed over", f)
+	}
+}
+
+// TestSharedConnectionLimitPerTenant: the per-channel connection cap
+// counts each portal's connections on its own channel: a second portal
+// using the same ids neither evicts nor is evicted.
+func TestSharedConnectionLimitPerTenant(t *testing.T) {
+	ss := newSharedServer(t, tenant.Operator{}, func(o *Options) { o.MaxConnPerChannel = 1 })
+	signerA, signerB := ss.add(t, clientA), ss.add(t, clientB)
+	priv, pub := newChannel(t), newChannel(t)
+	a1 := ss.dial(t, "CHANNEL_ID="+url.QueryEscape(signerA.SignPrivate(priv, pub))+"&clientId="+clientA)
+	ss.waitWebSockets(t, 1)
+	b1 := ss.dial(t, "CHANNEL_ID="+url.QueryEscape(signerB.SignPrivate(priv, pub))+"&clientId="+clientB)
+	ss.waitWebSockets(t, 2)
+	// A second connection of A's pushes A's first one out, not B's.
+	ss.dial(t, "CHANNEL_ID="+url.QueryEscape(signerA.SignPrivate(priv, pub))+"&clientId="+clientA)
+	if ce := a1.waitClosed(t); ce.Code != 4029 {
+		t.Fatalf("A's first connection closed with %d %q, want 4029", ce.Code, ce.Reason)
+	}
+	if code, text := ss.pubAs(t, signerB, clientB, `{"b":1}`, priv); code != http.StatusOK {
+		t.Fatalf("publish B: %d %s", code, text)
+	}
+	if f := b1.next(t); string(f.Text) != `{"b":1}` {
+		t.Fatalf("B's connection got %+v", f)
 	}
 }
