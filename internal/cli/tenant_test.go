@@ -1,13 +1,22 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/server"
@@ -121,5 +130,60 @@ func TestTenantOnRedis(t *testing.T) {
 	e.ok(&list, "tenant", "list", "--json")
 	if len(list.Tenants) != 0 {
 		t.Fatalf("the data dir's registry lists %+v", list.Tenants)
+	}
+}
+
+// TestSharedModeOperatorFlow runs what an operator of a shared server does
+// against a running one: tenant add (while the server runs), a portal's
+// subscriber with the printed key, publish --client-id, and tenant remove,
+// which the server follows by closing the portal's connection with 4036.
+func TestSharedModeOperatorFlow(t *testing.T) {
+	e := newOpEnv(t)
+	cfg := config.Default()
+	cfg.DataDir = e.dataDir
+	cfg.Mode = config.ModeShared
+	cfg.InternalAddr = config.SameAddr
+	cfg.TenantReload = 20 * time.Millisecond
+	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	base := "http://" + ln.Addr().String()
+
+	var added tenantJSON
+	e.ok(&added, "tenant", "add", "--client-id", cliClientID, "--host", "127.0.0.1", "--json")
+	signer := channel.NewSigner([]byte(added.SecurityKey), channel.SHA1)
+	ch := "00112233445566778899aabbccddeeff"
+	id, _ := channel.ParseID(ch)
+	conn, _, _, err := ws.Dial(t.Context(), "ws://"+ln.Addr().String()+"/sub/?CHANNEL_ID="+url.QueryEscape(signer.SignChannel(id))+"&clientId="+cliClientID)
+	if err != nil {
+		t.Fatalf("the portal's subscriber: %v", err)
+	}
+	defer conn.Close()
+
+	if code, _, stderr := e.run("publish", "--url", base, ch, `{"module_id":"t","command":"c","params":{}}`); code != exitFailure || !strings.Contains(stderr, "4025") {
+		t.Fatalf("publish without --client-id: exit %d, %s", code, stderr)
+	}
+	e.env["PUSHPULL_TENANT_KEY"] = added.SecurityKey
+	e.ok(nil, "publish", "--url", base, "--client-id", cliClientID, ch, `{"module_id":"t","command":"c","params":{}}`)
+	data, err := wsutil.ReadServerText(conn)
+	if err != nil || !strings.Contains(string(data), `"command":"c"`) {
+		t.Fatalf("the portal's subscriber got %q, %v", data, err)
+	}
+
+	e.ok(nil, "tenant", "remove", "--client-id", cliClientID, "--host", "127.0.0.1")
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	_, err = wsutil.ReadServerText(conn)
+	var closed wsutil.ClosedError
+	if !errors.As(err, &closed) || closed.Code != 4036 {
+		t.Fatalf("after tenant remove the connection ended with %v, want a 4036 close", err)
 	}
 }
