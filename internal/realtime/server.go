@@ -184,28 +184,30 @@ type route struct {
 	// tenant is the refusal of a request without a known tenant
 	// (shared mode); nil: the route needs none.
 	tenant *protoError
+	// homeIfNone takes a request without clientId as the home portal's.
+	homeIfNone bool
 }
 
 func (s *Server) routes(public, trusted bool) http.Handler {
 	var routes []route
 	if public {
 		for _, p := range s.opt.SubPaths {
-			routes = append(routes, route{p, s.serveSub, dayPolling, true, errWrongClientID})
+			routes = append(routes, route{p, s.serveSub, dayPolling, true, errWrongClientID, false})
 		}
 		for _, p := range s.opt.PubWebPaths {
-			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true, errWrongClientID})
+			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true, errWrongClientID, true})
 		}
 		routes = append(routes, s.registerRoutes()...)
 	}
 	if trusted {
 		for _, p := range s.opt.PubPaths {
-			routes = append(routes, route{p, s.servePub, dayPublish, true, errClientIDRequired})
+			routes = append(routes, route{p, s.servePub, dayPublish, true, errClientIDRequired, false})
 		}
 		for _, p := range s.opt.APIPaths {
-			routes = append(routes, route{p, s.serveAPI, dayPublish, true, errClientIDRequired})
+			routes = append(routes, route{p, s.serveAPI, dayPublish, true, errClientIDRequired, false})
 		}
 		if s.opt.StatPath != "" {
-			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false, nil})
+			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false, nil, false})
 		}
 		routes = append(routes, s.systemctlRoutes()...)
 	}
@@ -215,7 +217,7 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 				if rt.counts && r.Method != http.MethodOptions {
 					s.countRequest(r, rt.kind)
 				}
-				r, ok := s.withTenant(w, r, rt.tenant)
+				r, ok := s.withTenant(w, r, rt)
 				if !ok {
 					return
 				}

@@ -41,13 +41,23 @@ func tenantFrom(ctx context.Context) *tenant.Tenant {
 
 // withTenant resolves the tenant of a request on a route that needs one
 // and returns the request carrying it. In personal mode, and on routes that
-// need none, r is returned as it is. On failure it has answered with
-// refusal (the route's code for a missing or unknown client id).
-func (s *Server) withTenant(w http.ResponseWriter, r *http.Request, refusal *protoError) (*http.Request, bool) {
+// need none, r is returned as it is. On failure it has answered with the
+// route's refusal for a missing or unknown client id.
+//
+// The official clients send no clientId with a client publish over HTTP
+// (their publication path carries CHANNEL_ID only), and Push server 2.x
+// then checks signatures with its own key: such a request is the home
+// portal's, whose key that is.
+func (s *Server) withTenant(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, bool) {
+	refusal := rt.tenant
 	if s.opt.Tenants == nil || refusal == nil || r.Method == http.MethodOptions {
 		return r, true
 	}
-	t, err := s.opt.Tenants.Lookup(r.Context(), queryParam(r.URL.RawQuery, "clientId"), tenant.NormalizeHost(r.Host))
+	clientID := queryParam(r.URL.RawQuery, "clientId")
+	if clientID == "" && rt.homeIfNone && s.opt.Tenants.Home() != nil {
+		clientID = s.opt.Tenants.Home().ClientID
+	}
+	t, err := s.opt.Tenants.Lookup(r.Context(), clientID, tenant.NormalizeHost(r.Host))
 	switch {
 	case err == nil:
 		return r.WithContext(context.WithValue(r.Context(), tenantKey{}, t)), true

@@ -534,6 +534,12 @@ func TestSharedClientPublishIsolation(t *testing.T) {
 			t.Fatalf("pubweb as %s: %d %q", clientID[:1], code, body)
 		}
 	}
+	// Without clientId, and no home portal, a client publish is refused
+	// like a subscribe.
+	code, body := ss.postBatch(t, "/pubweb/?CHANNEL_ID="+url.QueryEscape(signerA.SignPrivate(newChannel(t), newChannel(t))), &pb.RequestBatch{})
+	if code != http.StatusBadRequest || string(body) != "4036: Wrong Client Id." {
+		t.Fatalf("pubweb without clientId: %d %q", code, body)
+	}
 	send(signerB, clientB, `{"from":"B"}`)
 	send(signerA, clientA, `{"from":"A"}`)
 	if f := a.next(t); string(f.Text) != `{"from":"A"}` {

@@ -62,8 +62,10 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	wsURL := strings.Replace(r.url, "http", "ws", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(ids) + "&revision=19"
 
 	// Bitrix's shared-mode config sends client publishes to /rest/
-	// itself: the push server answers them, the REST API the rest.
-	resp, err := http.Post(r.url+"/rest/?CHANNEL_ID="+url.QueryEscape(ids)+"&clientId="+p.MemberID, "application/octet-stream", strings.NewReader("not protobuf"))
+	// itself: the push server answers them, the REST API the rest. The
+	// official clients send no clientId there: the request is the home
+	// portal's, as Push server 2.x checks it with its own key.
+	resp, err := http.Post(r.url+"/rest/?CHANNEL_ID="+url.QueryEscape(ids), "application/octet-stream", strings.NewReader("not protobuf"))
 	if err != nil {
 		t.Fatal(err)
 	}
