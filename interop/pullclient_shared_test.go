@@ -100,3 +100,53 @@ func portalPublish(t *testing.T, srv *server, key, clientID, body string, ids ..
 		t.Fatalf("portal publish: %d %s", resp.StatusCode, b)
 	}
 }
+
+// A registered portal's users message each other through their public
+// channels: the WebSocket client publishes over its socket, which carries
+// the portal's clientId; the long-polling client receives.
+func TestPullClientSharedModeClientMessages(t *testing.T) {
+	ctx := testContext(t)
+	srv := startServer(t, "--mode", "shared", "--tenant-verify", "open")
+	const clientID = "0123456789abcdef0123456789abcdef"
+	key := registerPortal(t, srv.base, clientID)
+	priv1, pub1, priv2, pub2, shared := newID(t), newID(t), newID(t), newID(t), newID(t)
+	config := func(user int, priv, pub string, other peer) map[string]any {
+		cfg := makeConfigV4(srv.base, user, priv, pub, shared, other)
+		// makeConfigV4 signs with the server's key; the portal signs with its own.
+		chans := cfg["channels"].(map[string]any)
+		chans["private"].(map[string]any)["id"] = sign(key, priv+":"+pub)
+		chans["private"].(map[string]any)["public_id"] = pub + "." + signPublic(key, pub)
+		chans["shared"].(map[string]any)["id"] = sign(key, shared)
+		pc := cfg["publicChannels"].(map[string]any)
+		for _, v := range pc {
+			e := v.(map[string]any)
+			e["signature"] = signPublic(key, e["public_id"].(string))
+		}
+		cfg["server"].(map[string]any)["mode"] = "shared"
+		cfg["clientId"] = clientID
+		return cfg
+	}
+	c1 := startPullClient(t, ctx, ClientInput{Config: config(1, priv1, pub1, peer{2, pub2}), UserID: 1, Transport: "websocket"})
+	c2 := startPullClient(t, ctx, ClientInput{Config: config(2, priv2, pub2, peer{1, pub1}), UserID: 2, Transport: "longpolling"})
+	c1.waitOnline(ctx)
+	c2.waitOnline(ctx)
+	c1.command(map[string]any{"cmd": "sendMessage", "users": []int{2}, "moduleId": "application", "command": "byUser", "params": map[string]any{"x": 1}})
+	e := c2.nextMessage(ctx)
+	checkMessage(t, e, "application", "byUser", `{"x":1}`)
+	if e.Extra.Sender == nil || e.Extra.Sender.ID != pub1 {
+		t.Fatalf("sender %+v, want the public id %s the portal knows", e.Extra.Sender, pub1)
+	}
+}
+
+// Version 5 in shared mode: the server's own portal's token, and its
+// clientId, through config.get.
+func TestPullClientSharedModeRESTv5(t *testing.T) {
+	ctx := testContext(t)
+	f := newRESTFixture(t, "5", "--mode", "shared")
+	c := startPullClient(t, ctx, ClientInput{UserID: 1, Transport: "websocket", REST: &RESTAuth{URL: f.srv.base, Auth: f.token}})
+	c.waitOnline(ctx)
+	f.eventAdd(t, url.Values{"COMMAND": {"toShared"}, "PARAMS[n]": {"1"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toShared", `{"n":"1"}`)
+	f.eventAdd(t, url.Values{"COMMAND": {"toMe"}, "USER_ID": {"1"}})
+	checkMessage(t, c.nextMessage(ctx), "application", "toMe", `{}`)
+}
