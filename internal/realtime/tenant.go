@@ -20,16 +20,19 @@ import (
 
 // Shared mode's numbered errors, with Push server 2.x's codes and texts.
 var (
-	errEmptyRequest       = &protoError{4022, "Empty request."}
-	errVerificationQuery  = &protoError{4024, "A verification query is required."}
-	errClientIDRequired   = &protoError{4025, "Client Id is required."}
-	errBadJSONRequest     = &protoError{4032, "Bad JSON request."}
-	errNoMethodProperty   = &protoError{4033, "JSON object doesn't have 'method' property."}
-	errNoParamsProperty   = &protoError{4034, "JSON object doesn't have 'params' property."}
-	errUnknownCommand     = &protoError{4035, "Unknown command."}
-	errWrongClientID      = &protoError{4036, "Wrong Client Id."}
-	errTenantsUnavailable = "Tenants are unavailable."
+	errEmptyRequest      = &protoError{4022, "Empty request."}
+	errVerificationQuery = &protoError{4024, "A verification query is required."}
+	errClientIDRequired  = &protoError{4025, "Client Id is required."}
+	errBadJSONRequest    = &protoError{4032, "Bad JSON request."}
+	errNoMethodProperty  = &protoError{4033, "JSON object doesn't have 'method' property."}
+	errNoParamsProperty  = &protoError{4034, "JSON object doesn't have 'params' property."}
+	errUnknownCommand    = &protoError{4035, "Unknown command."}
+	errWrongClientID     = &protoError{4036, "Wrong Client Id."}
 )
+
+// errTenantsUnavailable answers (503) a request whose tenant could not be
+// looked up: the registry failed, not the request.
+const errTenantsUnavailable = "Tenants are unavailable."
 
 type tenantKey struct{}
 
