@@ -13,17 +13,6 @@ import (
 // maxRegisterBody is the largest registration body, Push server 2.x's.
 const maxRegisterBody = 1024
 
-func (s *Server) registerRoutes() []route {
-	if s.opt.Tenants == nil {
-		return nil
-	}
-	var routes []route
-	for _, p := range s.opt.RegisterPaths {
-		routes = append(routes, route{prefix: p, h: s.serveRegister})
-	}
-	return routes
-}
-
 // serveRegister is POST /register-client/ with verificationQuery=…: a
 // portal asks to be served and, once the verifier (--tenant-verify) agrees,
 // gets the security key it is to sign with. The tenant is the client id

@@ -206,3 +206,19 @@ func (s *Server) channelStatsResponse(ctx context.Context, ids []*pb.ChannelId, 
 	}
 	return &pb.Response{Command: &pb.Response_ChannelStats{ChannelStats: stats}}, nil
 }
+
+// signer is the signer that checks what the requester signs.
+func (who requester) signer(s *Server) *channel.Signer {
+	if who.tenant != nil {
+		return who.tenant.Signer()
+	}
+	return s.signer
+}
+
+// scope maps a channel id the requester names to the server's channel.
+func (who requester) scope(id channel.ID) channel.ID {
+	if who.tenant != nil {
+		return who.tenant.Scope(id)
+	}
+	return id
+}

@@ -163,6 +163,18 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 	return s
 }
 
+// cutTenant closes every connection of a tenant that is no longer served.
+func (s *Server) cutTenant(t *tenant.Tenant) {
+	s.forgetTenantFormats(t)
+	list := s.liveSessions(func(sess *session) bool { return sess.tenant == t })
+	for _, sess := range list {
+		sess.evict(errWrongClientID)
+	}
+	if len(list) > 0 {
+		s.log.Info("closed the connections of an unregistered tenant", "client_id", t.ClientID, "host", t.Host, "count", len(list))
+	}
+}
+
 // Handler routes every push-server path, public and trusted, by prefix as
 // the reference servers do, so deployments can mount the subscribe route
 // under /bitrix/sub/, /subws/ and so on.
@@ -175,20 +187,18 @@ func (s *Server) PublicHandler() http.Handler { return s.routes(true, false) }
 // channel without a signature) and the statistics.
 func (s *Server) TrustedHandler() http.Handler { return s.routes(false, true) }
 
-// route is one path prefix of the push server and its handler.
-type route struct {
-	prefix string
-	h      http.HandlerFunc
-	kind   dayKind
-	counts bool // in the daily statistics
-	// tenant is the refusal of a request without a known tenant
-	// (shared mode); nil: the route needs none.
-	tenant *protoError
-	// homeIfNone takes a request without clientId as the home portal's.
-	homeIfNone bool
-}
-
 func (s *Server) routes(public, trusted bool) http.Handler {
+	type route struct {
+		prefix string
+		h      http.HandlerFunc
+		kind   dayKind
+		counts bool // in the daily statistics
+		// tenant is the refusal of a request without a known tenant
+		// (shared mode); nil: the route needs none. homeIfNone takes one
+		// without clientId as the home portal's (tenant.go).
+		tenant     *protoError
+		homeIfNone bool
+	}
 	var routes []route
 	if public {
 		for _, p := range s.opt.SubPaths {
@@ -197,7 +207,11 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 		for _, p := range s.opt.PubWebPaths {
 			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true, errWrongClientID, true})
 		}
-		routes = append(routes, s.registerRoutes()...)
+		if s.opt.Tenants != nil {
+			for _, p := range s.opt.RegisterPaths {
+				routes = append(routes, route{prefix: p, h: s.serveRegister})
+			}
+		}
 	}
 	if trusted {
 		for _, p := range s.opt.PubPaths {
@@ -209,7 +223,11 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 		if s.opt.StatPath != "" {
 			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false, nil, false})
 		}
-		routes = append(routes, s.systemctlRoutes()...)
+		if s.opt.Tenants != nil {
+			for _, p := range s.opt.SystemctlPaths {
+				routes = append(routes, route{prefix: p, h: s.serveSystemctl})
+			}
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, rt := range routes {
@@ -217,7 +235,7 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 				if rt.counts && r.Method != http.MethodOptions {
 					s.countRequest(r, rt.kind)
 				}
-				r, ok := s.withTenant(w, r, rt)
+				r, ok := s.withTenant(w, r, rt.tenant, rt.homeIfNone)
 				if !ok {
 					return
 				}

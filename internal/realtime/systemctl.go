@@ -9,17 +9,6 @@ import (
 	"github.com/pushpull/pushpull/internal/tenant"
 )
 
-func (s *Server) systemctlRoutes() []route {
-	if s.opt.Tenants == nil {
-		return nil
-	}
-	var routes []route
-	for _, p := range s.opt.SystemctlPaths {
-		routes = append(routes, route{prefix: p, h: s.serveSystemctl})
-	}
-	return routes
-}
-
 // serveSystemctl is POST /systemctl/?signature=<HMAC of the body with the
 // server's own key>: the operator's JSON-RPC-like commands, of which Push
 // server 2.x has one, unregister {"clientId":…,"host":…}. The tenant's

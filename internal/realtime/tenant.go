@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/pushpull/pushpull/internal/channel"
-	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/tenant"
 )
 
@@ -44,20 +43,20 @@ func tenantFrom(ctx context.Context) *tenant.Tenant {
 
 // withTenant resolves the tenant of a request on a route that needs one
 // and returns the request carrying it. In personal mode, and on routes that
-// need none, r is returned as it is. On failure it has answered with the
-// route's refusal for a missing or unknown client id.
+// need none (refusal nil), r is returned as it is. On failure it has
+// answered with refusal, the route's code for a missing or unknown client
+// id.
 //
-// The official clients send no clientId with a client publish over HTTP
-// (their publication path carries CHANNEL_ID only), and Push server 2.x
-// then checks signatures with its own key: such a request is the home
-// portal's, whose key that is.
-func (s *Server) withTenant(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, bool) {
-	refusal := rt.tenant
+// homeIfNone takes a request without clientId as the home portal's: the
+// official clients send none with a client publish over HTTP (their
+// publication path carries CHANNEL_ID only), and Push server 2.x then
+// checks signatures with its own key, which is the home portal's.
+func (s *Server) withTenant(w http.ResponseWriter, r *http.Request, refusal *protoError, homeIfNone bool) (*http.Request, bool) {
 	if s.opt.Tenants == nil || refusal == nil || r.Method == http.MethodOptions {
 		return r, true
 	}
 	clientID := queryParam(r.URL.RawQuery, "clientId")
-	if clientID == "" && rt.homeIfNone && s.opt.Tenants.Home() != nil {
+	if clientID == "" && homeIfNone && s.opt.Tenants.Home() != nil {
 		clientID = s.opt.Tenants.Home().ClientID
 	}
 	t, err := s.opt.Tenants.Lookup(r.Context(), clientID, tenant.NormalizeHost(r.Host))
@@ -137,77 +136,6 @@ func (s *Server) tokenKeyOf(ctx context.Context) []byte {
 		return []byte(t.Key)
 	}
 	return s.tokenKey
-}
-
-// bindTenant ties a new session to ctx's tenant: it is cut when the tenant
-// is unregistered, and its text frames name channels by the ids its
-// tenant knows. Frames are cached per delivery and format; every
-// subscriber of a scoped channel is of the same tenant, so the cached
-// frame is right for all of them. Version 5 and protobuf frames name no
-// channel a client sees.
-func bindTenant(ctx context.Context, sess *session) {
-	t := tenantFrom(ctx)
-	if t == nil {
-		return
-	}
-	sess.tenant = t
-	// The publisher id is only ever shown, as the sender of what the
-	// connection publishes: the id the tenant knows.
-	sess.publisher = t.Scope(sess.publisher)
-	if !t.Scoped() || (sess.format.slot != formatText.slot && sess.format.slot != formatJSON.slot) {
-		return
-	}
-	sess.format = sess.srv.tenantFormat(t, sess.format)
-}
-
-// tenantFormat is f for the connections of the scoped tenant t: its
-// encoder names channels by the ids t knows. One is made per tenant and
-// format, and dropped with the tenant (cutTenant).
-func (s *Server) tenantFormat(t *tenant.Tenant, f format) format {
-	k := tenantFormatKey{t, f.slot}
-	if v, ok := s.tenantFormats.Load(k); ok {
-		return v.(format)
-	}
-	base := f.encode
-	f.encode = func(dst []byte, m *message.Message, ch channel.ID) []byte {
-		return base(dst, m, t.Scope(ch))
-	}
-	v, _ := s.tenantFormats.LoadOrStore(k, f)
-	return v.(format)
-}
-
-type tenantFormatKey struct {
-	t    *tenant.Tenant
-	slot int
-}
-
-// cutTenant closes every connection of a tenant that is no longer served.
-func (s *Server) cutTenant(t *tenant.Tenant) {
-	s.tenantFormats.Delete(tenantFormatKey{t, formatText.slot})
-	s.tenantFormats.Delete(tenantFormatKey{t, formatJSON.slot})
-	list := s.liveSessions(func(sess *session) bool { return sess.tenant == t })
-	for _, sess := range list {
-		sess.evict(errWrongClientID)
-	}
-	if len(list) > 0 {
-		s.log.Info("closed the connections of an unregistered tenant", "client_id", t.ClientID, "host", t.Host, "count", len(list))
-	}
-}
-
-// signer is the signer that checks what the requester signs.
-func (who requester) signer(s *Server) *channel.Signer {
-	if who.tenant != nil {
-		return who.tenant.Signer()
-	}
-	return s.signer
-}
-
-// scope maps a channel id the requester names to the server's channel.
-func (who requester) scope(id channel.ID) channel.ID {
-	if who.tenant != nil {
-		return who.tenant.Scope(id)
-	}
-	return id
 }
 
 // queryParam is the first value of name in a raw query, as url.Values.Get

@@ -57,7 +57,7 @@ func BenchmarkSubscribePath(b *testing.B) {
 			for range b.N {
 				start := time.Now()
 				r := httptest.NewRequest(http.MethodGet, target, nil)
-				r, ok := srv.withTenant(w, r, route{tenant: errWrongClientID})
+				r, ok := srv.withTenant(w, r, errWrongClientID, false)
 				if !ok {
 					b.Fatalf("tenant refused: %s", w.Body)
 				}
