@@ -383,8 +383,12 @@ func (cfg Config) complete() (Config, error) {
 			return cfg, fmt.Errorf("signature algo: %w", err)
 		}
 	}
-	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
+	if u, err := url.Parse(cfg.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
+	} else if u.Scheme == "https" && cfg.Transport != TransportWS {
+		// Only the WebSocket dialer speaks TLS (trusting the system's
+		// roots, or SSL_CERT_FILE); the long-poll client is raw HTTP.
+		return cfg, fmt.Errorf("url: https is for WebSocket subscribers only, got --transport %s", cfg.Transport)
 	}
 	if cfg.InternalURL != "" {
 		if u, err := url.Parse(cfg.InternalURL); err != nil || u.Scheme != "http" || u.Host == "" {
@@ -457,7 +461,7 @@ func newRun(cfg Config) (*run, error) {
 		statHost: statHost,
 		pubAddr:  pubAddr,
 		pubHost:  pubHost,
-		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		wsBase:   wsScheme(u.Scheme) + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
 
 		binaryParam: binaryParam(cfg.Binary),
 		loopback:    isLoopback(u.Hostname()),
@@ -919,4 +923,12 @@ func binaryParam(binary bool) string {
 		return "binaryMode=true&"
 	}
 	return ""
+}
+
+// wsScheme is the WebSocket scheme for a server URL's: wss for https.
+func wsScheme(httpScheme string) string {
+	if httpScheme == "https" {
+		return "wss://"
+	}
+	return "ws://"
 }

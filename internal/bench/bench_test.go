@@ -271,6 +271,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no key", func(c *Config) { c.SignatureKey = "" }, "signature key"},
 		{"no rate", func(c *Config) { c.Rate = 0 }, "rate"},
 		{"url", func(c *Config) { c.URL = "ws://127.0.0.1:1" }, "url"},
+		{"https long polls", func(c *Config) { c.URL = "https://127.0.0.1:1"; c.Transport = TransportLP }, "https is for WebSocket"},
 		{"algo", func(c *Config) { c.SignatureAlgo = "md5" }, "algo"},
 		{"too many files", func(c *Config) { c.Subscribers = 1 << 30; c.Rate = 1 }, "open files"},
 	} {
@@ -280,6 +281,18 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestHTTPSURLSubscribesOverWSS: an https server URL makes the subscribers
+// dial wss://.
+func TestHTTPSURLSubscribesOverWSS(t *testing.T) {
+	r, err := newRun(testConfig("https://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.wsBase, "wss://127.0.0.1:1/sub/") {
+		t.Errorf("subscribers dial %q", r.wsBase)
 	}
 }
 

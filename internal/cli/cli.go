@@ -80,6 +80,7 @@ func commands() []command {
 		{"webhook", "create incoming webhooks", (*runner).webhook},
 		{"tenant", "add, list and remove the portals of a shared-mode server", (*runner).tenant},
 		{"healthcheck", "exit 0 when the server is ready (for container health checks)", (*runner).healthcheck},
+		{"status", "print the running server's state: connections, rates, memory, cluster nodes, TLS", (*runner).status},
 		{"version", "print the version", (*runner).version},
 		{"help", "show help for a command", (*runner).help},
 	}

@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -38,16 +37,6 @@ func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
 	default:
 		methodNotAllowed(w, "GET, POST, OPTIONS")
 	}
-}
-
-// parseTrusted validates a backend's CHANNEL_ID: ids may come unsigned (the
-// PHP module sends raw ids), but any signature present must be right.
-func (s *Server) parseTrusted(ctx context.Context, raw string) ([]channel.Element, error) {
-	elems, err := channel.ParseList(raw, channel.ListOptions{
-		Signer:      s.signerOf(ctx),
-		MaxElements: s.opt.MaxChannelsPerRequest,
-	})
-	return scopeElements(ctx, elems), err
 }
 
 // publishText is POST /pub/?CHANNEL_ID=a/b with the message as the body.
@@ -189,7 +178,7 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errPublicRequired)
 		return
 	}
-	sess := newSession(s, elems, formatBinary)
+	sess := newSession(s, elems, protobufProtocol{})
 	bindTenant(r.Context(), sess)
 	who := sess.requester()
 	who.source.ip = clientPrefix(r)

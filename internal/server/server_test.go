@@ -40,6 +40,13 @@ func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startOn(t, ln, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prepare)
+}
+
+// startOn is startWith on a listener of the caller's, logging to log.
+func startOn(t *testing.T, ln net.Listener, cfg config.Config, log *slog.Logger, prepare func(*Server)) *running {
+	t.Helper()
+	var err error
 	r := &running{url: "http://" + ln.Addr().String(), done: make(chan error, 1)}
 	r.internal = r.url
 	var iln net.Listener
@@ -49,7 +56,7 @@ func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running 
 		}
 		r.internal = "http://" + iln.Addr().String()
 	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
