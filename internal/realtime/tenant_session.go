@@ -26,7 +26,10 @@ func bindTenant(ctx context.Context, sess *session) {
 	sess.tenant = t
 	// The publisher id is only ever shown, as the sender of what the
 	// connection publishes: the id the tenant knows.
-	sess.publisher = t.Scope(sess.publisher)
+	if sess.hasPublic {
+		// Without one it stays zero: a mask must never reach a client.
+		sess.publisher = t.Scope(sess.publisher)
+	}
 	if !t.Scoped() || (sess.format.slot != formatText.slot && sess.format.slot != formatJSON.slot) {
 		return
 	}

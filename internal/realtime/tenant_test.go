@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -568,5 +569,29 @@ func TestSharedConnectionLimitPerTenant(t *testing.T) {
 	}
 	if f := b1.next(t); string(f.Text) != `{"b":1}` {
 		t.Fatalf("B's connection got %+v", f)
+	}
+}
+
+// TestBindTenantShowsOnlyTheTenantsIDs: a portal's session publishes as
+// the public id the portal knows, and one without a public id as nobody:
+// the namespace's mask never becomes a sender id.
+func TestBindTenantShowsOnlyTheTenantsIDs(t *testing.T) {
+	ss := newSharedServer(t, tenant.Operator{})
+	ss.add(t, clientA)
+	tn, err := ss.dir.Lookup(t.Context(), clientA, testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.WithValue(t.Context(), tenantKey{}, tn)
+	priv, pub := newChannel(t), newChannel(t)
+	with := newSession(ss.rt, scopeElements(ctx, []channel.Element{{ID: priv, Public: pub, HasPublic: true}}), textProtocol{})
+	bindTenant(ctx, with)
+	if with.publisher != pub || with.subs[0].Channel != tn.Scope(priv) {
+		t.Fatalf("publisher %s (want %s), channel %s (want the scoped %s)", with.publisher, pub, with.subs[0].Channel, tn.Scope(priv))
+	}
+	without := newSession(ss.rt, scopeElements(ctx, []channel.Element{{ID: priv}}), textProtocol{})
+	bindTenant(ctx, without)
+	if !without.publisher.IsZero() {
+		t.Fatalf("a session without a public id publishes as %s", without.publisher)
 	}
 }
