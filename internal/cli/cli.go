@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/pkg/pullclient"
 )
 
 // Exit codes.
@@ -41,6 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		httpClient:   &http.Client{},
 		minBackoff:   time.Second,
 		maxBackoff:   30 * time.Second,
+		jitter:       pullclient.DefaultBackoff().Jitter,
 		restartDelay: serverRestartDelay,
 	}
 	return r.main(ctx, args)
@@ -57,6 +59,9 @@ type runner struct {
 	httpClient     *http.Client
 	// minBackoff and maxBackoff bound the wait before subscribe reconnects.
 	minBackoff, maxBackoff time.Duration
+	// jitter stretches each backoff by up to this part, so that clients cut
+	// at once do not come back at once; tests set none, for exact waits.
+	jitter float64
 	// restartDelay is subscribe's wait after the server said server_restart.
 	restartDelay time.Duration
 }

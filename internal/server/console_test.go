@@ -17,6 +17,7 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -68,10 +69,10 @@ func consoleDo(t *testing.T, c *http.Client, method, u string, body any, header 
 func bearer() http.Header { return http.Header{"Authorization": {"Bearer " + consoleToken}} }
 
 // history reads what a new long-polling subscriber of ch is replayed.
-func history(t *testing.T, r *running, cfg config.Config, ch channel.ID) []wire.TextFrame {
+func history(t *testing.T, r *testkit.Server, cfg config.Config, ch channel.ID) []wire.TextFrame {
 	t.Helper()
 	signed := channel.NewSigner([]byte(cfg.SignatureKey), channel.SHA1).SignChannel(ch)
-	code, body := get(t, r.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
+	code, body := get(t, r.URL+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
 	if code == http.StatusNotModified {
 		return nil
 	}
@@ -90,18 +91,18 @@ func TestConsoleIsReadOnlyWithoutToken(t *testing.T) {
 	r := start(t, cfg)
 	ch, _ := channel.ParseID("0123456789abcdef0123456789abcdef")
 
-	code, page := get(t, r.internal+"/console/")
+	code, page := get(t, r.Internal+"/console/")
 	if code != 200 || !strings.Contains(page, "pushpull console") {
 		t.Fatalf("page: %d %.200q", code, page)
 	}
-	if code, _ := get(t, r.url+"/console/"); code == 200 {
+	if code, _ := get(t, r.URL+"/console/"); code == 200 {
 		t.Fatal("the console is served on the public listener")
 	}
-	code, s := consoleDo(t, nil, "GET", r.internal+"/console/api/session", nil, nil)
+	code, s := consoleDo(t, nil, "GET", r.Internal+"/console/api/session", nil, nil)
 	if code != 200 || s["readOnly"] != true {
 		t.Fatalf("session: %d %v", code, s)
 	}
-	code, ov := consoleDo(t, nil, "GET", r.internal+"/console/api/overview", nil, nil)
+	code, ov := consoleDo(t, nil, "GET", r.Internal+"/console/api/overview", nil, nil)
 	if code != 200 || ov["connections"] == nil {
 		t.Fatalf("overview: %d %v", code, ov)
 	}
@@ -115,7 +116,7 @@ func TestConsoleIsReadOnlyWithoutToken(t *testing.T) {
 		{"login", map[string]string{"token": ""}},
 	} {
 		// Even with a would-be credential: there is none to match.
-		code, out := consoleDo(t, nil, "POST", r.internal+"/console/api/"+tc.path, tc.body, bearer())
+		code, out := consoleDo(t, nil, "POST", r.Internal+"/console/api/"+tc.path, tc.body, bearer())
 		if code != 403 || out["error"] != "READ_ONLY" {
 			t.Errorf("%s: %d %v, want 403 READ_ONLY", tc.path, code, out)
 		}
@@ -130,7 +131,7 @@ func TestConsoleRefusesCrossSiteActions(t *testing.T) {
 	r := start(t, cfg)
 	ch, _ := channel.ParseID("0123456789abcdef0123456789abcdef")
 	send := map[string]any{"channels": []string{ch.String()}, "moduleId": "console", "command": "test", "expiry": 60}
-	api := r.internal + "/console/api/"
+	api := r.Internal + "/console/api/"
 
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar}
@@ -193,7 +194,7 @@ func TestConsoleSendPublishes(t *testing.T) {
 	cfg := consoleConfig(t, consoleToken)
 	r := start(t, cfg)
 	ch, _ := channel.ParseID("00112233445566778899aabbccddeeff")
-	api := r.internal + "/console/api/"
+	api := r.Internal + "/console/api/"
 
 	bad := []map[string]any{
 		{"channels": []string{ch.String()}, "moduleId": "Bad Module", "command": "test", "expiry": 60},
@@ -295,7 +296,7 @@ func TestConsoleTailReceivesPublished(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", r.internal+"/console/api/tail?channel="+ch.String(), nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.Internal+"/console/api/tail?channel="+ch.String(), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +310,7 @@ func TestConsoleTailReceivesPublished(t *testing.T) {
 		t.Fatalf("first event %v", ev)
 	}
 	// Attached from here on: a backend publish is in the stream.
-	pub, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+ch.String(), "application/json",
+	pub, err := http.Post(r.Internal+"/pub/?CHANNEL_ID="+ch.String(), "application/json",
 		strings.NewReader(`{"module_id":"im","command":"message","params":{"text":"hi"}}`))
 	if err != nil || pub.StatusCode != 200 {
 		t.Fatalf("publish: %v %v", pub, err)
@@ -328,7 +329,7 @@ func TestConsoleTailReceivesPublished(t *testing.T) {
 		t.Fatalf("tail event %v", ev)
 	}
 
-	if code, out := consoleDo(t, nil, "GET", r.internal+"/console/api/tail?user=-3", nil, nil); code != 400 || out["error"] != "INVALID_REQUEST" {
+	if code, out := consoleDo(t, nil, "GET", r.Internal+"/console/api/tail?user=-3", nil, nil); code != 400 || out["error"] != "INVALID_REQUEST" {
 		t.Fatalf("bad user: %d %v", code, out)
 	}
 }
@@ -351,13 +352,13 @@ func TestConsoleRevokeMakesRESTRefuseToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	restCall := func() (int, map[string]any) {
-		return call(t, r.url+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}, "CACHE": {"N"}})
+		return call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}, "CACHE": {"N"}})
 	}
 	if status, body := restCall(); status != 200 {
 		t.Fatalf("before revoke: %d %v", status, body)
 	}
 
-	api := r.internal + "/console/api/"
+	api := r.Internal + "/console/api/"
 	code, reg := consoleDo(t, nil, "GET", api+"registry", nil, nil)
 	if code != 200 || reg["listed"] != true {
 		t.Fatalf("registry: %d %v", code, reg)
@@ -410,7 +411,7 @@ func TestConsoleInCluster(t *testing.T) {
 	n2 := start(t, cfg2)
 	ch, _ := channel.ParseID("fb9f7e13dc3d595c5aefe1a0216c27a2")
 
-	code, ov := consoleDo(t, nil, "GET", n1.internal+"/console/api/overview", nil, nil)
+	code, ov := consoleDo(t, nil, "GET", n1.Internal+"/console/api/overview", nil, nil)
 	cl, _ := ov["cluster"].(map[string]any)
 	if code != 200 || cl["mode"] != "cluster" || cl["redis"] != "ok" || cl["nodes"] != 2.0 {
 		t.Fatalf("overview: %d %v", code, ov["cluster"])
@@ -418,7 +419,7 @@ func TestConsoleInCluster(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", n1.internal+"/console/api/tail?channel="+ch.String(), nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", n1.Internal+"/console/api/tail?channel="+ch.String(), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +429,7 @@ func TestConsoleInCluster(t *testing.T) {
 	if ev := nextEvent(t, evs); ev.name != "ready" {
 		t.Fatalf("first event %v", ev)
 	}
-	code, out := consoleDo(t, nil, "POST", n2.internal+"/console/api/send", map[string]any{
+	code, out := consoleDo(t, nil, "POST", n2.Internal+"/console/api/send", map[string]any{
 		"channels": []string{ch.String()}, "moduleId": "console", "command": "acrossNodes", "expiry": 0}, bearer())
 	if code != 200 {
 		t.Fatalf("send on node 2: %d %v", code, out)
@@ -438,7 +439,7 @@ func TestConsoleInCluster(t *testing.T) {
 		t.Fatalf("tail on node 1: %v, want the message sent on node 2 (%v)", ev, out["mid"])
 	}
 
-	code, reg := consoleDo(t, nil, "GET", n2.internal+"/console/api/registry", nil, nil)
+	code, reg := consoleDo(t, nil, "GET", n2.Internal+"/console/api/registry", nil, nil)
 	if code != 200 || reg["listed"] != true {
 		t.Fatalf("registry in cluster mode: %d %v", code, reg)
 	}
@@ -450,7 +451,7 @@ func TestConsoleTailsAUser(t *testing.T) {
 	r := start(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", r.internal+"/console/api/tail?user=5", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.Internal+"/console/api/tail?user=5", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +461,7 @@ func TestConsoleTailsAUser(t *testing.T) {
 	if ev := nextEvent(t, evs); ev.name != "ready" {
 		t.Fatalf("first event %v", ev)
 	}
-	code, out := consoleDo(t, nil, "POST", r.internal+"/console/api/send", map[string]any{
+	code, out := consoleDo(t, nil, "POST", r.Internal+"/console/api/send", map[string]any{
 		"users": []int64{6, 5}, "moduleId": "im", "command": "toUsers", "expiry": 0}, bearer())
 	if code != 200 || out["receivers"] != 2.0 {
 		t.Fatalf("send to users: %d %v", code, out)
@@ -468,11 +469,11 @@ func TestConsoleTailsAUser(t *testing.T) {
 	if ev := nextEvent(t, evs); ev.name != "message" || !strings.Contains(ev.data, `"command":"toUsers"`) {
 		t.Fatalf("user tail: %v", ev)
 	}
-	code, info := consoleDo(t, nil, "GET", r.internal+"/console/api/channel?user=5", nil, nil)
+	code, info := consoleDo(t, nil, "GET", r.Internal+"/console/api/channel?user=5", nil, nil)
 	if code != 200 || info["user"] != 5.0 || info["userOnline"] != 0.0 || info["subscribers"] != 1.0 {
 		t.Fatalf("user lookup: %d %v", code, info)
 	}
-	if code, out := consoleDo(t, nil, "POST", r.internal+"/console/api/send", map[string]any{
+	if code, out := consoleDo(t, nil, "POST", r.Internal+"/console/api/send", map[string]any{
 		"users": []int64{0}, "moduleId": "im", "command": "toUsers", "expiry": 0}, bearer()); code != 400 {
 		t.Fatalf("user 0: %d %v", code, out)
 	}

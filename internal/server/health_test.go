@@ -62,7 +62,7 @@ func TestReadyzFailsWhileDrainingHealthzDoesNot(t *testing.T) {
 		var once sync.Once
 		s.http.RegisterOnShutdown(func() { once.Do(func() { close(draining) }) })
 	})
-	urls := []string{r.url + "/readyz", r.url + "/healthz", r.internal + "/readyz", r.internal + "/healthz"}
+	urls := []string{r.URL + "/readyz", r.URL + "/healthz", r.Internal + "/readyz", r.Internal + "/healthz"}
 	got := make([]probe, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
@@ -75,9 +75,9 @@ func TestReadyzFailsWhileDrainingHealthzDoesNot(t *testing.T) {
 	for range urls {
 		<-arrived
 	}
-	r.cancel() // the stop starts while all four are held
+	r.BeginStop() // the stop starts while all four are held
 	wg.Wait()
-	r.stop(t)
+	r.Stop(t)
 	for i, u := range urls {
 		want := probe{http.StatusOK, "ok\n"}
 		if strings.HasSuffix(u, "/readyz") {
@@ -116,14 +116,14 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	cfg.SignatureKey = "SECRET"
 	cfg.Redis = redis.URL()
 	r := start(t, cfg)
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		if p := ask(base + "/readyz"); p != (probe{http.StatusOK, "ready\n"}) {
 			t.Fatalf("%s/readyz with Redis up: %d %q", base, p.code, p.body)
 		}
 	}
 
 	redis.Stop()
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		p := waitStatus(t, base+"/readyz", http.StatusServiceUnavailable)
 		if !strings.HasPrefix(p.body, "redis unreachable: ") {
 			t.Errorf("%s/readyz with Redis down: %q, want the Redis failure", base, p.body)
@@ -136,7 +136,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	if err := redis.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		if p := waitStatus(t, base+"/readyz", http.StatusOK); p.body != "ready\n" {
 			t.Errorf("%s/readyz with Redis back: %q", base, p.body)
 		}

@@ -41,7 +41,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	logs := newLogCapture()
 	var s *Server
 	r := startOn(t, ln, cfg, logs.logger(), func(srv *Server) { s = srv })
-	base := r.url
+	base := r.URL
 
 	bg := context.Background()
 	p, err := s.store.DefaultPortal(bg)
@@ -134,7 +134,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// A version 5 private id is "private:public.signature".
 	priv, _, _ := strings.Cut(signed[0], ".")
 	priv, _, _ = strings.Cut(priv, ":")
-	resp, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+priv, "application/json", strings.NewReader(`{"module_id":"m","command":"c","params":{}}`))
+	resp, err := http.Post(r.Internal+"/pub/?CHANNEL_ID="+priv, "application/json", strings.NewReader(`{"module_id":"m","command":"c","params":{}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	logs.waitFor(t, 0, `msg="oauth token request"`, "grant_type=authorization_code", "status=200")
 	logs.waitFor(t, 0, `msg="oauth token request"`, "grant_type=refresh_token", "status=200")
 
-	r.stop(t) // the drain's lines too
+	r.Stop(t) // the drain's lines too
 	text := logs.String()
 	for what, secret := range secrets {
 		if len(secret) < leakWindow {
@@ -215,7 +215,7 @@ func TestRequestIDFromProxyIsKept(t *testing.T) {
 		{"bad id\" level=ERROR", ""},
 		{strings.Repeat("a", maxRequestID+1), ""},
 	} {
-		req, _ := http.NewRequest(http.MethodGet, r.url+"/rest/server.time", nil)
+		req, _ := http.NewRequest(http.MethodGet, r.URL+"/rest/server.time", nil)
 		req.Header.Set(requestIDHeader, tt.sent)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

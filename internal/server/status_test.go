@@ -18,10 +18,10 @@ func TestStatusOnlyOnTheTrustedListener(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	r := start(t, cfg)
-	if code, _ := get(t, r.url+StatusPath); code != http.StatusNotFound {
+	if code, _ := get(t, r.URL+StatusPath); code != http.StatusNotFound {
 		t.Fatalf("%s on the public listener: %d, want 404", StatusPath, code)
 	}
-	code, body := get(t, r.internal+StatusPath)
+	code, body := get(t, r.Internal+StatusPath)
 	var st Status
 	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
 		t.Fatalf("%s: %d %q %v", StatusPath, code, body, err)
@@ -30,10 +30,10 @@ func TestStatusOnlyOnTheTrustedListener(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	recorded, err := os.ReadFile(filepath.Join(cfg.DataDir, internalURLFile))
-	if err != nil || strings.TrimSpace(string(recorded)) != r.internal {
-		t.Fatalf("recorded internal url %q (%v), want %s", recorded, err, r.internal)
+	if err != nil || strings.TrimSpace(string(recorded)) != r.Internal {
+		t.Fatalf("recorded internal url %q (%v), want %s", recorded, err, r.Internal)
 	}
-	if u, err := InternalURL(cfg); err != nil || u != r.internal {
+	if u, err := InternalURL(cfg); err != nil || u != r.Internal {
 		t.Fatalf("InternalURL = %q, %v", u, err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/tlstest"
 	"github.com/pushpull/pushpull/internal/wire"
 )
@@ -28,7 +29,7 @@ import (
 // tlsServer is a server on TLS listeners with an application, a user and
 // a token in its registry.
 type tlsServer struct {
-	*running
+	*testkit.Server
 	srv    *Server
 	ca     *tlstest.CA
 	cert   tlstest.Leaf // the public listener's first certificate
@@ -61,10 +62,10 @@ func startTLS(t *testing.T, internalTLS bool) *tlsServer {
 		t.Fatal(err)
 	}
 	cfg.Addr = ln.Addr().String() // the public URL follows it
-	ts.running = startOn(t, ln, cfg, ts.log.logger(), func(s *Server) { ts.srv = s })
+	ts.Server = startOn(t, ln, cfg, ts.log.logger(), func(s *Server) { ts.srv = s })
 	ts.public = "https://" + ln.Addr().String()
 	if internalTLS {
-		ts.internal = strings.Replace(ts.internal, "http://", "https://", 1)
+		ts.Internal = strings.Replace(ts.Internal, "http://", "https://", 1)
 	}
 
 	bg := context.Background()
@@ -200,7 +201,7 @@ func TestTLSServesHTTPSAndWSS(t *testing.T) {
 		}
 	}
 	// The internal listener stays plain HTTP unless told otherwise.
-	if code, body := get(t, ts.internal+"/readyz"); code != http.StatusOK {
+	if code, body := get(t, ts.Internal+"/readyz"); code != http.StatusOK {
 		t.Fatalf("internal /readyz over http: %d %q", code, body)
 	}
 }
@@ -261,10 +262,10 @@ func TestSIGHUPReloadsTLS(t *testing.T) {
 		t.Fatalf("after SIGHUP new connections get serial %s, want %s", got, renewed.Serial)
 	}
 	// The internal listener serves its own certificate, over HTTPS.
-	if got := ts.servedSerial(t, ts.internal); got == renewed.Serial.String() || got == ts.cert.Serial.String() {
+	if got := ts.servedSerial(t, ts.Internal); got == renewed.Serial.String() || got == ts.cert.Serial.String() {
 		t.Fatalf("internal listener serves serial %s, the public listener's", got)
 	}
-	resp, err := ts.client().Get(ts.internal + "/server-stat/")
+	resp, err := ts.client().Get(ts.Internal + "/server-stat/")
 	if err != nil {
 		t.Fatal(err)
 	}
