@@ -169,22 +169,6 @@ func (s *Server) openSession(ctx context.Context, q url.Values) (*session, error
 	return sess, err
 }
 
-// requestedProtocol names the protocol a subscribe query asks for: the
-// clients send the literal "true" for jsonRpc and binaryMode, as Push server
-// 2.x reads them, so text, JSON, protobuf and JSON-RPC subscribers share
-// channels.
-func requestedProtocol(q url.Values) string {
-	switch {
-	case q.Get("jsonRpc") == "true":
-		return "jsonrpc"
-	case q.Get("binaryMode") == "true":
-		return "protobuf"
-	case q.Get("format") == "json":
-		return "json"
-	}
-	return "text"
-}
-
 // openSigned opens a session over the signed channels of CHANNEL_ID.
 func (s *Server) openSigned(ctx context.Context, q url.Values, p protocol) (*session, error) {
 	elems, err := s.parseSubscribe(ctx, q)
