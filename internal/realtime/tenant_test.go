@@ -31,6 +31,7 @@ const (
 	clientA         = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1"
 	clientB         = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2"
 	testHost        = "127.0.0.1"
+	unknownClient   = "cccccccccccccccccccccccccccccccc"
 )
 
 // sharedServer is a realtime server in shared mode over a real SQLite
@@ -237,10 +238,12 @@ func TestSharedSubscribeNeedsClientID(t *testing.T) {
 	ch := newChannel(t)
 	for _, tc := range []struct{ name, query, want string }{
 		{"no clientId", subQueryAs(signerA, "", []channel.ID{ch}, ""), "4036: Wrong Client Id."},
-		{"unknown clientId", subQueryAs(signerA, clientB, []channel.ID{ch}, ""), "4036: Wrong Client Id."},
+		{"unknown clientId", subQueryAs(signerA, unknownClient, []channel.ID{ch}, ""), "4036: Wrong Client Id."},
 		{"short clientId", subQueryAs(signerA, "aaaa", []channel.ID{ch}, ""), "4036: Wrong Client Id."},
-		// The server's own key signs nothing of a tenant's.
+		// The server's own key signs nothing of a tenant's, nor does
+		// another portal's.
 		{"signed with the global key", subQueryAs(ss.signer, clientA, []channel.ID{ch}, ""), "4010: Wrong Channel Id."},
+		{"signed with another portal's key", subQueryAs(ss.add(t, clientB), clientA, []channel.ID{ch}, ""), "4010: Wrong Channel Id."},
 	} {
 		resp, body := longPoll(t, ss.URL+"/sub/?"+tc.query)
 		if resp.StatusCode != http.StatusBadRequest || body != tc.want {
@@ -248,7 +251,7 @@ func TestSharedSubscribeNeedsClientID(t *testing.T) {
 		}
 	}
 	// A WebSocket is refused before the upgrade, as Push server 2.x does.
-	_, _, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ss.URL, "http")+"/sub/?"+subQueryAs(signerA, clientB, []channel.ID{ch}, ""))
+	_, _, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ss.URL, "http")+"/sub/?"+subQueryAs(signerA, unknownClient, []channel.ID{ch}, ""))
 	var status ws.StatusError
 	if !asStatus(err, &status) || int(status) != http.StatusBadRequest {
 		t.Fatalf("websocket with an unknown clientId: %v, want status 400", err)
