@@ -20,6 +20,7 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -48,7 +49,7 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body := call(t, r.url+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}})
+	status, body := call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}})
 	if status != 200 {
 		t.Fatalf("config.get: %d %v", status, body)
 	}
@@ -59,13 +60,13 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	}
 	chans := result["channels"].(map[string]any)
 	ids := chans["private"].(map[string]any)["id"].(string) + "/" + chans["shared"].(map[string]any)["id"].(string)
-	wsURL := strings.Replace(r.url, "http", "ws", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(ids) + "&revision=19"
+	wsURL := strings.Replace(r.URL, "http", "ws", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(ids) + "&revision=19"
 
 	// Bitrix's shared-mode config sends client publishes to /rest/
 	// itself: the push server answers them, the REST API the rest. The
 	// official clients send no clientId there: the request is the home
 	// portal's, as Push server 2.x checks it with its own key.
-	resp, err := http.Post(r.url+"/rest/?CHANNEL_ID="+url.QueryEscape(ids), "application/octet-stream", strings.NewReader("not protobuf"))
+	resp, err := http.Post(r.URL+"/rest/?CHANNEL_ID="+url.QueryEscape(ids), "application/octet-stream", strings.NewReader("not protobuf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || string(b) != "4013: Wrong Request Data." {
 		t.Fatalf("client publish on /rest/: %d %s, want a push server error", resp.StatusCode, b)
 	}
-	if status, body := call(t, r.url+"/rest/server.time", url.Values{"auth": {tok.AccessToken}}); status != 200 || body["result"] == nil {
+	if status, body := call(t, r.URL+"/rest/server.time", url.Values{"auth": {tok.AccessToken}}); status != 200 || body["result"] == nil {
 		t.Fatalf("server.time next to it: %d %v", status, body)
 	}
 
@@ -87,7 +88,7 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if status, body := call(t, r.url+"/rest/pull.application.event.add", url.Values{"auth": {tok.AccessToken}, "COMMAND": {"greet"}}); status != 200 || body["result"] != true {
+	if status, body := call(t, r.URL+"/rest/pull.application.event.add", url.Values{"auth": {tok.AccessToken}, "COMMAND": {"greet"}}); status != 200 || body["result"] != true {
 		t.Fatalf("event.add: %d %v", status, body)
 	}
 	data, err := wsutil.ReadServerText(conn)
@@ -104,7 +105,7 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 // node 1), and unregistering it on node 1 cuts its connection on node 2.
 func TestSharedClusterNodes(t *testing.T) {
 	redis := redistest.Start(t)
-	node := func() *running {
+	node := func() *testkit.Server {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
 		cfg.SignatureKey = "SECRET-of-the-cluster"
@@ -118,7 +119,7 @@ func TestSharedClusterNodes(t *testing.T) {
 	const clientID = "0123456789abcdef0123456789abcdef"
 
 	q := url.Values{"BX_LICENCE": {clientID}, "BX_TYPE": {"CP"}}.Encode()
-	resp, err := http.PostForm(one.url+"/register-client/", url.Values{"verificationQuery": {q}})
+	resp, err := http.PostForm(one.URL+"/register-client/", url.Values{"verificationQuery": {q}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestSharedClusterNodes(t *testing.T) {
 	signer := channel.NewSigner([]byte(reg.SecurityKey), channel.SHA1)
 
 	ch := mustParse(t, "00112233445566778899aabbccddeeff")
-	conn, _, _, err := ws.Dial(context.Background(), strings.Replace(two.url, "http", "ws", 1)+
+	conn, _, _, err := ws.Dial(context.Background(), strings.Replace(two.URL, "http", "ws", 1)+
 		"/sub/?CHANNEL_ID="+url.QueryEscape(signer.SignChannel(ch))+"&clientId="+clientID)
 	if err != nil {
 		t.Fatalf("subscribing on node 2: %v", err)
@@ -151,7 +152,7 @@ func TestSharedClusterNodes(t *testing.T) {
 	body := `{"module_id":"t","command":"hello"}`
 	var frame string
 	for deadline := time.Now().Add(30 * time.Second); frame == "" && time.Now().Before(deadline); {
-		u := one.internal + "/pub/?CHANNEL_ID=" + ch.String() + "&clientId=" + clientID +
+		u := one.Internal + "/pub/?CHANNEL_ID=" + ch.String() + "&clientId=" + clientID +
 			"&signature=" + hex.EncodeToString(signer.Sign([]byte(body)))
 		resp, err := http.Post(u, "text/plain", strings.NewReader(body))
 		if err != nil {
@@ -173,7 +174,7 @@ func TestSharedClusterNodes(t *testing.T) {
 
 	cmd := `{"method":"unregister","params":{"clientId":"` + clientID + `","host":"127.0.0.1"}}`
 	key := channel.NewSigner([]byte("SECRET-of-the-cluster"), channel.SHA1)
-	resp, err = http.Post(one.internal+"/systemctl/?signature="+hex.EncodeToString(key.Sign([]byte(cmd))), "application/json", strings.NewReader(cmd))
+	resp, err = http.Post(one.Internal+"/systemctl/?signature="+hex.EncodeToString(key.Sign([]byte(cmd))), "application/json", strings.NewReader(cmd))
 	if err != nil {
 		t.Fatal(err)
 	}
