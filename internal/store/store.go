@@ -233,6 +233,8 @@ type Store interface {
 	// unknown -> ErrNotFound.
 	RetryPush(ctx context.Context, id int64, next time.Time) error
 
+	Tenants
+
 	Close() error
 }
 
