@@ -14,11 +14,18 @@ import (
 // parseSubscribe validates a subscriber's CHANNEL_ID: every element signed,
 // and one bad element refuses the whole list.
 func (s *Server) parseSubscribe(ctx context.Context, q url.Values) ([]channel.Element, error) {
-	elems, err := channel.ParseList(q.Get("CHANNEL_ID"), channel.ListOptions{
-		Signer:           s.signerOf(ctx),
+	raw, signer := q.Get("CHANNEL_ID"), s.signerOf(ctx)
+	if elems, ok := s.verified.get(signer, raw); ok {
+		return scopeElements(ctx, elems), nil
+	}
+	elems, err := channel.ParseList(raw, channel.ListOptions{
+		Signer:           signer,
 		RequireSignature: true,
 		MaxElements:      s.opt.MaxChannelsPerRequest,
 	})
+	if err == nil {
+		s.verified.put(signer, raw, elems)
+	}
 	return scopeElements(ctx, elems), err
 }
 

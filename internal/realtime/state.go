@@ -25,6 +25,9 @@ type Server struct {
 	broker broker.Broker
 	hub    *hub.Hub
 	signer *channel.Signer
+	// verified remembers the subscribe lists signer and the portals'
+	// signers have passed (verified.go).
+	verified verifiedLists
 	// tokenKey verifies version 5 connection tokens: the signer's key.
 	tokenKey []byte
 	log      *slog.Logger
