@@ -33,6 +33,9 @@ const (
 type dailyCounter struct {
 	mu  sync.Mutex
 	cur DailyStat
+	// cur's day is [from, until) in UTC: every request is counted, and
+	// comparing times is cheaper than formatting the date.
+	from, until time.Time
 }
 
 func (d *dailyCounter) count(now time.Time, k dayKind) {
@@ -59,9 +62,16 @@ func (d *dailyCounter) get(now time.Time) DailyStat {
 }
 
 func (d *dailyCounter) rollover(now time.Time) {
-	if day := now.UTC().Format(time.DateOnly); day != d.cur.Date {
+	if !now.Before(d.from) && now.Before(d.until) {
+		return
+	}
+	utc := now.UTC()
+	if day := utc.Format(time.DateOnly); day != d.cur.Date {
 		d.cur = DailyStat{Date: day}
 	}
+	y, m, dd := utc.Date()
+	d.from = time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
+	d.until = d.from.AddDate(0, 0, 1)
 }
 
 // countRequest records r, served by the route of kind k, in the daily counters.

@@ -64,4 +64,9 @@ func TestDailyCounterStartsOverEachDay(t *testing.T) {
 	if got := d.get(day2); got != (DailyStat{Date: "2026-12-06", ClientPublishes: 1}) {
 		t.Fatalf("day 2: %+v", got)
 	}
+	// A clock stepped back a day starts that day over, as a new day does.
+	d.count(day1, dayPolling)
+	if got := d.get(day1); got != (DailyStat{Date: "2026-12-05", Pollings: 1}) {
+		t.Fatalf("clock stepped back: %+v", got)
+	}
 }
