@@ -108,7 +108,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Access-Control-Expose-Headers", "Last-Message-Id")
+	w.Header()["Access-Control-Expose-Headers"] = valueExposeMid
 	q := r.URL.Query()
 	sess, err := s.openSession(r.Context(), q)
 	if err != nil {

@@ -67,20 +67,27 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 	// One response per poll, as the reference does: what arrives after this
 	// is replayed from history on the next poll, which carries the new mid.
 	if ds := sess.take(); len(ds) > 0 {
-		pieces, n, size := sess.format.batch(nil, ds, make([]byte, 0, 16))
+		var stack [8][]byte
+		var hdr [16]byte
+		pieces, n, size := sess.format.batch(stack[:0], ds, hdr[:0])
 		if n < len(ds) {
 			// The rest comes with the next poll, from history.
 			sess.srv.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))
 		}
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		w.Header().Set("Content-Type", sess.format.contentType)
-		w.Header().Set("Content-Length", strconv.Itoa(size))
+		h := w.Header()
+		h["Access-Control-Allow-Origin"] = valueAnyOrigin
+		h["Content-Type"] = contentTypeValue(sess.format.contentType)
+		h["Content-Length"] = []string{strconv.Itoa(size)}
 		w.WriteHeader(http.StatusOK)
 		for _, p := range pieces {
 			if _, err := w.Write(p); err != nil {
 				return
 			}
 		}
+		// Sent now rather than when the handler returns: the client has its
+		// answer (and can poll again) while this poll detaches, which under
+		// fan-out waits its turn on the channel's lock. Still one write.
+		_ = http.NewResponseController(w).Flush()
 		return
 	}
 	notModified(w, resume)
@@ -109,7 +116,7 @@ func (s *Server) resumeID(ctx context.Context, sess *session, givenMid string, v
 // client's mid.
 func notModified(w http.ResponseWriter, last string) {
 	h := w.Header()
-	h.Set("Last-Message-Id", last)
-	h.Set("Expires", lpExpires)
+	h["Last-Message-Id"] = []string{last}
+	h["Expires"] = valueLPExpires
 	writeText(w, http.StatusNotModified, "")
 }

@@ -6,12 +6,39 @@ import "net/http"
 // server response carries.
 func writeText(w http.ResponseWriter, status int, body string) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Content-Type", "text/plain")
+	h["Access-Control-Allow-Origin"] = valueAnyOrigin
+	h["Content-Type"] = valueTextPlain
 	w.WriteHeader(status)
 	if body != "" {
 		_, _ = w.Write([]byte(body))
 	}
+}
+
+// Header values every answer of a route shares. A long poll is a whole
+// HTTP exchange per delivery, and Header.Set allocates a slice for each
+// value; net/http only reads a response's values, so these are assigned
+// as they are (keys in canonical form). Each has len == cap: an Add
+// elsewhere copies instead of writing into it.
+var (
+	valueAnyOrigin = []string{"*"}
+	valueTextPlain = []string{"text/plain"}
+	valueJSON      = []string{"application/json"}
+	valueOctets    = []string{"application/octet-stream"}
+	valueLPExpires = []string{lpExpires}
+	valueExposeMid = []string{"Last-Message-Id"}
+)
+
+// contentTypeValue is the shared value of a format's Content-Type.
+func contentTypeValue(ct string) []string {
+	switch ct {
+	case "text/plain":
+		return valueTextPlain
+	case "application/json":
+		return valueJSON
+	case "application/octet-stream":
+		return valueOctets
+	}
+	return []string{ct}
 }
 
 // The request headers each route's preflight allows. The reference servers
