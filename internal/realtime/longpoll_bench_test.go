@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
 // BenchmarkLongPollCycle is the long-poll fan-out cycle over real loopback
@@ -148,4 +149,102 @@ func rawPoller(conn net.Conn, query string, answered *sync.WaitGroup) error {
 		mid = append(mid[:0], after[:26]...)
 		answered.Done()
 	}
+}
+
+// BenchmarkLongPollFloor is BenchmarkLongPollCycle's floor: the same
+// pollers and the same answers, served by the least a Go server on the
+// same I/O model (a goroutine per connection on the runtime's poller) can
+// do: read a request, wait for the publish, write the answer encoded once
+// for all. Its cpu-ns/delivery is the system calls, wake-ups and the
+// pollers' own share, which the cycle's includes too; the difference is
+// what the server's HTTP stack and the session spend.
+func BenchmarkLongPollFloor(b *testing.B) {
+	const pollers = 200
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu     sync.Mutex
+		cond   = sync.NewCond(&mu)
+		round  int
+		answer []byte
+	)
+	ch := channel.ID{1}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				seen := 0 // the last round answered
+				for {
+					for { // the request, up to its blank line
+						line, err := r.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					mu.Lock()
+					for round <= seen {
+						cond.Wait()
+					}
+					seen = round
+					resp := answer
+					mu.Unlock()
+					if _, err := conn.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	var answered sync.WaitGroup
+	failed := make(chan error, pollers)
+	answered.Add(pollers)
+	for range pollers {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		go func() {
+			if err := rawPoller(conn, "/sub/?CHANNEL_ID=x", &answered); err != nil && !errors.Is(err, net.ErrClosed) {
+				failed <- err
+			}
+		}()
+	}
+	publish := func() {
+		mu.Lock()
+		round++
+		m := &message.Message{ID: message.ID{Epoch: 1, Seq: uint64(round)}, Body: benchBody, Created: time.Now()}
+		frame := wire.AppendTextFrame(nil, m, ch)
+		answer = fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: %d\r\nContent-Type: text/plain\r\nDate: %s\r\n\r\n%s",
+			len(frame), time.Now().UTC().Format(http.TimeFormat), frame)
+		mu.Unlock()
+		cond.Broadcast()
+		answered.Wait()
+		select {
+		case err := <-failed:
+			b.Fatal(err)
+		default:
+		}
+		answered.Add(pollers)
+	}
+	publish()
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for range b.N {
+		publish()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N*pollers), "cpu-ns/delivery")
 }
