@@ -84,10 +84,6 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 				return
 			}
 		}
-		// Sent now rather than when the handler returns: the client has its
-		// answer (and can poll again) while this poll detaches, which under
-		// fan-out waits its turn on the channel's lock. Still one write.
-		_ = http.NewResponseController(w).Flush()
 		return
 	}
 	notModified(w, resume)
