@@ -170,7 +170,14 @@ func BenchmarkLongPollFloor(b *testing.B) {
 		cond   = sync.NewCond(&mu)
 		round  int
 		answer []byte
+		ended  bool // the benchmark is over: waiting goroutines return
 	)
+	defer func() {
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+		cond.Broadcast()
+	}()
 	ch := channel.ID{1}
 	go func() {
 		for {
@@ -193,8 +200,12 @@ func BenchmarkLongPollFloor(b *testing.B) {
 						}
 					}
 					mu.Lock()
-					for round <= seen {
+					for round <= seen && !ended {
 						cond.Wait()
+					}
+					if ended {
+						mu.Unlock()
+						return
 					}
 					seen = round
 					resp := answer
