@@ -99,6 +99,7 @@ type Server struct {
 	websockets atomic.Int64
 	pollings   atomic.Int64
 	daily      dailyCounter
+	metrics    *counters
 
 	stopPing    chan struct{}
 	pingDone    chan struct{}
@@ -141,6 +142,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 
 		rpcPingDone: make(chan struct{}),
 		writers:     newWriterPool(),
+		metrics:     newCounters(),
 	}
 	s.pubLimits = newPublishLimits(opt)
 	go s.pingLoop()

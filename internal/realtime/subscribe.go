@@ -64,6 +64,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Expose-Headers", "Last-Message-Id")
 	q := r.URL.Query()
 	sess, err := s.openSession(q)
+	s.metrics.handshake(transportLongPoll, err)
 	if err != nil {
 		s.log.Debug("long poll refused", "remote", r.RemoteAddr, "err", err)
 		writeError(w, errWrongChannelID)
@@ -115,6 +116,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// is replayed from history on the next poll, which carries the new mid.
 	if ds := sess.take(); len(ds) > 0 {
 		pieces, n, size := sess.format.batch(nil, ds, make([]byte, 0, 16))
+		s.metrics.wrote(sess, ds[:n])
 		if n < len(ds) {
 			// The rest comes with the next poll, from history.
 			s.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))

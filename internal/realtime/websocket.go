@@ -48,6 +48,7 @@ type wsConn struct {
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sess, chanErr := s.openSession(q)
+	s.metrics.handshake(transportWebSocket, chanErr)
 	c := &wsConn{}
 	if chanErr == nil {
 		sess.ws = c
@@ -191,6 +192,7 @@ func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
 			var n, size int
 			// Slot 0 is the frame header, known once the size is.
 			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
+			sess.srv.metrics.wrote(sess, q[:n])
 			q = q[n:]
 			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
 			rest, err := w.write(c, sess.srv.opt.WriteTimeout)

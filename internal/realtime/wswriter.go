@@ -196,6 +196,7 @@ func reuseQueue(q []*hub.Delivery) []*hub.Delivery {
 // writeFailed drops the connection whose write failed and ends its writer.
 func (c *wsConn) writeFailed(sess *session, err error) {
 	sess.srv.log.Debug("websocket write failed", "err", err)
+	sess.srv.metrics.writeFailed(err)
 	sess.kill("write failed")
 	sess.mu.Lock()
 	c.writing = false

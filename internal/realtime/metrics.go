@@ -1,0 +1,233 @@
+package realtime
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/stats"
+	"github.com/pushpull/pushpull/internal/token"
+)
+
+// counters are what this server counts for the metrics exporter
+// (internal/metrics). Every event is an atomic add on a fixed array slot,
+// never a lock or a map: several of them sit on the delivery path. The
+// exporter reads them through Metrics at scrape time.
+type counters struct {
+	handshakes        [numTransports]atomic.Uint64
+	handshakeFailures [numHandshakeReasons]atomic.Uint64
+	published         [numRoutes]atomic.Uint64
+	drops             [numDropReasons]atomic.Uint64
+	recoveries        atomic.Uint64
+	replayed          atomic.Uint64
+	// latency is publish→socket in nanoseconds, one observation per
+	// write: the oldest live message it carries (see wrote).
+	latency *stats.Histogram
+	// batch is the deliveries one socket write carries.
+	batch *stats.Histogram
+}
+
+func newCounters() *counters {
+	ms := int64(time.Millisecond)
+	return &counters{
+		latency: stats.NewHistogram(ms/10, ms/4, ms/2, ms, 2*ms+ms/2, 5*ms, 10*ms, 25*ms, 50*ms, 100*ms,
+			250*ms, 500*ms, 1000*ms, 2500*ms, 5000*ms, 10000*ms),
+		batch: stats.NewHistogram(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+	}
+}
+
+// Transports, by the names the metrics use.
+const (
+	transportWebSocket = iota
+	transportLongPoll
+	numTransports
+)
+
+var transportNames = [numTransports]string{"websocket", "longpoll"}
+
+// protocolNames name the wire formats by format.slot.
+var protocolNames = [4]string{"text", "json", "protobuf", "jsonrpc"}
+
+// Why a subscribe request was refused.
+const (
+	refusedNoChannels = iota
+	refusedTooManyChannels
+	refusedBadSignature
+	refusedBadChannelID
+	refusedBadToken
+	refusedExpiredToken
+	numHandshakeReasons
+)
+
+var handshakeReasonNames = [numHandshakeReasons]string{
+	"no_channels", "too_many_channels", "bad_signature", "bad_channel_id", "bad_token", "expired_token",
+}
+
+// Where a message was published from.
+const (
+	routePubText = iota
+	routePubBinary
+	routeAPI
+	routePubWeb
+	routeWebSocket
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{"pub_text", "pub_binary", "api", "pubweb", "websocket"}
+
+// Why a connection was cut while deliveries were on their way to it.
+const (
+	dropSlowConsumer = iota
+	dropWriteError
+	dropConnectionLimit
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "write_error", "connection_limit"}
+
+// handshake counts a subscribe request on transport and, if openSession
+// refused it with err, why.
+func (c *counters) handshake(transport int, err error) {
+	c.handshakes[transport].Add(1)
+	if err == nil {
+		return
+	}
+	reason := refusedBadChannelID
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		reason = refusedExpiredToken
+	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrAlgorithm),
+		errors.Is(err, token.ErrSignature), errors.Is(err, token.ErrClaims):
+		reason = refusedBadToken
+	case errors.Is(err, channel.ErrNoChannels):
+		reason = refusedNoChannels
+	case errors.Is(err, channel.ErrTooManyChannels):
+		reason = refusedTooManyChannels
+	case errors.Is(err, channel.ErrSignature):
+		reason = refusedBadSignature
+	}
+	c.handshakeFailures[reason].Add(1)
+}
+
+// publishedBy counts a message published by a protobuf RequestBatch.
+func (c *counters) publishedBy(who requester) {
+	switch {
+	case who.trusted:
+		c.published[routePubBinary].Add(1)
+	case who.source.conn != nil:
+		c.published[routeWebSocket].Add(1)
+	default:
+		c.published[routePubWeb].Add(1)
+	}
+}
+
+// recovered counts a connection's recovery from a mid and what it replayed.
+func (c *counters) recovered(recover bool, replayed int) {
+	if recover {
+		c.recoveries.Add(1)
+		c.replayed.Add(uint64(replayed))
+	}
+}
+
+// wrote records one socket write of ds to sess: its size, and the latency
+// of the oldest live message in it (queues are in id order). Replayed
+// messages were created before the connection subscribed and are left
+// out: their age is the client's absence, not the server's delay. One
+// observation per write, not per delivery, keeps the clock read and the
+// shared histogram off the per-delivery path; under fan-out most writes
+// carry one delivery anyway.
+func (c *counters) wrote(sess *session, ds []*hub.Delivery) {
+	c.batch.Observe(int64(len(ds)))
+	for _, d := range ds {
+		if d.Msg.Created.After(sess.subscribed) {
+			c.latency.Observe(int64(time.Since(d.Msg.Created)))
+			return
+		}
+	}
+}
+
+// Metrics is a reading of the server's counters, for the metrics exporter.
+type Metrics struct {
+	// Connections are the open subscriber connections by transport and
+	// protocol (every combination, zeros included).
+	Connections []ConnectionCount
+	// Handshakes are subscribe requests by transport (a long poll is one
+	// per poll); HandshakeFailures those refused, by reason.
+	Handshakes        []Count
+	HandshakeFailures []Count
+	// Published are messages published through this server's push routes,
+	// by route.
+	Published []Count
+	// Drops are connections cut with deliveries on their way, by reason.
+	Drops []Count
+	// Recoveries are connections that asked to recover from a mid, and
+	// Replayed the messages sent to them from history.
+	Recoveries, Replayed uint64
+	// Latency is publish→socket in nanoseconds; WriteBatch the deliveries
+	// per socket write.
+	Latency, WriteBatch stats.Snapshot
+}
+
+// Count is one labelled counter.
+type Count struct {
+	Label string
+	Value uint64
+}
+
+// ConnectionCount is the open connections of one transport and protocol.
+type ConnectionCount struct {
+	Transport, Protocol string
+	Value               int
+}
+
+// Metrics reads the counters. Connections are counted by walking the
+// sessions under their lock, which costs a scrape, not a connect.
+func (s *Server) Metrics() Metrics {
+	c := s.metrics
+	var conns [numTransports][len(protocolNames)]int
+	s.sessMu.Lock()
+	for sess := range s.sessions {
+		t := transportLongPoll
+		if sess.ws != nil {
+			t = transportWebSocket
+		}
+		conns[t][sess.format.slot]++
+	}
+	s.sessMu.Unlock()
+	m := Metrics{
+		Recoveries: c.recoveries.Load(),
+		Replayed:   c.replayed.Load(),
+		Latency:    c.latency.Snapshot(),
+		WriteBatch: c.batch.Snapshot(),
+	}
+	for t, byProto := range conns {
+		for p, n := range byProto {
+			m.Connections = append(m.Connections, ConnectionCount{transportNames[t], protocolNames[p], n})
+		}
+		m.Handshakes = append(m.Handshakes, Count{transportNames[t], c.handshakes[t].Load()})
+	}
+	m.HandshakeFailures = readCounts(c.handshakeFailures[:], handshakeReasonNames[:])
+	m.Published = readCounts(c.published[:], routeNames[:])
+	m.Drops = readCounts(c.drops[:], dropReasonNames[:])
+	return m
+}
+
+func readCounts(cs []atomic.Uint64, names []string) []Count {
+	out := make([]Count, len(cs))
+	for i := range cs {
+		out[i] = Count{names[i], cs[i].Load()}
+	}
+	return out
+}
+
+// writeFailed counts a WebSocket write that failed, unless the socket was
+// closed on purpose (a cut slow consumer, a shutdown): that drop is counted
+// where it was decided.
+func (c *counters) writeFailed(err error) {
+	if !errors.Is(err, net.ErrClosed) {
+		c.drops[dropWriteError].Add(1)
+	}
+}
