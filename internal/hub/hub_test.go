@@ -68,6 +68,9 @@ func TestDeliverOncePerChannelThroughAliases(t *testing.T) {
 	if len(s.ds) != 2 {
 		t.Fatalf("unknown public ids were delivered: %+v", s.ds[2:])
 	}
+	if n := h.Delivered(); n != 2 {
+		t.Fatalf("Delivered() = %d, want the 2 hand-offs", n)
+	}
 }
 
 func TestAliasLivesWhileAnyDeclarerIsAttached(t *testing.T) {
