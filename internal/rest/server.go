@@ -103,6 +103,8 @@ type Server struct {
 
 	mu      sync.RWMutex
 	methods map[string]Method // keyed by lower-case name
+
+	metrics callMetrics
 }
 
 // New returns a Server with the built-in methods batch and server.time.
@@ -257,7 +259,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	ctx := r.Context()
+	ctx, call := s.startCall(r.Context())
+	defer s.endCall(call)
 
 	// As CRestServer orders its checks: the method must exist, before
 	// authentication.
@@ -270,6 +273,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(ctx, w, MethodNotFound(), "method", rt.method)
 		return
 	}
+	call.method = strings.ToLower(m.Name)
 
 	tree, rerr := s.readParams(r)
 	if rerr != nil {
@@ -552,6 +556,7 @@ func errorBody(e *Error) *omap {
 // "time".
 func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err error, logAttrs ...any) {
 	re := s.toRESTError(ctx, err, logAttrs...)
+	callFailed(ctx, re.Code)
 	s.log.DebugContext(ctx, "rest: call failed", append(logAttrs, "error", re.Code, "status", re.Status)...)
 	s.writeJSON(ctx, w, re.Status, errorBody(re))
 }
