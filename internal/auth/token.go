@@ -61,6 +61,7 @@ func (s *Service) TokenHandler() http.Handler {
 			return
 		}
 		resp, oerr := s.grant(r)
+		s.countGrant(r.Form.Get("grant_type"), oerr)
 		if oerr != nil {
 			s.opt.Log.Debug("token request refused", "remote", r.RemoteAddr, "error", oerr.Code, "description", oerr.Description)
 			writeJSON(w, oerr.status, oerr)
