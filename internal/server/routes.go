@@ -51,6 +51,7 @@ type api struct {
 	auth *auth.Service
 	rest *rest.Server
 	push *push.Queue
+	pull *pull.Service
 }
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
@@ -64,7 +65,7 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 		sender = push.WebhookSender{URL: cfg.PushWebhook}
 	}
 	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
-	pull.New(st, b, signer, pull.Options{
+	pullSvc := pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
 		Tenant:        portal.MemberID,
 		PublicURL:     publicURL(cfg),
@@ -73,8 +74,9 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 		Push:          queue,
 		Presence:      b,
 		Log:           log.With("component", "pull"),
-	}).Register(restSrv)
-	return api{auth: authSvc, rest: restSrv, push: queue}
+	})
+	pullSvc.Register(restSrv)
+	return api{auth: authSvc, rest: restSrv, push: queue, pull: pullSvc}
 }
 
 // mountRoutes sets up the HTTP servers: the public one with the REST API,
@@ -90,12 +92,16 @@ func (s *Server) mountRoutes(a api) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
+		// /metrics goes with the trusted routes: it tells who publishes
+		// how much.
+		mux.Handle("GET /metrics", s.metrics.Handler())
 		mux.Handle("/", rt.Handler())
 	} else {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
+		internal.Handle("GET /metrics", s.metrics.Handler())
 		internal.Handle("/", rt.TrustedHandler())
 		s.internal = &http.Server{
 			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),

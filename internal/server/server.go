@@ -26,6 +26,7 @@ import (
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/metrics"
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/realtime"
 	"github.com/pushpull/pushpull/internal/store"
@@ -84,6 +85,7 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	metrics  *metrics.Metrics
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -170,7 +172,9 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
-	s.mountRoutes(newAPI(cfg, st, portal, b, signer, log))
+	a := newAPI(cfg, st, portal, b, signer, log)
+	s.metrics = newMetrics(s, h, a, log.With("component", "metrics"))
+	s.mountRoutes(a)
 	return s, nil
 }
 
