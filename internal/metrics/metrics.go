@@ -102,7 +102,8 @@ const pushQueueTimeout = 2 * time.Second
 
 // collector reads the parts' counters at scrape time.
 type collector struct {
-	src Sources
+	src   Sources
+	names []string // of the families below
 
 	connections, handshakes, handshakeFailures                  *prometheus.Desc
 	channels, historyMessages, historyBytes                     *prometheus.Desc
@@ -113,39 +114,43 @@ type collector struct {
 	redisRoundTrip, redisReconnects, redisHealthy, clusterRecvd *prometheus.Desc
 }
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc("pushpull_"+name, help, labels, nil)
+func newCollector(src Sources) *collector {
+	c := &collector{src: src}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		c.names = append(c.names, "pushpull_"+name)
+		return prometheus.NewDesc("pushpull_"+name, help, labels, nil)
+	}
+	c.connections = desc("connections", "Open subscriber connections.", "transport", "protocol")
+	c.handshakes = desc("handshakes_total", "Subscribe requests (a long poll is one per poll).", "transport")
+	c.handshakeFailures = desc("handshake_failures_total", "Subscribe requests refused, by reason.", "reason")
+	c.channels = desc("channels", "Channels with at least one subscriber on this node.")
+	c.historyMessages = desc("history_messages", "Stored history entries, one per message and channel (embedded broker).")
+	c.historyBytes = desc("history_bytes", "Estimated memory of the stored history (embedded broker).")
+	c.published = desc("messages_published_total", "Messages published through this node, by route.", "route")
+	c.deliveries = desc("deliveries_total", "Messages handed to subscriber connections, one per message and connection.")
+	c.drops = desc("connection_drops_total", "Connections cut while deliveries were on their way to them, by reason; the client recovers by mid.", "reason")
+	c.recoveries = desc("recoveries_total", "Connections that asked to recover from a message id.")
+	c.replayed = desc("messages_replayed_total", "Messages sent from history to recovering connections.")
+	c.latency = desc("publish_to_socket_seconds", "Time from accepting a publish to the socket write that carries it; one observation per write, for the oldest live message in it.")
+	c.writeBatch = desc("socket_write_deliveries", "Deliveries carried by one socket write (WebSocket message or long-poll answer).")
+	c.restCalls = desc("rest_calls_total", "REST calls by method and outcome (ok, or the error code answered).", "method", "outcome")
+	c.restLatency = desc("rest_call_duration_seconds", "Time from a REST request's arrival to its answer written.", "method")
+	c.grants = desc("oauth_grants_total", "OAuth token requests by grant type and outcome (ok, or the OAuth error code).", "grant_type", "outcome")
+	c.pushDepth = desc("push_queue_depth", "Mobile push jobs waiting in the registry, due or not (shared by a cluster).")
+	c.pushAttempts = desc("push_attempts_total", "Mobile push deliveries tried by this node.")
+	c.pushFailures = desc("push_failures_total", "Mobile push deliveries that failed (retried unless dropped).")
+	c.pushDropped = desc("push_dropped_total", "Mobile push jobs given up after their last attempt.")
+	c.redisRoundTrip = desc("redis_round_trip_seconds", "Round trips of the publish script and the heartbeat to Redis.")
+	c.redisReconnects = desc("redis_reconnects_total", "Pub/Sub connections to Redis lost and tried again.")
+	c.redisHealthy = desc("redis_healthy", "1 while the node reaches Redis (Pub/Sub up, last heartbeat answered), else 0.")
+	c.clusterRecvd = desc("cluster_messages_received_total", "Messages received from Redis (Pub/Sub or catch-up) and handed to the local hub.")
+	return c
 }
 
-func newCollector(src Sources) *collector {
-	return &collector{
-		src:               src,
-		connections:       desc("connections", "Open subscriber connections.", "transport", "protocol"),
-		handshakes:        desc("handshakes_total", "Subscribe requests (a long poll is one per poll).", "transport"),
-		handshakeFailures: desc("handshake_failures_total", "Subscribe requests refused, by reason.", "reason"),
-		channels:          desc("channels", "Channels with at least one subscriber on this node."),
-		historyMessages:   desc("history_messages", "Stored history entries, one per message and channel (embedded broker)."),
-		historyBytes:      desc("history_bytes", "Estimated memory of the stored history (embedded broker)."),
-		published:         desc("messages_published_total", "Messages published through this node, by route.", "route"),
-		deliveries:        desc("deliveries_total", "Messages handed to subscriber connections, one per message and connection."),
-		drops:             desc("connection_drops_total", "Connections cut while deliveries were on their way to them, by reason; the client recovers by mid.", "reason"),
-		recoveries:        desc("recoveries_total", "Connections that asked to recover from a message id."),
-		replayed:          desc("messages_replayed_total", "Messages sent from history to recovering connections."),
-		latency:           desc("publish_to_socket_seconds", "Time from accepting a publish to the socket write that carries it; one observation per write, for the oldest live message in it."),
-		writeBatch:        desc("socket_write_deliveries", "Deliveries carried by one socket write (WebSocket message or long-poll answer)."),
-		restCalls:         desc("rest_calls_total", "REST calls by method and outcome (ok, or the error code answered).", "method", "outcome"),
-		restLatency:       desc("rest_call_duration_seconds", "Time from a REST request's arrival to its answer written.", "method"),
-		grants:            desc("oauth_grants_total", "OAuth token requests by grant type and outcome (ok, or the OAuth error code).", "grant_type", "outcome"),
-		pushDepth:         desc("push_queue_depth", "Mobile push jobs waiting in the registry, due or not (shared by a cluster)."),
-		pushAttempts:      desc("push_attempts_total", "Mobile push deliveries tried by this node."),
-		pushFailures:      desc("push_failures_total", "Mobile push deliveries that failed (retried unless dropped)."),
-		pushDropped:       desc("push_dropped_total", "Mobile push jobs given up after their last attempt."),
-		redisRoundTrip:    desc("redis_round_trip_seconds", "Round trips of the publish script and the heartbeat to Redis."),
-		redisReconnects:   desc("redis_reconnects_total", "Pub/Sub connections to Redis lost and tried again."),
-		redisHealthy:      desc("redis_healthy", "1 while the node reaches Redis (Pub/Sub up, last heartbeat answered), else 0."),
-		clusterRecvd:      desc("cluster_messages_received_total", "Messages received from Redis (Pub/Sub or catch-up) and handed to the local hub."),
-	}
-}
+// FamilyNames lists the pushpull_ metric families a server may export (the
+// cluster ones only with --redis), for tools that check names against
+// them, such as the dashboard's test.
+func FamilyNames() []string { return newCollector(Sources{}).names }
 
 func (c *collector) descs() []*prometheus.Desc {
 	return []*prometheus.Desc{

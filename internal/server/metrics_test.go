@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -74,6 +76,29 @@ next:
 	return -1
 }
 
+// wsClient is a client socket that reads first what the handshake's reader
+// holds: the server may send its first frame with the 101 response.
+type wsClient struct {
+	io.Reader
+	conn net.Conn
+}
+
+func (c *wsClient) Write(p []byte) (int, error) { return c.conn.Write(p) }
+
+func dialWS(t *testing.T, u string) *wsClient {
+	t.Helper()
+	conn, br, _, err := ws.Dial(t.Context(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{Reader: conn, conn: conn}
+	if br != nil {
+		c.Reader = io.MultiReader(br, conn)
+	}
+	return c
+}
+
 // TestMetricsFollowARealFlow drives a server over real sockets (publishes,
 // a recovering WebSocket, a refused long poll, a connection over the
 // per-channel limit, REST calls, OAuth, a mobile push) and checks that
@@ -109,14 +134,17 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 		}
 	}
 	subURL := strings.Replace(r.url, "http://", "ws://", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(signer.SignPrivate(priv, pub))
-	readText := func(c interface {
-		Read([]byte) (int, error)
-		Write([]byte) (int, error)
-	}, want string) {
+	readText := func(c *wsClient, want string) {
 		t.Helper()
+		// A deadline, so that a lost message fails the test with the
+		// counters rather than hanging it.
+		_ = c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		data, err := wsutil.ReadServerText(c)
 		if err != nil {
-			t.Fatalf("reading %q: %v", want, err)
+			m := scrapeMetrics(t, r.internal)
+			t.Fatalf("reading %q: %v (deliveries %v, writes %v, drops %v, published %v)", want, err,
+				m.value("pushpull_deliveries_total"), m.value("pushpull_socket_write_deliveries"),
+				m.value("pushpull_connection_drops_total", "reason", "write_error"), m.value("pushpull_messages_published_total", "route", "pub_text"))
 		}
 		frames, err := wire.ParseTextFrames(data)
 		if err != nil || len(frames) != 1 || !strings.Contains(string(frames[0].Text), want) {
@@ -126,11 +154,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 
 	// Stored before anyone listens, then replayed to a recovering socket.
 	publish("first")
-	ws1, _, _, err := ws.Dial(t.Context(), subURL+"&mid=00000000000000000000000000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws1.Close()
+	ws1 := dialWS(t, subURL+"&mid=00000000000000000000000000")
 	readText(ws1, "first")
 	publish("second") // live
 	readText(ws1, "second")
@@ -141,11 +165,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 		t.Fatalf("forged long poll: %d", code)
 	}
 	// A second socket on the same private channel pushes the first out.
-	ws2, _, _, err := ws.Dial(t.Context(), subURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws2.Close()
+	dialWS(t, subURL)
 	var closed wsutil.ClosedError
 	if _, err := wsutil.ReadServerText(ws1); !errors.As(err, &closed) || closed.Code != 4029 {
 		t.Fatalf("first socket after the second connected: %v, want close 4029", err)
