@@ -177,6 +177,7 @@ func (h *Hub) deliverTo(m *message.Message, ch channel.ID) {
 	// One Delivery per (message, channel): every subscriber shares its
 	// encoded frames.
 	d := NewDelivery(m, ch)
+	d.SampleMask = sampleMask(len(set))
 	for s := range set {
 		s.Deliver(d)
 	}

@@ -136,3 +136,31 @@ func BenchmarkDeliverFanOut1000(b *testing.B) {
 type nopSub struct{ n int }
 
 func (s *nopSub) Deliver(*Delivery) { s.n++ }
+
+// TestSampleMask: small channels time every write, wide ones about
+// samplesPerDelivery writes per message.
+func TestSampleMask(t *testing.T) {
+	for _, c := range []struct {
+		subscribers int
+		mask        uint32
+	}{{0, 0}, {1, 0}, {8, 0}, {9, 1}, {16, 3}, {1000, 127}, {100000, 16383}} {
+		if got := sampleMask(c.subscribers); got != c.mask {
+			t.Errorf("sampleMask(%d) = %d, want %d", c.subscribers, got, c.mask)
+		}
+		if n := c.subscribers; n > samplesPerDelivery {
+			if per := float64(n) / float64(c.mask+1); per < samplesPerDelivery/2 || per > samplesPerDelivery {
+				t.Errorf("%d subscribers: %.1f sampled writes per message", n, per)
+			}
+		}
+	}
+	h := New()
+	subs := make([]*sink, 20)
+	for i := range subs {
+		subs[i] = &sink{}
+		h.Attach(subs[i], []Subscription{{Channel: id(1)}})
+	}
+	h.Deliver(msg(message.Receiver{ID: id(1)}))
+	if d := subs[0].ds[0]; d.SampleMask != sampleMask(20) {
+		t.Errorf("delivery to 20 subscribers has SampleMask %d, want %d", d.SampleMask, sampleMask(20))
+	}
+}
