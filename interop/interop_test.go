@@ -232,12 +232,13 @@ func (s *server) stopAtCleanup(t *testing.T) {
 	})
 }
 
-// waitReady polls /readyz: the process offers no other signal.
+// waitReady polls /readyz: the process offers no other signal. It asks the
+// internal listener, which stays plain HTTP when --tls-cert is given.
 func (s *server) waitReady(t *testing.T) error {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.internal+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -391,6 +392,9 @@ type ClientInput struct {
 	// these options (accessToken, refreshToken, expires, clientEndpoint,
 	// serverEndpoint, domain, memberId…) and secret (clientId, clientSecret).
 	OAuth *OAuthInput `json:"oauth,omitempty"`
+	// CAFile, when set, is a PEM file of certificate authorities Node
+	// trusts besides its own (NODE_EXTRA_CA_CERTS), for https and wss.
+	CAFile string `json:"-"`
 }
 
 // OAuthInput configures b24jssdk's B24OAuth.
@@ -441,6 +445,9 @@ func startPullClient(t *testing.T, ctx context.Context, in ClientInput) *PullCli
 	c.cmd.Cancel = func() error { return c.cmd.Process.Signal(syscall.SIGTERM) }
 	c.cmd.WaitDelay = 10 * time.Second
 	c.cmd.Stderr = &c.stderr
+	if in.CAFile != "" {
+		c.cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+in.CAFile)
+	}
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type Options struct {
 	BaseURL string
 	Now     func() time.Time
 	Log     *slog.Logger
+	// Used, when set, is told of every access token that authenticates a
+	// call, by its store.HashSecret (the operator console's "last use").
+	Used func(id string, at time.Time)
 }
 
 // Service issues tokens and authenticates REST calls.
@@ -89,8 +92,12 @@ func (s *Service) authenticateToken(ctx context.Context, access string) (rest.Ca
 	if tok.Revoked {
 		return rest.Caller{}, rest.InvalidToken()
 	}
-	if !s.opt.Now().Before(tok.AccessExpires) {
+	now := s.opt.Now()
+	if !now.Before(tok.AccessExpires) {
 		return rest.Caller{}, rest.ExpiredToken()
+	}
+	if s.opt.Used != nil {
+		s.opt.Used(store.HashSecret(access), now)
 	}
 	app, err := s.appByID(ctx, tok.PortalID, tok.AppID)
 	if err != nil {

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"github.com/pushpull/pushpull/internal/rest"
 	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/store/sqlite"
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 type fixture struct {
@@ -59,22 +59,10 @@ func (f *fixture) token(t *testing.T, form url.Values, post bool) (int, map[stri
 
 func (f *fixture) tokenHeader(t *testing.T, form url.Values, post bool) (int, http.Header, map[string]any) {
 	t.Helper()
-	var resp *http.Response
-	var err error
 	if post {
-		resp, err = http.PostForm(f.srv.URL+"/oauth/token/", form)
-	} else {
-		resp, err = http.Get(f.srv.URL + "/oauth/token/?" + form.Encode())
+		return testkit.JSON(t)(http.PostForm(f.srv.URL+"/oauth/token/", form))
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, body
+	return testkit.JSON(t)(http.Get(f.srv.URL + "/oauth/token/?" + form.Encode()))
 }
 
 func TestCodeExchangeAndRefreshRotation(t *testing.T) {

@@ -1,11 +1,12 @@
 package auth
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 // TestCrossOriginRefresh refreshes as b24jssdk's B24OAuth does from a page
@@ -49,16 +50,7 @@ func TestCrossOriginRefresh(t *testing.T) {
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "application/json, text/plain, */*")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, resp.Header, body
+		return testkit.JSON(t)(http.DefaultClient.Do(req))
 	}
 	status, h, next := refresh(tok.RefreshToken)
 	if status != http.StatusOK || next["refresh_token"] == tok.RefreshToken || next["access_token"] == "" {

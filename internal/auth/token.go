@@ -62,11 +62,15 @@ func (s *Service) TokenHandler() http.Handler {
 		}
 		resp, oerr := s.grant(r)
 		s.countGrant(r.Form.Get("grant_type"), oerr)
+		// One line per request, like a REST call's: never the secret, the
+		// code or the tokens.
+		attrs := []any{"grant_type", r.Form.Get("grant_type"), "client_id", r.Form.Get("client_id"), "remote", r.RemoteAddr}
 		if oerr != nil {
-			s.opt.Log.Debug("token request refused", "remote", r.RemoteAddr, "error", oerr.Code, "description", oerr.Description)
+			s.opt.Log.DebugContext(r.Context(), "oauth token request", append(attrs, "status", oerr.status, "error", oerr.Code, "description", oerr.Description)...)
 			writeJSON(w, oerr.status, oerr)
 			return
 		}
+		s.opt.Log.DebugContext(r.Context(), "oauth token request", append(attrs, "status", http.StatusOK)...)
 		writeJSON(w, http.StatusOK, resp)
 	})
 }
@@ -83,7 +87,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		return nil, invalidClient()
 	}
 	if err != nil {
-		s.opt.Log.Error("token request: app lookup failed", "err", err)
+		s.opt.Log.ErrorContext(ctx, "token request: registry lookup failed; check the data dir's disk (or Redis in a cluster)", "err", err)
 		return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
 	}
 	now := s.opt.Now()
@@ -99,7 +103,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		}
 		resp, err := s.Issue(ctx, app, ac.UserID)
 		if err != nil {
-			s.opt.Log.Error("token request: issue failed", "err", err)
+			s.opt.Log.ErrorContext(ctx, "token request: cannot store the new token; check the data dir's disk (or Redis in a cluster)", "err", err)
 			return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
 		}
 		return resp, nil
@@ -122,7 +126,7 @@ func (s *Service) grant(r *http.Request) (any, *oauthError) {
 		}
 		resp, err := s.response(ctx, next)
 		if err != nil {
-			s.opt.Log.Error("token request: response failed", "err", err)
+			s.opt.Log.ErrorContext(ctx, "token request: cannot read the portal for the answer; check the data dir's disk (or Redis in a cluster)", "err", err)
 			return nil, &oauthError{http.StatusInternalServerError, "server_error", "Internal error."}
 		}
 		return resp, nil

@@ -274,14 +274,16 @@ type run struct {
 	// during, if set, starts as the publishing does; what it returns is
 	// called when the publishing ends (attack runs).
 	during func(ctx context.Context) (stop func())
-	wsBase string // ws://host/sub/?CHANNEL_ID=
-	// binaryParam is "binaryMode=true&" for protobuf subscribers, else "".
-	binaryParam string
-	loopback    bool
-	signer      *channel.Signer
-	fanout      bool
-	planned     int64
-	progress    io.Writer
+	// subURL is the subscribe URL, ws://host/sub/; the query is the Go
+	// client's (pullclient.SubscribeURL) for the protocol version below.
+	subURL string
+	// version is 4 (protobuf) for binary subscribers, else 3 (text).
+	version  int
+	loopback bool
+	signer   *channel.Signer
+	fanout   bool
+	planned  int64
+	progress io.Writer
 
 	subs []*sub
 	// fanoutChannel is the shared channel (fanout mode).
@@ -383,8 +385,12 @@ func (cfg Config) complete() (Config, error) {
 			return cfg, fmt.Errorf("signature algo: %w", err)
 		}
 	}
-	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "http" || u.Host == "" {
+	if u, err := url.Parse(cfg.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return cfg, fmt.Errorf("url: want http://HOST:PORT, got %q", cfg.URL)
+	} else if u.Scheme == "https" && cfg.Transport != TransportWS {
+		// Only the WebSocket dialer speaks TLS (trusting the system's
+		// roots, or SSL_CERT_FILE); the long-poll client is raw HTTP.
+		return cfg, fmt.Errorf("url: https is for WebSocket subscribers only, got --transport %s", cfg.Transport)
 	}
 	if cfg.InternalURL != "" {
 		if u, err := url.Parse(cfg.InternalURL); err != nil || u.Scheme != "http" || u.Host == "" {
@@ -457,15 +463,15 @@ func newRun(cfg Config) (*run, error) {
 		statHost: statHost,
 		pubAddr:  pubAddr,
 		pubHost:  pubHost,
-		wsBase:   "ws://" + u.Host + "/sub/?revision=19&" + binaryParam(cfg.Binary) + "CHANNEL_ID=",
+		subURL:   wsScheme(u.Scheme) + u.Host + "/sub/",
 
-		binaryParam: binaryParam(cfg.Binary),
-		loopback:    isLoopback(u.Hostname()),
-		signer:      channel.NewSigner([]byte(cfg.SignatureKey), algo),
-		fanout:      cfg.Mode == ModeFanout,
-		progress:    cfg.Progress,
-		lat:         newRecorder(64),
-		rtt:         newRecorder(cfg.Publishers),
+		version:  subscribeVersion(cfg.Binary),
+		loopback: isLoopback(u.Hostname()),
+		signer:   channel.NewSigner([]byte(cfg.SignatureKey), algo),
+		fanout:   cfg.Mode == ModeFanout,
+		progress: cfg.Progress,
+		lat:      newRecorder(64),
+		rtt:      newRecorder(cfg.Publishers),
 	}
 	if r.progress == nil {
 		r.progress = io.Discard
@@ -914,9 +920,17 @@ func summarize(errs []ErrorCount) string {
 	return strings.Join(parts, "; ")
 }
 
-func binaryParam(binary bool) string {
+func subscribeVersion(binary bool) int {
 	if binary {
-		return "binaryMode=true&"
+		return 4
 	}
-	return ""
+	return 3
+}
+
+// wsScheme is the WebSocket scheme for a server URL's: wss for https.
+func wsScheme(httpScheme string) string {
+	if httpScheme == "https" {
+		return "wss://"
+	}
+	return "ws://"
 }

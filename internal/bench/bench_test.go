@@ -1,9 +1,6 @@
 package bench
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -11,6 +8,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -28,49 +26,17 @@ func startServer(t *testing.T) string {
 // internal is set, else the public one.
 func serveForTest(t *testing.T, internal bool) (public, trusted string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg := testkit.Config(t)
 	cfg.SignatureKey = testKey
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.InternalAddr = config.SameAddr
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if !internal {
+		cfg.InternalAddr = config.SameAddr
+	}
+	s, err := server.New(cfg, testkit.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	public = "http://" + ln.Addr().String()
-	trusted = public
-	var iln net.Listener
-	if internal {
-		if iln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			ln.Close()
-			t.Fatal(err)
-		}
-		cfg.InternalAddr = iln.Addr().String()
-		trusted = "http://" + cfg.InternalAddr
-	}
-	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		ln.Close()
-		if iln != nil {
-			iln.Close()
-		}
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.ServeListeners(ctx, ln, iln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server shutdown: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return public, trusted
+	srv := testkit.Serve(t, s, internal)
+	return srv.URL, srv.Internal
 }
 
 func testConfig(url string) Config {
@@ -271,6 +237,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no key", func(c *Config) { c.SignatureKey = "" }, "signature key"},
 		{"no rate", func(c *Config) { c.Rate = 0 }, "rate"},
 		{"url", func(c *Config) { c.URL = "ws://127.0.0.1:1" }, "url"},
+		{"https long polls", func(c *Config) { c.URL = "https://127.0.0.1:1"; c.Transport = TransportLP }, "https is for WebSocket"},
 		{"algo", func(c *Config) { c.SignatureAlgo = "md5" }, "algo"},
 		{"too many files", func(c *Config) { c.Subscribers = 1 << 30; c.Rate = 1 }, "open files"},
 	} {
@@ -280,6 +247,18 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestHTTPSURLSubscribesOverWSS: an https server URL makes the subscribers
+// dial wss://.
+func TestHTTPSURLSubscribesOverWSS(t *testing.T) {
+	r, err := newRun(testConfig("https://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.subURL, "wss://127.0.0.1:1/sub/") {
+		t.Errorf("subscribers dial %q", r.subURL)
 	}
 }
 

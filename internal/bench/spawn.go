@@ -29,6 +29,10 @@ type SpawnOptions struct {
 	SignatureAlgo string
 	// ExtraArgs are appended to the serve command line, e.g. --send-queue 4096.
 	ExtraArgs []string
+	// Floor starts the floor server (ServeFloor, through the executable's
+	// bench --serve-floor) instead of pushpull serve; it takes no other
+	// option and serves every route on one address.
+	Floor bool
 	// StartTimeout bounds the wait for /readyz; 0 means 15 s.
 	StartTimeout time.Duration
 }
@@ -76,6 +80,10 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	args := []string{"serve", "--addr", addr, "--data-dir", dir,
 		"--signature-key", opt.SignatureKey, "--log-level", "warn"}
 	internal, given := internalAddrArg(opt.ExtraArgs)
+	if opt.Floor {
+		args = []string{"bench", "--serve-floor", addr}
+		internal, given = config.SameAddr, true
+	}
 	if !given {
 		iport, err := freePort()
 		if err != nil {
@@ -89,10 +97,12 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	if internal != "" && internal != config.SameAddr {
 		trusted = "http://" + internal
 	}
-	if opt.SignatureAlgo != "" {
+	if opt.SignatureAlgo != "" && !opt.Floor {
 		args = append(args, "--signature-algo", opt.SignatureAlgo)
 	}
-	args = append(args, opt.ExtraArgs...)
+	if !opt.Floor {
+		args = append(args, opt.ExtraArgs...)
+	}
 	// Not CommandContext: the child must be stopped with SIGTERM and waited
 	// for even when ctx is already cancelled (see Stop).
 	cmd := exec.Command(exe, args...)

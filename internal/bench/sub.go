@@ -9,12 +9,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/pushpull/pushpull/pkg/pullclient"
 )
 
 // sub is one subscriber connection.
@@ -122,12 +125,13 @@ func (r *run) dialWS(ctx context.Context, s *sub) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	d := ws.Dialer{Timeout: r.cfg.DialTimeout}
-	target := r.wsBase + s.signed
+	mid := ""
 	if s.hasMid {
 		// As the official client does on reconnecting: the server replays
 		// what was published after this message.
-		target += "&mid=" + string(s.lastMid[:])
+		mid = string(s.lastMid[:])
 	}
+	target := pullclient.SubscribeURL(r.subURL, r.version, pullclient.FormatText, []string{s.signed}, "", mid)
 	conn, br, _, err := d.Dial(ctx, target)
 	if err != nil {
 		r.connectErrs.add(errKind(err))
@@ -306,7 +310,10 @@ func (r *run) pollLP(ctx context.Context, s *sub) {
 	defer s.alive.Store(false)
 	c := s.lp
 	defer c.close()
-	prefix := "/sub/?revision=19&" + r.binaryParam + "CHANNEL_ID=" + s.signed
+	// The request target of the Go client's URL, built once: each poll
+	// only appends its mid, without allocating.
+	full := pullclient.SubscribeURL(r.subURL, r.version, pullclient.FormatText, []string{s.signed}, "", "")
+	prefix := full[strings.Index(full, "/sub/"):]
 	target := []byte(prefix)
 	for ctx.Err() == nil {
 		target = append(target[:len(prefix)], "&mid="...)

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -93,6 +95,7 @@ Examples:
   pushpull bench --url http://127.0.0.1:9000 --internal-url same --signature-key "$KEY"
   pushpull bench --spawn --soak --subscribers 15000 --rate 1 --duration 30m --connect-rate 2000
   pushpull bench --spawn --attack all --subscribers 1000 --rate 20 --duration 20s
+  pushpull bench --spawn --floor --subscribers 5000 --rate 50 --duration 20s
 `
 
 // stringList is a repeatable string flag.
@@ -108,6 +111,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		"the base `URL` of the server's trusted listener (--internal-addr), for /pub/ and /server-stat/; \"same\": --url (not with --spawn)")
 	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
+	floor := fs.Bool("floor", false, "with --spawn, start the floor server instead of pushpull: the least a server can spend per delivery (WebSocket text only)")
+	serveFloor := fs.String("serve-floor", "", "serve only the floor server on `ADDR` until stopped (what --floor spawns)")
 	var serverArgs stringList
 	fs.Var(&serverArgs, "server-arg", "one more `FLAG` for the spawned server, like --send-queue=4096; repeatable")
 	key := fs.String("signature-key", "", "the server's signature `KEY`; with --spawn, default: a random one")
@@ -150,6 +155,9 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	if fs.NArg() > 0 {
 		return r.usageError("bench", "unexpected argument %q", fs.Arg(0))
 	}
+	if *serveFloor != "" {
+		return r.serveFloor(ctx, *serveFloor)
+	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" || f.Name == "internal-url" })
 	if *internalURL == config.SameAddr {
@@ -173,6 +181,10 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "--sample-every and --max-drift want values above 0, --warmup 0 or more")
 	case *attackWorkers < 1 || *slowClients < 1 || *flood < 1 || *attackBody < 1 || *attackMaxRSS < 1 || *slowEvery <= 0:
 		return r.usageError("bench", "the --attack-… counts, sizes and durations want values above 0")
+	case *floor && (!*spawn || len(serverArgs) > 0):
+		return r.usageError("bench", "--floor needs --spawn and takes no --server-arg")
+	case *floor && (*transport != bench.TransportWS || *binary || *storm || *soak || *attack != ""):
+		return r.usageError("bench", "--floor serves WebSocket text subscribers only (not lp, --binary, --storm, --soak, --attack)")
 	case !*spawn && len(serverArgs) > 0:
 		return r.usageError("bench", "--server-arg needs --spawn")
 	case !*spawn && *key == "":
@@ -251,11 +263,16 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 			SignatureKey:  cfg.SignatureKey,
 			SignatureAlgo: cfg.SignatureAlgo,
 			ExtraArgs:     serverArgs,
+			Floor:         *floor,
 		})
 		if err != nil {
 			return r.failure("bench", err)
 		}
-		fmt.Fprintf(r.stderr, "bench: spawned pushpull serve at %s, trusted routes at %s (pid %d)\n", server.URL, server.InternalURL, server.PID)
+		what := "pushpull serve"
+		if *floor {
+			what = "the floor server"
+		}
+		fmt.Fprintf(r.stderr, "bench: spawned %s at %s, trusted routes at %s (pid %d)\n", what, server.URL, server.InternalURL, server.PID)
 		cfg.URL, cfg.InternalURL, cfg.ServerPID = server.URL, server.InternalURL, server.PID
 	}
 	if attackKinds != nil {
@@ -284,7 +301,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 			return r.failure("bench", fmt.Errorf("write standard output: %w", err))
 		}
 	} else {
-		writeBenchResult(r.stdout, res, server != nil)
+		writeBenchResult(r.stdout, res, server != nil, *floor)
 	}
 	if runErr != nil {
 		return r.failure("bench", runErr)
@@ -293,7 +310,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 }
 
 // writeBenchResult prints res for people, one figure per line.
-func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
+func writeBenchResult(w io.Writer, res *bench.Result, spawned, floor bool) {
 	var b strings.Builder
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(&b, "%-13s %s\n", label, fmt.Sprintf(format, args...))
@@ -308,7 +325,10 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned bool) {
 	if res.ServerPID != 0 {
 		server += fmt.Sprintf(", pid %d", res.ServerPID)
 	}
-	if spawned {
+	switch {
+	case floor:
+		server += " (spawned floor server)"
+	case spawned:
 		server += " (spawned)"
 	}
 	line("server", "%s", server)
@@ -410,4 +430,17 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func cpuText(c bench.CPUResult) string {
 	return fmt.Sprintf("%.2f s (%.2f cores), %.2f µs per delivery", c.Seconds, c.Cores, c.PerDelivery)
+}
+
+// serveFloor runs the floor server (bench.ServeFloor) on addr until ctx ends:
+// the child process of bench --spawn --floor.
+func (r *runner) serveFloor(ctx context.Context, addr string) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return r.failure("bench", fmt.Errorf("floor server: %w", err))
+	}
+	if err := bench.ServeFloor(ctx, ln, slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+		return r.failure("bench", err)
+	}
+	return exitOK
 }

@@ -47,12 +47,12 @@ func (r *runner) benchAttack(ctx context.Context, cfg bench.Config, ac bench.Att
 func writeAttackResult(w io.Writer, res *bench.AttackResult, spawned bool) {
 	if res.Quiet != nil {
 		_, _ = io.WriteString(w, "== quiet run ==\n")
-		writeBenchResult(w, res.Quiet, spawned)
+		writeBenchResult(w, res.Quiet, spawned, false)
 		writeHealth(w, res.QuietHealth)
 	}
 	if res.Attacked != nil {
 		_, _ = io.WriteString(w, "\n== under attack ==\n")
-		writeBenchResult(w, res.Attacked, spawned)
+		writeBenchResult(w, res.Attacked, spawned, false)
 		writeHealth(w, res.AttackHealth)
 	}
 	var b strings.Builder

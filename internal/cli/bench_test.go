@@ -1,19 +1,15 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pushpull/pushpull/internal/bench"
-	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 func TestBenchUsageErrors(t *testing.T) {
@@ -40,6 +36,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--attack", "nope"}, `invalid --attack: unknown attack "nope"`},
 		{[]string{"--spawn", "--soak", "--sample-every", "0s"}, "--sample-every and --max-drift want values above 0"},
 		{[]string{"--spawn", "--attack", "slow", "--attack-slow-clients", "0"}, "the --attack-… counts"},
+		{[]string{"--floor", "--signature-key", "k"}, "--floor needs --spawn"},
+		{[]string{"--spawn", "--floor", "--server-arg", "--send-queue=1"}, "--floor needs --spawn and takes no --server-arg"},
+		{[]string{"--spawn", "--floor", "--transport", "lp"}, "--floor serves WebSocket text subscribers only"},
+		{[]string{"--spawn", "--floor", "--binary"}, "--floor serves WebSocket text subscribers only"},
 	} {
 		r, stdout, stderr := testRunner(t, nil)
 		if code := r.main(t.Context(), append([]string{"bench"}, tt.args...)); code != exitUsage {
@@ -58,35 +58,14 @@ func TestBenchUsageErrors(t *testing.T) {
 // of its public and its trusted listener.
 func benchServer(t *testing.T, key string) (url, internal string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg := testkit.Config(t)
 	cfg.SignatureKey = key
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := server.New(cfg, testkit.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		ln.Close()
-		iln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.ServeListeners(ctx, ln, iln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return "http://" + ln.Addr().String(), "http://" + iln.Addr().String()
+	srv := testkit.Serve(t, s, true)
+	return srv.URL, srv.Internal
 }
 
 func TestBenchAgainstURL(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/pkg/pullclient"
 )
 
 // Exit codes.
@@ -41,6 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 		httpClient:   &http.Client{},
 		minBackoff:   time.Second,
 		maxBackoff:   30 * time.Second,
+		jitter:       pullclient.DefaultBackoff().Jitter,
 		restartDelay: serverRestartDelay,
 	}
 	return r.main(ctx, args)
@@ -57,6 +59,9 @@ type runner struct {
 	httpClient     *http.Client
 	// minBackoff and maxBackoff bound the wait before subscribe reconnects.
 	minBackoff, maxBackoff time.Duration
+	// jitter stretches each backoff by up to this part, so that clients cut
+	// at once do not come back at once; tests set none, for exact waits.
+	jitter float64
 	// restartDelay is subscribe's wait after the server said server_restart.
 	restartDelay time.Duration
 }
@@ -79,6 +84,7 @@ func commands() []command {
 		{"token", "issue and revoke OAuth tokens and authorization codes", (*runner).token},
 		{"webhook", "create incoming webhooks", (*runner).webhook},
 		{"healthcheck", "exit 0 when the server is ready (for container health checks)", (*runner).healthcheck},
+		{"status", "print the running server's state: connections, rates, memory, cluster nodes, TLS", (*runner).status},
 		{"version", "print the version", (*runner).version},
 		{"help", "show help for a command", (*runner).help},
 	}

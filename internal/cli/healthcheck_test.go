@@ -1,48 +1,26 @@
 package cli
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/server"
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 // startServer runs the real server on loopback listeners bound first, and
 // returns its public base URL; it is stopped when the test ends.
 func startServer(t *testing.T) string {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.InternalAddr = "127.0.0.1:0"
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := server.New(testkit.Config(t), testkit.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	iln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListeners(ctx, ln, iln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return testkit.Serve(t, srv, true).URL
 }
 
 func TestHealthcheckReadyServer(t *testing.T) {

@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"runtime/debug"
+
+	"github.com/pushpull/pushpull/internal/buildinfo"
 )
 
 // version prints the module version the binary was built from, with the VCS
@@ -17,34 +17,6 @@ func (r *runner) version(_ context.Context, args []string) int {
 		}
 		return r.usageError("version", "takes no arguments")
 	}
-	fmt.Fprintln(r.stdout, versionString())
+	fmt.Fprintln(r.stdout, buildinfo.Read())
 	return exitOK
-}
-
-func versionString() string {
-	v := "(unknown)"
-	var rev string
-	var modified bool
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v = bi.Main.Version
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				modified = s.Value == "true"
-			}
-		}
-	}
-	out := "pushpull " + v
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		out += " rev " + rev
-		if modified {
-			out += "+modified"
-		}
-	}
-	return fmt.Sprintf("%s %s %s/%s", out, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

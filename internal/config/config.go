@@ -26,6 +26,15 @@ type Config struct {
 	SignatureAlgo string `json:"signature-algo"`
 	// PublicURL is how clients reach this server (used in logs and configs).
 	PublicURL string `json:"public-url"`
+	// TLSCert and TLSKey, PEM files, make Addr serve HTTPS and WSS itself,
+	// with no proxy in front. Both or neither. They are read again on
+	// SIGHUP, so that a renewed certificate needs no restart.
+	TLSCert string `json:"tls-cert"`
+	TLSKey  string `json:"tls-key"`
+	// InternalTLSCert and InternalTLSKey do the same for InternalAddr,
+	// which is plain HTTP without them (it is loopback by default).
+	InternalTLSCert string `json:"internal-tls-cert"`
+	InternalTLSKey  string `json:"internal-tls-key"`
 
 	// SubPaths are the subscribe prefixes; each serves WebSocket and long polling.
 	SubPaths []string `json:"sub-paths"`
@@ -126,6 +135,10 @@ type Config struct {
 	// RedisPrefix names pushpull's keys in Redis, so that several clusters
 	// can share one Redis; every node of a cluster needs the same.
 	RedisPrefix string `json:"redis-prefix"`
+	// ConsoleToken is the operator credential of the web console (/console/
+	// on the internal listener): its actions (send a test message, revoke a
+	// token) need it. Empty: the console is read-only.
+	ConsoleToken string `json:"console-token"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`
@@ -143,6 +156,12 @@ const DefaultInternalAddr = "127.0.0.1:8895"
 
 // TrustedOnAddr reports whether Addr serves the trusted routes too.
 func (c Config) TrustedOnAddr() bool { return c.InternalAddr == SameAddr }
+
+// TLS reports whether Addr serves HTTPS.
+func (c Config) TLS() bool { return c.TLSCert != "" }
+
+// InternalTLS reports whether InternalAddr serves HTTPS.
+func (c Config) InternalTLS() bool { return c.InternalTLSCert != "" }
 
 // Default returns the configuration of `pushpull serve` with no settings.
 func Default() Config {

@@ -386,6 +386,16 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --signature-key: has leading or trailing white space`,
 		},
 		{
+			name:   "console token short, not echoed",
+			modify: func(c *Config) { c.ConsoleToken = "s3cret" },
+			want:   `invalid --console-token: want at least 16 characters`,
+		},
+		{
+			name:   "console token blank, not echoed",
+			modify: func(c *Config) { c.ConsoleToken = "operator token 0123456789" },
+			want:   `invalid --console-token: has white space`,
+		},
+		{
 			name:   "signature algo",
 			modify: func(c *Config) { c.SignatureAlgo = "md5" },
 			want:   `invalid --signature-algo "md5": want sha1 or sha256`,
@@ -606,6 +616,29 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --max-large-requests "-1": want 0 (sized for the machine) or more`,
 		},
 		{
+			name:   "tls key without certificate",
+			modify: func(c *Config) { c.TLSKey = "key.pem" },
+			want:   `invalid --tls-cert "": is missing: --tls-key is set, and a key needs its certificate`,
+		},
+		{
+			name:   "tls certificate without key",
+			modify: func(c *Config) { c.TLSCert = "cert.pem" },
+			want:   `invalid --tls-key "": is missing: --tls-cert is set, and a certificate needs its key`,
+		},
+		{
+			name:   "internal tls certificate without key",
+			modify: func(c *Config) { c.InternalTLSCert = "cert.pem" },
+			want:   `invalid --internal-tls-key "": is missing: --internal-tls-cert is set, and a certificate needs its key`,
+		},
+		{
+			name: "internal tls without an internal listener",
+			modify: func(c *Config) {
+				c.InternalAddr = SameAddr
+				c.InternalTLSCert, c.InternalTLSKey = "cert.pem", "key.pem"
+			},
+			want: `invalid --internal-tls-cert "cert.pem": needs a listener of its own: --internal-addr is "same", so --tls-cert serves the trusted routes`,
+		},
+		{
 			name:   "log level",
 			modify: func(c *Config) { c.LogLevel = "verbose" },
 			want:   `invalid --log-level "verbose": want debug, info, warn or error`,
@@ -643,6 +676,8 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.LogLevel = "DEBUG" },
 		func(c *Config) { c.InternalAddr = SameAddr },
 		func(c *Config) { c.InternalAddr = "10.0.0.5:8895" },
+		func(c *Config) { c.TLSCert, c.TLSKey = "cert.pem", "key.pem" },
+		func(c *Config) { c.InternalTLSCert, c.InternalTLSKey = "cert.pem", "key.pem" },
 		// A rate of 0 turns a limit off, and its burst then means nothing.
 		func(c *Config) { c.ClientPublishIPRate, c.ClientPublishIPBurst = 0, 0 },
 		func(c *Config) { c.SignatureAlgo = "sha256"; c.SignatureKey = "key with inner blanks" },

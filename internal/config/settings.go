@@ -28,6 +28,10 @@ const (
 	signatureKey          = "signature-key"
 	signatureAlgo         = "signature-algo"
 	publicURL             = "public-url"
+	tlsCert               = "tls-cert"
+	tlsKey                = "tls-key"
+	internalTLSCert       = "internal-tls-cert"
+	internalTLSKey        = "internal-tls-key"
 	subPaths              = "sub-paths"
 	pubPaths              = "pub-paths"
 	pubWebPaths           = "pubweb-paths"
@@ -57,6 +61,7 @@ const (
 	pushWebhook           = "push-webhook"
 	redisURL              = "redis"
 	redisPrefix           = "redis-prefix"
+	consoleToken          = "console-token"
 
 	clientPublishRate        = "client-publish-rate"
 	clientPublishBurst       = "client-publish-burst"
@@ -80,6 +85,14 @@ func settings() []setting {
 			func(c *Config) any { return &c.SignatureAlgo }},
 		{publicURL, "URL", "http(s) URL clients reach this server at",
 			func(c *Config) any { return &c.PublicURL }},
+		{tlsCert, "FILE", "PEM certificate (chain) for serving HTTPS and WSS on --addr; read again on SIGHUP; empty: plain HTTP",
+			func(c *Config) any { return &c.TLSCert }},
+		{tlsKey, "FILE", "PEM private key of --tls-cert",
+			func(c *Config) any { return &c.TLSKey }},
+		{internalTLSCert, "FILE", "PEM certificate (chain) for serving HTTPS on --internal-addr; read again on SIGHUP; empty: plain HTTP",
+			func(c *Config) any { return &c.InternalTLSCert }},
+		{internalTLSKey, "FILE", "PEM private key of --internal-tls-cert",
+			func(c *Config) any { return &c.InternalTLSKey }},
 		{subPaths, "PATH,...", "subscribe prefixes, each serving WebSocket and long polling",
 			func(c *Config) any { return &c.SubPaths }},
 		{pubPaths, "PATH,...", "backend publish prefixes (trusted: expose internally only)",
@@ -146,6 +159,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.Redis }},
 		{redisPrefix, "NAME", "prefix of pushpull's keys in Redis; nodes of one cluster share it",
 			func(c *Config) any { return &c.RedisPrefix }},
+		{consoleToken, "TOKEN", "operator credential of the web console at /console/ on the internal listener (at least 16 characters); empty: the console is read-only",
+			func(c *Config) any { return &c.ConsoleToken }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

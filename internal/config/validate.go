@@ -85,6 +85,16 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPublicURL(c.PublicURL) },
+		func() error { return checkPair(tlsCert, c.TLSCert, tlsKey, c.TLSKey) },
+		func() error {
+			if err := checkPair(internalTLSCert, c.InternalTLSCert, internalTLSKey, c.InternalTLSKey); err != nil {
+				return err
+			}
+			if c.InternalTLSCert != "" && c.InternalAddr == SameAddr {
+				return invalid(internalTLSCert, c.InternalTLSCert, `needs a listener of its own: --internal-addr is "same", so --tls-cert serves the trusted routes`)
+			}
+			return nil
+		},
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
 		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },
@@ -132,6 +142,7 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPushWebhook(c.PushWebhook) },
+		func() error { return checkConsoleToken(c.ConsoleToken) },
 		func() error { return checkRedis(c.Redis) },
 		func() error {
 			if strings.TrimSpace(c.RedisPrefix) == "" || strings.ContainsAny(c.RedisPrefix, "{}: ") {
@@ -255,6 +266,18 @@ func checkPublicURL(v string) error {
 	return nil
 }
 
+// checkPair refuses a certificate without its key and a key without its
+// certificate: half a TLS setting would silently serve plain HTTP.
+func checkPair(certName, cert, keyName, key string) error {
+	switch {
+	case cert == "" && key != "":
+		return invalid(certName, "", "is missing: --"+keyName+" is set, and a key needs its certificate")
+	case cert != "" && key == "":
+		return invalid(keyName, "", "is missing: --"+certName+" is set, and a certificate needs its key")
+	}
+	return nil
+}
+
 func checkRedis(v string) error {
 	if v == "" {
 		return nil
@@ -351,4 +374,20 @@ func (c Config) checkPathsDistinct() error {
 		}
 	}
 	return claim(statPath, c.StatPath)
+}
+
+// minConsoleToken keeps the console's credential out of guessing range.
+const minConsoleToken = 16
+
+// checkConsoleToken never puts the value in the error: it is a secret.
+func checkConsoleToken(v string) error {
+	switch {
+	case v == "":
+		return nil
+	case strings.ContainsAny(v, " \t\r\n"):
+		return &Error{Name: flagName(consoleToken), Reason: "has white space", secret: true}
+	case len(v) < minConsoleToken:
+		return &Error{Name: flagName(consoleToken), Reason: fmt.Sprintf("want at least %d characters", minConsoleToken), secret: true}
+	}
+	return nil
 }

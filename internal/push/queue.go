@@ -205,7 +205,7 @@ func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
 	attempt := job.Attempts + 1
 	if attempt >= q.opt.MaxAttempts {
 		q.dropped.Add(1)
-		q.opt.Log.Error("push: dropping notification after too many failed attempts",
+		q.opt.Log.Error("push: dropping notification after too many failed attempts; check the receiver at --push-webhook",
 			"job", job.ID, "attempts", attempt, "err", err)
 		if err := q.store.CompletePush(ctx, job.ID); err != nil {
 			q.opt.Log.Error("push: drop job", "job", job.ID, "err", err)
@@ -213,7 +213,7 @@ func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
 		return
 	}
 	next := q.opt.Now().Add(q.opt.Backoff(attempt))
-	q.opt.Log.Warn("push: delivery failed, will retry", "job", job.ID, "attempt", attempt, "next", next, "err", err)
+	q.opt.Log.Warn("push: delivery failed, will retry; if this repeats, check the receiver at --push-webhook", "job", job.ID, "attempt", attempt, "next", next, "err", err)
 	if err := q.store.RetryPush(ctx, job.ID, next); err != nil {
 		q.opt.Log.Error("push: reschedule job", "job", job.ID, "err", err)
 	}

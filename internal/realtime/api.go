@@ -75,7 +75,7 @@ func (s *Server) backendMethod(ctx context.Context, tenant string, call wire.RPC
 		if err := decodeParams(call.Params, &p); err != nil {
 			return nil, err
 		}
-		seen, err := s.usersLastSeen(ctx, tenant, ids(p.UserList))
+		seen, err := s.usersLastSeen(ctx, tenant, userIDs(p.UserList))
 		if err != nil {
 			s.log.Error("getUsersLastSeen", "err", err)
 			return nil, wire.NewRPCError(wire.RPCInternalError, "")
@@ -134,7 +134,7 @@ func (s *Server) backendPublish(ctx context.Context, tenant string, params json.
 		m.Receivers = append(m.Receivers, message.Receiver{ID: id})
 	}
 	users := make(map[int64]channel.ID, len(p.UserList))
-	for _, u := range ids(p.UserList) {
+	for _, u := range userIDs(p.UserList) {
 		switch {
 		case u < 0:
 			return nil, invalidParams("userList holds a negative user id")

@@ -3,6 +3,8 @@ package realtime
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
 // protoError is one of the push server's numbered errors (docs/protocol.md,
@@ -64,3 +66,11 @@ const (
 	// errors"): 2.x reads garbage as 0, pushpull refuses it.
 	errBadExpiry = "Message-Expiry must be a whole number of seconds."
 )
+
+// invalidParams is JSON-RPC's -32602 with msg: the answer to parameters a
+// method (client or backend) cannot take.
+func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
+
+// rpcRateLimited is the JSON-RPC code of errPublishRate, in the range the
+// specification leaves to servers.
+const rpcRateLimited = -32000

@@ -39,9 +39,15 @@ func (c *discardConn) Close() error                     { return nil }
 // duplicate check).
 func BenchmarkFanOut(b *testing.B) {
 	for _, f := range []struct {
-		name string
-		fmt  format
-	}{{"text", formatText}, {"json", formatJSON}, {"protobuf", formatBinary}, {"jsonrpc", formatRPC}} {
+		name  string
+		proto func() protocol
+	}{
+		{"text", func() protocol { return textProtocol{} }},
+		{"json", func() protocol { return jsonProtocol{} }},
+		{"protobuf", func() protocol { return protobufProtocol{} }},
+		// A version 5 connection by CHANNEL_ID.
+		{"jsonrpc", func() protocol { return &rpcConn{} }},
+	} {
 		b.Run(f.name, func(b *testing.B) {
 			const subscribers = 1000
 			br, srv, stop := benchServer(b)
@@ -49,11 +55,8 @@ func BenchmarkFanOut(b *testing.B) {
 			ch := channel.ID{1}
 			sessions := make([]*session, subscribers)
 			for i := range sessions {
-				s := newSession(srv, []channel.Element{{ID: ch}}, f.fmt)
-				if f.fmt.slot == formatRPC.slot {
-					s.rpc = &rpcConn{} // a version 5 connection by CHANNEL_ID
-				}
-				sessions[i] = attachBench(b, s, &wsConn{conn: &discardConn{}})
+				s := newSession(srv, []channel.Element{{ID: ch}}, f.proto())
+				sessions[i] = attachBench(b, s, &discardConn{})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -67,10 +70,9 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 }
 
-// attachBench gives s the WebSocket side c and subscribes it.
-func attachBench(b *testing.B, s *session, c *wsConn) *session {
-	s.ws = c
-	s.onDeliver = func() { c.startWriter(s) }
+// attachBench gives s a WebSocket transport over conn and subscribes it.
+func attachBench(b *testing.B, s *session, conn net.Conn) *session {
+	s.t = &wsConn{sess: s, conn: conn}
 	if err := s.attach(context.Background(), message.ID{}, false); err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func waitWritten(b *testing.B, br *memory.Broker, sessions []*session) {
 	for _, s := range sessions {
 		for {
 			s.mu.Lock()
-			idle := len(s.queue) == 0 && !s.ws.writing
+			idle := len(s.queue) == 0 && !s.sending
 			s.mu.Unlock()
 			if idle {
 				break

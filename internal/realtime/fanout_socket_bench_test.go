@@ -47,8 +47,8 @@ func BenchmarkFanOutSockets(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer server.Close()
-				s := newSession(srv, []channel.Element{{ID: ch}}, formatText)
-				sessions[i] = attachBench(b, s, &wsConn{conn: bc.wrap(server)})
+				s := newSession(srv, []channel.Element{{ID: ch}}, textProtocol{})
+				sessions[i] = attachBench(b, s, bc.wrap(server))
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -1,18 +1,15 @@
 package realtime
 
 import (
-	"net/url"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
-	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// format is how deliveries are written to one connection. Each has its slot
+// format is how a protocol frames deliveries (protocol.go). Each has its slot
 // in hub.Delivery's frame cache, so a message is encoded once per format and
 // channel however many connections read it; a batch is then only the cached
 // pieces and a few bytes of framing.
@@ -30,37 +27,6 @@ type format struct {
 	// bare sends a batch of one without open and close: a JSON-RPC
 	// notification on its own rather than a batch array of one.
 	bare bool
-}
-
-var (
-	formatText = format{slot: 0, encode: wire.AppendTextFrame, contentType: "text/plain", opcode: ws.OpText}
-	formatJSON = format{slot: 1, encode: wire.AppendJSONObject, contentType: "application/json", opcode: ws.OpText,
-		open: []byte("["), sep: []byte(","), close: []byte("]")}
-	formatBinary = format{slot: 2, encode: appendOutgoing, contentType: "application/octet-stream", opcode: ws.OpBinary,
-		header: wire.AppendResponseBatchHeader}
-	// formatRPC is protocol version 5: incoming.message notifications, a
-	// batch array when several are queued (both clients accept either).
-	formatRPC = format{slot: 3, encode: wire.AppendIncomingMessage, contentType: "application/json", opcode: ws.OpText,
-		open: []byte("["), sep: []byte(","), close: []byte("]"), bare: true}
-)
-
-// appendOutgoing is the protobuf OutgoingMessage; it names no channel, so
-// every channel's delivery of a message encodes the same bytes.
-func appendOutgoing(dst []byte, m *message.Message, _ channel.ID) []byte {
-	return wire.AppendOutgoingMessage(dst, m)
-}
-
-// subscriberFormat picks the wire format from the subscribe query, per
-// connection, so text, JSON and protobuf subscribers share channels.
-// binaryMode is compared with the literal "true", as Push server 2.x does.
-func subscriberFormat(q url.Values) format {
-	switch {
-	case q.Get("binaryMode") == "true":
-		return formatBinary
-	case q.Get("format") == "json":
-		return formatJSON
-	}
-	return formatText
 }
 
 // maxBatchBytes caps one WebSocket message or long-poll body built from

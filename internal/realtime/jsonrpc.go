@@ -4,17 +4,21 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/token"
+	"github.com/pushpull/pushpull/internal/wire"
 )
 
-// rpcConn is what a protocol version 5 (jsonRpc=true) connection adds to
-// its session: who it is and what it watches.
+// rpcConn is protocol version 5 (jsonRpc=true), one value per connection:
+// who it is and what it watches. Deliveries are incoming.message
+// notifications; the client's text messages are JSON-RPC calls, answered on
+// the socket, or the ping, pong and mack frames (jsonrpc_frames.go).
 type rpcConn struct {
 	tenant string // the token's iss; "" for a CHANNEL_ID connection
 	user   int64  // the token's sub; 0 for none
@@ -29,31 +33,16 @@ type rpcConn struct {
 	recent [8]message.ID
 	next   int
 
-	// missed counts pings sent since the peer last sent anything.
-	missed atomic.Int32
-
 	mu       sync.Mutex
 	closed   bool
 	present  bool                 // counted in the user's presence (a WebSocket)
 	watching map[int64]channel.ID // status subscriptions: user → channel.Status
 }
 
-// isJSONRPC reports whether the subscribe query asks for protocol version 5.
-// The clients send the literal "true".
-func isJSONRPC(q url.Values) bool { return q.Get("jsonRpc") == "true" }
-
-// openSession builds the session a subscribe query asks for, or the reason
-// to refuse it (a *protoError, 4010 for any bad credential).
-func (s *Server) openSession(q url.Values) (*session, error) {
-	if isJSONRPC(q) {
-		return s.openRPCSession(q)
-	}
-	elems, err := s.parseSubscribe(q)
-	if err != nil {
-		return nil, err
-	}
-	return newSession(s, elems, subscriberFormat(q)), nil
-}
+// formatRPC frames incoming.message notifications, a batch array when
+// several are queued (both clients accept either).
+var formatRPC = format{slot: 3, encode: wire.AppendIncomingMessage, contentType: "application/json", opcode: ws.OpText,
+	open: []byte("["), sep: []byte(","), close: []byte("]"), bare: true}
 
 // openRPCSession authenticates a version 5 connection by token= (preferred,
 // as the clients do) or CHANNEL_ID. A token's channels are trusted as
@@ -80,8 +69,7 @@ func (s *Server) openRPCSession(q url.Values) (*session, error) {
 			rc.channels = append(rc.channels, e.ID)
 		}
 	}
-	sess := newSession(s, elems, formatRPC)
-	sess.rpc = rc
+	sess := newSession(s, elems, rc)
 	if rc.user > 0 {
 		rc.userChan = channel.User(rc.tenant, rc.user)
 		sess.subs = append(sess.subs, hub.Subscription{Channel: rc.userChan})
@@ -110,6 +98,18 @@ func tokenElements(c token.Claims) []channel.Element {
 		elems = append(elems, e)
 	}
 	return elems
+}
+
+func (rc *rpcConn) format() format { return formatRPC }
+
+// replayed picks, as admit does, the delivery with the user's user_params.
+func (rc *rpcConn) replayed(d *hub.Delivery) *hub.Delivery { return rc.viaUser(d) }
+
+// rpcOf is the version 5 side of sess, for the version 5 code that serves
+// it (status.go, jsonrpc_methods.go).
+func rpcOf(sess *session) *rpcConn {
+	rc, _ := sess.proto.(*rpcConn)
+	return rc
 }
 
 // admit decides, under session.mu, whether a live delivery is new to this

@@ -20,19 +20,28 @@ var (
 	prefixMack = []byte("mack:")
 )
 
+// rpcKeepalive: the clients take a connection without a text ping for 20 s
+// for stuck, and reconnect.
+var rpcKeepalive = keepalive{text: framePing, misses: maxMissed}
+
+// maxMissed is how many pings may go without any frame back before the
+// peer is taken for dead (docs/protocol-v5.md, "Decisions").
+const maxMissed = 3
+
+// keepalive: text pings.
+func (rc *rpcConn) keepalive() keepalive { return rpcKeepalive }
+
+// receive answers a text message: pong, mack or JSON-RPC. Bad input is
+// answered with a JSON-RPC error and never closes the connection.
+func (rc *rpcConn) receive(sess *session, op ws.OpCode, data []byte) ([]byte, error) {
+	if op != ws.OpText {
+		return nil, nil
+	}
+	return sess.srv.answerRPCFrame(sess, data), nil
+}
+
 // rpcCallTime bounds one client call: the clients give up after 5 s.
 const rpcCallTime = 5 * time.Second
-
-// handleRPC handles one text message of a version 5 client: pong, mack or
-// JSON-RPC. Bad input is answered with a JSON-RPC error and never closes
-// the connection; it returns false only when the socket failed.
-func (c *wsConn) handleRPC(sess *session, data []byte) bool {
-	resp := sess.srv.answerRPCFrame(sess, data)
-	if resp == nil {
-		return true
-	}
-	return c.writeText(sess, resp)
-}
 
 // answerRPCFrame carries out one text message of a version 5 client and
 // returns what to send back: pong for ping, the JSON-RPC answer, or nil.
@@ -57,14 +66,6 @@ func (s *Server) answerRPCFrame(sess *session, data []byte) []byte {
 		// As many as a version 4 client may put in one RequestBatch.
 		maxCalls: maxMessagesPerRequest,
 	})
-}
-
-func (c *wsConn) writeText(sess *session, b []byte) bool {
-	if err := c.writeFrame(ws.NewTextFrame(b), sess.srv.opt.WriteTimeout); err != nil {
-		sess.kill("write failed")
-		return false
-	}
-	return true
 }
 
 // rpcMethod carries out one call and returns its result (marshalled as

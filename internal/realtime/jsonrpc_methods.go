@@ -24,13 +24,9 @@ const (
 	methodUnsubscribeStatus = "unsubscribeStatusChange"
 )
 
-// maxUsersPerCall bounds getUsersLastSeen lists and a connection's status
-// subscriptions.
-const maxUsersPerCall = 1000
-
 // clientMethod runs one call of a subscriber.
 func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCCall) (any, *wire.RPCError) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	switch call.Method {
 	case methodPing:
 		return "pong", nil
@@ -46,7 +42,7 @@ func (s *Server) clientMethod(ctx context.Context, sess *session, call wire.RPCC
 		if len(p.UserList) > maxUsersPerCall {
 			return nil, invalidParams("userList has more than " + strconv.Itoa(maxUsersPerCall) + " users")
 		}
-		seen, err := s.usersLastSeen(ctx, rc.tenant, ids(p.UserList))
+		seen, err := s.usersLastSeen(ctx, rc.tenant, userIDs(p.UserList))
 		if err != nil {
 			s.log.Error("getUsersLastSeen", "err", err)
 			return nil, wire.NewRPCError(wire.RPCInternalError, "")
@@ -100,7 +96,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	if rc.user == 0 && !sess.hasPublic {
 		return nil, invalidParams(errPublicRequired.Error())
 	}
@@ -235,8 +231,6 @@ func jsonKind(t reflect.Type) string {
 	return "of another type"
 }
 
-func invalidParams(msg string) *wire.RPCError { return wire.NewRPCError(wire.RPCInvalidParams, msg) }
-
 // isObject reports whether raw is a JSON object.
 func isObject(raw json.RawMessage) bool {
 	raw = json.RawMessage(strings.TrimSpace(string(raw)))
@@ -269,10 +263,18 @@ type userIDError struct{}
 
 func (*userIDError) Error() string { return "a user id is not an integer" }
 
-func ids(us []userID) []int64 {
+func userIDs(us []userID) []int64 {
 	out := make([]int64, len(us))
 	for i, u := range us {
 		out[i] = int64(u)
 	}
 	return out
+}
+
+// admitRPCPublish applies the rate limits to a version 5 client's publish.
+func (s *Server) admitRPCPublish(sess *session, m *message.Message) *wire.RPCError {
+	if !s.pubLimits.admit(publishSource{conn: &sess.pubBudget}, []*message.Message{m}) {
+		return wire.NewRPCError(rpcRateLimited, errPublishRate.Error())
+	}
+	return nil
 }

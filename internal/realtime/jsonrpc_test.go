@@ -576,6 +576,7 @@ func TestV5RecoveryDoesNotResendTheMid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sess.t = newLongPollConn() // a transport that holds the queue until asked
 	if err := sess.subscribe(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/hub"
 )
 
 // connLimit caps the connections of one private channel (one user's tabs
@@ -11,26 +12,27 @@ import (
 // does: when a new connection would exceed the cap, the oldest is closed
 // with 4029. It keeps a buggy or hostile client from holding thousands of
 // sockets on one user's channel.
-type connLimit struct {
+type connLimit[T comparable] struct {
 	max int
 	mu  sync.Mutex
 	// byChannel lists connections oldest first. Lists are short (≤ max),
 	// so removal by scan is cheaper than any index.
-	byChannel map[channel.ID][]*session
+	byChannel map[channel.ID][]T
 }
 
-func newConnLimit(max int) *connLimit {
-	return &connLimit{max: max, byChannel: make(map[channel.ID][]*session)}
+func newConnLimit[T comparable](max int) *connLimit[T] {
+	return &connLimit[T]{max: max, byChannel: make(map[channel.ID][]T)}
 }
 
-// add registers s and returns the connections it pushes over the cap.
-func (l *connLimit) add(s *session) (evicted []*session) {
+// add registers s, subscribed to subs, and returns the connections it
+// pushes over the cap.
+func (l *connLimit[T]) add(s T, subs []hub.Subscription) (evicted []T) {
 	if l.max <= 0 {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, sub := range s.subs {
+	for _, sub := range subs {
 		if !sub.HasPublic {
 			continue
 		}
@@ -44,13 +46,14 @@ func (l *connLimit) add(s *session) (evicted []*session) {
 	return evicted
 }
 
-func (l *connLimit) remove(s *session) {
+// remove forgets s, subscribed to subs.
+func (l *connLimit[T]) remove(s T, subs []hub.Subscription) {
 	if l.max <= 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, sub := range s.subs {
+	for _, sub := range subs {
 		if !sub.HasPublic {
 			continue
 		}

@@ -58,11 +58,14 @@ const (
 	refusedBadChannelID
 	refusedBadToken
 	refusedExpiredToken
+	refusedDraining
+	refusedBadUpgrade
 	numHandshakeReasons
 )
 
 var handshakeReasonNames = [numHandshakeReasons]string{
 	"no_channels", "too_many_channels", "bad_signature", "bad_channel_id", "bad_token", "expired_token",
+	"draining", "bad_upgrade",
 }
 
 // Where a message was published from.
@@ -87,15 +90,23 @@ const (
 
 var dropReasonNames = [numDropReasons]string{"slow_consumer", "write_error", "connection_limit"}
 
-// handshake counts a subscribe request on transport and, if openSession
-// refused it with err, why.
-func (c *counters) handshake(transport int, err error) {
-	c.handshakes[transport].Add(1)
-	if err == nil {
-		return
+// handshake counts a subscribe request, a WebSocket upgrade or a long poll.
+func (c *counters) handshake(upgrade bool) {
+	t := transportLongPoll
+	if upgrade {
+		t = transportWebSocket
 	}
+	c.handshakes[t].Add(1)
+}
+
+// refused counts a subscribe request refused with err (logRefused).
+func (c *counters) refused(err error) {
 	reason := refusedBadChannelID
 	switch {
+	case errors.Is(err, errDraining):
+		reason = refusedDraining
+	case errors.Is(err, errUpgrade):
+		reason = refusedBadUpgrade
 	case errors.Is(err, token.ErrExpired):
 		reason = refusedExpiredToken
 	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrAlgorithm),
@@ -199,9 +210,13 @@ func (s *Server) Metrics() Metrics {
 	c := s.metrics
 	var conns [numTransports][len(protocolNames)]int
 	s.sessMu.Lock()
-	for sess := range s.sessions {
+	for m := range s.sessions {
+		sess, ok := m.(*session)
+		if !ok {
+			continue
+		}
 		t := transportLongPoll
-		if sess.ws != nil {
+		if sess.t.streams() {
 			t = transportWebSocket
 		}
 		conns[t][sess.format.slot]++

@@ -11,12 +11,11 @@ import (
 // the answer between rounds: a ticker would make the answer race the
 // machine's load.
 func (ts *testServer) pingRound(rpc bool) {
-	for _, sess := range ts.rt.liveSessions(func(s *session) bool { return s.ws != nil && (s.rpc != nil) == rpc }) {
-		if rpc {
-			sess.ws.rpcPing(sess)
-		} else {
-			sess.ws.ping(sess)
-		}
+	for _, sess := range ts.rt.liveSessions(func(s *session) bool {
+		_, ws := s.t.(*wsConn)
+		return ws && (s.proto.keepalive().text != nil) == rpc
+	}) {
+		sess.t.ping()
 	}
 }
 
@@ -28,12 +27,13 @@ func (ts *testServer) wsSession(t *testing.T, client net.Conn) *session {
 	var found *session
 	waitFor(t, "the client's session", func() bool {
 		list := ts.rt.liveSessions(func(s *session) bool {
-			if s.ws == nil {
+			c, ok := s.t.(*wsConn)
+			if !ok {
 				return false
 			}
-			s.ws.connMu.Lock()
-			defer s.ws.connMu.Unlock()
-			return s.ws.conn != nil && s.ws.conn.RemoteAddr().String() == client.LocalAddr().String() && s.ws.alive.Load()
+			c.connMu.Lock()
+			defer c.connMu.Unlock()
+			return c.conn != nil && c.conn.RemoteAddr().String() == client.LocalAddr().String() && c.alive.Load()
 		})
 		if len(list) == 1 {
 			found = list[0]
@@ -47,5 +47,5 @@ func (ts *testServer) wsSession(t *testing.T, client net.Conn) *session {
 // last ping round: what a round checks.
 func waitAnswered(t *testing.T, sess *session) {
 	t.Helper()
-	waitFor(t, "the peer's answer to the ping", sess.ws.alive.Load)
+	waitFor(t, "the peer's answer to the ping", sess.t.(*wsConn).alive.Load)
 }

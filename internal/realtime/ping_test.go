@@ -14,19 +14,17 @@ import (
 func TestPingSparesAConnectionStillInItsHandshake(t *testing.T) {
 	ts := newTestServer(t, nil)
 	for _, rpc := range []bool{false, true} {
-		sess := newSession(ts.rt, []channel.Element{{ID: newChannel(t)}}, formatText)
-		sess.ws = &wsConn{}
+		var p protocol = textProtocol{}
 		if rpc {
-			sess.rpc = &rpcConn{}
+			p = &rpcConn{}
 		}
+		sess := newSession(ts.rt, []channel.Element{{ID: newChannel(t)}}, p)
+		c := &wsConn{sess: sess}
+		sess.t = c
 		for range 2 * maxMissed {
-			if rpc {
-				sess.ws.rpcPing(sess)
-			} else {
-				sess.ws.ping(sess)
-			}
+			c.ping()
 		}
-		if sess.ws.done.Load() {
+		if c.done.Load() {
 			t.Fatalf("rpc=%v: a connection in its handshake was dropped by the ping loop", rpc)
 		}
 	}

@@ -39,15 +39,6 @@ func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// parseTrusted validates a backend's CHANNEL_ID: ids may come unsigned (the
-// PHP module sends raw ids), but any signature present must be right.
-func (s *Server) parseTrusted(raw string) ([]channel.Element, error) {
-	return channel.ParseList(raw, channel.ListOptions{
-		Signer:      s.signer,
-		MaxElements: s.opt.MaxChannelsPerRequest,
-	})
-}
-
 // publishText is POST /pub/?CHANNEL_ID=a/b with the message as the body.
 // The body may be anything (Push server 2.x delivers any body); only what
 // would break a subscriber's connection is refused: bytes that are not
@@ -188,7 +179,7 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errPublicRequired)
 		return
 	}
-	who := newSession(s, elems, formatBinary).requester()
+	who := newSession(s, elems, protobufProtocol{}).requester()
 	who.source.ip = clientPrefix(r)
 	s.answerBatch(w, r, body, who)
 }

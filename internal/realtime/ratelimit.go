@@ -8,7 +8,6 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
-	"github.com/pushpull/pushpull/internal/wire"
 )
 
 // Client publishing is limited in messages (one message to one receiver
@@ -18,10 +17,6 @@ import (
 // the sender's (its WebSocket connection, or its address on /pubweb/), and
 // each receiver's, whoever sends. Over a limit the request is refused and
 // nothing of it is published; receivers are never cut for it.
-
-// rpcRateLimited is the JSON-RPC code of errPublishRate, in the range the
-// specification leaves to servers.
-const rpcRateLimited = -32000
 
 // RateLimit is a token bucket's shape: PerSecond messages a second on
 // average, up to Burst at once. A PerSecond of 0 means no limit.
@@ -155,11 +150,11 @@ type publishLimits struct {
 	now    func() time.Time
 }
 
-func newPublishLimits(opt Options) *publishLimits {
+func newPublishLimits(conn, byIP, byChan RateLimit) *publishLimits {
 	return &publishLimits{
-		conn:   opt.ClientPublishRate,
-		byIP:   newBucketMap[netip.Prefix](opt.ClientPublishIPRate, maxLimitKeys),
-		byChan: newBucketMap[channel.ID](opt.ClientPublishTargetRate, maxLimitKeys),
+		conn:   conn,
+		byIP:   newBucketMap[netip.Prefix](byIP, maxLimitKeys),
+		byChan: newBucketMap[channel.ID](byChan, maxLimitKeys),
 		now:    time.Now,
 	}
 }
@@ -213,33 +208,4 @@ func (l *publishLimits) admit(src publishSource, msgs []*message.Message) bool {
 	// Charged to the sender even when a receiver refuses: a sender
 	// hammering a full receiver spends its own budget doing it.
 	return l.byChan.takeAll(now, byChan)
-}
-
-// admitClientBatch applies the client limits to the messages of one
-// RequestBatch: at most maxMessagesPerRequest in all (2.x reads only the
-// first request of a batch, which holds at most that many), and the rate
-// limits. Backends are not limited.
-func (s *Server) admitClientBatch(who requester, msgs []*message.Message) error {
-	if who.trusted {
-		return nil
-	}
-	if len(msgs) > maxMessagesPerRequest {
-		return errTooManyMessages
-	}
-	if !s.pubLimits.admit(who.source, msgs) {
-		return errPublishRate
-	}
-	return nil
-}
-
-// admitRPCPublish applies the rate limits to a version 5 client's publish.
-func (s *Server) admitRPCPublish(sess *session, m *message.Message) *wire.RPCError {
-	var src publishSource
-	if sess.ws != nil {
-		src.conn = &sess.ws.pubBudget
-	}
-	if !s.pubLimits.admit(src, []*message.Message{m}) {
-		return wire.NewRPCError(rpcRateLimited, errPublishRate.Error())
-	}
-	return nil
 }

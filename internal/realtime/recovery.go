@@ -3,6 +3,7 @@ package realtime
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/broker"
@@ -30,6 +31,76 @@ const (
 	wsReplayMessages = 10_000
 	wsReplayBytes    = 16 << 20
 )
+
+// attach subscribes the session and then replays what it missed after mid.
+// Subscribing first and buffering live deliveries until the replay is queued
+// is what closes the gap between "read history" and "receive live": a message
+// published in between is either in the history or in the buffer, and one
+// that is in both is sent once.
+func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
+	if err := s.subscribe(ctx); err != nil {
+		return err
+	}
+	return s.replay(ctx, mid, recover)
+}
+
+// replay queues what the session missed after mid ahead of the live
+// deliveries buffered since subscribe, and starts delivery.
+func (s *session) replay(ctx context.Context, mid message.ID, recover bool) error {
+	var missed missed
+	if recover {
+		var err error
+		if missed, err = s.readMissed(ctx, mid); err != nil {
+			s.detach()
+			return fmt.Errorf("%w: %w", errHistory, err)
+		}
+	}
+	replay := missed.deliveries
+	s.srv.metrics.recovered(recover, len(replay))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recovering = false
+	if recover {
+		s.knownUpTo, s.hasKnown = mid, true
+	}
+	if missed.more && s.t.streams() {
+		s.restarting, s.endReason = true, reasonReplayContinues
+		s.srv.log.Debug("recovery beyond one connection's replay; the client comes back for the rest", "replayed", len(replay))
+	}
+	if len(replay) > 0 {
+		// A buffered live delivery of a replayed message is dropped
+		// whichever channel it came through: a replay lists each message
+		// once.
+		sent := make(map[message.ID]struct{}, len(replay))
+		for _, d := range replay {
+			sent[d.Msg.ID] = struct{}{}
+		}
+		s.replayedUpTo = replay[len(replay)-1].Msg.ID
+		s.replayed = len(replay)
+		live := s.queue
+		s.queue = replay
+		for _, d := range live {
+			if _, dup := sent[d.Msg.ID]; !dup && !s.knownLocked(d) {
+				s.queue = append(s.queue, d)
+			}
+		}
+	} else if s.hasKnown {
+		kept := s.queue[:0]
+		for _, d := range s.queue {
+			if !s.knownLocked(d) {
+				kept = append(kept, d)
+			}
+		}
+		clear(s.queue[len(kept):])
+		s.queue = kept
+	}
+	if len(s.queue) > 0 || s.restarting {
+		s.notifyLocked()
+	}
+	return nil
+}
+
+var errHistory = fmt.Errorf("history unavailable")
 
 // missed is what a recovering connection is sent before live messages.
 type missed struct {
@@ -74,10 +145,7 @@ func (s *session) readMissed(ctx context.Context, mid message.ID) (missed, error
 			}
 			seen[e.Msg.ID] = struct{}{}
 			d := hub.NewDelivery(e.Msg, s.localChannel(e.Channel))
-			if s.rpc != nil {
-				d = s.rpc.viaUser(d)
-			}
-			out.deliveries = append(out.deliveries, d)
+			out.deliveries = append(out.deliveries, s.proto.replayed(d))
 			size += len(e.Msg.Body)
 		}
 		if signal != nil {
@@ -87,7 +155,7 @@ func (s *session) readMissed(ctx context.Context, mid message.ID) (missed, error
 			return out, nil
 		}
 		after = p.Next
-		if s.ws == nil || len(out.deliveries) >= budget || size >= wsReplayBytes {
+		if !s.t.streams() || len(out.deliveries) >= budget || size >= wsReplayBytes {
 			out.more = true
 			return out, nil
 		}

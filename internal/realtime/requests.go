@@ -12,10 +12,6 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-// maxMessagesPerRequest is the reference's limit on one incomingMessages
-// request, which the Bitrix PHP module also splits its batches by.
-const maxMessagesPerRequest = 100
-
 // requester is who sent a RequestBatch: a trusted backend (/pub/), or a
 // client (WebSocket binary frame, /pubweb/) publishing as its public id.
 type requester struct {
@@ -203,4 +199,26 @@ func (s *Server) channelStatsResponse(ctx context.Context, ids []*pb.ChannelId) 
 		stats.Channels[i] = &pb.ChannelStats{Id: c.GetId(), IsPrivate: c.GetIsPrivate(), IsOnline: counts[i] > 0}
 	}
 	return &pb.Response{Command: &pb.Response_ChannelStats{ChannelStats: stats}}, nil
+}
+
+// admitClientBatch applies the client limits to the messages of one
+// RequestBatch: at most maxMessagesPerRequest in all (2.x reads only the
+// first request of a batch, which holds at most that many), and the rate
+// limits. Backends are not limited.
+func (s *Server) admitClientBatch(who requester, msgs []*message.Message) error {
+	if who.trusted {
+		return nil
+	}
+	if len(msgs) > maxMessagesPerRequest {
+		return errTooManyMessages
+	}
+	if !s.pubLimits.admit(who.source, msgs) {
+		return errPublishRate
+	}
+	return nil
+}
+
+// requester is this connection as the author of client requests.
+func (s *session) requester() requester {
+	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
 }

@@ -1,10 +1,13 @@
 package realtime
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
@@ -14,6 +17,11 @@ import (
 // session is one subscriber connection: a WebSocket or one long-poll request.
 // Deliveries are queued under mu and written by the transport; the queue is
 // bounded so one slow reader cannot hold memory or the publishers.
+//
+// The session stands on two seams, both defined below. Its protocol, chosen
+// at the handshake, frames what it sends and answers what the client sends;
+// its transport is how the bytes leave. Neither knows the other, and the
+// session knows neither's kind.
 type session struct {
 	srv   *Server
 	subs  []hub.Subscription
@@ -22,9 +30,11 @@ type session struct {
 	// publishes as to other clients (protocol version 4).
 	publisher channel.ID
 	hasPublic bool
-	format    format
-	ws        *wsConn  // nil for long polling
-	rpc       *rpcConn // protocol version 5 (jsonRpc=true); nil otherwise
+	proto     protocol
+	format    format // proto's, read on every batch
+	t         transport
+	// pubBudget limits what the client publishes over this connection.
+	pubBudget connBucket
 
 	mu         sync.Mutex
 	queue      []*hub.Delivery
@@ -43,10 +53,11 @@ type session struct {
 	hasKnown   bool
 	subscribed time.Time
 	closed     bool
-	wake       chan struct{} // long polling: signalled on the first delivery
-	onDeliver  func()        // WebSocket: starts the writer
-	closeOnce  sync.Once
-	evicted    *protoError // set when a newer connection pushed this one out
+	// sending: the transport was woken and has not yet found the queue
+	// empty (next), so it need not be woken again.
+	sending   bool
+	closeOnce sync.Once
+	evicted   *protoError // set when a newer connection pushed this one out
 	// restarting ends a WebSocket once its queue is written, with
 	// endReason (the server's restart unless set).
 	restarting bool
@@ -56,8 +67,8 @@ type session struct {
 	replayed int
 }
 
-func newSession(srv *Server, elems []channel.Element, f format) *session {
-	s := &session{srv: srv, format: f, recovering: true}
+func newSession(srv *Server, elems []channel.Element, p protocol) *session {
+	s := &session{srv: srv, proto: p, format: p.format(), recovering: true}
 	for _, e := range elems {
 		s.subs = append(s.subs, hub.Subscription{Channel: e.ID, Public: e.Public, HasPublic: e.HasPublic})
 		s.chans = append(s.chans, e.ID)
@@ -71,11 +82,6 @@ func newSession(srv *Server, elems []channel.Element, f format) *session {
 		}
 	}
 	return s
-}
-
-// requester is this connection as the author of client requests.
-func (s *session) requester() requester {
-	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
 }
 
 // historyChannels are where this connection's messages are stored: its
@@ -93,18 +99,6 @@ func (s *session) localChannel(id channel.ID) channel.ID {
 	return id
 }
 
-// attach subscribes the session and then replays what it missed after mid.
-// Subscribing first and buffering live deliveries until the replay is queued
-// is what closes the gap between "read history" and "receive live": a message
-// published in between is either in the history or in the buffer, and one
-// that is in both is sent once.
-func (s *session) attach(ctx context.Context, mid message.ID, recover bool) error {
-	if err := s.subscribe(ctx); err != nil {
-		return err
-	}
-	return s.replay(ctx, mid, recover)
-}
-
 // subscribe makes the session receive live deliveries, which wait in its
 // queue until replay has run. A WebSocket subscribes before the handshake
 // completes, so that a client that sees the connection open can rely on
@@ -114,7 +108,7 @@ func (s *session) subscribe(ctx context.Context) error {
 	if err := s.srv.register(s); err != nil {
 		return err
 	}
-	for _, old := range s.srv.limit.add(s) {
+	for _, old := range s.srv.limit.add(s, s.subs) {
 		s.srv.log.Info("closing the oldest connection of a channel over the limit", "limit", s.srv.opt.MaxConnPerChannel)
 		s.srv.metrics.drops[dropConnectionLimit].Add(1)
 		old.evict(errTooManyConnections)
@@ -122,73 +116,13 @@ func (s *session) subscribe(ctx context.Context) error {
 	s.srv.hub.Attach(s, s.subs)
 	if err := s.srv.broker.Attach(ctx, s.chans); err != nil {
 		s.srv.hub.Detach(s, s.subs)
-		s.srv.limit.remove(s)
+		s.srv.limit.remove(s, s.subs)
 		s.srv.unregister(s)
 		return fmt.Errorf("attach: %w", err)
 	}
-	if s.rpc != nil && s.rpc.user > 0 && s.ws != nil {
-		s.srv.userArrived(ctx, s)
-	}
+	s.proto.attached(ctx, s)
 	return nil
 }
-
-// replay queues what the session missed after mid ahead of the live
-// deliveries buffered since subscribe, and starts delivery.
-func (s *session) replay(ctx context.Context, mid message.ID, recover bool) error {
-	var missed missed
-	if recover {
-		var err error
-		if missed, err = s.readMissed(ctx, mid); err != nil {
-			s.detach()
-			return fmt.Errorf("%w: %w", errHistory, err)
-		}
-	}
-	replay := missed.deliveries
-	s.srv.metrics.recovered(recover, len(replay))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.recovering = false
-	if recover {
-		s.knownUpTo, s.hasKnown = mid, true
-	}
-	if missed.more && s.ws != nil {
-		s.restarting, s.endReason = true, reasonReplayContinues
-		s.srv.log.Debug("recovery beyond one connection's replay; the client comes back for the rest", "replayed", len(replay))
-	}
-	if len(replay) > 0 {
-		// A buffered live delivery of a replayed message is dropped
-		// whichever channel it came through: a replay lists each message
-		// once.
-		sent := make(map[message.ID]struct{}, len(replay))
-		for _, d := range replay {
-			sent[d.Msg.ID] = struct{}{}
-		}
-		s.replayedUpTo = replay[len(replay)-1].Msg.ID
-		s.replayed = len(replay)
-		live := s.queue
-		s.queue = replay
-		for _, d := range live {
-			if _, dup := sent[d.Msg.ID]; !dup && !s.knownLocked(d) {
-				s.queue = append(s.queue, d)
-			}
-		}
-	} else if s.hasKnown {
-		kept := s.queue[:0]
-		for _, d := range s.queue {
-			if !s.knownLocked(d) {
-				kept = append(kept, d)
-			}
-		}
-		clear(s.queue[len(kept):])
-		s.queue = kept
-	}
-	if len(s.queue) > 0 || s.restarting {
-		s.notifyLocked()
-	}
-	return nil
-}
-
-var errHistory = fmt.Errorf("history unavailable")
 
 // knownLocked reports whether the client had d before it connected.
 func (s *session) knownLocked(d *hub.Delivery) bool {
@@ -206,12 +140,10 @@ func (s *session) Deliver(d *hub.Delivery) {
 		s.mu.Unlock()
 		return
 	}
-	if s.rpc != nil {
-		var ok bool
-		if d, ok = s.rpc.admit(d); !ok {
-			s.mu.Unlock()
-			return
-		}
+	var ok bool
+	if d, ok = s.proto.admit(d); !ok {
+		s.mu.Unlock()
+		return
 	}
 	if len(s.queue) >= s.srv.opt.SendQueue+s.replayed {
 		// Deliver runs under the hub's locks, so the connection is only cut
@@ -231,16 +163,13 @@ func (s *session) Deliver(d *hub.Delivery) {
 	s.mu.Unlock()
 }
 
+// notifyLocked wakes the transport unless it is awake already.
 func (s *session) notifyLocked() {
-	if s.wake != nil {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+	if s.sending {
+		return
 	}
-	if s.onDeliver != nil {
-		s.onDeliver()
-	}
+	s.sending = true
+	s.t.wake()
 }
 
 // take removes and returns everything queued.
@@ -252,6 +181,65 @@ func (s *session) take() []*hub.Delivery {
 	return q
 }
 
+// next is take for a transport's writer, which calls it until the queue is
+// empty: written is the batch it wrote last, whose array the queue reuses.
+// With nothing queued the writer stops (a delivery wakes the transport
+// again), and end says whether the connection is to close now that all is
+// written, with reason.
+func (s *session) next(written []*hub.Delivery) (q []*hub.Delivery, end bool, reason string) {
+	s.mu.Lock()
+	q = s.queue
+	s.queue = reuseQueue(written)
+	if len(q) == 0 {
+		s.sending = false
+		end, reason = s.restarting, cmp.Or(s.endReason, reasonServerRestart)
+	}
+	s.mu.Unlock()
+	return q, end, reason
+}
+
+// requeue puts deliveries taken by next but not written back at the head
+// of the queue.
+func (s *session) requeue(q []*hub.Delivery) {
+	s.mu.Lock()
+	if len(q) > 0 && !s.closed {
+		s.queue = append(q[:len(q):len(q)], s.queue...)
+	}
+	s.mu.Unlock()
+}
+
+// writerFailed is what a transport's writer calls when it stops on a
+// failed write instead of an empty queue: the connection is dropped.
+func (s *session) writerFailed() {
+	s.kill("write failed")
+	s.mu.Lock()
+	s.sending = false
+	s.mu.Unlock()
+}
+
+// maxReusedQueue is the largest queue array a writer hands back for the
+// next deliveries: under fan-out a connection's queue is mostly one or two
+// deliveries, and reusing its array saves an allocation per delivery; a
+// large one from a burst is left to the collector.
+const maxReusedQueue = 8
+
+// reuseQueue returns q emptied for reuse, or nil.
+func reuseQueue(q []*hub.Delivery) []*hub.Delivery {
+	if cap(q) == 0 || cap(q) > maxReusedQueue {
+		return nil
+	}
+	q = q[:cap(q)]
+	clear(q) // the deliveries it held may be collected
+	return q[:0]
+}
+
+// evictedBy is the numbered error that ended the session, if one did.
+func (s *session) evictedBy() *protoError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evicted
+}
+
 // detach ends the subscription; safe to call more than once.
 func (s *session) detach() {
 	s.closeOnce.Do(func() {
@@ -260,10 +248,8 @@ func (s *session) detach() {
 		s.queue = nil
 		s.mu.Unlock()
 		s.srv.hub.Detach(s, s.subs)
-		s.srv.limit.remove(s)
-		if s.rpc != nil {
-			s.srv.rpcDetached(s)
-		}
+		s.srv.limit.remove(s, s.subs)
+		s.proto.detached(s)
 		// The embedded broker cannot fail here; a cluster broker's presence
 		// keys expire on their own if it does.
 		if err := s.srv.broker.Detach(context.Background(), s.chans); err != nil {
@@ -279,12 +265,7 @@ func (s *session) evict(e *protoError) {
 	s.mu.Lock()
 	s.evicted = e
 	s.mu.Unlock()
-	if s.ws != nil {
-		// The reader closes the socket when the handshake ends.
-		s.ws.closeWithError(e)
-	} else {
-		s.cut(e.text)
-	}
+	s.t.close(e)
 	s.detach()
 }
 
@@ -296,17 +277,7 @@ func (s *session) kill(reason string) {
 
 // cut closes the transport without touching the hub, so it is safe under
 // the hub's locks.
-func (s *session) cut(reason string) {
-	if s.ws != nil {
-		s.ws.abort(reason)
-	}
-	if s.wake != nil {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
-}
+func (s *session) cut(reason string) { s.t.cut(reason) }
 
 // restart queues the server_restart command (if any) and ends the
 // connection once it is written.
@@ -322,7 +293,82 @@ func (s *session) restart(m *message.Message) {
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
-	if s.ws == nil && m == nil {
+	if m == nil && !s.t.streams() {
 		s.kill(reasonServerRestart)
 	}
+}
+
+// reasonServerRestart is the close reason of a graceful shutdown (1001).
+const reasonServerRestart = "server restart"
+
+// reasonReplayContinues is the close reason (1001) of a WebSocket whose
+// recovery was more than one connection replays: the client reconnects with
+// the last mid it got and the replay continues from there.
+const reasonReplayContinues = "replay continues"
+
+// protocol is one subscribe protocol: text (version 3), JSON, protobuf
+// (version 4) or JSON-RPC (version 5). openSession (connect.go) chooses one
+// value per connection at the handshake; from then on the session and its
+// transport ask it, never which protocol it is. A protocol with no state of
+// its own is one shared value; one with state (version 5) is a value per
+// connection.
+//
+// Adding a protocol is a file with a type that implements this, and its
+// line in openSession.
+type protocol interface {
+	// format frames the protocol's deliveries.
+	format() format
+	// admit decides whether a live delivery is sent, and may replace it
+	// (another channel's delivery of the same message). It runs under the
+	// session's lock and the hub's, on the fan-out path.
+	admit(d *hub.Delivery) (*hub.Delivery, bool)
+	// replayed may replace a delivery recovered from history, as admit
+	// does a live one.
+	replayed(d *hub.Delivery) *hub.Delivery
+	// attached runs once the session is subscribed; detached once, when it
+	// ends. They hold and release what the protocol keeps beyond the
+	// session's channels.
+	attached(ctx context.Context, sess *session)
+	detached(sess *session)
+	// receive carries out a data message (op is ws.OpText or ws.OpBinary)
+	// that the client sent over a WebSocket, and returns the answer to
+	// send in the protocol's format (nil for none). A *protoError closes
+	// the connection with its code; another error with 1011.
+	receive(sess *session, op ws.OpCode, data []byte) ([]byte, error)
+	// keepalive is how the protocol's WebSockets are pinged.
+	keepalive() keepalive
+}
+
+// keepalive is how a protocol's WebSockets are kept alive and found dead.
+type keepalive struct {
+	// text, when set, is a ping sent as a text message every
+	// Options.RPCPingInterval, which a peer that has sent nothing for
+	// misses pings in a row does not survive. Without it, a control-frame
+	// ping goes every Options.PingInterval to a peer that must have sent
+	// something since the last.
+	text   []byte
+	misses int32
+}
+
+// transport is how a session's bytes leave: a WebSocket (websocket.go) or
+// a long poll (longpoll.go). The session owns its queue: a transport takes
+// from it with take or next and puts back with requeue, and never locks the
+// session or touches what its lock guards.
+type transport interface {
+	// wake tells the transport that the session has something to send or
+	// is to end. It runs under the session's lock (and the hub's), so it
+	// must not block or call back into the session.
+	wake()
+	// close ends the connection with a numbered error: a close frame with
+	// its code, or its HTTP status.
+	close(e *protoError)
+	// cut drops the connection at once. It must not touch the hub: it may
+	// run under the hub's locks.
+	cut(reason string)
+	// ping keeps the connection alive and finds a dead peer, once per
+	// interval of the protocol's keepalive.
+	ping()
+	// streams reports whether the connection outlives one answer: it reads
+	// a long recovery page after page and ends itself when told to.
+	streams() bool
 }

@@ -26,10 +26,22 @@ import (
 // every 0→1 and 1→0 is announced exactly once. Two nodes changing the same user at the
 // same instant may both or neither announce: status is advisory.
 
+// attached counts a WebSocket of a user in its presence; a long poll comes
+// and goes with every answer and would make the user flicker.
+func (rc *rpcConn) attached(ctx context.Context, sess *session) {
+	if rc.user > 0 && sess.t.streams() {
+		sess.srv.userArrived(ctx, sess)
+	}
+}
+
+// detached releases what the connection holds beyond its channels: its
+// watches and its presence.
+func (rc *rpcConn) detached(sess *session) { sess.srv.rpcDetached(sess) }
+
 // userArrived counts a WebSocket of a user and announces it if it is the
 // user's first.
 func (s *Server) userArrived(ctx context.Context, sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	pc := channel.Presence(rc.tenant, rc.user)
 	mu := s.presenceLock(pc)
 	mu.Lock()
@@ -54,7 +66,7 @@ func (s *Server) userArrived(ctx context.Context, sess *session) {
 // userLeft undoes userArrived: the user was seen now, and is gone if this
 // was its last WebSocket.
 func (s *Server) userLeft(sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	present := rc.present
 	rc.present = false
@@ -80,9 +92,9 @@ func (s *Server) userLeft(sess *session) {
 	}
 }
 
-// presenceStripes spreads users over locks: a reconnect storm of many users
-// must not queue behind one lock around broker round trips.
-const presenceStripes = 64
+// maxUsersPerCall bounds getUsersLastSeen lists and a connection's status
+// subscriptions.
+const maxUsersPerCall = 1000
 
 // presenceLock is the lock of the user whose presence channel is pc; the
 // id is an md5, so any byte is evenly spread.
@@ -136,7 +148,7 @@ func (s *Server) announceStatus(ctx context.Context, tenant string, user int64, 
 
 // watch makes sess receive user's status changes.
 func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPCError {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if rc.closed {
@@ -164,7 +176,7 @@ func (s *Server) watch(ctx context.Context, sess *session, user int64) *wire.RPC
 
 // unwatch undoes watch; unknown users are ignored.
 func (s *Server) unwatch(ctx context.Context, sess *session, user int64) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	sc, ok := rc.watching[user]
@@ -185,7 +197,7 @@ func (s *Server) dropWatch(ctx context.Context, sess *session, sc channel.ID) {
 // rpcDetached releases what a version 5 connection holds beyond its
 // channels: its watches and its presence.
 func (s *Server) rpcDetached(sess *session) {
-	rc := sess.rpc
+	rc := rpcOf(sess)
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.WriteTimeout)
 	defer cancel()
 	rc.mu.Lock()

@@ -1,28 +1,23 @@
 package realtime
 
 import (
-	"cmp"
-	"context"
-	"encoding/binary"
-	"errors"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/pushpull/pushpull/internal/hub"
 )
 
-// wsConn is the WebSocket side of a session. An idle connection costs one
-// goroutine (the reader) and no buffers: frames are read header-first
-// straight from the socket, and a writer goroutine exists only while there is
-// something to send.
+// wsConn is the WebSocket transport of a session. An idle connection costs
+// one goroutine (the reader) or none (read from the poller, wsreader.go),
+// and no buffers: frames are read header-first straight from the socket,
+// and a writer runs only while there is something to send.
 type wsConn struct {
+	sess *session // nil for a connection refused after the upgrade
+
 	// connMu guards conn, which is set once the handshake completes: the
 	// session is subscribed (and can be cut) before that.
 	connMu  sync.Mutex
@@ -30,91 +25,19 @@ type wsConn struct {
 	pending *pendingClose // a close asked for before conn was set
 	r       io.Reader     // conn, or the handshake's reader while it holds bytes
 	writeMu sync.Mutex
-	writing bool // guarded by session.mu: a writer goroutine is running
 	alive   atomic.Bool
 	done    atomic.Bool
 	closing atomic.Bool // our close frame is sent; waiting for the peer's
 
-	// ev is set, under connMu, when the poller drives the reader.
-	ev *eventReader
+	// ev is set, under connMu, when the poller drives the reader
+	// (wsreader.go).
+	ev polledReader
 	// raw is the socket for the writer pool's non-blocking writes, found
 	// on the first one; guarded by writeMu.
 	raw syscall.RawConn
 
-	// pubBudget limits what the client publishes over this connection.
-	pubBudget connBucket
-}
-
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	sess, chanErr := s.openSession(q)
-	s.metrics.handshake(transportWebSocket, chanErr)
-	c := &wsConn{}
-	if chanErr == nil {
-		sess.ws = c
-		sess.onDeliver = func() { c.startWriter(sess) }
-		// Subscribe before the handshake completes: a client that sees
-		// the socket open may be sent events at once.
-		if err := sess.subscribe(r.Context()); err != nil {
-			status, text := http.StatusServiceUnavailable, "Server is restarting."
-			if !errors.Is(err, errDraining) {
-				s.log.Warn("websocket attach failed", "err", err)
-				text = "Service unavailable."
-			}
-			writeText(w, status, text)
-			return
-		}
-		// Counted from here, so that a client that sees the handshake
-		// complete also sees itself in /server-stat/.
-		s.websockets.Add(1)
-	}
-	up := ws.HTTPUpgrader{}
-	conn, rw, _, err := up.Upgrade(r, w)
-	if err != nil {
-		// The upgrader has answered the client with 400 already.
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
-		if sess != nil {
-			s.websockets.Add(-1)
-			sess.detach()
-		}
-		return
-	}
-	var in io.Reader = conn
-	if rw != nil && rw.Reader.Buffered() > 0 {
-		in = io.MultiReader(io.LimitReader(rw.Reader, int64(rw.Reader.Buffered())), conn)
-	}
-	// Alive before the ping loops can see the socket: they skip a
-	// connection without one, and would drop one not yet alive.
-	c.alive.Store(true)
-	if !c.setConn(conn, in) {
-		// Closed while the handshake was under way (a newer connection
-		// over the channel limit, a slow consumer, a shutdown).
-		if sess != nil {
-			s.websockets.Add(-1)
-		}
-		return
-	}
-	if chanErr != nil {
-		// Refused after the upgrade, as Push server 2.x does: clients react
-		// to close code 4010 by reloading their config, but only see 1006 for
-		// a failed handshake.
-		s.log.Debug("websocket refused", "remote", r.RemoteAddr, "err", chanErr)
-		c.closeWithError(errWrongChannelID)
-		c.drain()
-		return
-	}
-	// Replay on the handler's goroutine, which ends when the handler
-	// returns; the reader that stays for the connection's life gets a fresh
-	// goroutine whose stack never grew for net/http, the replay or logging.
-	mid, recover := parseMid(q)
-	if err := sess.replay(r.Context(), mid, recover); err != nil {
-		s.websockets.Add(-1)
-		s.log.Error("replay failed", "err", err)
-		c.closeWithError(errLastMessages)
-		c.drain()
-		return
-	}
-	s.startReader(c, sess)
+	// unanswered counts text pings sent since the peer last sent anything.
+	unanswered atomic.Int32
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if
@@ -151,93 +74,15 @@ func (c *wsConn) socket() net.Conn {
 	return c.conn
 }
 
-// startWriter runs the writer unless one is running; called with session.mu held.
-func (c *wsConn) startWriter(sess *session) {
-	if c.writing {
-		return
-	}
-	c.writing = true
-	if !c.pooledWrites() || !sess.srv.writers.submit(sess) {
-		go c.writeLoop(sess, nil)
-	}
-}
+// close ends the connection with a numbered error; the reader closes the
+// socket when the closing handshake ends.
+func (c *wsConn) close(e *protoError) { c.closeWithError(e) }
 
-// writeLoop drains the session queue, coalescing everything queued into as
-// few WebSocket messages as the format allows, and exits when the queue is
-// empty so idle connections hold no writer goroutine. w is a pool worker's
-// scratch space, or nil on a goroutine of the connection's own.
-func (c *wsConn) writeLoop(sess *session, w *burstWriter) {
-	if w == nil {
-		w = sess.srv.writers.own()
-		defer sess.srv.writers.release(w)
-	}
-	var written []*hub.Delivery // the queue last written out, reused
-	for {
-		sess.mu.Lock()
-		q := sess.queue
-		sess.queue = reuseQueue(written)
-		written = q
-		if len(q) == 0 {
-			c.writing = false
-			restarting, reason := sess.restarting, cmp.Or(sess.endReason, reasonServerRestart)
-			sess.mu.Unlock()
-			if restarting {
-				c.closeWith(ws.StatusGoingAway, reason)
-				sess.detach()
-			}
-			return
-		}
-		sess.mu.Unlock()
-		for len(q) > 0 {
-			var n, size int
-			// Slot 0 is the frame header, known once the size is.
-			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
-			sess.srv.metrics.wrote(sess, q[:n])
-			q = q[n:]
-			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
-			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
-			if err != nil {
-				c.writeFailed(sess, err)
-				return
-			}
-			if rest != nil {
-				// The socket is full: a pool worker must not wait for it.
-				c.handOff(sess, w, rest, q)
-				return
-			}
-		}
-	}
-}
+// cut closes the socket without a handshake.
+func (c *wsConn) cut(reason string) { c.abort(reason) }
 
-// headerInto encodes a frame header into buf (at least ws.MaxHeaderSize
-// bytes) and returns its length, per RFC 6455 §5.2. ws.WriteHeader would
-// do it through an io.Writer, at two allocations per frame on the fan-out
-// path.
-func headerInto(buf []byte, h ws.Header) int {
-	b0 := byte(h.OpCode) | h.Rsv<<4
-	if h.Fin {
-		b0 |= 0x80
-	}
-	buf[0] = b0
-	n := 2
-	switch {
-	case h.Length < 126:
-		buf[1] = byte(h.Length)
-	case h.Length <= 0xFFFF:
-		buf[1] = 126
-		binary.BigEndian.PutUint16(buf[2:], uint16(h.Length))
-		n = 4
-	default:
-		buf[1] = 127
-		binary.BigEndian.PutUint64(buf[2:], uint64(h.Length))
-		n = 10
-	}
-	if h.Masked {
-		buf[1] |= 0x80
-		n += copy(buf[n:], h.Mask[:])
-	}
-	return n
-}
+// streams: a WebSocket outlives each batch.
+func (c *wsConn) streams() bool { return true }
 
 // withSocket runs one write on the socket, alone and bounded by timeout.
 func (c *wsConn) withSocket(timeout time.Duration, write func(net.Conn) error) error {
@@ -336,11 +181,17 @@ func (c *wsConn) abort(string) {
 	c.aborted()
 }
 
-// ping is called by the server's ping loop once per interval.
-func (c *wsConn) ping(sess *session) {
+// ping is called by the server's ping loop of the protocol's keepalive,
+// once per interval.
+func (c *wsConn) ping() {
 	if c.socket() == nil {
 		return // still in its handshake: registered, but not yet able to answer
 	}
+	if ka := c.sess.proto.keepalive(); ka.text != nil {
+		c.pingText(ka.text, ka.misses)
+		return
+	}
+	sess := c.sess
 	if !c.alive.Swap(false) {
 		sess.srv.log.Debug("dropping websocket: no pong within the ping interval")
 		sess.kill("ping timeout")
@@ -358,119 +209,52 @@ func (c *wsConn) ping(sess *session) {
 	}
 }
 
-// readLoop reads client frames until the connection ends. Text-mode clients
-// send nothing but control frames; protobuf clients send RequestBatch
-// messages (client publishing and channel stats), which are answered on the
-// socket. Data messages of other modes are read, checked and ignored. A
-// frame that breaks RFC 6455 fails the connection with 1002 (1007 for bad
-// UTF-8, 1009 over the payload limit) before anything it carries is used.
-func (c *wsConn) readLoop(sess *session, maxPayload int64) {
-	fr := frameReader{r: c.r, maxPayload: maxPayload}
-	for {
-		if !fr.open && c.yield() {
-			return
-		}
-		f, err := fr.next()
-		if err != nil {
-			var bad *wsFailure
-			if errors.As(err, &bad) {
-				sess.srv.log.Debug("websocket protocol violation", "code", int(bad.code), "reason", bad.reason)
-				c.fail(bad)
-				return
-			}
-			if !c.done.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				sess.srv.log.Debug("websocket read failed", "err", err)
-			}
-			c.abort("read failed")
-			return
-		}
-		c.alive.Store(true)
-		switch {
-		case f.partial:
-		case f.op == ws.OpPing:
-			_ = c.writeFrame(ws.NewPongFrame(f.payload), sess.srv.opt.WriteTimeout)
-		case f.op == ws.OpPong:
-		case f.op == ws.OpClose:
-			// Echo the client's close, unless it answers ours, and end:
-			// RFC 6455 §5.5.1.
-			if !c.closing.Load() {
-				_ = c.writeFrame(ws.NewCloseFrame(f.payload), closeTimeout)
-			}
-			c.abort("closed by client")
-			return
-		case f.op == sess.format.opcode && (f.op == ws.OpBinary || sess.rpc != nil):
-			// Data means something in protobuf requests and JSON-RPC
-			// text (protocol version 5).
-			handle := c.handleRequest
-			if sess.rpc != nil {
-				handle = c.handleRPC
-			}
-			if !handle(sess, f.payload) {
-				return
-			}
-		}
-	}
-}
-
-// fail ends a connection whose peer broke the protocol (RFC 6455 §7.1.7):
-// the close frame with the failure's code, then the socket. What the peer
-// sends after the bad frame is no longer read as frames (the stream may be
-// out of step), only discarded until the peer hangs up or closeTimeout
-// passes: closing with bytes unread would make the kernel reset the
-// connection, which can destroy the close frame before the peer reads it.
-// The half-close tells the peer at once that nothing more is coming. A
-// close of ours already sent is not followed by another.
-func (c *wsConn) fail(f *wsFailure) {
-	if c.closing.Load() {
-		c.abort(f.reason)
+// pingText sends a ping as a text message. A peer that has sent nothing,
+// not even a pong, for misses pings in a row is dropped.
+func (c *wsConn) pingText(ping []byte, misses int32) {
+	sess := c.sess
+	if c.alive.Swap(false) {
+		c.unanswered.Store(0)
+	} else if c.unanswered.Add(1) >= misses {
+		sess.srv.log.Debug("dropping websocket: no answer to text pings", "pings", misses)
+		sess.kill("ping timeout")
 		return
 	}
-	c.closeWith(f.code, f.reason)
-	if !c.closing.Load() {
-		return // the close frame could not be written; closeWith aborted
+	// A writer busy on the socket would hold the ping up; skip a round
+	// rather than stall the loop (clients wait two intervals).
+	if !c.writeMu.TryLock() {
+		return
 	}
-	if cw, ok := c.socket().(interface{ CloseWrite() error }); ok {
-		c.writeMu.Lock()
-		_ = cw.CloseWrite()
-		c.writeMu.Unlock()
+	c.writeMu.Unlock()
+	if err := c.writeFrame(ws.NewTextFrame(ping), sess.srv.opt.WriteTimeout); err != nil {
+		sess.kill("ping failed")
 	}
-	_, _ = io.Copy(io.Discard, c.r)
-	c.abort(f.reason)
 }
 
-// handleRequest carries out a client's RequestBatch and answers it; a bad
-// request closes the socket with its error code, as the reference does.
-func (c *wsConn) handleRequest(sess *session, data []byte) bool {
-	srv := sess.srv
-	ctx, cancel := context.WithTimeout(context.Background(), srv.opt.WriteTimeout)
-	defer cancel()
-	who := sess.requester()
-	who.source.conn = &c.pubBudget
-	resp, err := srv.handleRequestBatch(ctx, data, who)
-	var perr *protoError
-	switch {
-	case errors.As(err, &perr):
-		srv.log.Debug("client request refused", "err", err)
-		c.closeWithError(perr)
-		c.drain()
-		return false
-	case err != nil:
-		srv.log.Error("client request failed", "err", err)
-		c.closeWith(ws.StatusInternalServerError, "Internal error.")
-		c.drain()
-		return false
-	case resp != nil:
-		if err := c.writeFrame(ws.NewBinaryFrame(resp), srv.opt.WriteTimeout); err != nil {
-			sess.kill("write failed")
-			return false
-		}
+var _ transport = (*wsConn)(nil)
+
+// polledReader is the reader of a connection read from the poller
+// (wsreader.go): it has no goroutine waiting on the socket.
+type polledReader interface {
+	// end runs once, when abort has closed the socket.
+	end()
+}
+
+// expireClose bounds a closing handshake when no reader is waiting on the
+// socket's read deadline: an event reader only runs once the peer sends.
+func (c *wsConn) expireClose() {
+	c.connMu.Lock()
+	ev := c.ev
+	c.connMu.Unlock()
+	if ev != nil {
+		time.AfterFunc(closeTimeout, func() { c.abort("close handshake timed out") })
 	}
-	return true
 }
 
-// isUpgrade reports whether r asks for a WebSocket.
-func isUpgrade(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" && headerHasToken(r.Header.Values("Connection"), "upgrade")
+// aborted runs, under connMu, when abort has closed the socket: an event
+// reader has no goroutine to notice, so the connection ends here.
+func (c *wsConn) aborted() {
+	if c.ev != nil {
+		go c.ev.end()
+	}
 }
-
-var _ hub.Subscriber = (*session)(nil)

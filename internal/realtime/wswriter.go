@@ -1,9 +1,8 @@
 package realtime
 
 import (
+	"encoding/binary"
 	"net"
-	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
@@ -12,104 +11,10 @@ import (
 	"github.com/pushpull/pushpull/internal/hub"
 )
 
-// writerPool writes WebSocket bursts on a few long-lived goroutines instead
-// of starting one per burst. Under fan-out a new goroutine per connection
-// per publish was a fifth of the server's CPU outside the system calls:
-// creating it, and growing its stack to fit the write path (a fresh
-// goroutine's 2 KiB never does). A worker's stack has grown once for all.
-//
-// Workers never block on a socket: they write what the kernel takes at
-// once (a non-blocking writev), and a connection whose socket is full is
-// handed to a goroutine of its own that finishes the burst with a blocking,
-// deadline-bound write, so one slow reader cannot hold up the others.
-type writerPool struct {
-	ready chan *session
-	// mu orders submit against stop: after stop no session is queued
-	// without a worker left to take it.
-	mu      sync.RWMutex
-	stopped bool
-	done    sync.WaitGroup
-	// scratch holds burstWriters for the goroutines of connections' own.
-	scratch sync.Pool
-}
-
-// writerQueue is how many connections may wait for a worker; beyond it a
-// burst gets a goroutine of its own, as before the pool.
-const writerQueue = 16384
-
-func newWriterPool() *writerPool {
-	p := &writerPool{ready: make(chan *session, writerQueue)}
-	p.scratch.New = func() any { return new(burstWriter) }
-	n := max(runtime.GOMAXPROCS(0), 2)
-	p.done.Add(n)
-	for range n {
-		go p.work()
-	}
-	return p
-}
-
-func (p *writerPool) work() {
-	defer p.done.Done()
-	w := burstWriter{pooled: true}
-	for sess := range p.ready {
-		sess.ws.writeLoop(sess, &w)
-	}
-}
-
-// submit queues sess's writer; false if the pool cannot take it now.
-func (p *writerPool) submit(sess *session) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.stopped {
-		return false
-	}
-	select {
-	case p.ready <- sess:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop lets the workers finish what is queued and end.
-func (p *writerPool) stop() {
-	p.mu.Lock()
-	if p.stopped {
-		p.mu.Unlock()
-		return
-	}
-	p.stopped = true
-	close(p.ready)
-	p.mu.Unlock()
-	p.done.Wait()
-}
-
-// own returns scratch space for a writer on a goroutine of its own; give
-// it back with release.
-func (p *writerPool) own() *burstWriter {
-	w, _ := p.scratch.Get().(*burstWriter)
-	return w
-}
-
-func (p *writerPool) release(w *burstWriter) {
-	clear(w.pieces[:cap(w.pieces)]) // the frames it pointed to may be collected
-	w.pieces = w.pieces[:0]
-	p.scratch.Put(w)
-}
-
-// burstWriter is a writer's scratch space, reused from burst to burst.
-type burstWriter struct {
-	pieces   [][]byte
-	hdr      [ws.MaxHeaderSize]byte
-	batchHdr [16]byte
-	iov      iovScratch
-	// pooled: a pool worker, whose writes must not block.
-	pooled bool
-	// What writeNow hands its system-call function (see there).
-	writeFD func(fd uintptr) bool
-	left    [][]byte
-	err     error
-}
+// The WebSocket's writer: woken by the session when it queues into an
+// idle connection, it drains the queue into as few frames as the format
+// allows, on a writer pool worker where it can (writerpool.go), and stops
+// when the queue is empty.
 
 // write writes w.pieces. A goroutine of the connection's own writes them
 // all, blocking up to timeout; a pool worker writes what the socket takes
@@ -137,7 +42,88 @@ func (w *burstWriter) write(c *wsConn, timeout time.Duration) ([][]byte, error) 
 		}
 		c.raw = raw
 	}
-	return w.writeNow(c.raw, w.pieces)
+	return w.vec.WriteNow(c.raw, w.pieces)
+}
+
+// wake starts a writer, on the writer pool where it can take one. The
+// session calls it, under its lock, when it has something to send and no
+// writer is running.
+func (c *wsConn) wake() {
+	if !c.pooledWrites() || !c.sess.srv.writers.submit(c) {
+		go c.writeLoop(nil)
+	}
+}
+
+// writeLoop drains the session queue, coalescing everything queued into as
+// few WebSocket messages as the format allows, and exits when the queue is
+// empty so idle connections hold no writer goroutine. w is a pool worker's
+// scratch space, or nil on a goroutine of the connection's own.
+func (c *wsConn) writeLoop(w *burstWriter) {
+	sess := c.sess
+	if w == nil {
+		w = sess.srv.writers.own()
+		defer sess.srv.writers.release(w)
+	}
+	var written []*hub.Delivery // the queue last written out, reused
+	for {
+		q, end, reason := sess.next(written)
+		written = q
+		if len(q) == 0 {
+			if end {
+				c.closeWith(ws.StatusGoingAway, reason)
+				sess.detach()
+			}
+			return
+		}
+		for len(q) > 0 {
+			var n, size int
+			// Slot 0 is the frame header, known once the size is.
+			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
+			sess.srv.metrics.wrote(sess, q[:n])
+			q = q[n:]
+			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
+			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
+			if err != nil {
+				c.writeFailed(err)
+				return
+			}
+			if rest != nil {
+				// The socket is full: a pool worker must not wait for it.
+				c.handOff(w, rest, q)
+				return
+			}
+		}
+	}
+}
+
+// headerInto encodes a frame header into buf (at least ws.MaxHeaderSize
+// bytes) and returns its length, per RFC 6455 §5.2. ws.WriteHeader would
+// do it through an io.Writer, at two allocations per frame on the fan-out
+// path.
+func headerInto(buf []byte, h ws.Header) int {
+	b0 := byte(h.OpCode) | h.Rsv<<4
+	if h.Fin {
+		b0 |= 0x80
+	}
+	buf[0] = b0
+	n := 2
+	switch {
+	case h.Length < 126:
+		buf[1] = byte(h.Length)
+	case h.Length <= 0xFFFF:
+		buf[1] = 126
+		binary.BigEndian.PutUint16(buf[2:], uint16(h.Length))
+		n = 4
+	default:
+		buf[1] = 127
+		binary.BigEndian.PutUint64(buf[2:], uint64(h.Length))
+		n = 10
+	}
+	if h.Masked {
+		buf[1] |= 0x80
+		n += copy(buf[n:], h.Mask[:])
+	}
+	return n
 }
 
 // pooledWrites reports whether the pool can write this connection's bursts:
@@ -150,7 +136,8 @@ func (c *wsConn) pooledWrites() bool {
 // handOff finishes a burst the socket could not take at once on a goroutine
 // of the connection's own: rest is what is left of w.pieces, q what was
 // taken from the queue after them, which goes back to its head.
-func (c *wsConn) handOff(sess *session, w *burstWriter, rest [][]byte, q []*hub.Delivery) {
+func (c *wsConn) handOff(w *burstWriter, rest [][]byte, q []*hub.Delivery) {
+	sess := c.sess
 	// The frame header and a protobuf batch header, the first two pieces,
 	// live in w, which the worker reuses at once; the rest are shared frames
 	// that never change.
@@ -162,56 +149,20 @@ func (c *wsConn) handOff(sess *session, w *burstWriter, rest [][]byte, q []*hub.
 		}
 		own[i] = p
 	}
-	sess.mu.Lock()
-	if len(q) > 0 && !sess.closed {
-		sess.queue = append(q[:len(q):len(q)], sess.queue...)
-	}
-	sess.mu.Unlock()
+	sess.requeue(q)
 	go func() {
 		bufs := net.Buffers(own)
 		if err := c.write(&bufs, sess.srv.opt.WriteTimeout); err != nil {
-			c.writeFailed(sess, err)
+			c.writeFailed(err)
 			return
 		}
-		c.writeLoop(sess, nil)
+		c.writeLoop(nil)
 	}()
 }
 
-// maxReusedQueue is the largest queue array a writer hands back for the
-// next deliveries: under fan-out a connection's queue is mostly one or two
-// deliveries, and reusing its array saves an allocation per delivery; a
-// large one from a burst is left to the collector.
-const maxReusedQueue = 8
-
-// reuseQueue returns q emptied for reuse, or nil.
-func reuseQueue(q []*hub.Delivery) []*hub.Delivery {
-	if cap(q) == 0 || cap(q) > maxReusedQueue {
-		return nil
-	}
-	q = q[:cap(q)]
-	clear(q) // the deliveries it held may be collected
-	return q[:0]
-}
-
 // writeFailed drops the connection whose write failed and ends its writer.
-func (c *wsConn) writeFailed(sess *session, err error) {
-	sess.srv.log.Debug("websocket write failed", "err", err)
-	sess.srv.metrics.writeFailed(err)
-	sess.kill("write failed")
-	sess.mu.Lock()
-	c.writing = false
-	sess.mu.Unlock()
-}
-
-// advance drops the first n bytes from pieces, trimming a piece written in
-// part.
-func advance(pieces [][]byte, n int) [][]byte {
-	for len(pieces) > 0 && n >= len(pieces[0]) {
-		n -= len(pieces[0])
-		pieces = pieces[1:]
-	}
-	if n > 0 {
-		pieces[0] = pieces[0][n:]
-	}
-	return pieces
+func (c *wsConn) writeFailed(err error) {
+	c.sess.srv.log.Debug("websocket write failed", "err", err)
+	c.sess.srv.metrics.writeFailed(err)
+	c.sess.writerFailed()
 }

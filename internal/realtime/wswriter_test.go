@@ -16,24 +16,6 @@ import (
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
 
-func TestAdvance(t *testing.T) {
-	pieces := func() [][]byte { return [][]byte{[]byte("ab"), nil, []byte("cde"), []byte("f")} }
-	for _, tc := range []struct {
-		n    int
-		want string
-	}{
-		{0, "ab||cde|f"}, {1, "b||cde|f"}, {2, "cde|f"}, {4, "e|f"}, {5, "f"}, {6, ""},
-	} {
-		var parts []string
-		for _, p := range advance(pieces(), tc.n) {
-			parts = append(parts, string(p))
-		}
-		if got := strings.Join(parts, "|"); got != tc.want {
-			t.Errorf("advance(%d) = %q, want %q", tc.n, got, tc.want)
-		}
-	}
-}
-
 // A subscriber that stops reading fills its socket: the pool worker hands
 // the rest of the burst to a goroutine of the connection's own, and the
 // messages still arrive whole and in order once it reads again.

@@ -2,7 +2,6 @@ package rest
 
 import (
 	"cmp"
-	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -30,29 +29,15 @@ type CallKey struct {
 	Outcome string
 }
 
-// callRecord is one call on its way; writeError fills in its outcome.
-type callRecord struct {
-	method, outcome string
-	start           time.Time
-}
-
-// ctxCall carries the *callRecord of a top-level call.
-const ctxCall ctxKey = -1
-
-func (s *Server) startCall(ctx context.Context) (context.Context, *callRecord) {
-	c := &callRecord{method: "unknown", outcome: "ok", start: time.Now()}
-	return context.WithValue(ctx, ctxCall, c), c
-}
-
-// callFailed records the error code a call is answered with.
-func callFailed(ctx context.Context, code string) {
-	if c, ok := ctx.Value(ctxCall).(*callRecord); ok {
-		c.outcome = code
+// countCall records a call when it has been answered: by its registered
+// method (the name the client sent may be anything) and error code.
+func (s *Server) countCall(start time.Time, call *callLog) {
+	took := time.Since(start)
+	method := "unknown"
+	if m, ok := s.lookup(call.method); ok {
+		method = strings.ToLower(m.Name)
 	}
-}
-
-func (s *Server) endCall(c *callRecord) {
-	took := time.Since(c.start)
+	outcome := cmp.Or(call.code, "ok")
 	m := &s.metrics
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -60,12 +45,12 @@ func (s *Server) endCall(c *callRecord) {
 		m.calls = make(map[CallKey]uint64)
 		m.latency = make(map[string]*stats.Histogram)
 	}
-	m.calls[CallKey{c.method, c.outcome}]++
-	h := m.latency[c.method]
+	m.calls[CallKey{method, outcome}]++
+	h := m.latency[method]
 	if h == nil {
 		ms := int64(time.Millisecond)
 		h = stats.NewHistogram(ms, 2*ms+ms/2, 5*ms, 10*ms, 25*ms, 50*ms, 100*ms, 250*ms, 500*ms, 1000*ms, 2500*ms, 5000*ms)
-		m.latency[c.method] = h
+		m.latency[method] = h
 	}
 	h.Observe(int64(took))
 }

@@ -259,25 +259,28 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	ctx, call := s.startCall(r.Context())
-	defer s.endCall(call)
+	ctx := r.Context()
+	call := callLog{status: http.StatusOK}
+	defer s.logCall(ctx, start, &call)
+	defer s.countCall(time.Now(), &call)
 
 	// As CRestServer orders its checks: the method must exist, before
 	// authentication.
 	rt, ok := parsePath(r.URL.Path)
+	call.method, call.webhook = rt.method, rt.webhook
 	var m Method
 	if ok {
 		m, ok = s.lookup(rt.method)
 	}
 	if !ok {
-		s.writeError(ctx, w, MethodNotFound(), "method", rt.method)
+		s.writeError(ctx, w, &call, MethodNotFound(), "method", rt.method)
 		return
 	}
-	call.method = strings.ToLower(m.Name)
+	call.method = m.Name
 
 	tree, rerr := s.readParams(r)
 	if rerr != nil {
-		s.writeError(ctx, w, rerr, "method", m.Name)
+		s.writeError(ctx, w, &call, rerr, "method", m.Name)
 		return
 	}
 	if rt.webhook { // path variables are merged into the parameters
@@ -293,17 +296,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// Then, as CRestServer does, authentication and scope.
 	caller, err := s.authenticate(ctx, cred)
 	if err == nil {
+		call.caller = &caller
 		err = checkScope(m, caller)
 	}
 	if err != nil {
-		s.writeError(ctx, w, err, "method", m.Name)
+		s.writeError(ctx, w, &call, err, "method", m.Name)
 		return
 	}
 
 	ctx = context.WithValue(ctx, ctxOrderedParams, tree)
 	res, procStart, procEnd, err := s.invoke(ctx, m, caller, tree.params())
 	if err != nil {
-		s.writeError(ctx, w, err, "method", m.Name, "user", caller.UserID)
+		s.writeError(ctx, w, &call, err, "method", m.Name, "user", caller.UserID)
 		return
 	}
 	env := newEnvelope()
@@ -553,12 +557,55 @@ func errorBody(e *Error) *omap {
 }
 
 // writeError sends the error envelope (docs/protocol.md, "REST API"): no
-// "time".
-func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err error, logAttrs ...any) {
+// "time". The call's log line gets the error's code.
+func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, call *callLog, err error, logAttrs ...any) {
 	re := s.toRESTError(ctx, err, logAttrs...)
-	callFailed(ctx, re.Code)
-	s.log.DebugContext(ctx, "rest: call failed", append(logAttrs, "error", re.Code, "status", re.Status)...)
+	call.status, call.code = re.Status, re.Code
 	s.writeJSON(ctx, w, re.Status, errorBody(re))
+}
+
+// callLog is what the one log line of a REST call says.
+type callLog struct {
+	method  string
+	webhook bool    // the webhook URL form, /rest/USER/SECRET/method
+	caller  *Caller // nil until authenticated
+	status  int
+	code    string // the error code, "" on success
+}
+
+// maxLoggedMethod bounds the method name logged for an unknown method:
+// the path is the client's to choose.
+const maxLoggedMethod = 100
+
+// logCall writes the one debug line every REST call gets: the method, who
+// called and how it ended. Credentials (tokens, webhook secrets) and
+// parameters are never logged: the first are secrets, the second may be
+// personal data.
+func (s *Server) logCall(ctx context.Context, start time.Time, call *callLog) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	method := call.method
+	if len(method) > maxLoggedMethod {
+		method = method[:maxLoggedMethod] + "…"
+	}
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.Int("status", call.status),
+		slog.Duration("duration", s.now().Sub(start)),
+	}
+	if call.code != "" {
+		attrs = append(attrs, slog.String("error", call.code))
+	}
+	if c := call.caller; c != nil {
+		attrs = append(attrs, slog.String("auth", c.Kind), slog.Int64("user", c.UserID))
+		if c.ClientID != "" {
+			attrs = append(attrs, slog.String("client_id", c.ClientID))
+		}
+	} else if call.webhook {
+		attrs = append(attrs, slog.String("auth", KindWebhook))
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "rest call", attrs...)
 }
 
 func (s *Server) writeJSON(ctx context.Context, w http.ResponseWriter, status int, v any) {

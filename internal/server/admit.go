@@ -95,7 +95,7 @@ const busyText = "server busy: too many large requests at once; retry later\n"
 // that the client can neither pipeline another request behind it nor make
 // net/http drain the body it announced.
 func (a *admission) refuse(w http.ResponseWriter, r *http.Request) {
-	a.log.Debug("large request refused: no admission slot", "path", r.URL.Path, "content_length", r.ContentLength)
+	a.log.DebugContext(r.Context(), "large request refused: no admission slot", "path", r.URL.Path, "content_length", r.ContentLength)
 	// net/http discards up to 256 KiB of an unread body after the handler,
 	// even when it then closes the connection; a client that never sends
 	// it would hold the connection. An expired read deadline makes that

@@ -18,11 +18,12 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 // startHeld starts a server with slots admission slots, all of them taken
 // by the test, and returns it with the server.
-func startHeld(t *testing.T, slots int, bodyRead time.Duration, prepare func(*Server)) (*running, *Server) {
+func startHeld(t *testing.T, slots int, bodyRead time.Duration, prepare func(*Server)) (*testkit.Server, *Server) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -77,7 +78,7 @@ func TestLargeRequestRefusedWhenNoSlotFrees(t *testing.T) {
 	for _, tc := range cases {
 		// The body is never sent: were the request handled, its handler
 		// would wait for it and answer otherwise.
-		_, br := sendHead(t, r.url, tc.path, tc.headers, nil)
+		_, br := sendHead(t, r.URL, tc.path, tc.headers, nil)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.path, err)
@@ -109,7 +110,7 @@ func TestLargeRequestWaitsForASlot(t *testing.T) {
 	})
 	post := func(size int) (int, string) {
 		body := "a=" + strings.Repeat("b", size-2)
-		resp, err := http.Post(r.url+"/rest/pull.application.config.get", "application/x-www-form-urlencoded", strings.NewReader(body))
+		resp, err := http.Post(r.URL+"/rest/pull.application.config.get", "application/x-www-form-urlencoded", strings.NewReader(body))
 		if err != nil {
 			t.Error(err)
 			return 0, ""
@@ -155,11 +156,11 @@ func TestOnlyLargePublicBodiesQueue(t *testing.T) {
 	// which the checks below tell from being served.
 	r, _ := startHeld(t, 1, 2*time.Second, nil)
 	client := &http.Client{Timeout: 60 * time.Second}
-	if code, body := get(t, r.url+"/healthz"); code != http.StatusOK {
+	if code, body := get(t, r.URL+"/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
 	// Just at the threshold: not large.
-	_, br := sendHead(t, r.url, "/rest/pull.application.config.get", fmt.Sprintf("Content-Length: %d\r\n", largeBody),
+	_, br := sendHead(t, r.URL, "/rest/pull.application.config.get", fmt.Sprintf("Content-Length: %d\r\n", largeBody),
 		bytes.Repeat([]byte(" "), largeBody))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -172,7 +173,7 @@ func TestOnlyLargePublicBodiesQueue(t *testing.T) {
 	// The trusted publish route never queues, however large its body.
 	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
 	marker := strings.Repeat("m", 200<<10)
-	resp, err = client.Post(r.internal+"/pub/?CHANNEL_ID="+ch, "application/json", strings.NewReader(`{"text":"`+marker+`"}`))
+	resp, err = client.Post(r.Internal+"/pub/?CHANNEL_ID="+ch, "application/json", strings.NewReader(`{"text":"`+marker+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,13 +182,13 @@ func TestOnlyLargePublicBodiesQueue(t *testing.T) {
 		t.Fatalf("a large /pub/ on the internal listener: %d", resp.StatusCode)
 	}
 	signed := url.QueryEscape(channel.NewSigner([]byte("SECRET"), channel.SHA1).SignChannel(mustParse(t, ch)))
-	code, body := get(t, r.url+"/sub/?CHANNEL_ID="+signed+"&mid=00000000000000000000000000")
+	code, body := get(t, r.URL+"/sub/?CHANNEL_ID="+signed+"&mid=00000000000000000000000000")
 	if code != http.StatusOK || !strings.Contains(body, marker) {
 		t.Fatalf("long poll: %d, %d bytes without the published message", code, len(body))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, _, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(r.url, "http")+"/sub/?CHANNEL_ID="+signed)
+	conn, _, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(r.URL, "http")+"/sub/?CHANNEL_ID="+signed)
 	if err != nil {
 		t.Fatalf("WebSocket upgrade: %v", err)
 	}

@@ -26,7 +26,7 @@ func bodyDeadline(timeout time.Duration, log *slog.Logger, next http.Handler) ht
 		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			// Only a ResponseWriter that is not the server's own cannot;
 			// serve the request rather than refuse it.
-			log.Debug("cannot set the body read deadline", "err", err)
+			log.DebugContext(r.Context(), "cannot set the body read deadline", "err", err)
 			next.ServeHTTP(w, r)
 			return
 		}

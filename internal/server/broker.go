@@ -6,12 +6,12 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/broker/memory"
 	"github.com/pushpull/pushpull/internal/config"
-	"github.com/pushpull/pushpull/internal/hub"
 )
 
-// newBroker starts the broker that delivers to h: the cluster's Redis one,
-// or else the in-memory one that keeps its history in the data dir.
-func newBroker(cfg config.Config, cl *cluster, h *hub.Hub, log *slog.Logger) (broker.Broker, error) {
+// newBroker starts the broker that delivers to h (the hub, through the
+// console's meter): the cluster's Redis one, or else the in-memory one that
+// keeps its history in the data dir.
+func newBroker(cfg config.Config, cl *cluster, h broker.Deliverer, log *slog.Logger) (broker.Broker, error) {
 	if cl != nil {
 		b, err := cl.newBroker(cfg, h, log)
 		if err != nil {

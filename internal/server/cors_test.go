@@ -26,7 +26,7 @@ func TestPreflightsOnDefaultPaths(t *testing.T) {
 		cases[p] = want{http.MethodPost, "content-type"}
 	}
 	for path, w := range cases {
-		req, _ := http.NewRequest(http.MethodOptions, r.url+path, nil)
+		req, _ := http.NewRequest(http.MethodOptions, r.URL+path, nil)
 		req.Header.Set("Origin", "http://app.example")
 		req.Header.Set("Access-Control-Request-Method", w.method)
 		req.Header.Set("Access-Control-Request-Headers", w.headers)

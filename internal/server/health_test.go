@@ -69,7 +69,7 @@ func readyzWhileDraining(t *testing.T, redisURL string) {
 		var once sync.Once
 		s.http.RegisterOnShutdown(func() { once.Do(func() { close(draining) }) })
 	})
-	urls := []string{r.url + "/readyz", r.url + "/healthz", r.internal + "/readyz", r.internal + "/healthz"}
+	urls := []string{r.URL + "/readyz", r.URL + "/healthz", r.Internal + "/readyz", r.Internal + "/healthz"}
 	got := make([]probe, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
@@ -82,9 +82,9 @@ func readyzWhileDraining(t *testing.T, redisURL string) {
 	for range urls {
 		<-arrived
 	}
-	r.cancel() // the stop starts while all four are held
+	r.BeginStop() // the stop starts while all four are held
 	wg.Wait()
-	r.stop(t)
+	r.Stop(t)
 	for i, u := range urls {
 		want := probe{http.StatusOK, "ok\n"}
 		if strings.HasSuffix(u, "/readyz") {
@@ -123,19 +123,19 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	cfg.SignatureKey = "SECRET"
 	cfg.Redis = redis.URL()
 	r := start(t, cfg)
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		if p := ask(base + "/readyz"); p != (probe{http.StatusOK, "ready\n"}) {
 			t.Fatalf("%s/readyz with Redis up: %d %q", base, p.code, p.body)
 		}
 	}
 	// The metrics say the same: healthy, and the node has timed its
 	// heartbeat's round trip.
-	if m := scrapeMetrics(t, r.internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_round_trip_seconds") < 1 {
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_round_trip_seconds") < 1 {
 		t.Errorf("with Redis up: redis_healthy %v, round trips %v", m.value("pushpull_redis_healthy"), m.value("pushpull_redis_round_trip_seconds"))
 	}
 
 	redis.Stop()
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		p := waitStatus(t, base+"/readyz", http.StatusServiceUnavailable)
 		if !strings.HasPrefix(p.body, "redis unreachable: ") {
 			t.Errorf("%s/readyz with Redis down: %q, want the Redis failure", base, p.body)
@@ -144,14 +144,14 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Errorf("%s/healthz with Redis down: %d %q", base, p.code, p.body)
 		}
 	}
-	if m := scrapeMetrics(t, r.internal); m.value("pushpull_redis_healthy") != 0 {
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 0 {
 		t.Errorf("with Redis down: redis_healthy %v, want 0", m.value("pushpull_redis_healthy"))
 	}
 
 	if err := redis.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		if p := waitStatus(t, base+"/readyz", http.StatusOK); p.body != "ready\n" {
 			t.Errorf("%s/readyz with Redis back: %q", base, p.body)
 		}
@@ -159,7 +159,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Errorf("%s/healthz with Redis back: %d %q", base, p.code, p.body)
 		}
 	}
-	if m := scrapeMetrics(t, r.internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_reconnects_total") < 1 {
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_reconnects_total") < 1 {
 		t.Errorf("with Redis back: redis_healthy %v, reconnects %v; want 1 and at least 1",
 			m.value("pushpull_redis_healthy"), m.value("pushpull_redis_reconnects_total"))
 	}

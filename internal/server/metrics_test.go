@@ -110,10 +110,10 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 	cfg.MaxConnPerChannel = 1
 	var srv *Server
 	r := startWith(t, cfg, func(s *Server) { srv = s })
-	if code, _ := get(t, r.url+"/metrics"); code != http.StatusNotFound {
+	if code, _ := get(t, r.URL+"/metrics"); code != http.StatusNotFound {
 		t.Fatalf("/metrics on the public listener: %d, want 404", code)
 	}
-	before := scrapeMetrics(t, r.internal)
+	before := scrapeMetrics(t, r.Internal)
 	for _, name := range []string{"pushpull_deliveries_total", "pushpull_recoveries_total", "pushpull_push_attempts_total"} {
 		if v := before.value(name); v != 0 {
 			t.Errorf("%s = %v at start, want 0", name, v)
@@ -124,7 +124,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 	priv, pub := mustParse(t, "fb9f7e13dc3d595c5aefe1a0216c27a2"), mustParse(t, "0e6bb6d5b3f04e0a9c2f6cb1b5e1a7f3")
 	publish := func(body string) {
 		t.Helper()
-		resp, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+priv.String(), "text/plain", strings.NewReader(body))
+		resp, err := http.Post(r.Internal+"/pub/?CHANNEL_ID="+priv.String(), "text/plain", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 			t.Fatalf("publish: %d", resp.StatusCode)
 		}
 	}
-	subURL := strings.Replace(r.url, "http://", "ws://", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(signer.SignPrivate(priv, pub))
+	subURL := strings.Replace(r.URL, "http://", "ws://", 1) + "/sub/?CHANNEL_ID=" + url.QueryEscape(signer.SignPrivate(priv, pub))
 	readText := func(c *wsClient, want string) {
 		t.Helper()
 		// A deadline, so that a lost message fails the test with the
@@ -141,7 +141,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 		_ = c.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		data, err := wsutil.ReadServerText(c)
 		if err != nil {
-			m := scrapeMetrics(t, r.internal)
+			m := scrapeMetrics(t, r.Internal)
 			t.Fatalf("reading %q: %v (deliveries %v, writes %v, drops %v, published %v)", want, err,
 				m.value("pushpull_deliveries_total"), m.value("pushpull_socket_write_deliveries"),
 				m.value("pushpull_connection_drops_total", "reason", "write_error"), m.value("pushpull_messages_published_total", "route", "pub_text"))
@@ -161,7 +161,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 
 	// A long poll with a forged signature is refused.
 	forged := channel.NewSigner([]byte("OTHER"), channel.SHA1).SignChannel(priv)
-	if code, _ := get(t, r.url+"/sub/?CHANNEL_ID="+url.QueryEscape(forged)); code != http.StatusBadRequest {
+	if code, _ := get(t, r.URL+"/sub/?CHANNEL_ID="+url.QueryEscape(forged)); code != http.StatusBadRequest {
 		t.Fatalf("forged long poll: %d", code)
 	}
 	// A second socket on the same private channel pushes the first out.
@@ -185,23 +185,23 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, _ := call(t, r.url+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}}); status != 200 {
+	if status, _ := call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}}); status != 200 {
 		t.Fatalf("config.get: %d", status)
 	}
-	if status, _ := call(t, r.url+"/rest/pull.application.config.get", url.Values{}); status != 401 {
+	if status, _ := call(t, r.URL+"/rest/pull.application.config.get", url.Values{}); status != 401 {
 		t.Fatalf("config.get without auth: %d", status)
 	}
-	if status, _ := call(t, r.url+"/rest/pull.application.event.add", url.Values{"auth": {tok.AccessToken}, "COMMAND": {"greet"}}); status != 200 {
+	if status, _ := call(t, r.URL+"/rest/pull.application.event.add", url.Values{"auth": {tok.AccessToken}, "COMMAND": {"greet"}}); status != 200 {
 		t.Fatalf("event.add: %d", status)
 	}
-	if status, _ := call(t, r.url+"/rest/pull.application.push.add", url.Values{"auth": {tok.AccessToken}, "USER_ID": {"3"}, "TEXT": {"hi"}}); status != 200 {
+	if status, _ := call(t, r.URL+"/rest/pull.application.push.add", url.Values{"auth": {tok.AccessToken}, "USER_ID": {"3"}, "TEXT": {"hi"}}); status != 200 {
 		t.Fatalf("push.add: %d", status)
 	}
-	if status, _ := call(t, r.url+"/oauth/token/", url.Values{"grant_type": {"refresh_token"}, "client_id": {app.ClientID},
+	if status, _ := call(t, r.URL+"/oauth/token/", url.Values{"grant_type": {"refresh_token"}, "client_id": {app.ClientID},
 		"client_secret": {app.ClientSecret}, "refresh_token": {tok.RefreshToken}}); status != 200 {
 		t.Fatalf("refresh: %d", status)
 	}
-	if status, _ := call(t, r.url+"/oauth/token/", url.Values{"grant_type": {"refresh_token"}, "client_id": {app.ClientID},
+	if status, _ := call(t, r.URL+"/oauth/token/", url.Values{"grant_type": {"refresh_token"}, "client_id": {app.ClientID},
 		"client_secret": {"wrong"}, "refresh_token": {tok.RefreshToken}}); status != 401 {
 		t.Fatalf("refresh with a wrong secret: %d", status)
 	}
@@ -210,7 +210,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 	// only sign that it has.
 	var after scrape
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		after = scrapeMetrics(t, r.internal)
+		after = scrapeMetrics(t, r.Internal)
 		if after.value("pushpull_push_attempts_total") >= 1 || time.Now().After(deadline) {
 			break
 		}

@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,47 +12,31 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/pushpull/pushpull/internal/auth"
-	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/store"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
 func call(t *testing.T, u string, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(u, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, body
+	status, _, body := testkit.JSON(t)(http.PostForm(u, form))
+	return status, body
 }
 
 // TestRESTConfigToDelivery runs the application flow over real HTTP: a
 // token, pull.application.config.get, a WebSocket on the returned
 // channels, and pull.application.event.add arriving on it.
 func TestRESTConfigToDelivery(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg := testkit.Config(t)
 	cfg.SignatureKey = "SECRET"
 	cfg.ServerVersion = 3
-	cfg.InternalAddr = "127.0.0.1:0" // not the default port other tests may hold
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	cfg.PublicURL = "http://" + ln.Addr().String()
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(cfg, testkit.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	testkit.ServeOn(t, s, ln, true)
 
 	bg := context.Background()
 	p, _ := s.store.DefaultPortal(bg)

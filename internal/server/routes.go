@@ -9,6 +9,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/pull"
 	"github.com/pushpull/pushpull/internal/push"
@@ -56,8 +57,8 @@ type api struct {
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
 // through b and sign channels with signer.
-func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, log *slog.Logger) api {
-	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth")})
+func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, uses *console.TokenUses, log *slog.Logger) api {
+	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth"), Used: uses.Used})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
 	var sender push.Sender = push.LogSender{Log: pushLog}
@@ -86,6 +87,7 @@ func (s *Server) mountRoutes(a api) {
 	cfg, log, rt := s.cfg, s.log, s.realtime
 	s.push = a.push
 	bodyLog := log.With("component", "http")
+	ids := newRequestIDs()
 	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
@@ -95,16 +97,20 @@ func (s *Server) mountRoutes(a api) {
 		// /metrics goes with the trusted routes: it tells who publishes
 		// how much.
 		mux.Handle("GET /metrics", s.metrics.Handler())
+		mux.HandleFunc("GET "+StatusPath, s.serveStatus)
 		mux.Handle("/", rt.Handler())
+		mux.Handle(console.Prefix, s.console.Handler())
 	} else {
 		mux.Handle("/", rt.PublicHandler())
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
 		internal.Handle("GET /metrics", s.metrics.Handler())
+		internal.HandleFunc("GET "+StatusPath, s.serveStatus)
 		internal.Handle("/", rt.TrustedHandler())
+		internal.Handle(console.Prefix, s.console.Handler())
 		s.internal = &http.Server{
-			Handler:           bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal),
+			Handler:           ids.wrap(bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal)),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
@@ -117,9 +123,10 @@ func (s *Server) mountRoutes(a api) {
 		// Admission comes first, so that the body-read deadline starts when
 		// a large request is admitted, not while it waits for a slot. The
 		// internal listener has none: its trusted publishes must not queue
-		// behind public traffic.
-		Handler: s.admit.wrap(
-			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux))),
+		// behind public traffic. The request id comes before both, so that
+		// a refused request has one too.
+		Handler: ids.wrap(s.admit.wrap(
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux)))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout

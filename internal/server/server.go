@@ -24,6 +24,7 @@ import (
 	"github.com/pushpull/pushpull/internal/broker"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/metrics"
@@ -48,7 +49,7 @@ func isLoopback(a net.Addr) bool {
 const registryFile = "registry.db"
 
 // publicURL is where clients reach this server: --public-url, or else the
-// listen address on this host.
+// listen address on this host, https when the listener serves TLS.
 func publicURL(cfg config.Config) string {
 	if cfg.PublicURL != "" {
 		return strings.TrimRight(cfg.PublicURL, "/")
@@ -57,7 +58,11 @@ func publicURL(cfg config.Config) string {
 	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	scheme := "http://"
+	if cfg.TLS() {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port)
 }
 
 func publicHost(cfg config.Config) string {
@@ -85,7 +90,11 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
-	metrics  *metrics.Metrics
+	console  *console.Console
+	// tlsCert and internalTLSCert are the listeners' certificates; nil
+	// serves plain HTTP.
+	tlsCert, internalTLSCert *certificate
+	metrics                  *metrics.Metrics
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -113,6 +122,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		return err
 	}
+	// Run is the process's server, so it takes SIGHUP itself; New and
+	// ServeListeners, which tests and embedders use, leave signals alone.
+	defer s.reloadOnHangup()()
 	return s.ServeListeners(ctx, ln, iln)
 }
 
@@ -131,12 +143,13 @@ func listenInternal(cfg config.Config) (net.Listener, error) {
 
 // New builds a server from cfg, restoring state from cfg.DataDir.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	log = withRequestIDs(log)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	if err := recordPublicURL(cfg); err != nil {
 		// Only the operator commands' printed URLs depend on it.
-		log.Warn("cannot record the public URL for the operator commands", "err", err)
+		log.Warn("cannot record the public URL for the operator commands; make the data dir writable, or give them --public-url", "err", err)
 	}
 	var cl *cluster
 	if cfg.Redis != "" {
@@ -156,12 +169,28 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 // build assembles the server from its parts: the signer, the broker and the
 // realtime routes over it, the registry, and the REST and HTTP routes.
 func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
+	// Certificates first: a wrong file is the operator's to fix, before
+	// anything else starts.
+	tlsLog := log.With("component", "tls")
+	cert, err := loadCertificate("--tls-cert", cfg.TLSCert, cfg.TLSKey, tlsLog)
+	if err != nil {
+		return nil, err
+	}
+	internalCert, err := loadCertificate("--internal-tls-cert", cfg.InternalTLSCert, cfg.InternalTLSKey, tlsLog)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TLS() && strings.HasPrefix(cfg.PublicURL, "http://") {
+		log.Warn("--public-url is http:// but --addr serves HTTPS: clients are told to use plain URLs that this listener does not answer; set --public-url to https://",
+			"public_url", cfg.PublicURL)
+	}
 	signer, err := newSigner(cfg, cl, log)
 	if err != nil {
 		return nil, err
 	}
 	h := hub.New()
-	b, err := newBroker(cfg, cl, h, log.With("component", "broker"))
+	meter := console.NewMeter(h)
+	b, err := newBroker(cfg, cl, meter, log.With("component", "broker"))
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +200,10 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 		_ = b.Close(context.Background())
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl}
-	a := newAPI(cfg, st, portal, b, signer, log)
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, tlsCert: cert, internalTLSCert: internalCert}
+	uses := console.NewTokenUses()
+	s.console = s.newConsole(h, meter, uses, portal)
+	a := newAPI(cfg, st, portal, b, signer, uses, log)
 	s.metrics = newMetrics(s, h, a, log.With("component", "metrics"))
 	s.mountRoutes(a)
 	return s, nil
@@ -209,21 +240,27 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 // check covers it too.
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
-	if !s.ready.Load() {
+	if ok, why := s.readiness(); !ok {
+		// In a Redis outage connections stay up and are served what can be
+		// served; a load balancer sends new clients to ready nodes meanwhile.
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("draining\n"))
+		_, _ = w.Write([]byte(why + "\n"))
 		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// readiness is /readyz's verdict, and why not when it is no.
+func (s *Server) readiness() (ready bool, why string) {
+	if !s.ready.Load() {
+		return false, "draining"
 	}
 	if hc, ok := s.broker.(healthChecker); ok {
 		if err := hc.Healthy(); err != nil {
-			// Connections stay up and are served what can be served; a load
-			// balancer sends new clients to ready nodes meanwhile.
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("redis unreachable: " + err.Error() + "\n"))
-			return
+			return false, "redis unreachable: " + err.Error()
 		}
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	return true, ""
 }
 
 // Serve accepts on ln, and binds cfg.InternalAddr for the trusted routes,
@@ -261,6 +298,29 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}()
 	defer func() { stopPush(); <-pushDone }() // also on early returns
 
+	if s.tlsCert != nil {
+		ln = s.tlsCert.listen(ln)
+	}
+	if iln != nil && s.internalTLSCert != nil {
+		iln = s.internalTLSCert.listen(iln)
+	}
+	trusted, trustedTLS := iln, s.internalTLSCert != nil
+	if iln == nil {
+		trusted, trustedTLS = ln, s.tlsCert != nil
+	}
+	if err := recordInternalURL(s.cfg.DataDir, trusted, trustedTLS); err != nil {
+		// Only `pushpull status` without --url depends on it.
+		s.log.Warn("cannot record the internal URL for pushpull status; give it --url", "err", err)
+	}
+	// The console's sampler ends with ctx, and its live tails with it, so
+	// that the drain does not wait for viewers.
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		s.console.Run(ctx)
+	}()
+	defer func() { <-consoleDone }()
+
 	// Ready before either listener serves, so that /readyz never answers
 	// "draining" on a server that is starting.
 	s.ready.Store(true)
@@ -268,7 +328,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	internalDone := make(chan error, 1)
 	if iln != nil {
 		go func() { internalDone <- s.internal.Serve(iln) }()
-		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "pub", strings.Join(s.cfg.PubPaths, ","),
+		s.log.Info("trusted routes listening", "addr", iln.Addr().String(), "tls", s.internalTLSCert != nil, "pub", strings.Join(s.cfg.PubPaths, ","),
 			"api", strings.Join(s.cfg.APIPaths, ","), "stat", s.cfg.StatPath)
 	} else if !isLoopback(ln.Addr()) {
 		s.log.Warn("backend publish routes are served on the public listener (--internal-addr same): anyone who reaches it can publish to any channel",
@@ -276,7 +336,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(ln) }()
-	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir,
+	s.log.Info("pushpull listening", "addr", ln.Addr().String(), "tls", s.tlsCert != nil, "data_dir", s.cfg.DataDir,
 		"sub", strings.Join(s.cfg.SubPaths, ","), "pubweb", strings.Join(s.cfg.PubWebPaths, ","))
 
 	if s.cfg.DebugAddr != "" {
@@ -437,7 +497,7 @@ func raiseFileLimit(log *slog.Logger) {
 	switch {
 	case errors.Is(err, fdlimit.ErrUnsupported):
 	case err != nil:
-		log.Warn("cannot raise the open-file limit", "err", err, "limit", l.After)
+		log.Warn("cannot raise the open-file limit: connections beyond it are refused; raise the hard limit (systemd LimitNOFILE=, ulimit -Hn)", "err", err, "limit", l.After)
 	case l.Raised():
 		log.Info("raised the open-file limit", "from", l.Before, "to", l.After)
 	default:

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/hex"
 	"io"
 	"log/slog"
@@ -11,71 +10,36 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
+	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
-type running struct {
-	url      string
-	internal string // the trusted routes' base URL; url with --internal-addr same
-	cancel   context.CancelFunc
-	done     chan error
-	stopped  sync.Once
-}
-
-func start(t *testing.T, cfg config.Config) *running {
+func start(t *testing.T, cfg config.Config) *testkit.Server {
 	t.Helper()
 	return startWith(t, cfg, nil)
 }
 
 // startWith is start with a look at the server before it serves.
-func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *running {
+func startWith(t *testing.T, cfg config.Config, prepare func(*Server)) *testkit.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &running{url: "http://" + ln.Addr().String(), done: make(chan error, 1)}
-	r.internal = r.url
-	var iln net.Listener
-	if !cfg.TrustedOnAddr() {
-		if iln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		r.internal = "http://" + iln.Addr().String()
-	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startOn(t, testkit.Listen(t), cfg, testkit.Logger(), prepare)
+}
+
+// startOn is startWith on a listener of the caller's, logging to log.
+func startOn(t *testing.T, ln net.Listener, cfg config.Config, log *slog.Logger, prepare func(*Server)) *testkit.Server {
+	t.Helper()
+	s, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if prepare != nil {
 		prepare(s)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	go func() { r.done <- s.ServeListeners(ctx, ln, iln) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	t.Helper()
-	r.stopped.Do(func() {
-		r.cancel()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("shutdown: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
+	return testkit.ServeOn(t, s, ln, !cfg.TrustedOnAddr())
 }
 
 func get(t *testing.T, u string) (int, string) {
@@ -97,18 +61,18 @@ func TestHistorySurvivesGracefulRestart(t *testing.T) {
 	signed := channel.NewSigner([]byte(cfg.SignatureKey), channel.SHA1).SignChannel(ch)
 
 	r := start(t, cfg)
-	if code, body := get(t, r.url+"/healthz"); code != 200 || body != "ok\n" {
+	if code, body := get(t, r.URL+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("healthz: %d %q", code, body)
 	}
-	resp, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+ch.String(), "application/json", strings.NewReader(`{"before":"restart"}`))
+	resp, err := http.Post(r.Internal+"/pub/?CHANNEL_ID="+ch.String(), "application/json", strings.NewReader(`{"before":"restart"}`))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("publish: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	r.stop(t)
+	r.Stop(t)
 
 	r2 := start(t, cfg)
-	code, body := get(t, r2.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
+	code, body := get(t, r2.URL+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
 	frames, err := wire.ParseTextFrames([]byte(body))
 	if code != 200 || err != nil || len(frames) != 1 || string(frames[0].Text) != `{"before":"restart"}` {
 		t.Fatalf("after restart: %d %q %v", code, body, err)
@@ -144,7 +108,7 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
 	r := start(t, cfg)
-	internal := r.internal
+	internal := r.Internal
 	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
 
 	post := func(base string) int {
@@ -155,13 +119,13 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := post(r.url); code != http.StatusNotFound {
+	if code := post(r.URL); code != http.StatusNotFound {
 		t.Fatalf("/pub/ on the public listener: %d, want 404", code)
 	}
 	if code := post(internal); code != http.StatusOK {
 		t.Fatalf("/pub/ on the internal listener: %d", code)
 	}
-	if code, _ := get(t, r.url+"/server-stat/"); code != http.StatusNotFound {
+	if code, _ := get(t, r.URL+"/server-stat/"); code != http.StatusNotFound {
 		t.Fatalf("/server-stat/ on the public listener: %d", code)
 	}
 	if code, _ := get(t, internal+"/server-stat/"); code != http.StatusOK {
@@ -178,7 +142,7 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := api(r.url); code != http.StatusNotFound {
+	if code := api(r.URL); code != http.StatusNotFound {
 		t.Fatalf("/bitrix/api/ on the public listener: %d, want 404", code)
 	}
 	if code := api(internal); code != http.StatusOK {
@@ -186,7 +150,7 @@ func TestTrustedRoutesOnlyOnTheInternalListener(t *testing.T) {
 	}
 	// Subscribing stays public.
 	signed := channel.NewSigner([]byte("SECRET"), channel.SHA1).SignChannel(mustParse(t, ch))
-	if code, _ := get(t, r.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000"); code != http.StatusOK {
+	if code, _ := get(t, r.URL+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000"); code != http.StatusOK {
 		t.Fatalf("replay on the public listener: %d", code)
 	}
 	if code, _ := get(t, internal+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)); code != http.StatusNotFound {
@@ -201,7 +165,7 @@ func TestSameAddrServesEverythingOnOneListener(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.InternalAddr = config.SameAddr
 	r := start(t, cfg)
-	resp, err := http.Post(r.url+"/pub/?CHANNEL_ID=fb9f7e13dc3d595c5aefe1a0216c27a2", "application/json", strings.NewReader(`{}`))
+	resp, err := http.Post(r.URL+"/pub/?CHANNEL_ID=fb9f7e13dc3d595c5aefe1a0216c27a2", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +173,7 @@ func TestSameAddrServesEverythingOnOneListener(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/pub/ with --internal-addr same: %d", resp.StatusCode)
 	}
-	if code, _ := get(t, r.url+"/server-stat/"); code != http.StatusOK {
+	if code, _ := get(t, r.URL+"/server-stat/"); code != http.StatusOK {
 		t.Fatalf("/server-stat/ with --internal-addr same: %d", code)
 	}
 }

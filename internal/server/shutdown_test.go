@@ -64,16 +64,16 @@ func TestSnapshotWrittenWhileARequestIsStuck(t *testing.T) {
 		}
 	})
 	ch := "fb9f7e13dc3d595c5aefe1a0216c27a2"
-	resp, err := http.Post(r.internal+"/pub/?CHANNEL_ID="+ch, "application/json", strings.NewReader(`{"kept":true}`))
+	resp, err := http.Post(r.Internal+"/pub/?CHANNEL_ID="+ch, "application/json", strings.NewReader(`{"kept":true}`))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("publish: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	<-active // the publish's own connection
-	stuck := trickle(t, strings.TrimPrefix(r.internal, "http://"), "/pub/?CHANNEL_ID="+ch)
+	stuck := trickle(t, strings.TrimPrefix(r.Internal, "http://"), "/pub/?CHANNEL_ID="+ch)
 	<-active
 
-	r.stop(t) // fails the test if Serve returns an error
+	r.Stop(t) // fails the test if Serve returns an error
 	waitCut(t, stuck, 30*time.Second)
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "history.snapshot")); err != nil {
 		t.Fatalf("no snapshot after the stop: %v", err)
@@ -81,7 +81,7 @@ func TestSnapshotWrittenWhileARequestIsStuck(t *testing.T) {
 
 	r2 := start(t, cfg)
 	signed := channel.NewSigner([]byte(cfg.SignatureKey), channel.SHA1).SignChannel(mustParse(t, ch))
-	code, body := get(t, r2.url+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
+	code, body := get(t, r2.URL+"/sub/?CHANNEL_ID="+url.QueryEscape(signed)+"&mid=00000000000000000000000000")
 	frames, err := wire.ParseTextFrames([]byte(body))
 	if code != 200 || err != nil || len(frames) != 1 || string(frames[0].Text) != `{"kept":true}` {
 		t.Fatalf("after restart: %d %q %v", code, body, err)
@@ -98,8 +98,8 @@ func TestSlowBodiesAreCut(t *testing.T) {
 	cfg.SignatureKey = "SECRET"
 	cfg.BodyReadTimeout = 2 * time.Second
 	r := start(t, cfg)
-	pub := strings.TrimPrefix(r.url, "http://")
-	internal := strings.TrimPrefix(r.internal, "http://")
+	pub := strings.TrimPrefix(r.URL, "http://")
+	internal := strings.TrimPrefix(r.Internal, "http://")
 	targets := []struct{ addr, path string }{
 		{pub, "/rest/pull.application.config.get"},
 		{pub, "/oauth/token/"},
@@ -114,7 +114,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 	}
 	// Every connection is held by a handler that reads its body now; the
 	// server must still answer others.
-	for _, base := range []string{r.url, r.internal} {
+	for _, base := range []string{r.URL, r.Internal} {
 		client := &http.Client{Timeout: 30 * time.Second}
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {

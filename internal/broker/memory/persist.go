@@ -109,7 +109,7 @@ func (b *Broker) restore() error {
 		// First start, or the last run did not shut down cleanly.
 		next = idState{Epoch: max(uint64(b.now().Unix()), st.Epoch+1)}
 		if st.Epoch != 0 {
-			b.log.Warn("previous run did not shut down cleanly; starting a new message id epoch",
+			b.log.Warn("previous run did not shut down cleanly (killed or crashed): its history is lost and a new message id epoch starts; stop the server with SIGTERM and give it longer than --shutdown-timeout",
 				"old_epoch", st.Epoch, "new_epoch", next.Epoch)
 		}
 	}

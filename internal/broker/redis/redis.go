@@ -166,7 +166,7 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 	select {
 	case <-b.sub.ready:
 	case <-time.After(opt.StartWait):
-		opt.Log.Warn("redis is not reachable yet; the node reports unhealthy and keeps trying")
+		opt.Log.Warn("redis is not reachable yet; the node reports unhealthy (/readyz 503) and keeps trying: check that Redis runs at --redis")
 	}
 	return b, nil
 }
@@ -551,7 +551,7 @@ func (b *Broker) heartbeat() {
 	}
 	if was := b.heartbeatOK.Swap(err == nil); was != (err == nil) {
 		if err != nil {
-			b.log.Warn("redis heartbeat failed", "err", err)
+			b.log.Warn("redis heartbeat failed; /readyz answers 503 until Redis answers again: check that Redis runs at --redis and is not full", "err", err)
 		} else {
 			b.log.Info("redis heartbeat answered")
 		}

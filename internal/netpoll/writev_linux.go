@@ -1,4 +1,4 @@
-package realtime
+package netpoll
 
 import (
 	"fmt"
@@ -6,16 +6,26 @@ import (
 	"unsafe"
 )
 
-// iovScratch is a writer's reusable iovec array.
-type iovScratch []syscall.Iovec
+// Writev writes many buffers to a socket in as few writev calls as it
+// takes, without ever waiting for the socket. Its scratch space (the iovec
+// array, the function handed to RawConn.Write) is reused from call to call,
+// so a long-lived Writev allocates nothing per write. It is not safe for
+// concurrent use.
+type Writev struct {
+	iov []syscall.Iovec
+	// What WriteNow hands its system-call function (see there).
+	writeFD func(fd uintptr) bool
+	left    [][]byte
+	err     error
+}
 
 // maxIOV is the most pieces one writev takes (IOV_MAX on Linux).
 const maxIOV = 1024
 
-// writeNow writes as much of pieces as the socket takes without blocking
+// WriteNow writes as much of pieces as the socket takes without blocking
 // and returns what is left (nil when everything went out). No write
 // deadline is involved: nothing waits.
-func (w *burstWriter) writeNow(rc syscall.RawConn, pieces [][]byte) ([][]byte, error) {
+func (w *Writev) WriteNow(rc syscall.RawConn, pieces [][]byte) ([][]byte, error) {
 	w.left, w.err = pieces, nil
 	if w.writeFD == nil {
 		w.writeFD = w.writeSome // a method value allocates: once per writer
@@ -35,9 +45,9 @@ func (w *burstWriter) writeNow(rc syscall.RawConn, pieces [][]byte) ([][]byte, e
 	return left, nil
 }
 
-// writeSome is writeNow's part with the descriptor: it writes w.left until
+// writeSome is WriteNow's part with the descriptor: it writes w.left until
 // the socket is full, leaving there what remains.
-func (w *burstWriter) writeSome(fd uintptr) bool {
+func (w *Writev) writeSome(fd uintptr) bool {
 	for len(w.left) > 0 {
 		vec := w.iov[:0]
 		want := 0
@@ -69,7 +79,7 @@ func (w *burstWriter) writeSome(fd uintptr) bool {
 			w.err = errno
 			break
 		}
-		w.left = advance(w.left, n)
+		w.left = Advance(w.left, n)
 		if n < want {
 			break // the socket is full
 		}

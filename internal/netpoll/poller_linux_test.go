@@ -1,4 +1,4 @@
-package realtime
+package netpoll
 
 import (
 	"io"
@@ -29,15 +29,15 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-// funcHandler is a pollHandler made of a function.
+// funcHandler is a Handler made of a function.
 type funcHandler func()
 
-func (f funcHandler) readable() { f() }
+func (f funcHandler) Readable() { f() }
 
 // The handler runs once per arming, and again after rearm; a removed socket
 // is forgotten, and a poller told to close stops with its last socket.
 func TestPollerArmsOncePerEvent(t *testing.T) {
-	p, err := newPoller(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan byte, 10)
-	tok, err := p.reserve(funcHandler(func() {
+	tok, err := p.Reserve(funcHandler(func() {
 		var b [1]byte
 		if _, err := server.Read(b[:]); err != nil {
 			t.Error(err)
@@ -58,7 +58,7 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.watch(rc, tok); err != nil {
+	if err := p.Watch(rc, tok); err != nil {
 		t.Fatal(err)
 	}
 	next := func() byte {
@@ -86,14 +86,14 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 		t.Fatalf("handler ran without being armed again (read %q)", b)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if err := p.rearm(rc, tok); err != nil {
+	if err := p.Rearm(rc, tok); err != nil {
 		t.Fatal(err)
 	}
 	if b := next(); b != 'b' {
 		t.Fatalf("read %q", b)
 	}
-	p.closeWhenIdle()
-	if _, err := p.reserve(funcHandler(func() {})); err == nil {
+	p.CloseWhenIdle()
+	if _, err := p.Reserve(funcHandler(func() {})); err == nil {
 		t.Error("a closing poller took a new socket")
 	}
 	select {
@@ -101,13 +101,13 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 		t.Fatal("the poller stopped while a socket was still registered")
 	default:
 	}
-	p.remove(tok + 1<<tokenIndexBits) // another generation's token changes nothing
+	p.Remove(tok + 1<<tokenIndexBits) // another generation's token changes nothing
 	select {
 	case <-p.done:
 		t.Fatal("a stale token removed the socket")
 	default:
 	}
-	p.remove(tok)
+	p.Remove(tok)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):

@@ -1,4 +1,4 @@
-package realtime
+package netpoll
 
 import (
 	"errors"
@@ -8,13 +8,13 @@ import (
 	"syscall"
 )
 
-// poller watches sockets for readability with one epoll instance, so that
+// Poller watches sockets for readability with one epoll instance, so that
 // an idle connection needs no goroutine parked in Read: a goroutine is
 // started when its socket has something to read, and the socket is armed
 // again when that goroutine is done (EPOLLONESHOT, so at most one runs per
 // socket). The runtime's own netpoller cannot be asked this; it only wakes
 // goroutines that are already waiting.
-type poller struct {
+type Poller struct {
 	epfd int
 	wake [2]int // a pipe; a byte written to wake[1] ends the wait loop
 	done chan struct{}
@@ -29,16 +29,16 @@ type poller struct {
 	stopOnce sync.Once
 }
 
-// pollHandler is run, on a goroutine of its own, when its socket is
+// Handler is run, on a goroutine of its own, when its socket is
 // readable.
-type pollHandler interface{ readable() }
+type Handler interface{ Readable() }
 
 // pollSlot is a registered socket's handler. A token is the slot's index
 // and its generation: an event read just before its socket was removed and
 // the slot reused names an old generation and is dropped, so no socket ever
 // gets a second handler running.
 type pollSlot struct {
-	h   pollHandler
+	h   Handler
 	gen uint32
 }
 
@@ -53,7 +53,8 @@ const (
 // wakeToken is the token of the stop pipe; sockets get the others.
 const wakeToken = 0
 
-var errTooManySockets = errors.New("poller full")
+// ErrFull: the poller holds as many sockets as its tokens can name.
+var ErrFull = errors.New("poller full")
 
 // readEvents are what a socket is armed for: readable, or the peer gone.
 // EPOLLERR and EPOLLHUP are always reported.
@@ -62,12 +63,12 @@ const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // pollBatch is how many events one wait returns at most.
 const pollBatch = 256
 
-func newPoller(log *slog.Logger) (*poller, error) {
+func New(log *slog.Logger) (*Poller, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	p := &poller{epfd: epfd, done: make(chan struct{}), log: log, slots: make([]pollSlot, 1)}
+	p := &Poller{epfd: epfd, done: make(chan struct{}), log: log, slots: make([]pollSlot, 1)}
 	if err := syscall.Pipe2(p.wake[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
 		_ = syscall.Close(epfd)
 		return nil, fmt.Errorf("pipe2: %w", err)
@@ -81,7 +82,7 @@ func newPoller(log *slog.Logger) (*poller, error) {
 	return p, nil
 }
 
-func (p *poller) closeFDs() {
+func (p *Poller) closeFDs() {
 	_ = syscall.Close(p.wake[0])
 	_ = syscall.Close(p.wake[1])
 	_ = syscall.Close(p.epfd)
@@ -90,7 +91,7 @@ func (p *poller) closeFDs() {
 // loop waits for readable sockets and starts their handlers. It holds a
 // thread while it waits (epoll_wait is a blocking system call), one for the
 // whole server.
-func (p *poller) loop() {
+func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]syscall.EpollEvent, pollBatch)
 	for {
@@ -114,20 +115,20 @@ func (p *poller) loop() {
 				return
 			}
 			if h := p.handler(tok); h != nil {
-				go h.readable()
+				go h.Readable()
 			}
 		}
 	}
 }
 
-// reserve returns a token for a socket whose handler is h, to be run on a
+// Reserve returns a token for a socket whose handler is h, to be run on a
 // new goroutine each time the socket becomes readable after being armed by
-// watch or rearm. Call remove when the socket is closed.
-func (p *poller) reserve(h pollHandler) (uint32, error) {
+// Watch or Rearm. Call Remove when the socket is closed.
+func (p *Poller) Reserve(h Handler) (uint32, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return 0, errPollerClosed
+		return 0, ErrClosed
 	}
 	var idx uint32
 	if n := len(p.free); n > 0 {
@@ -135,7 +136,7 @@ func (p *poller) reserve(h pollHandler) (uint32, error) {
 		p.free = p.free[:n-1]
 	} else {
 		if len(p.slots) > tokenIndexMask {
-			return 0, errTooManySockets
+			return 0, ErrFull
 		}
 		idx = uint32(len(p.slots))
 		p.slots = append(p.slots, pollSlot{})
@@ -148,7 +149,7 @@ func (p *poller) reserve(h pollHandler) (uint32, error) {
 }
 
 // handler returns the handler of tok, nil if it is no longer registered.
-func (p *poller) handler(tok uint32) pollHandler {
+func (p *Poller) handler(tok uint32) Handler {
 	idx, gen := tok&tokenIndexMask, tok>>tokenIndexBits
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -158,8 +159,8 @@ func (p *poller) handler(tok uint32) pollHandler {
 	return p.slots[idx].h
 }
 
-// watch adds rc's socket under tok and arms it.
-func (p *poller) watch(rc syscall.RawConn, tok uint32) error {
+// Watch adds rc's socket under tok and arms it.
+func (p *Poller) Watch(rc syscall.RawConn, tok uint32) error {
 	// Under mu, so that the first handler's start (looked up under mu)
 	// comes after everything the caller did, for the race detector too.
 	p.mu.Lock()
@@ -167,18 +168,19 @@ func (p *poller) watch(rc syscall.RawConn, tok uint32) error {
 	return p.ctl(rc, syscall.EPOLL_CTL_ADD, tok)
 }
 
-var errPollerClosed = errors.New("poller closed")
+// ErrClosed: the poller takes no new sockets.
+var ErrClosed = errors.New("poller closed")
 
-// rearm watches the socket again after its handler is done. If it is
+// Rearm watches the socket again after its handler is done. If it is
 // readable already, the handler runs again at once.
-func (p *poller) rearm(rc syscall.RawConn, tok uint32) error {
+func (p *Poller) Rearm(rc syscall.RawConn, tok uint32) error {
 	// Under mu, as in watch: the next handler starts after this one ended.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ctl(rc, syscall.EPOLL_CTL_MOD, tok)
 }
 
-func (p *poller) ctl(rc syscall.RawConn, op int, tok uint32) error {
+func (p *Poller) ctl(rc syscall.RawConn, op int, tok uint32) error {
 	var ctlErr error
 	// Control holds the descriptor open: it cannot be closed and reused by
 	// another connection while epoll_ctl runs.
@@ -192,9 +194,9 @@ func (p *poller) ctl(rc syscall.RawConn, op int, tok uint32) error {
 	return err
 }
 
-// remove forgets a socket. Its epoll registration ends when the socket is
+// Remove forgets a socket. Its epoll registration ends when the socket is
 // closed; an event already on its way finds no handler.
-func (p *poller) remove(tok uint32) {
+func (p *Poller) Remove(tok uint32) {
 	idx, gen := tok&tokenIndexMask, tok>>tokenIndexBits
 	p.mu.Lock()
 	if idx == 0 || int(idx) >= len(p.slots) || p.slots[idx].gen != gen || p.slots[idx].h == nil {
@@ -211,10 +213,10 @@ func (p *poller) remove(tok uint32) {
 	}
 }
 
-// closeWhenIdle takes no new sockets and stops the poller once the last
+// CloseWhenIdle takes no new sockets and stops the poller once the last
 // one is removed: sockets still finishing their closing handshake after a
 // shutdown keep being read until they end.
-func (p *poller) closeWhenIdle() {
+func (p *Poller) CloseWhenIdle() {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.live == 0
@@ -225,10 +227,14 @@ func (p *poller) closeWhenIdle() {
 }
 
 // stop ends the wait loop and releases the epoll instance.
-func (p *poller) stop() {
+func (p *Poller) stop() {
 	p.stopOnce.Do(func() {
 		_, _ = syscall.Write(p.wake[1], []byte{1})
 		<-p.done
 		p.closeFDs()
 	})
 }
+
+// Done is closed once the poller has stopped and released its epoll
+// instance.
+func (p *Poller) Done() <-chan struct{} { return p.done }

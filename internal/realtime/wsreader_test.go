@@ -22,16 +22,17 @@ import (
 func (ts *testServer) eventReaders() (polled, total int) {
 	ts.rt.sessMu.Lock()
 	defer ts.rt.sessMu.Unlock()
-	for sess := range ts.rt.sessions {
-		if sess.ws == nil {
+	for m := range ts.rt.sessions {
+		c, ok := m.(*session).t.(*wsConn)
+		if !ok {
 			continue
 		}
 		total++
-		sess.ws.connMu.Lock()
-		if sess.ws.ev != nil {
+		c.connMu.Lock()
+		if c.ev != nil {
 			polled++
 		}
-		sess.ws.connMu.Unlock()
+		c.connMu.Unlock()
 	}
 	return polled, total
 }
@@ -280,7 +281,7 @@ func TestPollerStopsAfterShutdown(t *testing.T) {
 	}
 	c.waitClosed(t)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the poller still runs after shutdown")
 	}

@@ -1,0 +1,116 @@
+package realtime
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// longPollConn is the transport of one long-poll request: it waits for the
+// first delivery (or the end), then answers with everything queued, and the
+// client polls again with the last mid it got.
+type longPollConn struct {
+	woken chan struct{}
+}
+
+func newLongPollConn() *longPollConn { return &longPollConn{woken: make(chan struct{}, 1)} }
+
+var _ transport = (*longPollConn)(nil)
+
+// wake ends the wait: there is something to answer.
+func (lp *longPollConn) wake() {
+	select {
+	case lp.woken <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the wait; the answer is the session's numbered error.
+func (lp *longPollConn) close(*protoError) { lp.wake() }
+
+// cut ends the wait; the answer is whatever the session still holds.
+func (lp *longPollConn) cut(string) { lp.wake() }
+
+// ping does nothing: a long poll ends within its timeout anyway.
+func (lp *longPollConn) ping() {}
+
+// streams: a long poll ends with its answer.
+func (lp *longPollConn) streams() bool { return false }
+
+// wait blocks until the session has something to answer or timeout
+// passes; false if the client left first.
+func (lp *longPollConn) wait(ctx context.Context, timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-lp.woken:
+	case <-timer.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// answer ends the poll: the numbered error that ended the session, the
+// deliveries queued, or 304 with where to resume. givenMid and recovered
+// are the poll's mid and whether it was valid.
+func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess *session, givenMid string, recovered bool) {
+	if evicted := sess.evictedBy(); evicted != nil {
+		writeError(w, evicted)
+		return
+	}
+	// Where to resume is settled before the queue is taken: a message
+	// stored after this point, and so missing from the answer, is newer
+	// than the Last-Message-Id and recovered by the next poll.
+	resume := sess.srv.resumeID(ctx, sess, givenMid, recovered)
+	// One response per poll, as the reference does: what arrives after this
+	// is replayed from history on the next poll, which carries the new mid.
+	if ds := sess.take(); len(ds) > 0 {
+		pieces, n, size := sess.format.batch(nil, ds, make([]byte, 0, 16))
+		sess.srv.metrics.wrote(sess, ds[:n])
+		if n < len(ds) {
+			// The rest comes with the next poll, from history.
+			sess.srv.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))
+		}
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Content-Type", sess.format.contentType)
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.WriteHeader(http.StatusOK)
+		for _, p := range pieces {
+			if _, err := w.Write(p); err != nil {
+				return
+			}
+		}
+		return
+	}
+	notModified(w, resume)
+}
+
+// lpExpires is the Expires value that makes clients adopt Last-Message-Id on a
+// 304 (docs/protocol.md, "Subscribing"); any other value and they ignore the
+// header.
+const lpExpires = "Thu, 01 Jan 1973 11:11:01 GMT"
+
+// resumeID is the Last-Message-Id of a poll that ends with nothing new: the
+// mid the client sent, or else the newest stored message of its channels, or
+// nothing.
+func (s *Server) resumeID(ctx context.Context, sess *session, givenMid string, valid bool) string {
+	if valid {
+		return givenMid
+	}
+	if id, ok, err := s.broker.LastID(ctx, sess.historyChannels()); err == nil && ok {
+		return id.String()
+	}
+	return ""
+}
+
+// notModified ends a poll with nothing new. Last-Message-Id tells the client
+// where to resume. A 200 with no messages is never sent: it would clear the
+// client's mid.
+func notModified(w http.ResponseWriter, last string) {
+	h := w.Header()
+	h.Set("Last-Message-Id", last)
+	h.Set("Expires", lpExpires)
+	writeText(w, http.StatusNotModified, "")
+}

@@ -1,0 +1,61 @@
+package realtime
+
+import "net/http"
+
+// writeText answers with a plain-text body and the CORS header every push
+// server response carries.
+func writeText(w http.ResponseWriter, status int, body string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Content-Type", "text/plain")
+	w.WriteHeader(status)
+	if body != "" {
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// The request headers each route's preflight allows. The reference servers
+// allow only the two conditional headers everywhere, which refuses a browser
+// client that labels its body (Content-Type: application/octet-stream, say)
+// and so needs a preflight; the routes read neither label nor conditionals,
+// so allowing them changes nothing the route does (docs/decisions.md,
+// "CORS preflights").
+const (
+	subAllowHeaders  = "If-Modified-Since, If-None-Match"
+	postAllowHeaders = "Content-Type, If-Modified-Since, If-None-Match"
+	pubAllowHeaders  = "Content-Type, Message-Expiry, If-Modified-Since, If-None-Match"
+)
+
+// serveOptions answers a CORS preflight with the methods the route serves
+// and the request headers it takes, in the reference servers' answer shape
+// (200, text/plain, empty body).
+func serveOptions(w http.ResponseWriter, methods, headers string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", methods)
+	h.Set("Access-Control-Allow-Headers", headers)
+	writeText(w, http.StatusOK, "")
+}
+
+// acceptPost lets POST through to a POST-only route; it answers OPTIONS
+// (CORS preflight) and refuses other methods itself.
+func acceptPost(w http.ResponseWriter, r *http.Request) bool {
+	switch r.Method {
+	case http.MethodPost:
+		return true
+	case http.MethodOptions:
+		serveOptions(w, "POST, OPTIONS", postAllowHeaders)
+	default:
+		methodNotAllowed(w, "POST, OPTIONS")
+	}
+	return false
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeText(w, http.StatusMethodNotAllowed, "Method not allowed.")
+}
+
+// writeError answers an HTTP request with a numbered error, as "CODE: Text".
+func writeError(w http.ResponseWriter, e *protoError) {
+	writeText(w, e.httpStatus(), e.Error())
+}
