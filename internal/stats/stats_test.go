@@ -72,8 +72,9 @@ func BenchmarkObserve(b *testing.B) {
 	})
 }
 
-// BenchmarkWriteRecord is what the WebSocket writer adds per socket write
-// for the metrics: the batch size, a clock read and the latency.
+// BenchmarkWriteRecord is what the writer adds for a socket write in the
+// metrics' sample (realtime.counters.wrote): the batch size, a clock read
+// and the latency.
 func BenchmarkWriteRecord(b *testing.B) {
 	ms := int64(time.Millisecond)
 	batch := NewHistogram(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
