@@ -30,6 +30,15 @@ type Delivery struct {
 	frames     [MaxFormats]frame
 }
 
+// Sampled reports whether the metrics time this delivery's write to the
+// connection identified by conn (any value that differs between
+// connections): a hash of it and the message id, masked by SampleMask, so
+// that each message is timed on a different few connections.
+func (d *Delivery) Sampled(conn uint64) bool {
+	h := (conn ^ d.Msg.ID.Seq) * 0x9E3779B97F4A7C15
+	return uint32(h>>32)&d.SampleMask == 0
+}
+
 // samplesPerDelivery is about how many writes of one delivery the metrics
 // time on a channel with many subscribers.
 const samplesPerDelivery = 8

@@ -164,3 +164,37 @@ func TestSampleMask(t *testing.T) {
 		t.Errorf("delivery to 20 subscribers has SampleMask %d, want %d", d.SampleMask, sampleMask(20))
 	}
 }
+
+// TestSampledSpreadsOverConnections: about one connection in SampleMask+1
+// times a message, and different ones for different messages.
+func TestSampledSpreadsOverConnections(t *testing.T) {
+	d := NewDelivery(msg(), id(1))
+	d.SampleMask = sampleMask(1000)
+	sampled := 0
+	for conn := range uint64(100000) {
+		if d.Sampled(conn * 7919) {
+			sampled++
+		}
+	}
+	if want := 100000 / int(d.SampleMask+1); sampled < want*8/10 || sampled > want*12/10 {
+		t.Errorf("%d of 100000 connections sampled, want about %d", sampled, want)
+	}
+	d.SampleMask = 0
+	if !d.Sampled(12345) {
+		t.Error("mask 0 does not sample every write")
+	}
+}
+
+// BenchmarkSampled is what a socket write outside the metrics' sample
+// costs the writer.
+func BenchmarkSampled(b *testing.B) {
+	d := NewDelivery(msg(), id(1))
+	d.SampleMask = sampleMask(1000)
+	n := 0
+	for i := range b.N {
+		if d.Sampled(uint64(i) * 7919) {
+			n++
+		}
+	}
+	b.ReportMetric(float64(n)/float64(b.N), "sampled/op")
+}

@@ -143,7 +143,7 @@ func (c *counters) recovered(recover bool, replayed int) {
 }
 
 // wrote records one socket write of ds to sess, if it is in the sample
-// (hub.Delivery.SampleMask): its size, and the latency of the oldest live
+// (hub.Delivery.Sampled): its size, and the latency of the oldest live
 // message in it (queues are in id order). Writes outside the sample cost a
 // hash and a mask; a sampled one reads the clock and updates two shared
 // histograms, which on every write of a wide fan-out would cost as much as
@@ -151,7 +151,8 @@ func (c *counters) recovered(recover bool, replayed int) {
 // created before the connection subscribed and are left out: their age is
 // the client's absence, not the server's delay.
 func (c *counters) wrote(sess *session, ds []*hub.Delivery) {
-	if sampleHash(sess, ds[0])&ds[0].SampleMask != 0 {
+	// The connection's subscribe time tells it from the others.
+	if !ds[0].Sampled(uint64(sess.subscribed.UnixNano())) {
 		return
 	}
 	c.batch.Observe(int64(len(ds)))
@@ -161,13 +162,6 @@ func (c *counters) wrote(sess *session, ds []*hub.Delivery) {
 			return
 		}
 	}
-}
-
-// sampleHash spreads (connection, message) pairs evenly, so that each
-// message is timed on a different few connections.
-func sampleHash(sess *session, d *hub.Delivery) uint32 {
-	h := (uint64(sess.subscribed.UnixNano()) ^ d.Msg.ID.Seq) * 0x9E3779B97F4A7C15
-	return uint32(h >> 32)
 }
 
 // Metrics is a reading of the server's counters, for the metrics exporter.
