@@ -83,6 +83,7 @@ func commands() []command {
 		{"user", "add or update users in the registry", (*runner).user},
 		{"token", "issue and revoke OAuth tokens and authorization codes", (*runner).token},
 		{"webhook", "create incoming webhooks", (*runner).webhook},
+		{"tenant", "add, list and remove the portals of a shared-mode server", (*runner).tenant},
 		{"healthcheck", "exit 0 when the server is ready (for container health checks)", (*runner).healthcheck},
 		{"status", "print the running server's state: connections, rates, memory, cluster nodes, TLS", (*runner).status},
 		{"version", "print the version", (*runner).version},

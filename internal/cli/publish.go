@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/channel"
 )
 
 // maxShownBody caps how much of an error response publish prints.
@@ -40,6 +43,7 @@ Examples:
   pushpull publish 0123456789abcdef0123456789abcdef '{"module_id":"test","command":"hello","params":{}}'
   pushpull publish --expiry 60 ID1 ID2 - < event.json
   pushpull publish --url http://10.0.0.5:8895/bitrix/pub/ ID '{"module_id":"im","command":"ping","params":{}}'
+  PUSHPULL_TENANT_KEY=… pushpull publish --client-id 0123456789abcdef0123456789abcdef ID '{…}'   # shared mode
 `
 
 func (r *runner) publish(ctx context.Context, args []string) int {
@@ -49,6 +53,9 @@ func (r *runner) publish(ctx context.Context, args []string) int {
 	expiry := fs.Int("expiry", 0,
 		"keep the message in history this many `SECONDS` (0: deliver live only); default: the server's")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this `DURATION`")
+	clientID := fs.String("client-id", "", "shared mode: publish as this portal (`ID`), signing the body with its key (--key, or env PUSHPULL_TENANT_KEY)")
+	key := fs.String("key", "", "shared mode: the portal's security `KEY` (pushpull tenant add prints it)")
+	algo := fs.String("algo", "sha1", "shared mode: the signature's hash, sha1 or sha256 (the server's --signature-algo)")
 	writeHelp := func(w io.Writer) {
 		_, _ = io.WriteString(w, publishHelpHead)
 		writeFlags(w, fs)
@@ -80,6 +87,11 @@ func (r *runner) publish(ctx context.Context, args []string) int {
 	body, err := r.readBody(bodyArg)
 	if err != nil {
 		return r.usageError("publish", "%v", err)
+	}
+	if *clientID != "" {
+		if target, err = r.signForTenant(target, body, *clientID, *key, *algo); err != nil {
+			return r.usageError("publish", "%v", err)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -172,4 +184,21 @@ func (r *runner) readBody(arg string) ([]byte, error) {
 		return nil, fmt.Errorf("compact the body from %s: %w", from, err)
 	}
 	return out.Bytes(), nil
+}
+
+// signForTenant adds a shared-mode portal's clientId and the signature of
+// body, the HMAC with its key, to target.
+func (r *runner) signForTenant(target string, body []byte, clientID, key, algoName string) (string, error) {
+	if key == "" {
+		key = r.getenv("PUSHPULL_TENANT_KEY")
+	}
+	if key == "" {
+		return "", errors.New("--client-id needs the portal's --key (or PUSHPULL_TENANT_KEY)")
+	}
+	algo, err := channel.ParseAlgo(algoName)
+	if err != nil {
+		return "", fmt.Errorf("invalid --algo %q: want sha1 or sha256", algoName)
+	}
+	sig := hex.EncodeToString(channel.NewSigner([]byte(key), algo).Sign(body))
+	return target + "&clientId=" + url.QueryEscape(clientID) + "&signature=" + sig, nil
 }

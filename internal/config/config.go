@@ -135,6 +135,25 @@ type Config struct {
 	// RedisPrefix names pushpull's keys in Redis, so that several clusters
 	// can share one Redis; every node of a cluster needs the same.
 	RedisPrefix string `json:"redis-prefix"`
+	// Mode is ModePersonal (one portal: this server's REST side, or one
+	// Bitrix installation, sharing the signature key) or ModeShared (many
+	// portals, each a tenant with a key of its own; docs/shared-mode.md).
+	Mode string `json:"mode"`
+	// TenantVerify judges the registrations of shared mode: open (anyone
+	// who asks), operator (only `pushpull tenant add`) or url (the verdict
+	// of TenantVerifyURL).
+	TenantVerify string `json:"tenant-verify"`
+	// TenantVerifyURL is the endpoint --tenant-verify=url forwards each
+	// registration's verification query to.
+	TenantVerifyURL string `json:"tenant-verify-url"`
+	// RegisterPaths are shared mode's registration prefixes (public).
+	RegisterPaths []string `json:"register-paths"`
+	// SystemctlPaths are shared mode's operator command prefixes
+	// (trusted, and signed with the server's key).
+	SystemctlPaths []string `json:"systemctl-paths"`
+	// TenantReload is how often a shared-mode server checks the registry
+	// for tenants changed elsewhere (another node, the operator CLI).
+	TenantReload time.Duration `json:"tenant-reload"`
 	// ConsoleToken is the operator credential of the web console (/console/
 	// on the internal listener): its actions (send a test message, revoke a
 	// token) need it. Empty: the console is read-only.
@@ -145,6 +164,15 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log-level"`
 }
+
+// The modes.
+const (
+	ModePersonal = "personal"
+	ModeShared   = "shared"
+)
+
+// Shared reports whether the server runs in shared mode.
+func (c Config) Shared() bool { return c.Mode == ModeShared }
 
 // SameAddr as InternalAddr serves the trusted routes on Addr as well, with
 // no second listener: for local development only.
@@ -194,6 +222,11 @@ func Default() Config {
 		ShutdownTimeout:        30 * time.Second,
 		BodyReadTimeout:        10 * time.Second,
 		LogLevel:               "info",
+		Mode:                   ModePersonal,
+		TenantVerify:           "operator",
+		RegisterPaths:          []string{"/register-client/"},
+		SystemctlPaths:         []string{"/systemctl/"},
+		TenantReload:           time.Second,
 
 		ClientPublishRate:        50,
 		ClientPublishBurst:       500,

@@ -63,6 +63,12 @@ const (
 	redisPrefix           = "redis-prefix"
 	consoleToken          = "console-token"
 
+	mode                     = "mode"
+	tenantVerify             = "tenant-verify"
+	tenantVerifyURL          = "tenant-verify-url"
+	registerPaths            = "register-paths"
+	systemctlPaths           = "systemctl-paths"
+	tenantReload             = "tenant-reload"
 	clientPublishRate        = "client-publish-rate"
 	clientPublishBurst       = "client-publish-burst"
 	clientPublishIPRate      = "client-publish-ip-rate"
@@ -159,6 +165,18 @@ func settings() []setting {
 			func(c *Config) any { return &c.Redis }},
 		{redisPrefix, "NAME", "prefix of pushpull's keys in Redis; nodes of one cluster share it",
 			func(c *Config) any { return &c.RedisPrefix }},
+		{mode, "personal|shared", "personal: one portal, one key; shared: many portals, each a tenant (clientId, host) with a key derived from --signature-key",
+			func(c *Config) any { return &c.Mode }},
+		{tenantVerify, "open|operator|url", "shared mode's registrations: open registers any portal that asks, operator only those added with pushpull tenant add, url asks --tenant-verify-url",
+			func(c *Config) any { return &c.TenantVerify }},
+		{tenantVerifyURL, "URL", "http(s) endpoint each registration's verification query is POSTed to (--tenant-verify=url); it answers in the Bitrix licence server's JSON",
+			func(c *Config) any { return &c.TenantVerifyURL }},
+		{registerPaths, "PATH,...", "shared mode's registration prefixes (POST /register-client/)",
+			func(c *Config) any { return &c.RegisterPaths }},
+		{systemctlPaths, "PATH,...", "shared mode's operator command prefixes (POST /systemctl/, signed with the server's key; trusted)",
+			func(c *Config) any { return &c.SystemctlPaths }},
+		{tenantReload, "DURATION", "how often a shared-mode server checks the registry for tenants added or removed elsewhere",
+			func(c *Config) any { return &c.TenantReload }},
 		{consoleToken, "TOKEN", "operator credential of the web console at /console/ on the internal listener (at least 16 characters); empty: the console is read-only",
 			func(c *Config) any { return &c.ConsoleToken }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",

@@ -142,6 +142,10 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkPushWebhook(c.PushWebhook) },
+		func() error { return c.checkShared() },
+		func() error { return checkPaths(registerPaths, c.RegisterPaths) },
+		func() error { return checkPaths(systemctlPaths, c.SystemctlPaths) },
+		func() error { return positiveDuration(tenantReload, c.TenantReload) },
 		func() error { return checkConsoleToken(c.ConsoleToken) },
 		func() error { return checkRedis(c.Redis) },
 		func() error {
@@ -373,7 +377,36 @@ func (c Config) checkPathsDistinct() error {
 			return err
 		}
 	}
+	if c.Shared() {
+		for _, p := range c.RegisterPaths {
+			if err := claim(registerPaths, p); err != nil {
+				return err
+			}
+		}
+		for _, p := range c.SystemctlPaths {
+			if err := claim(systemctlPaths, p); err != nil {
+				return err
+			}
+		}
+	}
 	return claim(statPath, c.StatPath)
+}
+
+func (c Config) checkShared() error {
+	if c.Mode != ModePersonal && c.Mode != ModeShared {
+		return invalid(mode, c.Mode, "want personal or shared")
+	}
+	switch c.TenantVerify {
+	case "open", "operator":
+	case "url":
+		u, err := url.Parse(c.TenantVerifyURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid(tenantVerifyURL, c.TenantVerifyURL, `want the http or https URL of the verifying endpoint with --tenant-verify=url`)
+		}
+	default:
+		return invalid(tenantVerify, c.TenantVerify, "want open, operator or url")
+	}
+	return nil
 }
 
 // minConsoleToken keeps the console's credential out of guessing range.

@@ -52,6 +52,10 @@ type Options struct {
 	// Tenant is the iss of version 5 tokens: the portal's member_id, which
 	// the push server takes as the namespace of user ids.
 	Tenant string
+	// ClientID, when set, makes the config a shared-mode one
+	// (docs/shared-mode.md): server.mode "shared" and this clientId, which
+	// the clients then send with every subscribe.
+	ClientID string
 	// PublicURL is how clients reach the push server, http(s)://host[:port].
 	PublicURL string
 	// SubPath and PubWebPath are the subscribe and client-publish routes.
@@ -192,6 +196,7 @@ func (s *Service) config(ctx context.Context, c rest.Caller) (any, error) {
 			"private": privEntry,
 		},
 		PublicChannels: publicChannels,
+		ClientID:       s.opt.ClientID,
 		ServerTime:     now.Format(rest.PHPDateLayout),
 	}
 	if s.opt.ServerVersion >= 5 {
@@ -227,6 +232,7 @@ type configResult struct {
 	JWT            string         `json:"jwt,omitempty"` // version 5 only
 	Exp            int64          `json:"exp,omitempty"`
 	PublicChannels any            `json:"publicChannels"`
+	ClientID       string         `json:"clientId,omitempty"` // shared mode only
 	ServerTime     string         `json:"serverTime"`
 }
 
@@ -242,10 +248,14 @@ func (s *Service) serverBlock(domain string) serverConfig {
 		scheme, wsScheme = "https", "wss"
 	}
 	at := func(scheme, path string) string { return scheme + "://" + u.Host + path }
+	mode := "personal"
+	if s.opt.ClientID != "" {
+		mode = "shared"
+	}
 	return serverConfig{
 		Version:           s.opt.ServerVersion,
 		ServerEnabled:     true,
-		Mode:              "personal",
+		Mode:              mode,
 		Hostname:          u.Hostname(),
 		LongPolling:       at(scheme, s.opt.SubPath),
 		LongPoolingSecure: at("https", s.opt.SubPath),

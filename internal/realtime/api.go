@@ -34,13 +34,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if !s.signer.Verify(string(body), q.Get("signature")) {
+	if !s.signerOf(r.Context()).Verify(string(body), q.Get("signature")) {
 		s.log.Debug("JSON-RPC request refused: bad signature", "remote", r.RemoteAddr)
 		writeJSON(w, http.StatusForbidden, wire.AppendRPCError(nil, nil,
 			wire.NewRPCError(wire.RPCInvalidRequest, errWrongSignature.Error())))
 		return
 	}
-	tenant := q.Get("hostId")
+	tenant := scopeUsers(r.Context(), q.Get("hostId"))
 	resp := s.serveRPC(r.Context(), body, rpcFace{
 		run: func(ctx context.Context, call wire.RPCCall) (any, *wire.RPCError) {
 			return s.backendMethod(ctx, tenant, call)
@@ -131,7 +131,7 @@ func (s *Server) backendPublish(ctx context.Context, tenant string, params json.
 		if err != nil {
 			return nil, invalidParams(errInvalidChannelID.Error() + " " + strconv.Quote(c))
 		}
-		m.Receivers = append(m.Receivers, message.Receiver{ID: id})
+		m.Receivers = append(m.Receivers, message.Receiver{ID: scopeID(ctx, id)})
 	}
 	users := make(map[int64]channel.ID, len(p.UserList))
 	for _, u := range userIDs(p.UserList) {

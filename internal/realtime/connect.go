@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -38,7 +39,7 @@ func (s *Server) serveSub(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	sess, chanErr := s.openSession(q)
+	sess, chanErr := s.openSession(r.Context(), q)
 	c := &wsConn{sess: sess}
 	if chanErr == nil {
 		sess.t = c
@@ -110,7 +111,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Expose-Headers", "Last-Message-Id")
 	q := r.URL.Query()
-	sess, err := s.openSession(q)
+	sess, err := s.openSession(r.Context(), q)
 	if err != nil {
 		s.logRefused(r, "longpoll", err)
 		writeError(w, errWrongChannelID)
@@ -150,37 +151,28 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 // protocol, or the reason to refuse it (the routes answer 4010 for any bad
 // credential). Here, and only here, a protocol is chosen (by
 // requestedProtocol).
-func (s *Server) openSession(q url.Values) (*session, error) {
+func (s *Server) openSession(ctx context.Context, q url.Values) (*session, error) {
+	var sess *session
+	var err error
 	switch requestedProtocol(q) {
 	case "jsonrpc":
-		return s.openRPCSession(q) // verifies a token, or CHANNEL_ID
+		sess, err = s.openRPCSession(ctx, q) // verifies a token, or CHANNEL_ID
 	case "protobuf":
-		return s.openSigned(q, protobufProtocol{})
+		sess, err = s.openSigned(ctx, q, protobufProtocol{})
 	case "json":
-		return s.openSigned(q, jsonProtocol{})
+		sess, err = s.openSigned(ctx, q, jsonProtocol{})
+	default:
+		sess, err = s.openSigned(ctx, q, textProtocol{})
 	}
-	return s.openSigned(q, textProtocol{})
-}
-
-// requestedProtocol names the protocol a subscribe query asks for: the
-// clients send the literal "true" for jsonRpc and binaryMode, as Push server
-// 2.x reads them, so text, JSON, protobuf and JSON-RPC subscribers share
-// channels.
-func requestedProtocol(q url.Values) string {
-	switch {
-	case q.Get("jsonRpc") == "true":
-		return "jsonrpc"
-	case q.Get("binaryMode") == "true":
-		return "protobuf"
-	case q.Get("format") == "json":
-		return "json"
+	if err == nil {
+		bindTenant(ctx, sess) // shared mode: the request's portal
 	}
-	return "text"
+	return sess, err
 }
 
 // openSigned opens a session over the signed channels of CHANNEL_ID.
-func (s *Server) openSigned(q url.Values, p protocol) (*session, error) {
-	elems, err := s.parseSubscribe(q)
+func (s *Server) openSigned(ctx context.Context, q url.Values, p protocol) (*session, error) {
+	elems, err := s.parseSubscribe(ctx, q)
 	if err != nil {
 		return nil, err
 	}

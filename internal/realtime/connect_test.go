@@ -35,7 +35,7 @@ func TestOpenSessionChoosesTheProtocol(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sess, err := ts.rt.openSession(q)
+		sess, err := ts.rt.openSession(t.Context(), q)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.extra, err)
 		}
@@ -50,7 +50,7 @@ func TestOpenSessionChoosesTheProtocol(t *testing.T) {
 			k, v, _ := strings.Cut(extra, "=")
 			q.Set(k, v)
 		}
-		if sess, err := ts.rt.openSession(q); err == nil || sess != nil {
+		if sess, err := ts.rt.openSession(t.Context(), q); err == nil || sess != nil {
 			t.Errorf("%q with a forged signature: opened a session", extra)
 		}
 	}

@@ -25,9 +25,9 @@ func (e *protoError) httpStatus() int {
 	return http.StatusBadRequest
 }
 
-// The numbered errors, with Push server 2.x's codes and exact texts. Codes
-// 2.x has that pushpull never sends (4022–4025, 4031–4036: registration,
-// /systemctl/ and cloud tenants) are left out rather than kept unused.
+// The numbered errors, with Push server 2.x's codes and exact texts. Those
+// of shared mode (4022–4025, 4032–4036: registration, /systemctl/ and
+// tenants) are in tenant.go; 4031 is never sent and left out.
 var (
 	errWrongChannelID      = &protoError{4010, "Wrong Channel Id."}
 	errLastMessages        = &protoError{4011, "Couldn't get last messages."}

@@ -28,6 +28,14 @@ func TestProtoErrorTexts(t *testing.T) {
 		{errWrongSignature, "4026: Wrong request signature.", http.StatusBadRequest},
 		{errPublishRate, "4028: Too many messages, slow down.", http.StatusTooManyRequests},
 		{errTooManyConnections, "4029: Too many connections", http.StatusTooManyRequests},
+		{errEmptyRequest, "4022: Empty request.", http.StatusBadRequest},
+		{errVerificationQuery, "4024: A verification query is required.", http.StatusBadRequest},
+		{errClientIDRequired, "4025: Client Id is required.", http.StatusBadRequest},
+		{errBadJSONRequest, "4032: Bad JSON request.", http.StatusBadRequest},
+		{errNoMethodProperty, "4033: JSON object doesn't have 'method' property.", http.StatusBadRequest},
+		{errNoParamsProperty, "4034: JSON object doesn't have 'params' property.", http.StatusBadRequest},
+		{errUnknownCommand, "4035: Unknown command.", http.StatusBadRequest},
+		{errWrongClientID, "4036: Wrong Client Id.", http.StatusBadRequest},
 	} {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"sync"
@@ -47,26 +48,26 @@ var formatRPC = format{slot: 3, encode: wire.AppendIncomingMessage, contentType:
 // openRPCSession authenticates a version 5 connection by token= (preferred,
 // as the clients do) or CHANNEL_ID. A token's channels are trusted as
 // signed by it; its user is reached through channel.User.
-func (s *Server) openRPCSession(q url.Values) (*session, error) {
+func (s *Server) openRPCSession(ctx context.Context, q url.Values) (*session, error) {
 	rc := &rpcConn{}
 	var elems []channel.Element
 	if tok := q.Get("token"); tok != "" {
-		c, err := token.Verify(tok, s.tokenKey, time.Now())
+		c, err := token.Verify(tok, s.tokenKeyOf(ctx), time.Now())
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errWrongChannelID, err)
 		}
 		if len(c.Channels) > s.opt.MaxChannelsPerRequest {
 			return nil, fmt.Errorf("%w: %d channels in the token", errWrongChannelID, len(c.Channels))
 		}
-		rc.tenant, rc.user, rc.channels = c.Issuer, c.User, c.Channels
-		elems = tokenElements(c)
+		rc.tenant, rc.user, rc.channels = scopeUsers(ctx, c.Issuer), c.User, c.Channels
+		elems = scopeElements(ctx, tokenElements(c))
 	} else {
 		var err error
-		if elems, err = s.parseSubscribe(q); err != nil {
+		if elems, err = s.parseSubscribe(ctx, q); err != nil {
 			return nil, err
 		}
 		for _, e := range elems {
-			rc.channels = append(rc.channels, e.ID)
+			rc.channels = append(rc.channels, scopeID(ctx, e.ID)) // the ids the client knows
 		}
 	}
 	sess := newSession(s, elems, rc)

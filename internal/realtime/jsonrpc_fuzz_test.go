@@ -86,7 +86,7 @@ func fuzzRPCSession(f testing.TB) (*Server, *session) {
 	srv := New(opt, b, h, channel.NewSigner(key, channel.SHA1), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now()
 	tok := token.Sign(token.Claims{Issuer: testTenant, IssuedAt: now, Expires: now.Add(time.Hour), User: 1}, key)
-	sess, err := srv.openSession(url.Values{"token": {tok}, "jsonRpc": {"true"}})
+	sess, err := srv.openSession(context.Background(), url.Values{"token": {tok}, "jsonRpc": {"true"}})
 	if err != nil {
 		f.Fatal(err)
 	}

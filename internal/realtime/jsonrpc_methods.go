@@ -121,7 +121,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 		m.Receivers = append(m.Receivers, message.Receiver{ID: channel.User(rc.tenant, int64(u))})
 	}
 	for _, raw := range p.ChannelList {
-		id, ok := s.publicReceiver(raw)
+		id, ok := s.publicReceiver(raw, sess.requester())
 		if !ok {
 			return nil, invalidParams(errInvalidSignature.Error())
 		}
@@ -141,7 +141,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 
 // publicReceiver reads one channelList element, "publicId.signature" or
 // {"publicId":…,"signature":…}, and checks the public signature.
-func (s *Server) publicReceiver(raw json.RawMessage) (channel.ID, bool) {
+func (s *Server) publicReceiver(raw json.RawMessage, who requester) (channel.ID, bool) {
 	var pub, sig string
 	var str string
 	if json.Unmarshal(raw, &str) == nil {
@@ -160,10 +160,10 @@ func (s *Server) publicReceiver(raw json.RawMessage) (channel.ID, bool) {
 		pub, sig = obj.PublicID, obj.Signature
 	}
 	id, err := channel.ParseID(pub)
-	if err != nil || !s.signer.Verify("public:"+pub, sig) {
+	if err != nil || !who.signer(s).Verify("public:"+pub, sig) {
 		return channel.ID{}, false
 	}
-	return id, true
+	return who.scope(id), true
 }
 
 // defaultExpiry is a v5 publish's stored lifetime: absent is the Bitrix

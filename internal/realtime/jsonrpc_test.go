@@ -572,7 +572,7 @@ func TestV5RecoveryDoesNotResendTheMid(t *testing.T) {
 		t.Fatalf("history %v %v", hist, err)
 	}
 	m := hist[0].Msg
-	sess, err := ts.rt.openRPCSession(url.Values{"token": {ts.tokenFor(5, ch)}})
+	sess, err := ts.rt.openRPCSession(t.Context(), url.Values{"token": {ts.tokenFor(5, ch)}})
 	if err != nil {
 		t.Fatal(err)
 	}

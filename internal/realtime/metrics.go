@@ -60,12 +60,13 @@ const (
 	refusedExpiredToken
 	refusedDraining
 	refusedBadUpgrade
+	refusedOther
 	numHandshakeReasons
 )
 
 var handshakeReasonNames = [numHandshakeReasons]string{
 	"no_channels", "too_many_channels", "bad_signature", "bad_channel_id", "bad_token", "expired_token",
-	"draining", "bad_upgrade",
+	"draining", "bad_upgrade", "other",
 }
 
 // Where a message was published from.
@@ -101,7 +102,7 @@ func (c *counters) handshake(upgrade bool) {
 
 // refused counts a subscribe request refused with err (logRefused).
 func (c *counters) refused(err error) {
-	reason := refusedBadChannelID
+	reason := refusedOther // the broker could not attach it, say
 	switch {
 	case errors.Is(err, errDraining):
 		reason = refusedDraining
@@ -118,6 +119,8 @@ func (c *counters) refused(err error) {
 		reason = refusedTooManyChannels
 	case errors.Is(err, channel.ErrSignature):
 		reason = refusedBadSignature
+	case errors.Is(err, channel.ErrWrongChannel), errors.Is(err, errWrongChannelID):
+		reason = refusedBadChannelID
 	}
 	c.handshakeFailures[reason].Add(1)
 }
@@ -213,7 +216,9 @@ func (s *Server) Metrics() Metrics {
 		if sess.t.streams() {
 			t = transportWebSocket
 		}
-		conns[t][sess.format.slot]++
+		if slot := sess.format.slot; slot >= 0 && slot < len(protocolNames) {
+			conns[t][slot]++
+		}
 	}
 	s.sessMu.Unlock()
 	m := Metrics{

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/tenant"
 )
 
 // Options configure a Server. The zero value is not usable; the server
@@ -53,6 +54,14 @@ type Options struct {
 	ClientPublishRate       RateLimit
 	ClientPublishIPRate     RateLimit
 	ClientPublishTargetRate RateLimit
+
+	// Tenants, when set, is shared mode: every request names its portal
+	// (tenant.go). RegisterPaths and SystemctlPaths are then served, and
+	// TenantVerifier judges registrations.
+	Tenants        *tenant.Directory
+	TenantVerifier tenant.Verifier
+	RegisterPaths  []string
+	SystemctlPaths []string
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"net/url"
 
 	"github.com/gobwas/ws"
 
@@ -23,3 +24,19 @@ func (plain) attached(context.Context, *session)                  {}
 func (plain) detached(*session)                                   {}
 func (plain) keepalive() keepalive                                { return controlPings }
 func (plain) receive(*session, ws.OpCode, []byte) ([]byte, error) { return nil, nil }
+
+// requestedProtocol names the protocol a subscribe query asks for: the
+// clients send the literal "true" for jsonRpc and binaryMode, as Push server
+// 2.x reads them, so text, JSON, protobuf and JSON-RPC subscribers share
+// channels.
+func requestedProtocol(q url.Values) string {
+	switch {
+	case q.Get("jsonRpc") == "true":
+		return "jsonrpc"
+	case q.Get("binaryMode") == "true":
+		return "protobuf"
+	case q.Get("format") == "json":
+		return "json"
+	}
+	return "text"
+}

@@ -25,7 +25,7 @@ func (s *Server) servePub(w http.ResponseWriter, r *http.Request) {
 	binary := r.URL.Query().Get("binaryMode") == "true"
 	switch {
 	case r.Method == http.MethodPost && binary:
-		s.publishBinary(w, r, requester{trusted: true})
+		s.publishBinary(w, r, requester{trusted: true, tenant: tenantFrom(r.Context())})
 	case r.Method == http.MethodPost:
 		s.publishText(w, r)
 	case r.Method == http.MethodGet && binary:
@@ -55,7 +55,7 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 	}
 	v3 := s.opt.ServerVersion == 3
 	raw := r.URL.Query().Get("CHANNEL_ID")
-	elems, err := s.parseTrusted(raw)
+	elems, err := s.parseTrusted(r.Context(), raw)
 	switch {
 	case errors.Is(err, channel.ErrTooManyChannels):
 		writeError(w, errTooManyChannelsReq)
@@ -74,7 +74,7 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, ok := s.readBody(w, r)
-	if !ok {
+	if !ok || !s.tenantSigned(w, r, string(body)) {
 		return
 	}
 	switch {
@@ -133,7 +133,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // publishBinary carries out a protobuf RequestBatch posted by a backend
 // (/pub/?binaryMode=true) or a client (/pubweb/).
 func (s *Server) publishBinary(w http.ResponseWriter, r *http.Request, who requester) {
-	if body, ok := s.readBody(w, r); ok {
+	if body, ok := s.readBody(w, r); ok && (!who.trusted || s.tenantSigned(w, r, string(body))) {
 		s.answerBatch(w, r, body, who)
 	}
 }
@@ -171,7 +171,7 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 	if s.ackOverHTTP(w, body) {
 		return
 	}
-	elems, err := s.parseSubscribe(r.URL.Query())
+	elems, err := s.parseSubscribe(r.Context(), r.URL.Query())
 	if err != nil {
 		// Push server 2.x drops what fails the signature check and then
 		// finds no public id to publish as.
@@ -179,7 +179,9 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errPublicRequired)
 		return
 	}
-	who := newSession(s, elems, protobufProtocol{}).requester()
+	sess := newSession(s, elems, protobufProtocol{})
+	bindTenant(r.Context(), sess)
+	who := sess.requester()
 	who.source.ip = clientPrefix(r)
 	s.answerBatch(w, r, body, who)
 }
@@ -187,7 +189,11 @@ func (s *Server) servePubWeb(w http.ResponseWriter, r *http.Request) {
 // statsChannels reads the CHANNEL_ID of an online check; on failure it has
 // answered with the reference's code.
 func (s *Server) statsChannels(w http.ResponseWriter, r *http.Request) ([]channel.Element, bool) {
-	elems, err := s.parseTrusted(r.URL.Query().Get("CHANNEL_ID"))
+	raw := r.URL.Query().Get("CHANNEL_ID")
+	if !s.tenantSigned(w, r, raw) {
+		return nil, false
+	}
+	elems, err := s.parseTrusted(r.Context(), raw)
 	switch {
 	case err == nil:
 		return elems, true
@@ -211,9 +217,10 @@ func (s *Server) channelStatsBinary(w http.ResponseWriter, r *http.Request) {
 	}
 	ids := make([]*pb.ChannelId, len(elems))
 	for i, e := range elems {
-		ids[i] = &pb.ChannelId{Id: e.ID[:], IsPrivate: true}
+		id := scopeID(r.Context(), e.ID) // back to the id the backend named
+		ids[i] = &pb.ChannelId{Id: id[:], IsPrivate: true}
 	}
-	resp, err := s.channelStatsResponse(r.Context(), ids)
+	resp, err := s.channelStatsResponse(r.Context(), ids, requester{trusted: true, tenant: tenantFrom(r.Context())})
 	if err == nil {
 		var body []byte
 		if body, err = wire.EncodeResponseBatch(&pb.ResponseBatch{Responses: []*pb.Response{resp}}); err == nil {
@@ -285,7 +292,7 @@ func (s *Server) channelStats(w http.ResponseWriter, r *http.Request) {
 	}{Infos: []info{}}
 	for i, id := range ids {
 		if counts[i] > 0 {
-			out.Infos = append(out.Infos, info{Channel: id.String(), Subscribers: counts[i]})
+			out.Infos = append(out.Infos, info{Channel: scopeID(r.Context(), id).String(), Subscribers: counts[i]})
 		}
 	}
 	body, err := json.Marshal(out)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/tenant"
 	"github.com/pushpull/pushpull/internal/wire"
 	"github.com/pushpull/pushpull/internal/wire/pb"
 )
@@ -18,7 +19,8 @@ type requester struct {
 	trusted   bool
 	publisher channel.ID
 	hasPublic bool
-	source    publishSource // a client's, charged by the rate limits
+	source    publishSource  // a client's, charged by the rate limits
+	tenant    *tenant.Tenant // shared mode: whose channels it names
 }
 
 // handleRequestBatch validates every request of the batch and only then
@@ -84,7 +86,7 @@ func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who reques
 			s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "trusted", who.trusted, "expiry", m.Expiry)
 		}
 		if st.stats != nil {
-			resp, err := s.channelStatsResponse(ctx, st.stats)
+			resp, err := s.channelStatsResponse(ctx, st.stats, who)
 			if err != nil {
 				return nil, err
 			}
@@ -168,15 +170,15 @@ func (s *Server) checkReceiver(raw []byte, private bool, sig []byte, who request
 		if !ok {
 			return id, errInvalidChannelID
 		}
-		return id, nil
+		return who.scope(id), nil
 	}
 	if private {
 		return id, errPrivateNotAllowed
 	}
-	if !ok || !s.signer.VerifyPublic(id, sig) {
+	if !ok || !who.signer(s).VerifyPublic(id, sig) {
 		return id, errInvalidSignature
 	}
-	return id, nil
+	return who.scope(id), nil
 }
 
 // capExpiry applies protocol version 4's storage rule: 0 is delivered live
@@ -185,10 +187,11 @@ func (s *Server) capExpiry(expiry uint32) uint32 {
 	return min(expiry, uint32(s.opt.MessageTTL/time.Second))
 }
 
-func (s *Server) channelStatsResponse(ctx context.Context, ids []*pb.ChannelId) (*pb.Response, error) {
+func (s *Server) channelStatsResponse(ctx context.Context, ids []*pb.ChannelId, who requester) (*pb.Response, error) {
 	chans := make([]channel.ID, len(ids))
 	for i, c := range ids {
-		chans[i], _ = channel.IDFromBytes(c.GetId())
+		id, _ := channel.IDFromBytes(c.GetId())
+		chans[i] = who.scope(id)
 	}
 	counts, err := s.broker.Online(ctx, chans)
 	if err != nil {
@@ -220,5 +223,21 @@ func (s *Server) admitClientBatch(who requester, msgs []*message.Message) error 
 
 // requester is this connection as the author of client requests.
 func (s *session) requester() requester {
-	return requester{publisher: s.publisher, hasPublic: s.hasPublic}
+	return requester{publisher: s.publisher, hasPublic: s.hasPublic, tenant: s.tenant}
+}
+
+// signer is the signer that checks what the requester signs.
+func (who requester) signer(s *Server) *channel.Signer {
+	if who.tenant != nil {
+		return who.tenant.Signer()
+	}
+	return s.signer
+}
+
+// scope maps a channel id the requester names to the server's channel.
+func (who requester) scope(id channel.ID) channel.ID {
+	if who.tenant != nil {
+		return who.tenant.Scope(id)
+	}
+	return id
 }

@@ -24,25 +24,40 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 		h      http.HandlerFunc
 		kind   dayKind
 		counts bool // in the daily statistics
+		// tenant is the refusal of a request without a known tenant
+		// (shared mode); nil: the route needs none. homeIfNone takes one
+		// without clientId as the home portal's (tenant.go).
+		tenant     *protoError
+		homeIfNone bool
 	}
 	var routes []route
 	if public {
 		for _, p := range s.opt.SubPaths {
-			routes = append(routes, route{p, s.serveSub, dayPolling, true})
+			routes = append(routes, route{p, s.serveSub, dayPolling, true, errWrongClientID, false})
 		}
 		for _, p := range s.opt.PubWebPaths {
-			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true})
+			routes = append(routes, route{p, s.servePubWeb, dayClientPublish, true, errWrongClientID, true})
+		}
+		if s.opt.Tenants != nil {
+			for _, p := range s.opt.RegisterPaths {
+				routes = append(routes, route{prefix: p, h: s.serveRegister})
+			}
 		}
 	}
 	if trusted {
 		for _, p := range s.opt.PubPaths {
-			routes = append(routes, route{p, s.servePub, dayPublish, true})
+			routes = append(routes, route{p, s.servePub, dayPublish, true, errClientIDRequired, false})
 		}
 		for _, p := range s.opt.APIPaths {
-			routes = append(routes, route{p, s.serveAPI, dayPublish, true})
+			routes = append(routes, route{p, s.serveAPI, dayPublish, true, errClientIDRequired, false})
 		}
 		if s.opt.StatPath != "" {
-			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false})
+			routes = append(routes, route{s.opt.StatPath, s.serveStat, 0, false, nil, false})
+		}
+		if s.opt.Tenants != nil {
+			for _, p := range s.opt.SystemctlPaths {
+				routes = append(routes, route{prefix: p, h: s.serveSystemctl})
+			}
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,6 +65,10 @@ func (s *Server) routes(public, trusted bool) http.Handler {
 			if strings.HasPrefix(r.URL.Path, rt.prefix) {
 				if rt.counts && r.Method != http.MethodOptions {
 					s.countRequest(r, rt.kind)
+				}
+				r, ok := s.withTenant(w, r, rt.tenant, rt.homeIfNone)
+				if !ok {
+					return
 				}
 				rt.h(w, r)
 				return

@@ -16,6 +16,7 @@ import (
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/netpoll"
+	"github.com/pushpull/pushpull/internal/tenant"
 )
 
 // New returns a Server publishing through b and delivering through h, which
@@ -44,6 +45,9 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		metrics:     newCounters(),
 	}
 	s.pubLimits = newPublishLimits(opt.ClientPublishRate, opt.ClientPublishIPRate, opt.ClientPublishTargetRate)
+	if opt.Tenants != nil {
+		opt.Tenants.OnRemove(s.cutTenant)
+	}
 	go s.pingEvery(opt.PingInterval, s.pingDone, false)
 	go s.pingEvery(opt.RPCPingInterval, s.rpcPingDone, true)
 	return s
@@ -172,5 +176,17 @@ func (s *Server) stopPoller() {
 	s.pollMu.Unlock()
 	if p != nil {
 		p.CloseWhenIdle()
+	}
+}
+
+// cutTenant closes every connection of a tenant that is no longer served.
+func (s *Server) cutTenant(t *tenant.Tenant) {
+	s.forgetTenantFormats(t)
+	list := s.liveSessions(func(sess *session) bool { return sess.tenant == t })
+	for _, sess := range list {
+		sess.evict(errWrongClientID)
+	}
+	if len(list) > 0 {
+		s.log.Info("closed the connections of an unregistered tenant", "client_id", t.ClientID, "host", t.Host, "count", len(list))
 	}
 }

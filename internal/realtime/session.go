@@ -12,6 +12,7 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/message"
+	"github.com/pushpull/pushpull/internal/tenant"
 )
 
 // session is one subscriber connection: a WebSocket or one long-poll request.
@@ -33,6 +34,7 @@ type session struct {
 	proto     protocol
 	format    format // proto's, read on every batch
 	t         transport
+	tenant    *tenant.Tenant // shared mode: the portal (tenant_session.go)
 	// pubBudget limits what the client publishes over this connection.
 	pubBudget connBucket
 

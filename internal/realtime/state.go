@@ -60,6 +60,10 @@ type Server struct {
 	pollStopped bool
 
 	writers *writerPool
+
+	// tenantFormats holds shared mode's per-tenant text formats
+	// (tenant_session.go).
+	tenantFormats sync.Map
 }
 
 // member is a connection the server holds: a session (session.go). The

@@ -232,6 +232,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 		{"pushpull_handshakes_total", []string{"transport", "longpoll"}, grew(1), "one long poll"},
 		{"pushpull_handshake_failures_total", []string{"reason", "bad_signature"}, grew(1), "the forged poll"},
 		{"pushpull_handshake_failures_total", []string{"reason", "bad_token"}, grew(0), "no token was tried"},
+		{"pushpull_handshake_failures_total", []string{"reason", "other"}, grew(0), "the broker took every subscription"},
 		{"pushpull_channels", nil, is(1), "the private channel"},
 		{"pushpull_history_messages", nil, atLeast(2), "first, second and the REST event"},
 		{"pushpull_history_bytes", nil, atLeast(1), "stored bytes"},

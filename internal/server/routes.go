@@ -20,8 +20,8 @@ import (
 
 // newRealtime builds the push-server routes (subscribe, publish, API and
 // status) over the broker b, delivering through h.
-func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *slog.Logger) *realtime.Server {
-	return realtime.New(realtime.Options{
+func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub, signer *channel.Signer, sm *sharedMode, log *slog.Logger) *realtime.Server {
+	opt := realtime.Options{
 		SubPaths:              cfg.SubPaths,
 		PubPaths:              cfg.PubPaths,
 		PubWebPaths:           cfg.PubWebPaths,
@@ -43,7 +43,14 @@ func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub,
 		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
 		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
 		ClientPublishTargetRate: realtime.RateLimit{PerSecond: cfg.ClientPublishTargetRate, Burst: cfg.ClientPublishTargetBurst},
-	}, b, h, signer, log)
+	}
+	if sm != nil {
+		opt.Tenants, opt.TenantVerifier = sm.dir, sm.verifier
+		opt.RegisterPaths, opt.SystemctlPaths = cfg.RegisterPaths, cfg.SystemctlPaths
+		// Only the exact path reaches it (cloudClientPublish).
+		opt.PubWebPaths = append(append([]string(nil), opt.PubWebPaths...), cloudRESTPath)
+	}
+	return realtime.New(opt, b, h, signer, log)
 }
 
 // api is the REST side: OAuth, the REST dispatcher with the pull.* methods,
@@ -57,7 +64,7 @@ type api struct {
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
 // through b and sign channels with signer.
-func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, uses *console.TokenUses, log *slog.Logger) api {
+func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Broker, signer *channel.Signer, uses *console.TokenUses, clientID string, log *slog.Logger) api {
 	authSvc := auth.New(st, auth.Options{BaseURL: publicURL(cfg), Log: log.With("component", "auth"), Used: uses.Used})
 	restSrv := rest.New(authSvc, rest.Options{MaxBody: cfg.MaxPayload, Log: log.With("component", "rest")})
 	pushLog := log.With("component", "push")
@@ -69,6 +76,7 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 	pullSvc := pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
 		Tenant:        portal.MemberID,
+		ClientID:      clientID,
 		PublicURL:     publicURL(cfg),
 		SubPath:       cfg.SubPaths[0],
 		PubWebPath:    cfg.PubWebPaths[0],
@@ -117,6 +125,10 @@ func (s *Server) mountRoutes(a api) {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
+	var restMux http.Handler = a.rest.Mount(mux)
+	if s.shared != nil {
+		restMux = cloudClientPublish(rt.PublicHandler(), restMux)
+	}
 	s.http = &http.Server{
 		// The REST server sees /rest/ paths before the mux, which would
 		// redirect b24jssdk's /rest//METHOD.
@@ -126,7 +138,7 @@ func (s *Server) mountRoutes(a api) {
 		// behind public traffic. The request id comes before both, so that
 		// a refused request has one too.
 		Handler: ids.wrap(s.admit.wrap(
-			bodyDeadline(cfg.BodyReadTimeout, bodyLog, a.rest.Mount(mux)))),
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, restMux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout

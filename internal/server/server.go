@@ -90,6 +90,7 @@ type Server struct {
 	admit    *admission  // the large public requests handled at once
 	ready    atomic.Bool // from serving until the drain starts
 	cluster  *cluster    // nil in embedded mode
+	shared   *sharedMode // nil in personal mode
 	console  *console.Console
 	// tlsCert and internalTLSCert are the listeners' certificates; nil
 	// serves plain HTTP.
@@ -194,16 +195,22 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := newRealtime(cfg, cl != nil, b, h, signer, log.With("component", "realtime"))
 	st, portal, err := startRegistry(cfg, cl, log)
 	if err != nil {
 		_ = b.Close(context.Background())
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, tlsCert: cert, internalTLSCert: internalCert}
+	sm, err := startShared(cfg, st, portal, signer, log.With("component", "tenants"))
+	if err != nil {
+		_ = st.Close()
+		_ = b.Close(context.Background())
+		return nil, fmt.Errorf("shared mode: %w", err)
+	}
+	rt := newRealtime(cfg, cl != nil, b, h, signer, sm, log.With("component", "realtime"))
+	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, shared: sm, tlsCert: cert, internalTLSCert: internalCert}
 	uses := console.NewTokenUses()
 	s.console = s.newConsole(h, meter, uses, portal)
-	a := newAPI(cfg, st, portal, b, signer, uses, log)
+	a := newAPI(cfg, st, portal, b, signer, uses, sm.homeClientID(), log)
 	s.metrics = newMetrics(s, h, a, log.With("component", "metrics"))
 	s.mountRoutes(a)
 	return s, nil
@@ -382,6 +389,7 @@ func (s *Server) ServeListeners(ctx context.Context, ln, iln net.Listener) error
 	if err := s.broker.Close(cctx); err != nil {
 		errs = append(errs, fmt.Errorf("close broker: %w", err))
 	}
+	s.shared.close() // stops reading the registry before it closes
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close registry: %w", err))
 	}

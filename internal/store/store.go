@@ -236,6 +236,8 @@ type Store interface {
 	// operator's queue depth.
 	PushQueueLen(ctx context.Context) (int64, error)
 
+	Tenants
+
 	Close() error
 }
 

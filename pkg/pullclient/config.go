@@ -264,6 +264,7 @@ func ParseConfig(data []byte, secure bool) (Config, error) {
 	var raw struct {
 		Server struct {
 			Version           int    `json:"version"`
+			Mode              string `json:"mode"`
 			LongPolling       string `json:"long_polling"`
 			LongPoolingSecure string `json:"long_pooling_secure"` // sic: the protocol's spelling
 			WebsocketEnabled  bool   `json:"websocket_enabled"`
@@ -273,10 +274,22 @@ func ParseConfig(data []byte, secure bool) (Config, error) {
 		Channels map[string]struct {
 			ID string `json:"id"`
 		} `json:"channels"`
-		JWT string `json:"jwt"`
+		JWT      string `json:"jwt"`
+		ClientID string `json:"clientId"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return Config{}, fmt.Errorf("pullclient: config: %w", err)
+	}
+	// A shared server serves many portals and knows this one by clientId,
+	// which every subscribe carries; the official clients refuse a shared
+	// config without one.
+	if raw.Server.Mode == "shared" {
+		if raw.ClientID == "" {
+			return Config{}, errors.New("pullclient: config: the server is in shared mode, but the config has no clientId")
+		}
+		for _, u := range []*string{&raw.Server.LongPolling, &raw.Server.LongPoolingSecure, &raw.Server.Websocket, &raw.Server.WebsocketSecure} {
+			*u = withClientID(*u, raw.ClientID)
+		}
 	}
 	c := Config{Version: raw.Server.Version, LongPollURL: raw.Server.LongPolling, JWT: raw.JWT}
 	if raw.Server.WebsocketEnabled {
@@ -308,4 +321,20 @@ func ParseConfig(data []byte, secure bool) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// withClientID adds clientId to a subscribe URL's query; SubscribeURL
+// keeps what the base URL's query holds.
+func withClientID(base, clientID string) string {
+	if base == "" {
+		return base
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	q := u.Query()
+	q.Set("clientId", clientID)
+	u.RawQuery = q.Encode()
+	return u.String()
 }

@@ -114,3 +114,24 @@ func TestTyped(t *testing.T) {
 		t.Errorf("envelope %+v", m)
 	}
 }
+
+// A shared-mode config: every subscribe URL carries its clientId, and one
+// without a clientId is refused, as the official clients refuse it.
+func TestParseConfigSharedMode(t *testing.T) {
+	const cfg = `{"result":{"server":{"version":4,"mode":"shared","long_polling":"http://h/sub/","long_pooling_secure":"https://h/sub/",
+		"websocket_enabled":true,"websocket":"ws://h/sub/","websocket_secure":"wss://h/sub/"},
+		"channels":{"private":{"id":"a.1"},"shared":{"id":"b.2"}},"clientId":"0123456789abcdef0123456789abcdef"}}`
+	c, err := ParseConfig([]byte(cfg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := SubscribeURL(c.WebSocketURL, c.Version, c.Format, c.Channels, c.JWT, ""), "ws://h/sub/?CHANNEL_ID=a.1%2Fb.2&binaryMode=true&clientId=0123456789abcdef0123456789abcdef"; got != want {
+		t.Errorf("WebSocket URL %s, want %s", got, want)
+	}
+	if !strings.Contains(c.LongPollURL, "clientId=0123456789abcdef0123456789abcdef") {
+		t.Errorf("long-poll URL %s has no clientId", c.LongPollURL)
+	}
+	if _, err := ParseConfig([]byte(strings.Replace(cfg, `,"clientId":"0123456789abcdef0123456789abcdef"`, "", 1)), false); err == nil {
+		t.Fatal("a shared-mode config without clientId was accepted")
+	}
+}

@@ -8,7 +8,10 @@
 // channel ids and the server's URLs ([Config]). It speaks the three wire
 // protocols a server offers side by side: version 3 text frames (or their
 // format=json variant), version 4 protobuf (binaryMode=true) and version 5
-// JSON-RPC with the config's JWT (jsonRpc=true).
+// JSON-RPC with the config's JWT (jsonRpc=true). A shared-mode config
+// (server.mode "shared", one server for many portals) names the portal with
+// its clientId, which every subscribe then carries; by hand, put
+// clientId=… in the subscribe URL's query.
 //
 // Like the official JavaScript PullClient it remembers the id (mid) of the
 // last message it received and sends it when it reconnects, so that the

@@ -24,6 +24,8 @@
 //	chan:<portal>:<app>:<user>:<type>   hash: the channel of that key
 //	push:due                      zset by lex: "<next attempt>:<id>"
 //	push:member|payload|attempts|created  hashes by job id
+//	tenant:<client_id>:<host>     hash: one shared-mode tenant (tenant.go)
+//	tenants, tenants:version      zset of all tenants; change counter
 //
 // Records are hashes of decimal strings. Times are Unix nanoseconds like in
 // the SQLite store (0 = zero time), so they round-trip exactly; scope lists
@@ -87,6 +89,7 @@ type Store struct {
 	putUser                                        *rueidis.Lua
 	createCode, useCode, createWebhook, channelCAS *rueidis.Lua
 	enqueue, claim, complete, retry                *rueidis.Lua
+	putTenant, deleteTenant                        *rueidis.Lua
 }
 
 var _ store.Store = (*Store)(nil)
@@ -114,6 +117,8 @@ func Open(ctx context.Context, client rueidis.Client, prefix, domain string) (*S
 		claim:         rueidis.NewLuaScript(claimLua),
 		complete:      rueidis.NewLuaScript(completeLua),
 		retry:         rueidis.NewLuaScript(retryLua),
+		putTenant:     rueidis.NewLuaScript(putTenantLua),
+		deleteTenant:  rueidis.NewLuaScript(deleteTenantLua),
 	}
 	vk := s.key("version")
 	res := client.DoMulti(ctx,

@@ -118,6 +118,22 @@ CREATE INDEX push_jobs_due ON push_jobs(next_attempt, id);
 	// Client secrets were stored as given; from version 3 only their hash
 	// is kept (migrationFuncs[3] hashes the existing ones).
 	`ALTER TABLE apps RENAME COLUMN client_secret TO client_secret_hash;`,
+	// Shared mode's tenants, and the version that tells caching servers
+	// (and the server while the operator CLI edits this file) to reload.
+	`
+CREATE TABLE tenants (
+	client_id  TEXT    NOT NULL,
+	host       TEXT    NOT NULL,
+	origin     TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (client_id, host)
+);
+CREATE TABLE tenants_version (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	version INTEGER NOT NULL
+);
+INSERT INTO tenants_version (id, version) VALUES (1, 0);
+`,
 }
 
 // migrationFuncs[v] runs in the same transaction right after the SQL step

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PushLease", testPushLease},
 		{"PushRetry", testPushRetry},
 		{"PushClaimConcurrent", testPushClaimConcurrent},
+		{"Tenants", testTenants},
 		{"Lister", testLister},
 	}
 	for _, tc := range tests {
