@@ -209,8 +209,8 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	rt := newRealtime(cfg, cl != nil, b, h, signer, sm, log.With("component", "realtime"))
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, shared: sm, tlsCert: cert, internalTLSCert: internalCert}
 	uses := console.NewTokenUses()
-	s.console = s.newConsole(h, meter, uses, portal)
 	a := newAPI(cfg, st, portal, b, signer, uses, sm.homeClientID(), log)
+	s.console = s.newConsole(h, meter, uses, portal, a)
 	s.metrics = newMetrics(s, h, a, log.With("component", "metrics"))
 	s.mountRoutes(a)
 	return s, nil
