@@ -47,7 +47,7 @@ func (p *Page) screenshotTo(ctx context.Context, dir, name string) {
 }
 
 // TestBrowserConsole drives the operator console in Chromium as an
-// operator would: log in, watch the overview move, tail a channel and see a
+// operator would: log in, watch the overview's messages and deliveries move, tail a channel and see a
 // message sent from the console's own form, look the channel up, and
 // revoke a token, which REST then refuses. It saves a screenshot of each
 // page into $PUSHPULL_CONSOLE_SCREENSHOTS (docs/ regenerates
@@ -72,35 +72,54 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after logging in the page says %q", state)
 	}
 
-	// A long poll held open shows in the connection figures.
+	// A long-polling client shows in the connection figures; it polls
+	// again after each answer, as clients do, so it stays counted.
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	pollDone := make(chan struct{})
-	pollURL := f.srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(signatureKey, newID(t)))
+	pollCh := newID(t)
+	pollURL := f.srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(signatureKey, pollCh))
 	go func() {
 		defer close(pollDone)
-		req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, pollURL, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		for pollCtx.Err() == nil {
+			req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, pollURL, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
 			resp.Body.Close()
 		}
 	}()
 	defer func() { stopPoll(); <-pollDone }()
 	p.do(ctx, `return await until(() => $('m-longpolling').textContent === '1' && $('m-channels').textContent === '1');`, nil)
 
-	// The overview counts the messages the node fans out.
-	readMessages := `return await until(() => { const t = $('m-messages').textContent; return /^[0-9,]+$/.test(t) && t; });`
-	var before string
-	p.do(ctx, readMessages, &before)
-	f.srv.publish(t, body("im", "message", `{"n":1}`), ch)
-	f.srv.publish(t, body("im", "message", `{"n":2}`), ch)
-	var after string
-	p.do(ctx, `return await until(() => { const t = $('m-messages').textContent; return /^[0-9,]+$/.test(t) && t !== `+strconv.Quote(before)+` && t; });`, &after)
-	nb, _ := strconv.Atoi(strings.ReplaceAll(before, ",", ""))
-	na, _ := strconv.Atoi(strings.ReplaceAll(after, ",", ""))
-	if na < nb+1 {
-		t.Fatalf("messages fanned out: %s before the publishes, %s after", before, after)
+	// The overview counts the messages the node fans out, and the
+	// deliveries to subscribers (the second message reaches the poller).
+	readFigure := func(id string) (string, int) {
+		t.Helper()
+		var s string
+		p.do(ctx, `return await until(() => { const t = $('`+id+`').textContent; return /^[0-9,]+$/.test(t) && t; });`, &s)
+		n, _ := strconv.Atoi(strings.ReplaceAll(s, ",", ""))
+		return s, n
 	}
-	// The per-second chart shows the publishes once the sampler has seen them.
-	p.do(ctx, `return await until(() => Number($('chart-messages').dataset.max) > 0);`, nil)
+	movedFrom := func(id, before string) int {
+		t.Helper()
+		var s string
+		p.do(ctx, `return await until(() => { const t = $('`+id+`').textContent; return /^[0-9,]+$/.test(t) && t !== `+strconv.Quote(before)+` && t; });`, &s)
+		n, _ := strconv.Atoi(strings.ReplaceAll(s, ",", ""))
+		return n
+	}
+	msgBefore, nb := readFigure("m-messages")
+	delivBefore, db := readFigure("m-deliveries")
+	f.srv.publish(t, body("im", "message", `{"n":1}`), ch)
+	f.srv.publish(t, body("im", "message", `{"n":2}`), ch, pollCh)
+	if na := movedFrom("m-messages", msgBefore); na < nb+1 {
+		t.Fatalf("messages fanned out: %d before the publishes, %d after", nb, na)
+	}
+	if da := movedFrom("m-deliveries", delivBefore); da < db+1 {
+		t.Fatalf("deliveries: %d before the publishes, %d after", db, da)
+	}
+	// The per-second charts show them once the sampler has seen them.
+	p.do(ctx, `return await until(() => Number($('chart-messages').dataset.max) > 0 && Number($('chart-deliveries').dataset.max) > 0);`, nil)
 	p.screenshotTo(ctx, shots, "console-overview")
 	stopPoll()
 
