@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -201,4 +202,78 @@ return li.textContent;`, &tailed)
 	phone := b.openSized(t, ctx, "phone", f.srv.internal+"/console/", 390, 844)
 	phone.do(ctx, `return await until(() => /^[0-9,]+$/.test($('m-messages').textContent));`, nil)
 	phone.screenshotTo(ctx, shots, "console-phone")
+}
+
+// TestBrowserConsoleTenants: a shared-mode server's Registry page lists a
+// registered portal (never its key) and removes it from the keyboard; the
+// portal's held long poll is answered at once and its next subscribe is
+// refused. The screenshot is docs/console-tenants.png.
+func TestBrowserConsoleTenants(t *testing.T) {
+	b := startBrowser(t)
+	ctx := testContext(t)
+	shots := os.Getenv("PUSHPULL_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	srv := startServer(t, "--mode", "shared", "--tenant-verify", "open", "--console-token", consoleToken)
+	const clientID = "0123456789abcdef0123456789abcdef"
+	key := registerPortal(t, srv.base, clientID)
+	registerPortal(t, srv.base, "fedcba9876543210fedcba9876543210")
+
+	// The portal's client waits in a long poll.
+	pollURL := srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(key, newID(t))) + "&clientId=" + clientID
+	polled := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, pollURL, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
+
+	p := b.open(t, ctx, "console-tenants", srv.internal+"/console/#registry")
+	p.fill(ctx, "#login-token", consoleToken)
+	p.press(ctx, "#login-token", "Enter")
+	p.waitVisible(ctx, "#logout")
+	sel := `button[data-tenant^="` + clientID + ` "]`
+	p.do(ctx, `return await until(() => { const b = document.querySelector('`+sel+`'); return b && !b.disabled; });`, nil)
+	var page string
+	p.eval(ctx, `document.getElementById('registry').textContent`, &page)
+	if !strings.Contains(page, clientID) || !strings.Contains(page, "Tenants (2)") || strings.Contains(page, key) {
+		t.Fatalf("the registry page shows %q; want both tenants and no key", page)
+	}
+	// The long poll is held until the tenant goes: nothing has answered it.
+	select {
+	case code := <-polled:
+		t.Fatalf("the portal's long poll ended before the removal: %d", code)
+	default:
+	}
+	p.screenshotTo(ctx, shots, "console-tenants")
+
+	p.click(ctx, sel)
+	if got := p.text(ctx, sel); got != "Confirm remove" {
+		t.Fatalf("after one press the button says %q", got)
+	}
+	p.press(ctx, sel, "Enter")
+	p.do(ctx, `return await until(() => !document.querySelector('`+sel+`') && document.querySelector('button.remove-tenant'));`, nil)
+	select {
+	case code := <-polled:
+		if code != http.StatusBadRequest {
+			t.Fatalf("the removed portal's held long poll was answered %d, want 400 (4036)", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("the removed portal's long poll was not answered")
+	}
+	resp, err := http.Get(pollURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(string(b2), "4036:") {
+		t.Fatalf("the removed portal subscribes again: %d %q, want 400 4036", resp.StatusCode, b2)
+	}
 }
