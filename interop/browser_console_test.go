@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -47,7 +48,7 @@ func (p *Page) screenshotTo(ctx context.Context, dir, name string) {
 }
 
 // TestBrowserConsole drives the operator console in Chromium as an
-// operator would: log in, watch the overview move, tail a channel and see a
+// operator would: log in, watch the overview's messages and deliveries move, tail a channel and see a
 // message sent from the console's own form, look the channel up, and
 // revoke a token, which REST then refuses. It saves a screenshot of each
 // page into $PUSHPULL_CONSOLE_SCREENSHOTS (docs/ regenerates
@@ -72,35 +73,54 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("after logging in the page says %q", state)
 	}
 
-	// A long poll held open shows in the connection figures.
+	// A long-polling client shows in the connection figures; it polls
+	// again after each answer, as clients do, so it stays counted.
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	pollDone := make(chan struct{})
-	pollURL := f.srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(signatureKey, newID(t)))
+	pollCh := newID(t)
+	pollURL := f.srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(signatureKey, pollCh))
 	go func() {
 		defer close(pollDone)
-		req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, pollURL, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		for pollCtx.Err() == nil {
+			req, _ := http.NewRequestWithContext(pollCtx, http.MethodGet, pollURL, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
 			resp.Body.Close()
 		}
 	}()
 	defer func() { stopPoll(); <-pollDone }()
 	p.do(ctx, `return await until(() => $('m-longpolling').textContent === '1' && $('m-channels').textContent === '1');`, nil)
 
-	// The overview counts the messages the node fans out.
-	readMessages := `return await until(() => { const t = $('m-messages').textContent; return /^[0-9,]+$/.test(t) && t; });`
-	var before string
-	p.do(ctx, readMessages, &before)
-	f.srv.publish(t, body("im", "message", `{"n":1}`), ch)
-	f.srv.publish(t, body("im", "message", `{"n":2}`), ch)
-	var after string
-	p.do(ctx, `return await until(() => { const t = $('m-messages').textContent; return /^[0-9,]+$/.test(t) && t !== `+strconv.Quote(before)+` && t; });`, &after)
-	nb, _ := strconv.Atoi(strings.ReplaceAll(before, ",", ""))
-	na, _ := strconv.Atoi(strings.ReplaceAll(after, ",", ""))
-	if na < nb+1 {
-		t.Fatalf("messages fanned out: %s before the publishes, %s after", before, after)
+	// The overview counts the messages the node fans out, and the
+	// deliveries to subscribers (the second message reaches the poller).
+	readFigure := func(id string) (string, int) {
+		t.Helper()
+		var s string
+		p.do(ctx, `return await until(() => { const t = $('`+id+`').textContent; return /^[0-9,]+$/.test(t) && t; });`, &s)
+		n, _ := strconv.Atoi(strings.ReplaceAll(s, ",", ""))
+		return s, n
 	}
-	// The per-second chart shows the publishes once the sampler has seen them.
-	p.do(ctx, `return await until(() => Number($('chart-messages').dataset.max) > 0);`, nil)
+	movedFrom := func(id, before string) int {
+		t.Helper()
+		var s string
+		p.do(ctx, `return await until(() => { const t = $('`+id+`').textContent; return /^[0-9,]+$/.test(t) && t !== `+strconv.Quote(before)+` && t; });`, &s)
+		n, _ := strconv.Atoi(strings.ReplaceAll(s, ",", ""))
+		return n
+	}
+	msgBefore, nb := readFigure("m-messages")
+	delivBefore, db := readFigure("m-deliveries")
+	f.srv.publish(t, body("im", "message", `{"n":1}`), ch)
+	f.srv.publish(t, body("im", "message", `{"n":2}`), ch, pollCh)
+	if na := movedFrom("m-messages", msgBefore); na < nb+1 {
+		t.Fatalf("messages fanned out: %d before the publishes, %d after", nb, na)
+	}
+	if da := movedFrom("m-deliveries", delivBefore); da < db+1 {
+		t.Fatalf("deliveries: %d before the publishes, %d after", db, da)
+	}
+	// The per-second charts show them once the sampler has seen them.
+	p.do(ctx, `return await until(() => Number($('chart-messages').dataset.max) > 0 && Number($('chart-deliveries').dataset.max) > 0);`, nil)
 	p.screenshotTo(ctx, shots, "console-overview")
 	stopPoll()
 
@@ -182,4 +202,78 @@ return li.textContent;`, &tailed)
 	phone := b.openSized(t, ctx, "phone", f.srv.internal+"/console/", 390, 844)
 	phone.do(ctx, `return await until(() => /^[0-9,]+$/.test($('m-messages').textContent));`, nil)
 	phone.screenshotTo(ctx, shots, "console-phone")
+}
+
+// TestBrowserConsoleTenants: a shared-mode server's Registry page lists a
+// registered portal (never its key) and removes it from the keyboard; the
+// portal's held long poll is answered at once and its next subscribe is
+// refused. The screenshot is docs/console-tenants.png.
+func TestBrowserConsoleTenants(t *testing.T) {
+	b := startBrowser(t)
+	ctx := testContext(t)
+	shots := os.Getenv("PUSHPULL_CONSOLE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	srv := startServer(t, "--mode", "shared", "--tenant-verify", "open", "--console-token", consoleToken)
+	const clientID = "0123456789abcdef0123456789abcdef"
+	key := registerPortal(t, srv.base, clientID)
+	registerPortal(t, srv.base, "fedcba9876543210fedcba9876543210")
+
+	// The portal's client waits in a long poll.
+	pollURL := srv.base + "/sub/?CHANNEL_ID=" + url.QueryEscape(sign(key, newID(t))) + "&clientId=" + clientID
+	polled := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, pollURL, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
+
+	p := b.open(t, ctx, "console-tenants", srv.internal+"/console/#registry")
+	p.fill(ctx, "#login-token", consoleToken)
+	p.press(ctx, "#login-token", "Enter")
+	p.waitVisible(ctx, "#logout")
+	sel := `button[data-tenant^="` + clientID + ` "]`
+	p.do(ctx, `return await until(() => { const b = document.querySelector('`+sel+`'); return b && !b.disabled; });`, nil)
+	var page string
+	p.eval(ctx, `document.getElementById('registry').textContent`, &page)
+	if !strings.Contains(page, clientID) || !strings.Contains(page, "Tenants (2)") || strings.Contains(page, key) {
+		t.Fatalf("the registry page shows %q; want both tenants and no key", page)
+	}
+	// The long poll is held until the tenant goes: nothing has answered it.
+	select {
+	case code := <-polled:
+		t.Fatalf("the portal's long poll ended before the removal: %d", code)
+	default:
+	}
+	p.screenshotTo(ctx, shots, "console-tenants")
+
+	p.click(ctx, sel)
+	if got := p.text(ctx, sel); got != "Confirm remove" {
+		t.Fatalf("after one press the button says %q", got)
+	}
+	p.press(ctx, sel, "Enter")
+	p.do(ctx, `return await until(() => !document.querySelector('`+sel+`') && document.querySelector('button.remove-tenant'));`, nil)
+	select {
+	case code := <-polled:
+		if code != http.StatusBadRequest {
+			t.Fatalf("the removed portal's held long poll was answered %d, want 400 (4036)", code)
+		}
+	case <-ctx.Done():
+		t.Fatal("the removed portal's long poll was not answered")
+	}
+	resp, err := http.Get(pollURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(string(b2), "4036:") {
+		t.Fatalf("the removed portal subscribes again: %d %q, want 400 4036", resp.StatusCode, b2)
+	}
 }

@@ -47,6 +47,8 @@ type Service struct {
 	portalMu sync.Mutex
 	portalID int64 // nonzero once cached is read
 	cached   store.Portal
+
+	grants grantCounters
 }
 
 // New returns a Service over st. Zero TTLs get Bitrix's values.

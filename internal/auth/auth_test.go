@@ -140,6 +140,18 @@ func TestTokenEndpointErrors(t *testing.T) {
 			t.Errorf("%v: %d %v, want %d %s", tc.form, status, body, tc.status, tc.code)
 		}
 	}
+	// Each refusal is counted by its grant type and code.
+	want := map[[2]string]uint64{
+		{"other", "invalid_request"}:              2,
+		{"refresh_token", "invalid_client"}:       2,
+		{"refresh_token", "invalid_grant"}:        1,
+		{"authorization_code", "invalid_request"}: 1,
+	}
+	for _, g := range f.svc.Grants() {
+		if n := want[[2]string{g.GrantType, g.Outcome}]; g.Count != n {
+			t.Errorf("grants %s/%s = %d, want %d", g.GrantType, g.Outcome, g.Count, n)
+		}
+	}
 	// A code presented by another application is refused without being
 	// used up: the application it was issued to still gets its token.
 	other, err := f.st.CreateApp(context.Background(), f.app.PortalID, "other", []string{"pull"})

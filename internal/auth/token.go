@@ -61,6 +61,7 @@ func (s *Service) TokenHandler() http.Handler {
 			return
 		}
 		resp, oerr := s.grant(r)
+		s.countGrant(r.Form.Get("grant_type"), oerr)
 		// One line per request, like a REST call's: never the secret, the
 		// code or the tokens.
 		attrs := []any{"grant_type", r.Form.Get("grant_type"), "client_id", r.Form.Get("client_id"), "remote", r.RemoteAddr}

@@ -71,7 +71,7 @@ func ParseList(s string, opt ListOptions) ([]Element, error) {
 		}
 		e, err := parseElement(part, opt)
 		if err != nil {
-			return nil, fmt.Errorf("%w: element %d %.80q: %s", ErrWrongChannel, i, part, err)
+			return nil, fmt.Errorf("%w: element %d %.80q: %w", ErrWrongChannel, i, part, err)
 		}
 		i++
 		if seen != nil {
@@ -140,6 +140,11 @@ const (
 	errPairNoSign  elementError = "private:public pair not signed"
 	errNoSignerKey elementError = "signed, but no key to verify with"
 )
+
+// ErrSignature is the defect of an element whose signature does not verify;
+// ParseList's ErrWrongChannel errors wrap it, so that a forged or stale
+// signature can be told from a malformed id (the metrics count them apart).
+var ErrSignature error = errSignature
 
 // parseElement parses one element by position, which the fixed-width v4
 // syntax allows: id(32) [":" public(32)] ["." signature(32..128)].

@@ -46,9 +46,17 @@ type Options struct {
 	// cluster's nodes; both nil in embedded mode.
 	Healthy   func() error
 	LiveNodes func(ctx context.Context) (int, error)
-	// Extra reads the figures the console does not count itself (see
-	// Extra); nil until a metrics source provides them.
-	Extra func() Extra
+	// Extra reads the figures the metrics counters keep (see Extra), when
+	// the overview is asked for; it may walk the connections and ask the
+	// registry, so the sampler does not call it. Nil: none shown.
+	Extra func(ctx context.Context) Extra
+	// Deliveries reads the deliveries counter (Extra.Deliveries) for the
+	// per-second chart: the sampler calls it every second, so it must be
+	// a plain read. Nil: no chart.
+	Deliveries func() uint64
+	// Tenants removes shared mode's tenants (tenant.Directory); nil in
+	// personal mode, where the registry page says so.
+	Tenants TenantRemover
 	// Meter counts the messages this node fans out; see NewMeter.
 	Meter *Meter
 	// Uses is where REST authentication records token use; nil: last use
@@ -134,6 +142,7 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("GET "+Prefix+"api/registry", c.serveRegistry)
 	mux.Handle("POST "+Prefix+"api/send", c.guard.mutating(http.HandlerFunc(c.serveSend)))
 	mux.Handle("POST "+Prefix+"api/tokens/revoke", c.guard.mutating(http.HandlerFunc(c.serveRevoke)))
+	mux.Handle("POST "+Prefix+"api/tenants/remove", c.guard.mutating(http.HandlerFunc(c.serveRemoveTenant)))
 	notFound := func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no such console route")
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -31,23 +32,31 @@ func (m *Meter) Deliver(msg *message.Message) {
 // Messages returns the messages counted since start.
 func (m *Meter) Messages() uint64 { return m.delivered.Load() }
 
-// Extra holds the figures that other parts of the server count (the
-// metrics package): nil fields are not provided yet, and the page shows
-// them as such. Counters are totals since start; the console turns them
-// into rates.
+// Extra holds the figures that other parts of the server count for the
+// metrics exporter (internal/metrics), read from the same counters at the
+// moment the page asks: the console counts none of them a second time.
+// Nil fields have no source (a console built without one, in tests);
+// counters are totals since start.
 type Extra struct {
-	// ConnectionsByProtocol: "v3", "json", "v4", "v5" → open connections.
+	// ConnectionsByProtocol: "transport/protocol" (the labels of
+	// pushpull_connections, such as "websocket/jsonrpc") → open
+	// connections; combinations with none are left out.
 	ConnectionsByProtocol map[string]int64 `json:"connectionsByProtocol"`
-	// Deliveries are messages written to subscribers (one per connection).
+	// Deliveries are messages handed to subscriber connections, one per
+	// message and connection (pushpull_deliveries_total).
 	Deliveries *uint64 `json:"deliveries"`
 	// SlowConsumersCut are connections cut for a full send queue.
 	SlowConsumersCut *uint64 `json:"slowConsumersCut"`
-	// Recoveries are reconnects that replayed history after a mid.
+	// Recoveries are connections that asked to recover from a mid.
 	Recoveries *uint64 `json:"recoveries"`
+	// RESTCalls are REST calls answered; RESTErrors those answered with
+	// an error code.
 	RESTCalls  *uint64 `json:"restCalls"`
 	RESTErrors *uint64 `json:"restErrors"`
-	// PushQueue is the number of mobile pushes waiting.
-	PushQueue *int64 `json:"pushQueue"`
+	// PushQueue is the number of mobile pushes waiting in the registry;
+	// PushQueueError says why it could not be read.
+	PushQueue      *int64 `json:"pushQueue"`
+	PushQueueError string `json:"pushQueueError,omitempty"`
 }
 
 // seriesLength is 15 minutes of one-second samples.
@@ -96,19 +105,19 @@ func (r *ring) all() []sample {
 	return append(out, r.buf[:r.next]...)
 }
 
-func (c *Console) extra() Extra {
+func (c *Console) extra(ctx context.Context) Extra {
 	if c.opt.Extra == nil {
 		return Extra{}
 	}
-	return c.opt.Extra()
+	return c.opt.Extra(ctx)
 }
 
 func (c *Console) sample() {
 	st := c.opt.Stat()
 	s := sample{at: c.opt.Now(), messages: c.opt.Meter.Messages(),
 		websockets: st.WebSockets, pollings: st.Pollings, channels: st.Channels}
-	if d := c.extra().Deliveries; d != nil {
-		s.deliveries, s.hasDeliv = *d, true
+	if c.opt.Deliveries != nil {
+		s.deliveries, s.hasDeliv = c.opt.Deliveries(), true
 	}
 	c.samples.add(s)
 }
@@ -164,7 +173,7 @@ func (c *Console) serveOverview(w http.ResponseWriter, r *http.Request) {
 		Channels:    st.Channels, Messages: c.opt.Meter.Messages(),
 		Today:   today{Publishes: st.Publishes, ClientPublishes: st.ClientPublishes},
 		Series:  buildSeries(c.samples.all()),
-		Extra:   c.extra(),
+		Extra:   c.extra(r.Context()),
 		Cluster: clusterState{Mode: "embedded"},
 	}
 	if st.ClusterMode {

@@ -55,9 +55,11 @@ type registryView struct {
 	Tokens      []tokenView   `json:"tokens"`
 	TokensTotal int           `json:"tokensTotal"`
 	Webhooks    []webhookView `json:"webhooks"`
-	// Tenants is a slot for shared mode's tenant list; null when the
-	// server has no tenant store.
-	Tenants []any `json:"tenants"`
+	// Mode is "personal" or "shared"; Tenants, shared mode's portals
+	// (the first tenantsShown, by client id), null in personal mode.
+	Mode         string       `json:"mode"`
+	Tenants      []tenantView `json:"tenants"`
+	TenantsTotal int          `json:"tenantsTotal"`
 }
 
 type appView struct {
@@ -109,6 +111,10 @@ func (c *Console) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, a := range apps {
 		v.Apps = append(v.Apps, appView{ID: a.ID, ClientID: a.ClientID, Name: a.Name, Scopes: a.Scopes, Created: unixMilli(a.CreatedAt)})
+	}
+	if err := c.listTenants(ctx, &v); err != nil {
+		writeError(w, http.StatusBadGateway, "REGISTRY_ERROR", err.Error())
+		return
 	}
 	l, ok := c.opt.Store.(store.Lister)
 	if !ok {

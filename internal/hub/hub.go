@@ -5,6 +5,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
@@ -34,6 +35,10 @@ type Hub struct {
 
 	aliasMu sync.RWMutex
 	aliases map[channel.ID]alias
+
+	// delivered counts hand-offs to subscribers, for the metrics: one add
+	// per (message, channel), not per subscriber.
+	delivered atomic.Uint64
 }
 
 type shard struct {
@@ -172,10 +177,16 @@ func (h *Hub) deliverTo(m *message.Message, ch channel.ID) {
 	// One Delivery per (message, channel): every subscriber shares its
 	// encoded frames.
 	d := NewDelivery(m, ch)
+	d.SampleMask = sampleMask(len(set))
 	for s := range set {
 		s.Deliver(d)
 	}
+	h.delivered.Add(uint64(len(set)))
 }
+
+// Delivered returns how many deliveries the hub has handed to subscribers
+// (one per message and connection, before a connection's own filters).
+func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
 
 // Subscribers returns the number of local subscribers of ch.
 func (h *Hub) Subscribers(ch channel.ID) int {

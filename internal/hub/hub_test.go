@@ -68,6 +68,9 @@ func TestDeliverOncePerChannelThroughAliases(t *testing.T) {
 	if len(s.ds) != 2 {
 		t.Fatalf("unknown public ids were delivered: %+v", s.ds[2:])
 	}
+	if n := h.Delivered(); n != 2 {
+		t.Fatalf("Delivered() = %d, want the 2 hand-offs", n)
+	}
 }
 
 func TestAliasLivesWhileAnyDeclarerIsAttached(t *testing.T) {
@@ -133,3 +136,65 @@ func BenchmarkDeliverFanOut1000(b *testing.B) {
 type nopSub struct{ n int }
 
 func (s *nopSub) Deliver(*Delivery) { s.n++ }
+
+// TestSampleMask: small channels time every write, wide ones about
+// samplesPerDelivery writes per message.
+func TestSampleMask(t *testing.T) {
+	for _, c := range []struct {
+		subscribers int
+		mask        uint32
+	}{{0, 0}, {1, 0}, {8, 0}, {9, 1}, {16, 3}, {1000, 127}, {100000, 16383}} {
+		if got := sampleMask(c.subscribers); got != c.mask {
+			t.Errorf("sampleMask(%d) = %d, want %d", c.subscribers, got, c.mask)
+		}
+		if n := c.subscribers; n > samplesPerDelivery {
+			if per := float64(n) / float64(c.mask+1); per < samplesPerDelivery/2 || per > samplesPerDelivery {
+				t.Errorf("%d subscribers: %.1f sampled writes per message", n, per)
+			}
+		}
+	}
+	h := New()
+	subs := make([]*sink, 20)
+	for i := range subs {
+		subs[i] = &sink{}
+		h.Attach(subs[i], []Subscription{{Channel: id(1)}})
+	}
+	h.Deliver(msg(message.Receiver{ID: id(1)}))
+	if d := subs[0].ds[0]; d.SampleMask != sampleMask(20) {
+		t.Errorf("delivery to 20 subscribers has SampleMask %d, want %d", d.SampleMask, sampleMask(20))
+	}
+}
+
+// TestSampledSpreadsOverConnections: about one connection in SampleMask+1
+// times a message, and different ones for different messages.
+func TestSampledSpreadsOverConnections(t *testing.T) {
+	d := NewDelivery(msg(), id(1))
+	d.SampleMask = sampleMask(1000)
+	sampled := 0
+	for conn := range uint64(100000) {
+		if d.Sampled(conn * 7919) {
+			sampled++
+		}
+	}
+	if want := 100000 / int(d.SampleMask+1); sampled < want*8/10 || sampled > want*12/10 {
+		t.Errorf("%d of 100000 connections sampled, want about %d", sampled, want)
+	}
+	d.SampleMask = 0
+	if !d.Sampled(12345) {
+		t.Error("mask 0 does not sample every write")
+	}
+}
+
+// BenchmarkSampled is what a socket write outside the metrics' sample
+// costs the writer.
+func BenchmarkSampled(b *testing.B) {
+	d := NewDelivery(msg(), id(1))
+	d.SampleMask = sampleMask(1000)
+	n := 0
+	for i := range b.N {
+		if d.Sampled(uint64(i) * 7919) {
+			n++
+		}
+	}
+	b.ReportMetric(float64(n)/float64(b.N), "sampled/op")
+}

@@ -93,6 +93,7 @@ func (s *Service) eventAdd(ctx context.Context, c rest.Caller, p rest.Params) (a
 		}
 		return nil, fmt.Errorf("pull: publish event: %w", err)
 	}
+	s.published.Add(1)
 	return true, nil
 }
 

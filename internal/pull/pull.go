@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushpull/pushpull/internal/broker"
@@ -78,6 +79,8 @@ type Service struct {
 	signer *channel.Signer
 	opt    Options
 	push   push.Notifier
+	// published counts event.add's messages, for the metrics.
+	published atomic.Uint64
 }
 
 // New returns the methods over st, publishing through pub and signing with signer.
@@ -90,6 +93,10 @@ func New(st store.Store, pub Publisher, signer *channel.Signer, opt Options) *Se
 	}
 	return &Service{st: st, pub: pub, signer: signer, opt: opt, push: opt.Push}
 }
+
+// Published returns how many messages pull.application.event.add has
+// published.
+func (s *Service) Published() uint64 { return s.published.Load() }
 
 // Register adds the methods to r.
 func (s *Service) Register(r *rest.Server) {

@@ -91,6 +91,8 @@ type Queue struct {
 	// registryDown is set while claiming fails, so that an outage is
 	// logged once.
 	registryDown atomic.Bool
+	// Counted for the metrics (Stats).
+	attempts, failures, dropped atomic.Uint64
 }
 
 var _ Notifier = (*Queue)(nil)
@@ -187,6 +189,7 @@ func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
 	dctx, cancel := context.WithTimeout(ctx, q.opt.Timeout)
 	err := q.opt.Sender.Deliver(dctx, job.Payload)
 	cancel()
+	q.attempts.Add(1)
 	if err == nil {
 		if err := q.store.CompletePush(ctx, job.ID); err != nil {
 			q.opt.Log.Error("push: complete job", "job", job.ID, "err", err)
@@ -198,8 +201,10 @@ func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
 		// when its lease expires.
 		return
 	}
+	q.failures.Add(1)
 	attempt := job.Attempts + 1
 	if attempt >= q.opt.MaxAttempts {
+		q.dropped.Add(1)
 		q.opt.Log.Error("push: dropping notification after too many failed attempts; check the receiver at --push-webhook",
 			"job", job.ID, "attempts", attempt, "err", err)
 		if err := q.store.CompletePush(ctx, job.ID); err != nil {
@@ -213,3 +218,19 @@ func (q *Queue) deliver(ctx context.Context, job store.PushJob) {
 		q.opt.Log.Error("push: reschedule job", "job", job.ID, "err", err)
 	}
 }
+
+// Stats are the queue's delivery counts since start, for the metrics.
+type Stats struct {
+	// Attempts are deliveries tried; Failures those that failed (a retry
+	// follows unless the job is Dropped after its last attempt). An attempt
+	// cut short by shutdown counts as neither failure nor drop.
+	Attempts, Failures, Dropped uint64
+}
+
+// Stats reads the counters.
+func (q *Queue) Stats() Stats {
+	return Stats{Attempts: q.attempts.Load(), Failures: q.failures.Load(), Dropped: q.dropped.Load()}
+}
+
+// Len returns the jobs waiting in the registry, due or not.
+func (q *Queue) Len(ctx context.Context) (int64, error) { return q.store.PushQueueLen(ctx) }

@@ -258,6 +258,12 @@ func TestWebhookRetries(t *testing.T) {
 	if pending(t, st) {
 		t.Error("job still queued after delivery")
 	}
+	if s := q.Stats(); s != (push.Stats{Attempts: 3, Failures: 2}) {
+		t.Errorf("stats %+v, want 3 attempts, 2 failures, nothing dropped", s)
+	}
+	if n, err := q.Len(t.Context()); n != 0 || err != nil {
+		t.Errorf("Len = %d, %v after delivery", n, err)
+	}
 }
 
 // fakeClock is a settable clock.
@@ -280,6 +286,9 @@ func TestRetryWaitsForBackoff(t *testing.T) {
 	}
 	h.wait(t, 1)
 	ws.waitIdle(t, 3) // several ticks found nothing due: the clock has not moved
+	if n, err := q.Len(t.Context()); n != 1 || err != nil {
+		t.Errorf("Len = %d, %v while the job waits for its retry; want 1", n, err)
+	}
 	if n := len(h.wait(t, 0)); n != 1 {
 		t.Fatalf("webhook got %d requests before the backoff elapsed, want 1", n)
 	}
@@ -304,6 +313,9 @@ func TestDropAfterMaxAttempts(t *testing.T) {
 	}
 	if pending(t, st) {
 		t.Error("job still queued after MaxAttempts")
+	}
+	if s := q.Stats(); s != (push.Stats{Attempts: 3, Failures: 3, Dropped: 1}) {
+		t.Errorf("stats %+v, want 3 attempts, 3 failures, 1 dropped", s)
 	}
 }
 

@@ -163,6 +163,7 @@ func (s *Server) backendPublish(ctx context.Context, tenant string, params json.
 		s.log.Error("backend publish failed", "err", err)
 		return nil, wire.NewRPCError(wire.RPCInternalError, "")
 	}
+	s.metrics.published[routeAPI].Add(1)
 	s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "type", p.Type, "expiry", m.Expiry)
 	return true, nil
 }

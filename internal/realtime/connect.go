@@ -26,6 +26,7 @@ func (s *Server) serveSub(w http.ResponseWriter, r *http.Request) {
 	case http.MethodOptions:
 		serveOptions(w, "GET, OPTIONS", subAllowHeaders)
 	case http.MethodGet:
+		s.metrics.handshake(isUpgrade(r))
 		if isUpgrade(r) {
 			s.serveWebSocket(w, r)
 		} else {

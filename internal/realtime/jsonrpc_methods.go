@@ -134,6 +134,7 @@ func (s *Server) clientPublish(ctx context.Context, sess *session, params json.R
 		s.log.Error("client publish failed", "err", err)
 		return nil, wire.NewRPCError(wire.RPCInternalError, "")
 	}
+	s.metrics.published[routeWebSocket].Add(1)
 	s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "user", rc.user)
 	return true, nil
 }

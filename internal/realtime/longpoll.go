@@ -70,6 +70,7 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 		var stack [8][]byte
 		var hdr [16]byte
 		pieces, n, size := sess.format.batch(stack[:0], ds, hdr[:0])
+		sess.srv.metrics.wrote(sess, ds[:n])
 		if n < len(ds) {
 			// The rest comes with the next poll, from history.
 			sess.srv.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))

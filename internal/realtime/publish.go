@@ -105,6 +105,7 @@ func (s *Server) publishText(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, "Message could not be stored.")
 		return
 	}
+	s.metrics.published[routePubText].Add(1)
 	writeText(w, http.StatusOK, "")
 }
 

@@ -56,6 +56,7 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 		}
 	}
 	replay := missed.deliveries
+	s.srv.metrics.recovered(recover, len(replay))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recovering = false

@@ -16,6 +16,7 @@ import (
 // element it refused, signature included, and no signature, token or
 // channel id belongs in a log.
 func (s *Server) logRefused(r *http.Request, transport string, err error) {
+	s.metrics.refused(err)
 	s.log.DebugContext(r.Context(), "subscription refused", "transport", transport,
 		"protocol", requestedProtocol(r.URL.Query()), "reason", refusalReason(err), "remote", r.RemoteAddr)
 }

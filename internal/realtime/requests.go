@@ -82,6 +82,7 @@ func (s *Server) handleRequestBatch(ctx context.Context, data []byte, who reques
 			if err := s.broker.Publish(ctx, m); err != nil {
 				return nil, fmt.Errorf("publish: %w", err)
 			}
+			s.metrics.publishedBy(who)
 			s.log.Debug("published", "mid", m.ID.String(), "receivers", len(m.Receivers), "trusted", who.trusted, "expiry", m.Expiry)
 		}
 		if st.stats != nil {

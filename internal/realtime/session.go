@@ -112,6 +112,7 @@ func (s *session) subscribe(ctx context.Context) error {
 	}
 	for _, old := range s.srv.limit.add(s, s.subs) {
 		s.srv.log.Info("closing the oldest connection of a channel over the limit", "limit", s.srv.opt.MaxConnPerChannel)
+		s.srv.metrics.drops[dropConnectionLimit].Add(1)
 		old.evict(errTooManyConnections)
 	}
 	s.srv.hub.Attach(s, s.subs)
@@ -150,6 +151,7 @@ func (s *session) Deliver(d *hub.Delivery) {
 		// Deliver runs under the hub's locks, so the connection is only cut
 		// here; its reader (or long-poll handler) detaches it.
 		s.closed = true
+		s.srv.metrics.drops[dropSlowConsumer].Add(1)
 		s.queue = nil
 		s.mu.Unlock()
 		s.srv.log.Warn("dropping slow subscriber: send queue full", "queue", s.srv.opt.SendQueue, "channels", len(s.chans))

@@ -45,6 +45,7 @@ type Server struct {
 	websockets atomic.Int64
 	pollings   atomic.Int64
 	daily      dailyCounter
+	metrics    *counters
 
 	stopPing    chan struct{}
 	pingDone    chan struct{}

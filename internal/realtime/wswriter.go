@@ -79,6 +79,7 @@ func (c *wsConn) writeLoop(w *burstWriter) {
 			var n, size int
 			// Slot 0 is the frame header, known once the size is.
 			w.pieces, n, size = sess.format.batch(append(w.pieces[:0], nil), q, w.batchHdr[:0])
+			sess.srv.metrics.wrote(sess, q[:n])
 			q = q[n:]
 			w.pieces[0] = w.hdr[:headerInto(w.hdr[:], ws.Header{Fin: true, OpCode: sess.format.opcode, Length: int64(size)})]
 			rest, err := w.write(c, sess.srv.opt.WriteTimeout)
@@ -162,5 +163,6 @@ func (c *wsConn) handOff(w *burstWriter, rest [][]byte, q []*hub.Delivery) {
 // writeFailed drops the connection whose write failed and ends its writer.
 func (c *wsConn) writeFailed(err error) {
 	c.sess.srv.log.Debug("websocket write failed", "err", err)
+	c.sess.srv.metrics.writeFailed(err)
 	c.sess.writerFailed()
 }

@@ -103,6 +103,8 @@ type Server struct {
 
 	mu      sync.RWMutex
 	methods map[string]Method // keyed by lower-case name
+
+	metrics callMetrics
 }
 
 // New returns a Server with the built-in methods batch and server.time.
@@ -260,6 +262,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	call := callLog{status: http.StatusOK}
 	defer s.logCall(ctx, start, &call)
+	defer s.countCall(time.Now(), &call)
 
 	// As CRestServer orders its checks: the method must exist, before
 	// authentication.

@@ -46,11 +46,18 @@ func holdUntil(h http.Handler, arrived chan<- struct{}, release <-chan struct{})
 
 // TestReadyzFailsWhileDrainingHealthzDoesNot: requests that reach the
 // health routes before a graceful stop and are answered during the drain
-// get /readyz 503 "draining" and /healthz 200, on both listeners.
+// get /readyz 503 "draining" and /healthz 200, on both listeners, whether
+// the node is alone or in a cluster (where Redis is still up).
 func TestReadyzFailsWhileDrainingHealthzDoesNot(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { readyzWhileDraining(t, "") })
+	t.Run("cluster", func(t *testing.T) { readyzWhileDraining(t, redistest.Start(t).URL()) })
+}
+
+func readyzWhileDraining(t *testing.T, redisURL string) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.SignatureKey = "SECRET"
+	cfg.Redis = redisURL
 	cfg.ShutdownTimeout = time.Minute // the held requests must be answered
 	arrived := make(chan struct{}, 4)
 	draining := make(chan struct{})
@@ -121,6 +128,11 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Fatalf("%s/readyz with Redis up: %d %q", base, p.code, p.body)
 		}
 	}
+	// The metrics say the same: healthy, and the node has timed its
+	// heartbeat's round trip.
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_round_trip_seconds") < 1 {
+		t.Errorf("with Redis up: redis_healthy %v, round trips %v", m.value("pushpull_redis_healthy"), m.value("pushpull_redis_round_trip_seconds"))
+	}
 
 	redis.Stop()
 	for _, base := range []string{r.URL, r.Internal} {
@@ -131,6 +143,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 		if p := ask(base + "/healthz"); p != (probe{http.StatusOK, "ok\n"}) {
 			t.Errorf("%s/healthz with Redis down: %d %q", base, p.code, p.body)
 		}
+	}
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 0 {
+		t.Errorf("with Redis down: redis_healthy %v, want 0", m.value("pushpull_redis_healthy"))
 	}
 
 	if err := redis.Start(); err != nil {
@@ -143,5 +158,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 		if p := ask(base + "/healthz"); p != (probe{http.StatusOK, "ok\n"}) {
 			t.Errorf("%s/healthz with Redis back: %d %q", base, p.code, p.body)
 		}
+	}
+	if m := scrapeMetrics(t, r.Internal); m.value("pushpull_redis_healthy") != 1 || m.value("pushpull_redis_reconnects_total") < 1 {
+		t.Errorf("with Redis back: redis_healthy %v, reconnects %v; want 1 and at least 1",
+			m.value("pushpull_redis_healthy"), m.value("pushpull_redis_reconnects_total"))
 	}
 }

@@ -59,6 +59,7 @@ type api struct {
 	auth *auth.Service
 	rest *rest.Server
 	push *push.Queue
+	pull *pull.Service
 }
 
 // newAPI builds the REST side on the registry st; the pull.* methods publish
@@ -72,7 +73,7 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 		sender = push.WebhookSender{URL: cfg.PushWebhook}
 	}
 	queue := push.New(st, push.Options{Sender: sender, Log: pushLog})
-	pull.New(st, b, signer, pull.Options{
+	pullSvc := pull.New(st, b, signer, pull.Options{
 		ServerVersion: cfg.ServerVersion,
 		Tenant:        portal.MemberID,
 		ClientID:      clientID,
@@ -82,8 +83,9 @@ func newAPI(cfg config.Config, st store.Store, portal store.Portal, b broker.Bro
 		Push:          queue,
 		Presence:      b,
 		Log:           log.With("component", "pull"),
-	}).Register(restSrv)
-	return api{auth: authSvc, rest: restSrv, push: queue}
+	})
+	pullSvc.Register(restSrv)
+	return api{auth: authSvc, rest: restSrv, push: queue, pull: pullSvc}
 }
 
 // mountRoutes sets up the HTTP servers: the public one with the REST API,
@@ -100,6 +102,9 @@ func (s *Server) mountRoutes(a api) {
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.Handle("/oauth/token/", a.auth.TokenHandler())
 	if cfg.TrustedOnAddr() {
+		// /metrics goes with the trusted routes: it tells who publishes
+		// how much.
+		mux.Handle("GET /metrics", s.metrics.Handler())
 		mux.HandleFunc("GET "+StatusPath, s.serveStatus)
 		mux.Handle("/", rt.Handler())
 		mux.Handle(console.Prefix, s.console.Handler())
@@ -108,6 +113,7 @@ func (s *Server) mountRoutes(a api) {
 		internal := http.NewServeMux()
 		internal.HandleFunc("GET /healthz", s.serveHealth)
 		internal.HandleFunc("GET /readyz", s.serveReady)
+		internal.Handle("GET /metrics", s.metrics.Handler())
 		internal.HandleFunc("GET "+StatusPath, s.serveStatus)
 		internal.Handle("/", rt.TrustedHandler())
 		internal.Handle(console.Prefix, s.console.Handler())

@@ -27,6 +27,7 @@ import (
 	"github.com/pushpull/pushpull/internal/console"
 	"github.com/pushpull/pushpull/internal/fdlimit"
 	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/metrics"
 	"github.com/pushpull/pushpull/internal/push"
 	"github.com/pushpull/pushpull/internal/realtime"
 	"github.com/pushpull/pushpull/internal/store"
@@ -94,6 +95,7 @@ type Server struct {
 	// tlsCert and internalTLSCert are the listeners' certificates; nil
 	// serves plain HTTP.
 	tlsCert, internalTLSCert *certificate
+	metrics                  *metrics.Metrics
 }
 
 // healthChecker is a broker that can lose its backend (Redis).
@@ -207,8 +209,10 @@ func build(cfg config.Config, cl *cluster, log *slog.Logger) (*Server, error) {
 	rt := newRealtime(cfg, cl != nil, b, h, signer, sm, log.With("component", "realtime"))
 	s := &Server{cfg: cfg, log: log, broker: b, realtime: rt, store: st, cluster: cl, shared: sm, tlsCert: cert, internalTLSCert: internalCert}
 	uses := console.NewTokenUses()
-	s.console = s.newConsole(h, meter, uses, portal)
-	s.mountRoutes(newAPI(cfg, st, portal, b, signer, uses, sm.homeClientID(), log))
+	a := newAPI(cfg, st, portal, b, signer, uses, sm.homeClientID(), log)
+	s.console = s.newConsole(h, meter, uses, portal, a)
+	s.metrics = newMetrics(s, h, a, log.With("component", "metrics"))
+	s.mountRoutes(a)
 	return s, nil
 }
 

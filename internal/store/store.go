@@ -232,6 +232,9 @@ type Store interface {
 	// RetryPush counts a failed attempt and reschedules the job at next;
 	// unknown -> ErrNotFound.
 	RetryPush(ctx context.Context, id int64, next time.Time) error
+	// PushQueueLen returns the number of jobs queued, due or not: the
+	// operator's queue depth.
+	PushQueueLen(ctx context.Context) (int64, error)
 
 	Tenants
 

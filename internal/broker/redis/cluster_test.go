@@ -57,6 +57,14 @@ func TestCrossNodeDeliveryByInterest(t *testing.T) {
 	if string(got[0].Body) != `"to two channels a listens on"` || len(got[0].Receivers) != 2 {
 		t.Fatalf("node a got %+v", got[0])
 	}
+	// The metrics: a received two messages from Redis; b waited for three
+	// publish round trips (and its heartbeat's).
+	if st := a.Stats(); st.Received != 2 || !st.Healthy {
+		t.Errorf("node a stats %+v; want 2 received, healthy", st)
+	}
+	if st := b.Stats(); st.Received != 0 || st.RoundTrip.Count < 3 || st.RoundTrip.Sum <= 0 {
+		t.Errorf("node b stats %+v; want nothing received, at least 3 timed round trips", st)
+	}
 	// Node b, the publisher, listens on nothing and receives nothing: a
 	// message published after it attaches is its first delivery.
 	brokertest.Attach(t, b, other)
@@ -152,8 +160,14 @@ func TestResubscribesAndCatchesUpAfterConnectionLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "node a to notice its subscription is gone", func() bool { return a.Healthy() != nil })
+	if st := a.Stats(); st.Healthy {
+		t.Error("stats say healthy while the subscription is down")
+	}
 	missed := publishTo(t, b, `"while a was away"`, ch)
 	waitFor(t, "node a to reconnect", func() bool { return a.Healthy() == nil })
+	if st := a.Stats(); st.Reconnects != 1 || !st.Healthy {
+		t.Errorf("stats after the reconnect %+v; want 1 reconnect, healthy", st)
+	}
 	live := publishTo(t, b, `"after"`, ch)
 	got := rec.Wait(t, 3)
 	if len(got) != 3 || got[0].ID != first.ID || got[1].ID != missed.ID || got[2].ID != live.ID {

@@ -35,6 +35,7 @@ import (
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/message"
 	"github.com/pushpull/pushpull/internal/redisconn"
+	"github.com/pushpull/pushpull/internal/stats"
 )
 
 // Options configure a Broker.
@@ -89,6 +90,10 @@ type Broker struct {
 	sub *subscriber
 
 	heartbeatOK atomic.Bool
+	// Counted for the metrics (Stats).
+	rtt        *stats.Histogram // round trips of the publish and heartbeat scripts, ns
+	received   atomic.Uint64    // messages handed to the Deliverer
+	reconnects atomic.Uint64    // Pub/Sub connections lost and tried again
 	// catchUpHooks lets tests act at the edges of the next catch-up.
 	catchUpHooks atomic.Pointer[catchUpHooks]
 	stop         chan struct{}
@@ -149,6 +154,7 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 		log:     opt.Log,
 		deliver: d,
 		stop:    make(chan struct{}),
+		rtt:     newRTTHistogram(),
 	}
 	b.sub = newSubscriber(b)
 	b.heartbeat()
@@ -186,10 +192,12 @@ func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	for _, r := range m.Receivers {
 		args = append(args, hex.EncodeToString(r.ID[:]))
 	}
+	start := time.Now()
 	id, err := b.assign(ctx, args)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
+	b.rtt.Observe(int64(time.Since(start)))
 	m.ID = id
 	return nil
 }
@@ -536,7 +544,10 @@ func (b *Broker) heartbeat() {
 		}
 	}
 	if err == nil {
-		err = heartbeatScript.Exec(ctx, b.client, b.route, args).Error()
+		start := time.Now()
+		if err = heartbeatScript.Exec(ctx, b.client, b.route, args).Error(); err == nil {
+			b.rtt.Observe(int64(time.Since(start)))
+		}
 	}
 	if was := b.heartbeatOK.Swap(err == nil); was != (err == nil) {
 		if err != nil {

@@ -159,6 +159,7 @@ func (s *subscriber) run(stop <-chan struct{}) {
 		default:
 		}
 		if lost {
+			s.b.reconnects.Add(1)
 			s.b.log.Warn("redis subscription connection lost; reconnecting", "err", err)
 			backoff = s.b.opt.ReconnectMin
 		} else {
@@ -373,6 +374,7 @@ func (s *subscriber) deliverLocked(m *message.Message) {
 	}
 	s.last = m.ID
 	s.b.saw(m.ID)
+	s.b.received.Add(1)
 	if s.b.deliver != nil {
 		s.b.deliver.Deliver(m)
 	}

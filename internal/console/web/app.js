@@ -70,7 +70,7 @@ function renderSession() {
     ? 'Sending needs the operator credential: start pushpull with --console-token.'
     : 'Log in with the console token to send.';
   $('send-submit').disabled = !canAct;
-  document.querySelectorAll('button.revoke').forEach((b) => { b.disabled = !canAct; });
+  document.querySelectorAll('button.revoke, button.remove-tenant').forEach((b) => { b.disabled = !canAct || b.dataset.done === '1'; });
 }
 
 $('login').addEventListener('submit', async (ev) => {
@@ -121,9 +121,9 @@ function fmtDuration(s) {
 }
 function setFigure(id, v) {
   const dd = $(id);
-  const slot = v === null || v === undefined;
-  dd.classList.toggle('slot', slot);
-  dd.textContent = slot ? 'not counted yet' : v;
+  const none = v === null || v === undefined;
+  dd.classList.toggle('slot', none);
+  dd.textContent = none ? '–' : v;
 }
 
 // drawChart draws lines of values (oldest first) in svg at its own pixel
@@ -180,17 +180,19 @@ async function loadOverview() {
   setFigure('m-longpolling', fmtNum(o.connections.longPolling));
   setFigure('m-channels', fmtNum(o.channels));
   setFigure('m-messages', fmtNum(o.messages));
-  const rates = o.series.messages;
-  setFigure('m-rate', rates.length ? fmtNum(Math.round(rates[rates.length - 1] * 10) / 10) : '–');
+  const lastRate = (rs) => (rs && rs.length ? fmtNum(Math.round(rs[rs.length - 1] * 10) / 10) : null);
+  setFigure('m-rate', lastRate(o.series.messages));
+  setFigure('m-delivery-rate', lastRate(o.series.deliveries));
   setFigure('m-publishes', fmtNum(o.today.publishes));
   setFigure('m-clientpublishes', fmtNum(o.today.clientPublishes));
   setFigure('m-deliveries', x.deliveries == null ? null : fmtNum(x.deliveries));
   setFigure('m-slow', x.slowConsumersCut == null ? null : fmtNum(x.slowConsumersCut));
   setFigure('m-recoveries', x.recoveries == null ? null : fmtNum(x.recoveries));
   setFigure('m-rest', x.restCalls == null ? null : fmtNum(x.restCalls) + ' / ' + fmtNum(x.restErrors));
-  setFigure('m-push', x.pushQueue == null ? null : fmtNum(x.pushQueue));
+  setFigure('m-push', x.pushQueueError ? 'unreadable: ' + x.pushQueueError : (x.pushQueue == null ? null : fmtNum(x.pushQueue)));
+  $('m-push').classList.toggle('bad', !!x.pushQueueError);
   setFigure('m-protocols', x.connectionsByProtocol == null ? null
-    : Object.entries(x.connectionsByProtocol).map(([k, v]) => k + ' ' + v).join(', ') || '0');
+    : Object.entries(x.connectionsByProtocol).sort().map(([k, v]) => k + ' ' + fmtNum(v)).join(', ') || 'none');
   setFigure('m-mode', o.cluster.mode);
   setFigure('m-redis', o.cluster.mode === 'cluster' ? o.cluster.redis : 'not used');
   setFigure('m-nodes', o.cluster.mode !== 'cluster' ? '1 (embedded)' : (o.cluster.nodes ? fmtNum(o.cluster.nodes) : 'unknown'));
@@ -199,8 +201,7 @@ async function loadOverview() {
   setFigure('m-goroutines', fmtNum(o.goroutines));
   $('ov-updated').textContent = 'Updated ' + new Date(o.now).toLocaleTimeString();
   drawChart($('chart-messages'), [{ values: o.series.messages, cls: 'l1' }]);
-  drawChart($('chart-deliveries'), [{ values: o.series.deliveries, cls: 'l1' }],
-    o.series.deliveries ? null : 'not counted yet');
+  drawChart($('chart-deliveries'), [{ values: o.series.deliveries, cls: 'l1' }]);
   drawChart($('chart-connections'), [
     { values: o.series.websockets, cls: 'l1' }, { values: o.series.longPolling, cls: 'l2' }]);
 }
@@ -412,6 +413,7 @@ async function loadRegistry() {
         'aria-label': 'Revoke token ' + t.id.slice(0, 12) });
       b.textContent = 'Revoke';
       b.disabled = !canAct || t.revoked;
+      if (t.revoked) b.dataset.done = '1';
       b.addEventListener('click', () => revoke(b, t.id));
       return [el('td', { class: 'mono', title: t.id }, t.id.slice(0, 12) + '…'), t.appId, t.userId, fmtTime(t.created),
         fmtTime(t.accessExpires), t.lastUsed ? fmtTime(t.lastUsed) : 'not since start',
@@ -419,24 +421,60 @@ async function loadRegistry() {
     })));
   out.append(table('Webhooks (' + r.webhooks.length + ')', ['Id', 'User', 'App', 'Scopes', 'Created', 'State'],
     r.webhooks.map((w) => [w.id, w.userId, w.appId || '–', (w.scopes || []).join(', '), fmtTime(w.created), w.revoked ? 'revoked' : 'active'])));
-  out.append(el('h3', {}, 'Tenants'));
-  out.append(el('p', { class: 'muted' }, r.tenants == null
-    ? 'This server runs one portal (personal mode): no tenants.' : r.tenants.length + ' tenants.'));
+  renderTenants(out, r, canAct);
 }
 
-// revoke asks first: the button's first press turns it into "Confirm
-// revoke" (no native dialog, so the keyboard flow stays in the page), the
-// second revokes; leaving the button cancels.
-async function revoke(btn, id) {
-  if (btn.dataset.confirm !== '1') {
-    btn.dataset.confirm = '1';
-    btn.textContent = 'Confirm revoke';
-    btn.addEventListener('blur', () => {
-      btn.dataset.confirm = '';
-      btn.textContent = 'Revoke';
-    }, { once: true });
+function renderTenants(out, r, canAct) {
+  if (r.mode !== 'shared') {
+    out.append(el('h3', {}, 'Tenants'));
+    out.append(el('p', { class: 'muted', id: 'tenants-mode' },
+      'This server is in personal mode: it serves one portal, its own, and has no tenants (pushpull serve --mode shared serves many).'));
     return;
   }
+  const caption = 'Tenants (' + r.tenantsTotal + (r.tenantsTotal > r.tenants.length ? ', the first ' + r.tenants.length + ' shown' : '') + ')';
+  out.append(table(caption, ['Client id', 'Host', 'Came by', 'Created', ''],
+    r.tenants.map((t) => {
+      const b = el('button', { type: 'button', class: 'remove-tenant danger', 'data-tenant': t.clientId + ' ' + t.host,
+        'aria-label': 'Remove tenant ' + t.clientId.slice(0, 12) + ' on ' + t.host });
+      b.textContent = 'Remove';
+      b.disabled = !canAct;
+      b.addEventListener('click', () => removeTenant(b, t.clientId, t.host));
+      return [el('td', { class: 'mono' }, t.clientId), el('td', { class: 'mono' }, t.host),
+        t.origin === 'operator' ? 'pushpull tenant add' : 'registration', fmtTime(t.created), el('td', {}, b)];
+    })));
+  out.append(el('p', { class: 'muted small' },
+    'Removing a tenant cuts its connections on this node at once and on the others within --tenant-reload; its portal must register again to be served. Keys are never shown.'));
+}
+
+// confirmFirst turns a button's first press into "Confirm …" (no native
+// dialog, so the keyboard flow stays in the page); it returns true on the
+// second press. Leaving the button cancels.
+function confirmFirst(btn, label) {
+  if (btn.dataset.confirm === '1') return true;
+  btn.dataset.confirm = '1';
+  btn.textContent = 'Confirm ' + label.toLowerCase();
+  btn.addEventListener('blur', () => {
+    btn.dataset.confirm = '';
+    btn.textContent = label;
+  }, { once: true });
+  return false;
+}
+
+async function removeTenant(btn, clientId, host) {
+  if (!confirmFirst(btn, 'Remove')) return;
+  btn.disabled = true;
+  try {
+    await api('tenants/remove', { method: 'POST', body: { clientId, host } });
+    showError('');
+  } catch (e) {
+    showError('Remove tenant: ' + e.message);
+  }
+  loadRegistry();
+}
+
+// revoke asks first (confirmFirst).
+async function revoke(btn, id) {
+  if (!confirmFirst(btn, 'Revoke')) return;
   btn.disabled = true;
   try {
     await api('tokens/revoke', { method: 'POST', body: { id } });

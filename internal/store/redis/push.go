@@ -129,6 +129,16 @@ func (s *Store) RetryPush(ctx context.Context, id int64, next time.Time) error {
 	return pushResult("retry push", ok, err)
 }
 
+// PushQueueLen implements store.Store: every job has one member in the due
+// set.
+func (s *Store) PushQueueLen(ctx context.Context) (int64, error) {
+	n, err := s.c.Do(ctx, s.c.B().Zcard().Key(s.key("push", "due")).Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("redis store: push queue length: %w", err)
+	}
+	return n, nil
+}
+
 func pushResult(op string, ok int64, err error) error {
 	if err != nil {
 		return fmt.Errorf("redis store: %s: %w", op, err)

@@ -772,6 +772,15 @@ func (s *Store) RetryPush(ctx context.Context, id int64, next time.Time) error {
 	return pushAffected("retry push", res, err)
 }
 
+// PushQueueLen implements Store.
+func (s *Store) PushQueueLen(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM push_jobs`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: push queue length: %w", dbErr(err))
+	}
+	return n, nil
+}
+
 func pushAffected(op string, res sql.Result, err error) error {
 	if err != nil {
 		return fmt.Errorf("store: %s: %w", op, err)

@@ -645,6 +645,7 @@ func testPushQueue(t *testing.T, s store.Store) {
 	if j.ID == 0 || string(j.Payload) != `{"a":1}` || j.Attempts != 0 || !j.NextAttempt.Equal(epoch) || !j.CreatedAt.Equal(epoch) {
 		t.Errorf("EnqueuePush = %+v", j)
 	}
+	wantQueueLen(t, s, 1)
 	got, err := s.ClaimPush(ctx, epoch, time.Minute)
 	if err != nil {
 		t.Fatalf("ClaimPush: %v", err)
@@ -652,9 +653,11 @@ func testPushQueue(t *testing.T, s store.Store) {
 	if got.ID != j.ID || string(got.Payload) != `{"a":1}` || !got.NextAttempt.Equal(epoch.Add(time.Minute)) || !got.CreatedAt.Equal(epoch) {
 		t.Errorf("ClaimPush = %+v, want job %d leased to %v", got, j.ID, epoch.Add(time.Minute))
 	}
+	wantQueueLen(t, s, 1) // a claimed job is still queued until completed
 	if err := s.CompletePush(ctx, j.ID); err != nil {
 		t.Fatalf("CompletePush: %v", err)
 	}
+	wantQueueLen(t, s, 0)
 	_, err = s.ClaimPush(ctx, epoch.Add(time.Hour), time.Minute)
 	wantNotFound(t, "ClaimPush after complete", err)
 	wantNotFound(t, "CompletePush twice", s.CompletePush(ctx, j.ID))
@@ -759,4 +762,11 @@ func testPushClaimConcurrent(t *testing.T, s store.Store) {
 	}
 	_, err := s.ClaimPush(ctx, epoch, time.Minute)
 	wantNotFound(t, "ClaimPush with all leased", err)
+}
+
+func wantQueueLen(t *testing.T, s store.Store, want int64) {
+	t.Helper()
+	if n, err := s.PushQueueLen(t.Context()); err != nil || n != want {
+		t.Errorf("PushQueueLen = %d, %v; want %d", n, err, want)
+	}
 }
