@@ -95,6 +95,10 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 // header.
 const lpExpires = "Thu, 01 Jan 1973 11:11:01 GMT"
 
+// valueLPExpires is lpExpires as a shared header value (see respond.go's
+// shared values).
+var valueLPExpires = []string{lpExpires}
+
 // resumeID is the Last-Message-Id of a poll that ends with nothing new: the
 // mid the client sent, or else the newest stored message of its channels, or
 // nothing.

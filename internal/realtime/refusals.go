@@ -52,3 +52,28 @@ func refusalReason(err error) string {
 // errUpgrade marks a WebSocket handshake the upgrader refused (it has
 // answered 400 itself).
 var errUpgrade = errors.New("websocket upgrade refused")
+
+// refused counts a subscribe request refused with err (logRefused).
+func (c *counters) refused(err error) {
+	reason := refusedOther // the broker could not attach it, say
+	switch {
+	case errors.Is(err, errDraining):
+		reason = refusedDraining
+	case errors.Is(err, errUpgrade):
+		reason = refusedBadUpgrade
+	case errors.Is(err, token.ErrExpired):
+		reason = refusedExpiredToken
+	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrAlgorithm),
+		errors.Is(err, token.ErrSignature), errors.Is(err, token.ErrClaims):
+		reason = refusedBadToken
+	case errors.Is(err, channel.ErrNoChannels):
+		reason = refusedNoChannels
+	case errors.Is(err, channel.ErrTooManyChannels):
+		reason = refusedTooManyChannels
+	case errors.Is(err, channel.ErrSignature):
+		reason = refusedBadSignature
+	case errors.Is(err, channel.ErrWrongChannel), errors.Is(err, errWrongChannelID):
+		reason = refusedBadChannelID
+	}
+	c.handshakeFailures[reason].Add(1)
+}

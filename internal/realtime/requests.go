@@ -241,3 +241,15 @@ func (who requester) scope(id channel.ID) channel.ID {
 	}
 	return id
 }
+
+// publishedBy counts a message published by a protobuf RequestBatch.
+func (c *counters) publishedBy(who requester) {
+	switch {
+	case who.trusted:
+		c.published[routePubBinary].Add(1)
+	case who.source.conn != nil:
+		c.published[routeWebSocket].Add(1)
+	default:
+		c.published[routePubWeb].Add(1)
+	}
+}

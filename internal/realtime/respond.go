@@ -24,7 +24,6 @@ var (
 	valueTextPlain = []string{"text/plain"}
 	valueJSON      = []string{"application/json"}
 	valueOctets    = []string{"application/octet-stream"}
-	valueLPExpires = []string{lpExpires}
 	valueExposeMid = []string{"Last-Message-Id"}
 )
 

@@ -374,3 +374,25 @@ type transport interface {
 	// a long recovery page after page and ends itself when told to.
 	streams() bool
 }
+
+// wrote records one socket write of ds to sess, if it is in the sample
+// (hub.Delivery.Sampled): its size, and the latency of the oldest live
+// message in it (queues are in id order). Writes outside the sample cost a
+// hash and a mask; a sampled one reads the clock and updates two shared
+// histograms, which on every write of a wide fan-out would cost as much as
+// the rest of the delivery without a system call. Replayed messages were
+// created before the connection subscribed and are left out: their age is
+// the client's absence, not the server's delay.
+func (c *counters) wrote(sess *session, ds []*hub.Delivery) {
+	// The connection's subscribe time tells it from the others.
+	if !ds[0].Sampled(uint64(sess.subscribed.UnixNano())) {
+		return
+	}
+	c.batch.Observe(int64(len(ds)))
+	for _, d := range ds {
+		if d.Msg.Created.After(sess.subscribed) {
+			c.latency.Observe(int64(time.Since(d.Msg.Created)))
+			return
+		}
+	}
+}
