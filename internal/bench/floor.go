@@ -28,7 +28,9 @@ import (
 // answers the routes the bench uses (/sub/ over WebSocket, /pub/,
 // /server-stat/, /readyz), checks no signature, keeps no history, and for
 // each publish encodes one text frame per channel and writes it to every
-// subscribed socket with one write each, spread over one worker per core.
+// subscribed socket, spread over one worker per core: one write per
+// delivery while the workers keep up, one writev per socket for all that
+// queued while they did not.
 // What the bench measures against it is the cost of the system calls and the
 // kernel's loopback path; pushpull's cost divided by it is the overhead of
 // everything else (docs/performance.md, "The floor").
@@ -109,19 +111,45 @@ type floorJob struct {
 	frame []byte
 }
 
+// floorBatch bounds how many queued publishes one pass of a worker merges.
+const floorBatch = 256
+
+// run writes what is queued. Publishes that queued up while the worker
+// wrote are merged: each connection gets them in one writev, as any server
+// that batches per connection would do when it falls behind, so that the
+// floor is the fewest system calls the arrival pattern allows, not one per
+// delivery.
 func (s *floorShard) run() {
+	pending := make(map[*floorConn]net.Buffers)
 	for job := range s.jobs {
+		batch := []floorJob{job}
+	more:
+		for len(batch) < floorBatch {
+			select {
+			case j, ok := <-s.jobs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, j)
+			default:
+				break more
+			}
+		}
 		s.mu.RLock()
-		conns := s.conns[job.ch]
+		for _, j := range batch {
+			for _, c := range s.conns[j.ch] {
+				pending[c] = append(pending[c], j.frame)
+			}
+		}
 		s.mu.RUnlock()
-		for _, c := range conns {
-			if c.dead.Load() {
-				continue
+		for c, bufs := range pending {
+			if !c.dead.Load() {
+				if _, err := bufs.WriteTo(c.conn); err != nil {
+					c.dead.Store(true)
+					_ = c.conn.Close()
+				}
 			}
-			if _, err := c.conn.Write(job.frame); err != nil {
-				c.dead.Store(true)
-				_ = c.conn.Close()
-			}
+			delete(pending, c)
 		}
 	}
 }
