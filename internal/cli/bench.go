@@ -61,6 +61,12 @@ delivered once, RSS within +256 MiB of idle, /healthz within 100 ms. The
 attackers stop early when the server's RSS passes --attack-max-rss, so that
 a server without bounds does not take the machine's memory.
 
+With --spawn --floor the bench starts the floor server instead: it checks
+nothing, stores nothing, and writes each publish's one encoded frame to every
+subscribed socket (merged per socket when it falls behind), the least any
+server can spend per delivery; run the same bench with and without --floor and
+compare the server CPU per delivery (WebSocket text subscribers only).
+
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
 end; it puts the trusted routes (/pub/, /server-stat/) on a second free
