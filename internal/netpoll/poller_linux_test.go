@@ -3,31 +3,12 @@ package netpoll
 import (
 	"io"
 	"log/slog"
-	"net"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
+	"github.com/pushpull/pushpull/internal/testkit"
+)
 
 // funcHandler is a Handler made of a function.
 type funcHandler func()
@@ -41,7 +22,7 @@ func TestPollerArmsOncePerEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, server := tcpPair(t)
+	client, server := testkit.TCPPair(t)
 	rc, err := server.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,14 @@ import (
 	"net"
 	"syscall"
 	"testing"
+
+	"github.com/pushpull/pushpull/internal/testkit"
 )
 
 // WriteNow writes what the socket takes without waiting and returns the
 // rest; the rest, written later, completes the stream byte for byte.
 func TestWriteNowStopsAtAFullSocket(t *testing.T) {
-	client, server := tcpPair(t)
+	client, server := testkit.TCPPair(t)
 	// Small buffers, so that the socket fills on any machine.
 	if err := client.(*net.TCPConn).SetReadBuffer(4096); err != nil {
 		t.Fatal(err)

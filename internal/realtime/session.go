@@ -293,7 +293,14 @@ func (s *session) restart(m *message.Message) {
 	if m != nil && len(s.chans) > 0 {
 		s.queue = append(s.queue, hub.NewDelivery(m, s.chans[0]))
 	}
-	s.notifyLocked()
+	// A session still recovering may have no socket yet (a WebSocket
+	// between subscribe and the end of its handshake): its replay starts
+	// the writer once the socket is there, and sees restarting then. Woken
+	// now, the writer would find no socket, and the client would lose
+	// server_restart with its connection.
+	if !s.recovering {
+		s.notifyLocked()
+	}
 	s.mu.Unlock()
 	if m == nil && !s.t.streams() {
 		s.kill(reasonServerRestart)

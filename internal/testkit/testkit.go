@@ -1,7 +1,7 @@
 // Package testkit holds the helpers that the tests of several packages
 // share: a pushpull server run in the test's process on loopback listeners,
-// a configuration that writes only into the test's temporary directory, and
-// the decoding of a JSON answer.
+// a configuration that writes only into the test's temporary directory,
+// loopback sockets, and the decoding of a JSON answer.
 //
 // It imports no server code, so that the server package's own tests can use
 // it: callers build the server (server.New) and hand it to Serve.
@@ -49,6 +49,29 @@ func Listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// TCPPair returns the two ends of a loopback TCP connection, closed when
+// the test ends: real sockets for code that writes with writev or watches
+// them with epoll.
+func TCPPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		client.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
 }
 
 // Servable is what a *server.Server offers to tests.
