@@ -19,7 +19,7 @@ test: unit interop fuzz-smoke
 
 unit:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./internal/... ./cmd/... ./deploy/...
+	$(GO) test -race -count=1 ./internal/... ./cmd/... ./deploy/... ./pkg/...
 
 interop:
 	$(GO) test -count=1 -timeout 8m ./interop/...
@@ -37,6 +37,8 @@ fuzz-smoke:
 	$(GO) test -run='^$$' -fuzz='^FuzzRESTParams$$' -fuzztime=$(FUZZTIME) ./internal/rest/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token/
 	$(GO) test -run='^$$' -fuzz='^FuzzFrameReader$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
+	$(GO) test -run='^$$' -fuzz='^FuzzClientIDOf$$' -fuzztime=$(FUZZTIME) ./internal/tenant/
+	$(GO) test -run='^$$' -fuzz='^FuzzEachOutgoing$$' -fuzztime=$(FUZZTIME) ./pkg/pullclient/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
