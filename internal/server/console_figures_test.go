@@ -13,7 +13,6 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/store"
@@ -76,19 +75,7 @@ func TestConsoleOverviewFollowsTheCounters(t *testing.T) {
 	publish("second") // live: one delivery
 	read(sock, "second")
 
-	bg := context.Background()
-	p, _ := srv.store.DefaultPortal(bg)
-	app, err := srv.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(srv.store, auth.Options{}).Issue(bg, app, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tok := appUserToken(t, srv.store, false)
 	if status, _ := call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}}); status != 200 {
 		t.Fatalf("config.get: %d", status)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
@@ -338,19 +337,7 @@ func TestConsoleRevokeMakesRESTRefuseToken(t *testing.T) {
 	cfg := consoleConfig(t, consoleToken)
 	var s *Server
 	r := startWith(t, cfg, func(srv *Server) { s = srv })
-	bg := context.Background()
-	p, _ := s.store.DefaultPortal(bg)
-	app, err := s.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(s.store, auth.Options{}).Issue(bg, app, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tok := appUserToken(t, s.store, false)
 	restCall := func() (int, map[string]any) {
 		return call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}, "CACHE": {"N"}})
 	}

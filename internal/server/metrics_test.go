@@ -16,10 +16,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
-	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/wire"
 )
 
@@ -172,19 +170,7 @@ func TestMetricsFollowARealFlow(t *testing.T) {
 	}
 
 	// REST and OAuth.
-	bg := t.Context()
-	p, _ := srv.store.DefaultPortal(bg)
-	app, err := srv.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true, Admin: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(srv.store, auth.Options{}).Issue(bg, app, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	app, tok := appUserToken(t, srv.store, true)
 	if status, _ := call(t, r.URL+"/rest/pull.application.config.get", url.Values{"auth": {tok.AccessToken}}); status != 200 {
 		t.Fatalf("config.get: %d", status)
 	}

@@ -39,18 +39,7 @@ func TestRESTConfigToDelivery(t *testing.T) {
 	testkit.ServeOn(t, s, ln, true)
 
 	bg := context.Background()
-	p, _ := s.store.DefaultPortal(bg)
-	app, err := s.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(s.store, auth.Options{}).Issue(bg, app, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	app, tok := appUserToken(t, s.store, false)
 	base := cfg.PublicURL
 
 	if status, body := call(t, base+"/rest/pull.application.config.get.json", url.Values{"CACHE": {"N"}}); status != 401 || body["error"] != "NO_AUTH_FOUND" {
@@ -99,4 +88,28 @@ func TestRESTConfigToDelivery(t *testing.T) {
 		"client_secret": {app.ClientSecret}, "refresh_token": {tok.RefreshToken}}); status != 200 || body["access_token"] == "" {
 		t.Fatalf("refresh: %d %v", status, body)
 	}
+}
+
+// appUserToken registers an application with the pull scope and user 3 (an
+// administrator when admin is set) on st's default portal, and issues that
+// user a token for the application, as an OAuth grant would.
+func appUserToken(t *testing.T, st store.Store, admin bool) (store.App, auth.TokenResponse) {
+	t.Helper()
+	bg := context.Background()
+	p, err := st.DefaultPortal(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := st.CreateApp(bg, p.ID, "demo", []string{"pull"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true, Admin: admin}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.New(st, auth.Options{}).Issue(bg, app, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app, tok
 }

@@ -15,11 +15,9 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/channel"
 	"github.com/pushpull/pushpull/internal/config"
 	"github.com/pushpull/pushpull/internal/redistest"
-	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/wire"
 )
@@ -37,15 +35,8 @@ func TestSharedConfigGetServesTheHomePortal(t *testing.T) {
 	var srv *Server
 	r := startWith(t, cfg, func(s *Server) { srv = s })
 	bg := context.Background()
-	p, _ := srv.store.DefaultPortal(bg)
-	app, err := srv.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(srv.store, auth.Options{}).Issue(bg, app, 3)
+	_, tok := appUserToken(t, srv.store, false)
+	p, err := srv.store.DefaultPortal(bg)
 	if err != nil {
 		t.Fatal(err)
 	}

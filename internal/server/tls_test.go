@@ -18,9 +18,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/pushpull/pushpull/internal/auth"
 	"github.com/pushpull/pushpull/internal/config"
-	"github.com/pushpull/pushpull/internal/store"
 	"github.com/pushpull/pushpull/internal/testkit"
 	"github.com/pushpull/pushpull/internal/tlstest"
 	"github.com/pushpull/pushpull/internal/wire"
@@ -68,22 +66,7 @@ func startTLS(t *testing.T, internalTLS bool) *tlsServer {
 		ts.Internal = strings.Replace(ts.Internal, "http://", "https://", 1)
 	}
 
-	bg := context.Background()
-	p, err := ts.srv.store.DefaultPortal(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := ts.srv.store.CreateApp(bg, p.ID, "demo", []string{"pull"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ts.srv.store.PutUser(bg, store.User{PortalID: p.ID, ID: 3, Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.New(ts.srv.store, auth.Options{}).Issue(bg, app, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tok := appUserToken(t, ts.srv.store, false)
 	ts.token = tok.AccessToken
 	return ts
 }
