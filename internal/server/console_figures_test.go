@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -216,20 +215,7 @@ func TestConsoleRemovesTenants(t *testing.T) {
 	if code, out := consoleDo(t, nil, "POST", api, map[string]string{"clientId": clientID, "host": host}, bearer()); code != 200 || out["removed"] != true {
 		t.Fatalf("remove: %d %v", code, out)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	for {
-		_, err := wsutil.ReadServerText(conn)
-		var closed wsutil.ClosedError
-		if errors.As(err, &closed) {
-			if closed.Code != 4036 {
-				t.Fatalf("the tenant's connection closed with %d %q, want 4036", closed.Code, closed.Reason)
-			}
-			break
-		}
-		if err != nil {
-			t.Fatalf("the tenant's connection: %v, want a 4036 close", err)
-		}
-	}
+	expectClose(t, conn, 4036, "the tenant's connection")
 	if _, tenants, _ := consoleTenants(t, internal); len(tenants) != 0 {
 		t.Fatalf("after remove: %v", tenants)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -174,18 +175,25 @@ func TestSharedClusterNodes(t *testing.T) {
 	if string(b) != `{"result":{"status":"success"},"error":null}` {
 		t.Fatalf("unregister on node 1: %s", b)
 	}
+	expectClose(t, conn, 4036, "node 2's connection")
+}
+
+// expectClose reads what conn sends, at most a minute, until the server
+// closes it, and fails unless it closes with code.
+func expectClose(t *testing.T, conn net.Conn, code ws.StatusCode, what string) {
+	t.Helper()
 	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
 	for {
 		_, err := wsutil.ReadServerText(conn)
 		var closed wsutil.ClosedError
 		if errors.As(err, &closed) {
-			if closed.Code != 4036 {
-				t.Fatalf("node 2 closed the connection with %d %q, want 4036", closed.Code, closed.Reason)
+			if closed.Code != code {
+				t.Fatalf("%s closed with %d %q, want %d", what, closed.Code, closed.Reason, code)
 			}
-			break
+			return
 		}
 		if err != nil {
-			t.Fatalf("node 2's connection: %v, want a 4036 close", err)
+			t.Fatalf("%s: %v, want a %d close", what, err, code)
 		}
 	}
 }
