@@ -121,7 +121,7 @@ func settings() []setting {
 			func(c *Config) any { return &c.HistoryMax }},
 		{historyMaxBytes, "BYTES", "memory the stored messages may take (bodies plus about 256 bytes each), embedded engine; the oldest go first; 0: a quarter of physical memory, 64 MiB to 4 GiB",
 			func(c *Config) any { return &c.HistoryMaxBytes }},
-		{historyChanMaxBytes, "BYTES", "memory one channel's stored messages may take, embedded engine; its oldest go first",
+		{historyChanMaxBytes, "BYTES", "bytes one channel's stored messages may take, embedded engine and Redis; its oldest go first",
 			func(c *Config) any { return &c.HistoryChannelMaxBytes }},
 		{replayPerChannel, "N", "most messages replayed per channel on one recovery",
 			func(c *Config) any { return &c.ReplayPerChannel }},

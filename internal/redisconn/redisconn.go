@@ -90,3 +90,25 @@ func NewKeys(prefix string) Keys {
 func (k Keys) Key(parts ...string) string {
 	return k.base + strings.Join(parts, ":")
 }
+
+// MemoryAdvice reads how Redis bounds its memory and returns what an
+// operator should change, or "" when nothing. A node keeps each channel's
+// history within its caps, but the history of all channels together is
+// bounded only by Redis's maxmemory: without one, enough channels grow
+// Redis until the machine runs out; with an allkeys-* policy, Redis may
+// evict keys that carry no expiry: the id counter and the registry.
+// Managed Redis services often refuse CONFIG; that is an error the caller
+// may log and ignore.
+func MemoryAdvice(ctx context.Context, c rueidis.Client) (string, error) {
+	vals, err := c.Do(ctx, c.B().ConfigGet().Parameter("maxmemory", "maxmemory-policy").Build()).AsStrMap()
+	if err != nil {
+		return "", fmt.Errorf("redis config get maxmemory: %w", err)
+	}
+	switch limit, policy := vals["maxmemory"], vals["maxmemory-policy"]; {
+	case limit == "" || limit == "0":
+		return "redis has no maxmemory: stored history is bounded per channel but not in all; set maxmemory, with the noeviction or a volatile-* policy", nil
+	case strings.HasPrefix(policy, "allkeys-"):
+		return "redis evicts any key (maxmemory-policy " + policy + "), message ids and the registry included; use noeviction or a volatile-* policy", nil
+	}
+	return "", nil
+}

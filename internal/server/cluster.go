@@ -35,6 +35,11 @@ func openCluster(cfg config.Config, log *slog.Logger) (*cluster, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	log.Info("cluster node on redis", "redis", redisconn.Redact(cfg.Redis), "prefix", cfg.RedisPrefix)
+	if advice, err := redisconn.MemoryAdvice(ctx, client); err != nil {
+		log.Debug("could not read redis's memory settings", "err", err)
+	} else if advice != "" {
+		log.Warn(advice)
+	}
 	return &cluster{client: client, keys: redisconn.NewKeys(cfg.RedisPrefix)}, nil
 }
 
@@ -44,6 +49,7 @@ func (c *cluster) newBroker(cfg config.Config, d broker.Deliverer, log *slog.Log
 		Client:            c.client,
 		Prefix:            cfg.RedisPrefix,
 		HistoryPerChannel: cfg.HistoryPerChannel,
+		ChannelMaxBytes:   cfg.HistoryChannelMaxBytes,
 		MaxPayload:        cfg.MaxPayload,
 		LiveRetention:     liveRetention,
 		Log:               log,

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,10 @@ type Hooks struct {
 	// Capped returns a fresh, empty broker that stores at most perChannel
 	// messages per channel.
 	Capped func(t *testing.T, perChannel int) broker.Broker
+	// ByteCapped returns a fresh, empty broker whose channels each store
+	// at most channelBytes of messages, by the engine's own measure of a
+	// message (its body plus less than 1 KiB of ids and fields).
+	ByteCapped func(t *testing.T, channelBytes int64) broker.Broker
 	// Outage cuts b's fan-out connection, calls away while it is cut, lets
 	// it reconnect and, once the node listens again but before it has
 	// caught up, calls during; it returns when the node has caught up.
@@ -301,6 +306,48 @@ func Run(t *testing.T, newBroker Factory, hooks Hooks) {
 			if err != nil || !p.Lost.IsZero() {
 				t.Fatalf("recover after %s: lost %s, %v; want nothing lost", r.after, p.Lost, err)
 			}
+		}
+	})
+
+	// A channel over its byte cap drops its oldest messages, says so to a
+	// reader from before them, and leaves other channels alone.
+	t.Run("ChannelByteCap", func(t *testing.T) {
+		const body = 1024
+		b := hooks.ByteCapped(t, 8*body)
+		a, quiet := NewChannel(t), NewChannel(t)
+		marker := publish(t, b, 60, `"marker"`, a, quiet)
+		var as []*message.Message
+		for range 20 {
+			as = append(as, publish(t, b, 60, `"`+strings.Repeat("x", body-2)+`"`, a))
+		}
+		p, err := b.Recover(ctx, []channel.ID{a, quiet}, marker.ID, broker.HistoryLimit{PerChannel: 100, Total: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each message is its body plus under 1 KiB, so 8 KiB keeps 4 to 8.
+		kept := len(p.Entries)
+		if kept < 4 || kept > 8 {
+			t.Fatalf("kept %d messages of %d bytes under a cap of %d; want 4 to 8", kept, body, 8*body)
+		}
+		for i, e := range p.Entries {
+			if want := as[len(as)-kept+i]; e.Msg.ID != want.ID || e.Channel != a {
+				t.Fatalf("entry %d is %s in %s; want the newest %d of a in order", i, e.Msg.ID, e.Channel, kept)
+			}
+		}
+		if p.Lost != as[len(as)-kept-1].ID || p.LostChannel != a {
+			t.Fatalf("lost %s in %s; want %s in a", p.Lost, p.LostChannel, as[len(as)-kept-1].ID)
+		}
+		if got, err := b.History(ctx, []channel.ID{quiet}, message.ID{}, broker.HistoryLimit{PerChannel: 100, Total: 100}); err != nil || len(got) != 1 {
+			t.Fatalf("the quiet channel holds %d messages (%v); want its one", len(got), err)
+		}
+		// The cap keeps holding as the channel goes on: what was dropped
+		// was counted out.
+		for range 20 {
+			as = append(as, publish(t, b, 60, `"`+strings.Repeat("y", body-2)+`"`, a))
+		}
+		p, err = b.Recover(ctx, []channel.ID{a}, marker.ID, broker.HistoryLimit{PerChannel: 100, Total: 100})
+		if err != nil || len(p.Entries) != kept || p.Entries[kept-1].Msg.ID != as[len(as)-1].ID {
+			t.Fatalf("after 20 more: %d entries (%v); want the newest %d", len(p.Entries), err, kept)
 		}
 	})
 

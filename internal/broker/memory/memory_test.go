@@ -30,11 +30,18 @@ func TestConformance(t *testing.T) {
 		b := open(t, Options{}, d)
 		t.Cleanup(func() { b.Close(context.Background()) })
 		return b
-	}, brokertest.Hooks{Capped: func(t *testing.T, perChannel int) broker.Broker {
-		b := open(t, Options{HistoryPerChannel: perChannel}, nil)
-		t.Cleanup(func() { b.Close(context.Background()) })
-		return b
-	}})
+	}, brokertest.Hooks{
+		Capped: func(t *testing.T, perChannel int) broker.Broker {
+			b := open(t, Options{HistoryPerChannel: perChannel}, nil)
+			t.Cleanup(func() { b.Close(context.Background()) })
+			return b
+		},
+		ByteCapped: func(t *testing.T, channelBytes int64) broker.Broker {
+			b := open(t, Options{ChannelMaxBytes: channelBytes}, nil)
+			t.Cleanup(func() { b.Close(context.Background()) })
+			return b
+		},
+	})
 }
 
 // clock is a settable time source.

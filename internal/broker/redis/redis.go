@@ -7,6 +7,8 @@
 //	startdate, counter   the mid's 10-digit epoch and 16-digit counter
 //	m:<mid>              one message (mid + codec tail), expiring with it
 //	h:<channel hex>      a channel's history: a sorted set of mids (lexical order)
+//	z:<channel hex>      the size of each of those messages, by mid
+//	s:<channel hex>      the sum of those sizes, for the channel's byte cap
 //	l:<channel hex>      the newest mid its history dropped before it expired
 //	c:<channel hex>      the Pub/Sub channel its messages are published to
 //	o:<channel hex>      a hash of node id -> that node's connections on it
@@ -51,6 +53,10 @@ type Options struct {
 	MaxPayload int64
 	// HistoryPerChannel caps the messages stored per channel.
 	HistoryPerChannel int
+	// ChannelMaxBytes caps the size of one channel's stored messages (mid
+	// plus encoded message each); beyond it the oldest go first. 0: no cap.
+	// At least MaxPayload, or a channel could not keep its largest message.
+	ChannelMaxBytes int64
 	// LiveRetention keeps messages published with expiry 0 replayable for
 	// this long (see the memory engine).
 	LiveRetention time.Duration
@@ -116,6 +122,9 @@ func New(opt Options, d broker.Deliverer) (*Broker, error) {
 	}
 	if opt.HistoryPerChannel <= 0 {
 		return nil, fmt.Errorf("redis broker: history per channel must be positive, got %d", opt.HistoryPerChannel)
+	}
+	if opt.ChannelMaxBytes < 0 || (opt.ChannelMaxBytes > 0 && opt.ChannelMaxBytes < opt.MaxPayload) {
+		return nil, fmt.Errorf("redis broker: channel byte cap %d: want 0 or at least the largest payload (%d)", opt.ChannelMaxBytes, opt.MaxPayload)
 	}
 	if opt.Heartbeat <= 0 {
 		opt.Heartbeat = 10 * time.Second
@@ -185,10 +194,10 @@ func (b *Broker) Publish(ctx context.Context, m *message.Message) error {
 	if m.Expiry == 0 {
 		ttl = b.opt.LiveRetention
 	}
-	args := make([]string, 0, 6+len(m.Receivers))
+	args := make([]string, 0, 7+len(m.Receivers))
 	args = append(args, b.base, b.epochNow(), b.floorText(),
 		strconv.FormatInt(ttl.Milliseconds(), 10), strconv.Itoa(b.opt.HistoryPerChannel),
-		string(appendTail(nil, m)))
+		strconv.FormatInt(b.opt.ChannelMaxBytes, 10), string(appendTail(nil, m)))
 	for _, r := range m.Receivers {
 		args = append(args, hex.EncodeToString(r.ID[:]))
 	}
@@ -207,7 +216,7 @@ func (b *Broker) NewID(ctx context.Context) (message.ID, error) {
 	if b.closed() {
 		return message.ID{}, broker.ErrClosed
 	}
-	id, err := b.assign(ctx, []string{b.base, b.epochNow(), b.floorText(), "0", "1", ""})
+	id, err := b.assign(ctx, []string{b.base, b.epochNow(), b.floorText(), "0", "1", "0", ""})
 	if err != nil {
 		return message.ID{}, fmt.Errorf("new id: %w", err)
 	}
@@ -371,21 +380,21 @@ func (b *Broker) Recover(ctx context.Context, channels []channel.ID, after messa
 		msgs[i] = m
 	}
 	out := page.Entries[:0]
-	var stale rueidis.Commands
+	var stale []string
 	for _, e := range page.Entries {
 		if m := msgs[index[e.Msg.ID]]; m != nil {
 			out = append(out, broker.Entry{Msg: m, Channel: e.Channel})
 			continue
 		}
-		stale = append(stale, b.client.B().Zrem().Key(b.historyKey(e.Channel)).Member(e.Msg.ID.String()).Build())
+		if stale == nil {
+			stale = []string{b.base}
+		}
+		stale = append(stale, hex.EncodeToString(e.Channel[:]), e.Msg.ID.String())
 	}
 	page.Entries = out
-	if len(stale) > 0 {
-		for _, res := range b.client.DoMulti(ctx, stale...) {
-			if err := res.Error(); err != nil {
-				b.log.Debug("dropping expired history entries", "err", err)
-				break
-			}
+	if stale != nil {
+		if err := forgetScript.Exec(ctx, b.client, b.route, stale).Error(); err != nil {
+			b.log.Debug("dropping expired history entries", "err", err)
 		}
 	}
 	return page, nil

@@ -86,6 +86,9 @@ func hooks(url string, servers ...*redistest.Server) brokertest.Hooks {
 		Capped: func(t *testing.T, perChannel int) broker.Broker {
 			return node(t, url, randomPrefix(t), nil, func(o *Options) { o.HistoryPerChannel = perChannel })
 		},
+		ByteCapped: func(t *testing.T, channelBytes int64) broker.Broker {
+			return node(t, url, randomPrefix(t), nil, func(o *Options) { o.ChannelMaxBytes = channelBytes })
+		},
 		Outage: func(t *testing.T, br broker.Broker, away, during func()) {
 			outage(t, br.(*Broker), servers, away, during)
 		},

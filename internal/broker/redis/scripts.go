@@ -13,17 +13,25 @@ import "github.com/redis/rueidis"
 // and each script is given one key of that slot (KEYS[1]) for routing.
 
 // publishScript assigns the next mid and, when the message has receivers,
-// stores and publishes it. A channel over its cap drops its oldest mids and
-// records the newest of them as lost (l:<channel>), so that a client
-// recovering from an older mid learns it missed messages; the record lives
-// as long as the dropped message would have (or longer, if an older record
-// outlives it).
+// stores and publishes it. A channel over its caps (messages, and bytes when
+// ARGV[6] is not 0) drops its oldest mids and records the newest of them as
+// lost (l:<channel>), so that a client recovering from an older mid learns
+// it missed messages; the record lives as long as the dropped message would
+// have (or longer, if an older record outlives it). The newest message is
+// never dropped: the byte cap is at least the largest payload.
+//
+// A channel's bytes are the sizes of its stored messages (mid + encoded
+// tail), kept per mid in z:<channel> and summed in s:<channel>; every script
+// that takes a mid out of h:<channel> takes it out of both, so the sum stays
+// exact however the mid leaves (cap, expiry noticed by a reader); both
+// live as long as the history they count. With no byte cap none of this is
+// kept, and a message stored then counts 0 once the cap is set.
 //
 //	KEYS[1] start date (10 digits), KEYS[2] counter
 //	ARGV[1] key prefix, ARGV[2] now in unix seconds, ARGV[3] floor mid ("" or
 //	26 digits), ARGV[4] storage ttl in ms (0: not stored), ARGV[5] history cap
-//	per channel, ARGV[6] the encoded message without its mid, ARGV[7..] the
-//	receivers' channel ids in hex.
+//	per channel, ARGV[6] byte cap per channel (0: none), ARGV[7] the encoded
+//	message without its mid, ARGV[8..] the receivers' channel ids in hex.
 //
 // The floor is the newest mid the calling node has seen. A Redis restored
 // from an older snapshot, or emptied, would hand out ids again that clients
@@ -48,34 +56,62 @@ if ARGV[3] ~= '' and mid <= ARGV[3] then
   redis.call('SET', KEYS[2], 1)
   mid = start .. string.format('%016d', 1)
 end
-if #ARGV < 7 then
+if #ARGV < 8 then
   return mid
 end
-local payload = mid .. ARGV[6]
+local payload = mid .. ARGV[7]
+local size = #payload
 local ttl = tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
+local bytecap = tonumber(ARGV[6])
 if ttl > 0 then
   redis.call('SET', base .. 'm:' .. mid, payload, 'PX', ttl)
 end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local ch = ARGV[i]
   if ttl > 0 then
     local k = base .. 'h:' .. ch
+    local zk = base .. 'z:' .. ch
+    local sk = base .. 's:' .. ch
     redis.call('ZADD', k, 0, mid)
+    local sum = 0
+    if bytecap > 0 then
+      redis.call('HSET', zk, mid, size)
+      sum = redis.call('INCRBY', sk, size)
+    end
     local n = redis.call('ZCARD', k)
-    if n > cap then
-      local gone = redis.call('ZRANGE', k, n - cap - 1, n - cap - 1)
-      redis.call('ZREMRANGEBYRANK', k, 0, n - cap - 1)
-      local left = redis.call('PTTL', base .. 'm:' .. gone[1])
+    local drop = 0
+    local freed = 0
+    local gone = nil
+    while drop < n - 1 and (n - drop > cap or (bytecap > 0 and sum - freed > bytecap)) do
+      gone = redis.call('ZRANGE', k, drop, drop)[1]
+      if bytecap > 0 then
+        freed = freed + tonumber(redis.call('HGET', zk, gone) or '0')
+        redis.call('HDEL', zk, gone)
+      end
+      drop = drop + 1
+    end
+    if drop > 0 then
+      redis.call('ZREMRANGEBYRANK', k, 0, drop - 1)
+      if freed > 0 then
+        redis.call('DECRBY', sk, freed)
+      end
+      local left = redis.call('PTTL', base .. 'm:' .. gone)
       if left > 0 then
         local lk = base .. 'l:' .. ch
         local keep = redis.call('PTTL', lk)
         if keep < left then keep = left end
-        redis.call('SET', lk, gone[1], 'PX', keep)
+        redis.call('SET', lk, gone, 'PX', keep)
       end
     end
-    if redis.call('PTTL', k) < ttl then
+    local kt = redis.call('PTTL', k)
+    if kt < ttl then
       redis.call('PEXPIRE', k, ttl)
+      kt = ttl
+    end
+    if bytecap > 0 and redis.call('PTTL', sk) < kt then
+      redis.call('PEXPIRE', zk, kt)
+      redis.call('PEXPIRE', sk, kt)
     end
   end
   redis.call('PUBLISH', base .. 'c:' .. ch, payload)
@@ -83,11 +119,36 @@ end
 return mid
 `)
 
+// forgetLua defines forget(base, channel hex, mid): it takes an expired mid
+// out of a channel's history and out of the channel's byte count.
+const forgetLua = `
+local function forget(base, ch, mid)
+  redis.call('ZREM', base .. 'h:' .. ch, mid)
+  local zk = base .. 'z:' .. ch
+  local size = redis.call('HGET', zk, mid)
+  if size then
+    redis.call('HDEL', zk, mid)
+    redis.call('DECRBY', base .. 's:' .. ch, size)
+  end
+end
+`
+
+// forgetScript takes expired mids out of channels' histories.
+//
+//	ARGV[1] key prefix, then pairs of channel id in hex and mid.
+var forgetScript = rueidis.NewLuaScript(forgetLua + `
+local base = ARGV[1]
+for i = 2, #ARGV - 1, 2 do
+  forget(base, ARGV[i], ARGV[i + 1])
+end
+return 0
+`)
+
 // lastIDScript returns the newest mid still stored in any of the channels,
 // or "", dropping index entries whose message has expired on the way.
 //
 //	ARGV[1] key prefix, ARGV[2..] channel ids in hex.
-var lastIDScript = rueidis.NewLuaScript(`
+var lastIDScript = rueidis.NewLuaScript(forgetLua + `
 local base = ARGV[1]
 local best = ''
 for i = 2, #ARGV do
@@ -99,7 +160,7 @@ for i = 2, #ARGV do
       if r[1] > best then best = r[1] end
       break
     end
-    redis.call('ZREM', k, r[1])
+    forget(base, ARGV[i], r[1])
   end
 end
 return best
