@@ -158,6 +158,10 @@ type Config struct {
 	// on the internal listener): its actions (send a test message, revoke a
 	// token) need it. Empty: the console is read-only.
 	ConsoleToken string `json:"console-token"`
+	// ConsoleHosts are the host names the console answers to besides IP
+	// addresses and localhost: a page on any other name could be a
+	// hostile site whose name was rebound to the console's address.
+	ConsoleHosts []string `json:"console-hosts"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`
@@ -226,6 +230,7 @@ func Default() Config {
 		TenantVerify:           "operator",
 		RegisterPaths:          []string{"/register-client/"},
 		SystemctlPaths:         []string{"/systemctl/"},
+		ConsoleHosts:           []string{},
 		TenantReload:           time.Second,
 
 		ClientPublishRate:        50,

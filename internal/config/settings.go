@@ -62,6 +62,7 @@ const (
 	redisURL              = "redis"
 	redisPrefix           = "redis-prefix"
 	consoleToken          = "console-token"
+	consoleHosts          = "console-hosts"
 
 	mode                     = "mode"
 	tenantVerify             = "tenant-verify"
@@ -179,6 +180,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.TenantReload }},
 		{consoleToken, "TOKEN", "operator credential of the web console at /console/ on the internal listener (at least 16 characters); empty: the console is read-only",
 			func(c *Config) any { return &c.ConsoleToken }},
+		{consoleHosts, "NAME,...", "host names the web console answers to besides IP addresses and localhost (a name reaching it through a tunnel or proxy); others are refused, against DNS rebinding",
+			func(c *Config) any { return &c.ConsoleHosts }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

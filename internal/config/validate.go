@@ -95,6 +95,7 @@ func (c Config) Validate() error {
 			}
 			return nil
 		},
+		func() error { return checkHostNames(consoleHosts, c.ConsoleHosts) },
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
 		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },
@@ -421,6 +422,16 @@ func checkConsoleToken(v string) error {
 		return &Error{Name: flagName(consoleToken), Reason: "has white space", secret: true}
 	case len(v) < minConsoleToken:
 		return &Error{Name: flagName(consoleToken), Reason: fmt.Sprintf("want at least %d characters", minConsoleToken), secret: true}
+	}
+	return nil
+}
+
+// checkHostNames accepts bare DNS names: no scheme, port, path or space.
+func checkHostNames(name string, hosts []string) error {
+	for _, h := range hosts {
+		if h == "" || strings.ContainsAny(h, "/:@ \t") {
+			return invalid(name, h, "want host names without scheme, port or path, such as push-admin.example.org")
+		}
 	}
 	return nil
 }

@@ -29,7 +29,10 @@ const Prefix = "/console/"
 type Options struct {
 	// Token is the operator credential for mutating routes; empty makes the
 	// console read-only.
-	Token  string
+	Token string
+	// Hosts are the host names the console answers to besides IP
+	// addresses and localhost (see hostAllowed).
+	Hosts  []string
 	Broker broker.Broker
 	Hub    *hub.Hub
 	Store  store.Store
@@ -111,8 +114,17 @@ func New(opt Options) *Console {
 	return c
 }
 
-// Handler serves everything under Prefix.
-func (c *Console) Handler() http.Handler { return c.mux }
+// Handler serves everything under Prefix, to requests addressed to a
+// host the console answers to.
+func (c *Console) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !hostAllowed(r.Host, c.opt.Hosts) {
+			errUnknownHost.write(w)
+			return
+		}
+		c.mux.ServeHTTP(w, r)
+	})
+}
 
 // Run samples the overview's counters every second until ctx ends.
 func (c *Console) Run(ctx context.Context) {

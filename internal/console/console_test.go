@@ -87,3 +87,26 @@ func TestSessionCookie(t *testing.T) {
 		t.Fatal("two sessions share a csrf value")
 	}
 }
+
+func TestHostAllowed(t *testing.T) {
+	names := []string{"push-admin.example.org"}
+	for host, want := range map[string]bool{
+		"127.0.0.1:8895":                 true,
+		"10.1.2.3":                       true,
+		"[::1]:8895":                     true,
+		"[fe80::1%25eth0]:8895":          true,
+		"localhost:8895":                 true,
+		"LOCALHOST.":                     true,
+		"ops.localhost:8895":             true,
+		"push-admin.example.org:8895":    true,
+		"Push-Admin.Example.Org.":        true,
+		"attacker.example":               false,
+		"127.0.0.1.attacker.example":     false,
+		"push-admin.example.org.evil.io": false,
+		"":                               false,
+	} {
+		if got := hostAllowed(host, names); got != want {
+			t.Errorf("hostAllowed(%q) = %v; want %v", host, got, want)
+		}
+	}
+}

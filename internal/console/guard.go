@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -106,11 +108,40 @@ func sameOrigin(r *http.Request) bool {
 	return true
 }
 
+// hostAllowed is the console's defence against DNS rebinding: a hostile
+// page can rebind its own name to the console's address and then read the
+// console as same-origin, but its requests still carry its own name in
+// Host. So the console answers only to IP addresses, localhost and the
+// names the operator listed; none of those can be a stranger's name.
+func hostAllowed(hostport string, names []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	for _, n := range names {
+		if strings.EqualFold(strings.TrimSuffix(n, "."), host) {
+			return true
+		}
+	}
+	return false
+}
+
 // Errors of the mutating routes, in the REST side's error shape.
 var (
-	errReadOnly  = apiError{http.StatusForbidden, "READ_ONLY", "the console is read-only: start pushpull with --console-token to enable actions"}
-	errCrossSite = apiError{http.StatusForbidden, "CROSS_SITE", "cross-site requests are refused"}
-	errNoAuth    = apiError{http.StatusForbidden, "OPERATOR_REQUIRED", "this action needs the operator credential: log in with the console token"}
+	errUnknownHost = apiError{http.StatusMisdirectedRequest, "UNKNOWN_HOST", "the console answers only to IP addresses, localhost and the names in --console-hosts"}
+	errReadOnly    = apiError{http.StatusForbidden, "READ_ONLY", "the console is read-only: start pushpull with --console-token to enable actions"}
+	errCrossSite   = apiError{http.StatusForbidden, "CROSS_SITE", "cross-site requests are refused"}
+	errNoAuth      = apiError{http.StatusForbidden, "OPERATOR_REQUIRED", "this action needs the operator credential: log in with the console token"}
 )
 
 // mutating lets a request through only from the operator on this origin.

@@ -18,6 +18,7 @@ const consolePushQueueTimeout = 2 * time.Second
 func (s *Server) newConsole(h *hub.Hub, meter *console.Meter, uses *console.TokenUses, portal store.Portal, a api) *console.Console {
 	opt := console.Options{
 		Token:      s.cfg.ConsoleToken,
+		Hosts:      s.cfg.ConsoleHosts,
 		Broker:     s.broker,
 		Hub:        h,
 		Store:      s.store,

@@ -465,3 +465,56 @@ func TestConsoleTailsAUser(t *testing.T) {
 		t.Fatalf("user 0: %d %v", code, out)
 	}
 }
+
+// A page whose own name was rebound to the console's address reads the
+// console as same-origin, but its requests name that page's host: the
+// console answers only to addresses, localhost and --console-hosts.
+func TestConsoleRefusesUnknownHostNames(t *testing.T) {
+	cfg := consoleConfig(t, consoleToken)
+	cfg.ConsoleHosts = []string{"push-admin.example.org"}
+	r := start(t, cfg)
+	port := strings.TrimPrefix(r.Internal[strings.LastIndexByte(r.Internal, ':'):], ":")
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"attacker.example:" + port, http.StatusMisdirectedRequest},
+		{"127.0.0.1.attacker.example", http.StatusMisdirectedRequest},
+		{"localhost:" + port, http.StatusOK},
+		{"127.0.0.1:" + port, http.StatusOK},
+		{"[::1]:" + port, http.StatusOK},
+		{"PUSH-ADMIN.example.org:" + port, http.StatusOK},
+	} {
+		for _, path := range []string{"/console/", "/console/api/overview"} {
+			req, err := http.NewRequest("GET", r.Internal+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tc.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s with Host %s: %d; want %d", path, tc.host, resp.StatusCode, tc.want)
+			}
+			if tc.want != http.StatusOK && (strings.Contains(string(body), "deliveries") || !strings.Contains(string(body), "UNKNOWN_HOST")) {
+				t.Errorf("GET %s with Host %s answered %.200q; want only the refusal", path, tc.host, body)
+			}
+		}
+	}
+	// Metrics and the other internal routes are not the console's: a
+	// scraper may name the node however it likes.
+	req, _ := http.NewRequest("GET", r.Internal+"/healthz", nil)
+	req.Host = "pushpull-1.monitoring"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz by name: %d", resp.StatusCode)
+	}
+}
