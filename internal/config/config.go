@@ -3,7 +3,10 @@
 // that order of increasing precedence.
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Config is everything `pushpull serve` can be told.
 type Config struct {
@@ -162,6 +165,9 @@ type Config struct {
 	// addresses and localhost: a page on any other name could be a
 	// hostile site whose name was rebound to the console's address.
 	ConsoleHosts []string `json:"console-hosts"`
+	// TrustedProxies are the addresses (CIDR prefixes or single addresses)
+	// of reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies []string `json:"trusted-proxies"`
 	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own
 	// listener; keep it on loopback.
 	DebugAddr string `json:"debug-addr"`
@@ -188,6 +194,32 @@ const DefaultInternalAddr = "127.0.0.1:8895"
 
 // TrustedOnAddr reports whether Addr serves the trusted routes too.
 func (c Config) TrustedOnAddr() bool { return c.InternalAddr == SameAddr }
+
+// TrustedProxyPrefixes parses TrustedProxies, which Validate has checked;
+// a single address is a prefix of its full length.
+func (c Config) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
 
 // TLS reports whether Addr serves HTTPS.
 func (c Config) TLS() bool { return c.TLSCert != "" }
@@ -231,6 +263,7 @@ func Default() Config {
 		RegisterPaths:          []string{"/register-client/"},
 		SystemctlPaths:         []string{"/systemctl/"},
 		ConsoleHosts:           []string{},
+		TrustedProxies:         []string{},
 		TenantReload:           time.Second,
 
 		ClientPublishRate:        50,

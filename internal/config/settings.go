@@ -63,6 +63,7 @@ const (
 	redisPrefix           = "redis-prefix"
 	consoleToken          = "console-token"
 	consoleHosts          = "console-hosts"
+	trustedProxies        = "trusted-proxies"
 
 	mode                     = "mode"
 	tenantVerify             = "tenant-verify"
@@ -182,6 +183,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.ConsoleToken }},
 		{consoleHosts, "NAME,...", "host names the web console answers to besides IP addresses and localhost (a name reaching it through a tunnel or proxy); others are refused, against DNS rebinding",
 			func(c *Config) any { return &c.ConsoleHosts }},
+		{trustedProxies, "CIDR,...", "reverse proxies whose X-Forwarded-For names the client: its address then counts for per-address limits and logs; empty: the peer's own address",
+			func(c *Config) any { return &c.TrustedProxies }},
 		{debugAddr, "HOST:PORT", "serve Go's profiler (/debug/pprof/) here; empty: off; keep it on loopback",
 			func(c *Config) any { return &c.DebugAddr }},
 		{logLevel, "LEVEL", "debug, info, warn or error",

@@ -96,6 +96,14 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return checkHostNames(consoleHosts, c.ConsoleHosts) },
+		func() error {
+			for _, s := range c.TrustedProxies {
+				if _, err := parsePrefix(s); err != nil {
+					return invalid(trustedProxies, s, "want an address or a CIDR prefix, such as 10.0.0.0/8 or 192.0.2.7")
+				}
+			}
+			return nil
+		},
 		func() error { return checkPaths(subPaths, c.SubPaths) },
 		func() error { return checkPaths(pubPaths, c.PubPaths) },
 		func() error { return checkPaths(pubWebPaths, c.PubWebPaths) },

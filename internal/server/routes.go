@@ -96,6 +96,7 @@ func (s *Server) mountRoutes(a api) {
 	s.push = a.push
 	bodyLog := log.With("component", "http")
 	ids := newRequestIDs()
+	trusted := cfg.TrustedProxyPrefixes()
 	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
@@ -118,7 +119,7 @@ func (s *Server) mountRoutes(a api) {
 		internal.Handle("/", rt.TrustedHandler())
 		internal.Handle(console.Prefix, s.console.Handler())
 		s.internal = &http.Server{
-			Handler:           ids.wrap(bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal)),
+			Handler:           forwardedFor(trusted, ids.wrap(bodyDeadline(cfg.BodyReadTimeout, bodyLog, internal))),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
@@ -136,9 +137,10 @@ func (s *Server) mountRoutes(a api) {
 		// a large request is admitted, not while it waits for a slot. The
 		// internal listener has none: its trusted publishes must not queue
 		// behind public traffic. The request id comes before both, so that
-		// a refused request has one too.
-		Handler: ids.wrap(s.admit.wrap(
-			bodyDeadline(cfg.BodyReadTimeout, bodyLog, restMux))),
+		// a refused request has one too; the client's address behind a
+		// trusted proxy comes first of all, for every one of them.
+		Handler: forwardedFor(trusted, ids.wrap(s.admit.wrap(
+			bodyDeadline(cfg.BodyReadTimeout, bodyLog, restMux)))),
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls are held for PollTimeout and WebSockets
 		// for hours; their own deadlines bound every write. No ReadTimeout
