@@ -96,7 +96,7 @@ func (s *Server) mountRoutes(a api) {
 	s.push = a.push
 	bodyLog := log.With("component", "http")
 	ids := newRequestIDs()
-	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
+	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.LargeRequestHandlers(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
