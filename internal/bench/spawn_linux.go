@@ -27,7 +27,9 @@ func childAttr() *syscall.SysProcAttr {
 // goroutine ends locked to it, which ends the thread), as an unprivileged
 // process cannot raise it again. It lives until the child exits, which
 // also keeps the child's parent-death signal (childAttr) armed: it follows
-// the thread, not the process.
+// the thread, not the process. (Should the goroutine run on the main
+// thread, the runtime parks that thread for good instead of ending it:
+// lowered, it runs nothing else either.)
 func startLowered(cmd *exec.Cmd, nice int, wait func()) error {
 	started := make(chan error, 1)
 	go func() {
