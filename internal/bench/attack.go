@@ -293,6 +293,9 @@ func RunAttack(ctx context.Context, cfg Config, ac AttackConfig) (*AttackResult,
 		if err != nil {
 			return res, err
 		}
+		// A run that ends before its publishing started never stopped
+		// the child: the end of its input does.
+		defer p.closeStdin()
 		res.AttackProcess = &AttackProcess{PID: p.pid, Nice: p.nice}
 		attacked.attackerCPU, attacked.attackerPID = p.cpu, p.pid
 		a = p
