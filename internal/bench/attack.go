@@ -77,6 +77,7 @@ const (
 	// passes it: on a server that is not bounded, the flood alone can take
 	// the machine's memory, and other processes with it.
 	DefaultAttackMaxRSS  = 4 << 30
+	DefaultAttackNice    = 10
 	DefaultHealthEvery   = 50 * time.Millisecond
 	DefaultHealthTimeout = 2 * time.Second
 	// attackTimeout bounds one attack request: long enough to see an
@@ -105,6 +106,13 @@ type AttackConfig struct {
 	// on a new connection; an answer slower than HealthTimeout is a failure.
 	HealthEvery   time.Duration
 	HealthTimeout time.Duration
+	// Command, when set, starts the attack process (ServeAttack) that
+	// sends the attacks, such as pushpull bench --attack-only; empty: the
+	// attackers run in this process, with the subscribers they disturb.
+	Command []string `json:"-"`
+	// Nice is added to the attack process's nice value (Linux), so that
+	// the server and the measuring process come first for the cores.
+	Nice int `json:"-"`
 }
 
 func (ac AttackConfig) complete() (AttackConfig, error) {
@@ -170,6 +178,9 @@ type AttackResult struct {
 	// most sampled during the attacked run.
 	RSSIdle int64 `json:"rss_idle"`
 	RSSPeak int64 `json:"rss_peak_attacked"`
+	// AttackProcess is the process the attackers ran in, when not the
+	// bench's own; its CPU time is in Attacked.AttackerCPU.
+	AttackProcess *AttackProcess `json:"attack_process,omitempty"`
 	// Stopped says why the attackers were stopped early, if they were.
 	Stopped   string              `json:"stopped,omitempty"`
 	Attackers []AttackKindResult  `json:"attackers"`
@@ -185,6 +196,13 @@ type attackConfigSummary struct {
 	Flood       int      `json:"flood"`
 	BodySize    int      `json:"body_bytes"`
 	MaxRSS      int64    `json:"max_rss"`
+}
+
+// AttackProcess describes the process the attackers ran in.
+type AttackProcess struct {
+	PID int `json:"pid"`
+	// Nice is its nice value as the kernel reported it.
+	Nice int `json:"nice"`
 }
 
 // AttackKindResult is what one kind of attacker did and was answered.
@@ -269,7 +287,21 @@ func RunAttack(ctx context.Context, cfg Config, ac AttackConfig) (*AttackResult,
 	if err != nil {
 		return res, err
 	}
-	a := newAttackers(attacked.host, attacked.addr, ac)
+	var a attackLoad
+	if len(ac.Command) > 0 {
+		p, err := startAttackProc(ctx, attacked.host, attacked.addr, ac)
+		if err != nil {
+			return res, err
+		}
+		// A run that ends before its publishing started never stopped
+		// the child: the end of its input does.
+		defer p.closeStdin()
+		res.AttackProcess = &AttackProcess{PID: p.pid, Nice: p.nice}
+		attacked.attackerCPU, attacked.attackerPID = p.cpu, p.pid
+		a = p
+	} else {
+		a = newAttackers(attacked.host, attacked.addr, ac)
+	}
 	rss := startRSSWatch(pid, ac.MaxRSS, a.halt)
 	attacked.during = a.start
 	attacked.logf("run under attack (%s)…", strings.Join(ac.Kinds, ", "))
@@ -278,9 +310,13 @@ func RunAttack(ctx context.Context, cfg Config, ac AttackConfig) (*AttackResult,
 	res.AttackHealth = h.finish()
 	res.RSSPeak = rss.finish()
 	res.Stopped = a.stoppedWhy()
-	res.Attackers = a.results()
+	var resErr error
+	res.Attackers, resErr = a.results()
 	if err != nil {
 		return res, fmt.Errorf("attacked run: %w", err)
+	}
+	if resErr != nil {
+		return res, resErr
 	}
 	res.Checks = attackChecks(res)
 	return res, nil
@@ -647,7 +683,7 @@ func trickle(ctx context.Context, conn net.Conn, head []byte, every time.Duratio
 	}
 }
 
-func (a *attackers) results() []AttackKindResult {
+func (a *attackers) results() ([]AttackKindResult, error) {
 	var out []AttackKindResult
 	for _, k := range attackKinds {
 		ks, ok := a.kinds[k]
@@ -658,7 +694,7 @@ func (a *attackers) results() []AttackKindResult {
 			Kind: k, Clients: ks.clients, Requests: ks.requests.Load(), Outcomes: ks.outcomes.list(), Cut: ks.cut.Load(),
 		})
 	}
-	return out
+	return out, nil
 }
 
 // collideBody is a JSON object of at most size bytes whose keys pair up

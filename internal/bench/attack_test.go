@@ -2,11 +2,15 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -345,5 +349,93 @@ func TestAttackConfig(t *testing.T) {
 	cfg.Soak = true
 	if _, err := RunAttack(t.Context(), cfg, AttackConfig{Kinds: []string{AttackSlow}}); err == nil {
 		t.Error("no error for a soak under attack")
+	}
+}
+
+// attackHelperEnv makes this test binary the attack process of
+// TestRunAttackInAProcess.
+const attackHelperEnv = "PUSHPULL_BENCH_ATTACK_HELPER"
+
+// TestAttackProcessHelper is not a test: run by TestRunAttackInAProcess
+// with attackHelperEnv set, it is the attack process.
+func TestAttackProcessHelper(t *testing.T) {
+	if os.Getenv(attackHelperEnv) != "1" {
+		t.Skip("the attack process of TestRunAttackInAProcess")
+	}
+	if err := ServeAttack(t.Context(), os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Before the test framework writes its own verdict to stdout.
+	os.Exit(0)
+}
+
+func TestRunAttackInAProcess(t *testing.T) {
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	cfg.InternalURL = trusted
+	cfg.Subscribers = 5
+	cfg.Settle = 0
+	t.Setenv(attackHelperEnv, "1")
+	ac := AttackConfig{Kinds: []string{AttackSlow, AttackFlood}, SlowClients: 2, SlowEvery: 20 * time.Millisecond,
+		Flood: 2, BodySize: 4096, HealthEvery: 20 * time.Millisecond, Nice: 5,
+		Command: []string{os.Args[0], "-test.run=^TestAttackProcessHelper$"}}
+	// Before the start: the thread that starts the child is lowered.
+	own, ownErr := procNice(os.Getpid())
+	res, err := RunAttack(t.Context(), cfg, ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDelivered(t, res.Attacked, int64(cfg.Subscribers))
+	p := res.AttackProcess
+	if p == nil || p.PID == 0 || p.PID == os.Getpid() {
+		t.Fatalf("attack process %+v", p)
+	}
+	if runtime.GOOS == "linux" {
+		if ownErr != nil || p.Nice != min(own+5, 19) {
+			t.Errorf("attack process nice %d, want 5 over %d (%v)", p.Nice, own, ownErr)
+		}
+	}
+	if c := res.Attacked.AttackerCPU; c == nil || !c.Known {
+		t.Errorf("attacker CPU %+v", c)
+	}
+	if len(res.Attackers) != 2 || res.Attackers[0].Kind != AttackSlow || res.Attackers[0].Clients != 2 ||
+		res.Attackers[0].Requests < 2 || res.Attackers[1].Kind != AttackFlood || res.Attackers[1].Clients != 2 {
+		t.Errorf("attackers %+v", res.Attackers)
+	}
+}
+
+func TestRunAttackProcessThatFails(t *testing.T) {
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	cfg.InternalURL = trusted
+	cfg.Subscribers = 2
+	cfg.Settle = 0
+	// The test binary without the helper's variable runs no helper: it
+	// never answers ready.
+	ac := AttackConfig{Kinds: []string{AttackSlow}, SlowClients: 1,
+		Command: []string{os.Args[0], "-test.run=^$"}}
+	if _, err := RunAttack(t.Context(), cfg, ac); err == nil || !strings.Contains(err.Error(), "attack process") {
+		t.Errorf("got %v, want an attack process error", err)
+	}
+}
+
+func TestServeAttackWithoutStart(t *testing.T) {
+	order := `{"host":"127.0.0.1:1","addr":"127.0.0.1:1","config":{"Kinds":["slow"],"SlowClients":1}}` + "\n"
+	var out bytes.Buffer
+	// The order, then the end of input: stopped before starting.
+	if err := ServeAttack(t.Context(), strings.NewReader(order), &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || lines[0] != readyLine {
+		t.Fatalf("printed %q", out.String())
+	}
+	var res []AttackKindResult
+	if err := json.Unmarshal([]byte(lines[1]), &res); err != nil || len(res) != 1 || res[0].Kind != AttackSlow || res[0].Requests != 0 {
+		t.Errorf("results %q: %+v, %v", lines[1], res, err)
+	}
+	if err := ServeAttack(t.Context(), strings.NewReader("{bad\n"), &out); err == nil {
+		t.Error("no error for a bad order")
 	}
 }

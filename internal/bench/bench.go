@@ -142,18 +142,21 @@ type Result struct {
 	Payload     int     `json:"payload_bytes"`
 	Publishers  int     `json:"publishers"`
 
-	Connect     ConnectResult  `json:"connect"`
-	Storm       *StormResult   `json:"storm,omitempty"`
-	Soak        *SoakResult    `json:"soak,omitempty"`
-	Memory      MemoryResult   `json:"memory"`
-	Ready       ReadyResult    `json:"ready"`
-	Publish     PublishResult  `json:"publish"`
-	Deliveries  DeliveryResult `json:"deliveries"`
-	Latency     Latency        `json:"latency"`
-	ServerCPU   CPUResult      `json:"server_cpu"`
-	ClientCPU   CPUResult      `json:"client_cpu"`
-	MachineCPU  MachineResult  `json:"machine_cpu"`
-	Disconnects []ErrorCount   `json:"disconnects,omitempty"`
+	Connect    ConnectResult  `json:"connect"`
+	Storm      *StormResult   `json:"storm,omitempty"`
+	Soak       *SoakResult    `json:"soak,omitempty"`
+	Memory     MemoryResult   `json:"memory"`
+	Ready      ReadyResult    `json:"ready"`
+	Publish    PublishResult  `json:"publish"`
+	Deliveries DeliveryResult `json:"deliveries"`
+	Latency    Latency        `json:"latency"`
+	ServerCPU  CPUResult      `json:"server_cpu"`
+	ClientCPU  CPUResult      `json:"client_cpu"`
+	// AttackerCPU is the attack process's CPU (attack runs whose attackers
+	// are not in the bench's process).
+	AttackerCPU *CPUResult    `json:"attacker_cpu,omitempty"`
+	MachineCPU  MachineResult `json:"machine_cpu"`
+	Disconnects []ErrorCount  `json:"disconnects,omitempty"`
 	// ServerLog is what a spawned server logged (filled in by the caller).
 	ServerLog []LogCount `json:"server_log,omitempty"`
 }
@@ -274,6 +277,10 @@ type run struct {
 	// during, if set, starts as the publishing does; what it returns is
 	// called when the publishing ends (attack runs).
 	during func(ctx context.Context) (stop func())
+	// attackerCPU, if set, is the CPU time the attack process has used so
+	// far: it is reported apart and left out of the other processes.
+	attackerCPU func() time.Duration
+	attackerPID int
 	// subURL is the subscribe URL, ws://host/sub/; the query is the Go
 	// client's (pullclient.SubscribeURL) for the protocol version below.
 	subURL string
@@ -606,8 +613,12 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	r.logf("publishing %d messages at %g/s to %d subscribers (%s)…", r.planned, cfg.Rate, len(alive), cfg.Mode)
 	cpu0, cpuErr := r.serverCPU(pid)
 	self0 := selfCPU()
+	var attacker0 time.Duration
+	if r.attackerCPU != nil {
+		attacker0 = r.attackerCPU()
+	}
 	machine0, machineErr := readMachineCPU()
-	others0 := otherProcsCPU(pid, os.Getpid())
+	others0 := otherProcsCPU(pid, os.Getpid(), r.attackerPID)
 	var storm *StormResult
 	var sampler *rssSampler
 	if cfg.Storm {
@@ -666,8 +677,12 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 	r.counting.Store(false)
 	cpu1, cpuErr1 := r.serverCPU(pid)
 	self1 := selfCPU()
+	var attacker1 time.Duration
+	if r.attackerCPU != nil {
+		attacker1 = r.attackerCPU()
+	}
 	machine1, machineErr1 := readMachineCPU()
-	others1 := otherProcsCPU(pid, os.Getpid())
+	others1 := otherProcsCPU(pid, os.Getpid(), r.attackerPID)
 	r.logf("received %d of %d deliveries", received, expected)
 
 	// Drop the connections and wait for their readers, so that their
@@ -716,13 +731,19 @@ func (r *run) run(ctx context.Context) (*Result, error) {
 		res.ServerCPU = cpuResult(cpu1-cpu0, window, d.Received)
 	}
 	res.ClientCPU = cpuResult(self1-self0, window, d.Received)
+	attackerCores := 0.0
+	if r.attackerCPU != nil {
+		c := cpuResult(attacker1-attacker0, window, d.Received)
+		res.AttackerCPU = &c
+		attackerCores = c.Cores
+	}
 	if machineErr == nil && machineErr1 == nil && window > 0 {
 		m := &res.MachineCPU
 		m.Known = true
 		m.Busy = (machine1.busy - machine0.busy).Seconds() / window
 		m.Steal = (machine1.steal - machine0.steal).Seconds() / window
 		// Without the server's pid, Rest and Others include the server.
-		m.Rest = max(m.Busy-res.ServerCPU.Cores-res.ClientCPU.Cores, 0)
+		m.Rest = max(m.Busy-res.ServerCPU.Cores-res.ClientCPU.Cores-attackerCores, 0)
 		m.Others = otherProcsDelta(others0, others1).Seconds() / window
 	}
 	res.Disconnects = r.disconnects.list()

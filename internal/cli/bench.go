@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -59,7 +60,12 @@ with the quiet run, reports the server's peak RSS over its idle RSS and
 bounds: p99 within 2× the quiet run's, every publish accepted and
 delivered once, RSS within +256 MiB of idle, /healthz within 100 ms. The
 attackers stop early when the server's RSS passes --attack-max-rss, so that
-a server without bounds does not take the machine's memory.
+a server without bounds does not take the machine's memory. The attackers
+run in a process of their own ("pushpull bench --attack-only", this
+executable), with --attack-nice added to its nice value: an attacker's CPU
+is on its own machine, not on the cores of the server and of the
+subscribers that measure it. Its CPU time is reported apart.
+--attack-in-process keeps them in the bench's process instead.
 
 With --spawn --floor the bench starts the floor server instead: it checks
 nothing, stores nothing, and writes each publish's one encoded frame to every
@@ -149,6 +155,9 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	flood := fs.Int("attack-flood", bench.DefaultFlood, "with --attack flood, keep `N` requests in flight")
 	attackBody := fs.Int("attack-body", bench.DefaultAttackBody, "with --attack, the size of each attack body in `BYTES`")
 	attackMaxRSS := fs.Int64("attack-max-rss", bench.DefaultAttackMaxRSS>>20, "with --attack, stop the attackers when the server's RSS passes `MIB` MiB")
+	attackInProcess := fs.Bool("attack-in-process", false, "with --attack, run the attackers in the bench's process instead of a process of their own")
+	attackNice := fs.Int("attack-nice", bench.DefaultAttackNice, "with --attack, add `N` to the attack process's nice value (0: the bench's priority)")
+	attackOnly := fs.Bool("attack-only", false, "be the attack process of an --attack run: read its order on standard input (what --attack starts)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	writeHelp := func(w io.Writer) {
 		_, _ = io.WriteString(w, benchHelpHead)
@@ -163,6 +172,12 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	}
 	if *serveFloor != "" {
 		return r.serveFloor(ctx, *serveFloor)
+	}
+	if *attackOnly {
+		if err := bench.ServeAttack(ctx, r.stdin, r.stdout); err != nil {
+			return r.failure("bench", err)
+		}
+		return exitOK
 	}
 	urlSet := false
 	fs.Visit(func(f *flag.Flag) { urlSet = urlSet || f.Name == "url" || f.Name == "internal-url" })
@@ -187,6 +202,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "--sample-every and --max-drift want values above 0, --warmup 0 or more")
 	case *attackWorkers < 1 || *slowClients < 1 || *flood < 1 || *attackBody < 1 || *attackMaxRSS < 1 || *slowEvery <= 0:
 		return r.usageError("bench", "the --attack-… counts, sizes and durations want values above 0")
+	case *attackNice < 0 || *attackNice > 19:
+		return r.usageError("bench", "invalid --attack-nice %d: want 0 to 19", *attackNice)
 	case *floor && (!*spawn || len(serverArgs) > 0):
 		return r.usageError("bench", "--floor needs --spawn and takes no --server-arg")
 	case *floor && (*transport != bench.TransportWS || *binary || *storm || *soak || *attack != ""):
@@ -262,6 +279,13 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	if err := cfg.Check(); err != nil {
 		return r.failure("bench", err)
 	}
+	var attackExe string
+	if attackKinds != nil && !*attackInProcess {
+		var err error
+		if attackExe, err = os.Executable(); err != nil {
+			return r.failure("bench", fmt.Errorf("find the pushpull executable for the attack process: %w", err))
+		}
+	}
 	var server *bench.Spawned
 	if *spawn {
 		var err error
@@ -282,10 +306,14 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		cfg.URL, cfg.InternalURL, cfg.ServerPID = server.URL, server.InternalURL, server.PID
 	}
 	if attackKinds != nil {
-		return r.benchAttack(ctx, cfg, bench.AttackConfig{
+		ac := bench.AttackConfig{
 			Kinds: attackKinds, Workers: *attackWorkers, SlowClients: *slowClients, SlowEvery: *slowEvery,
-			Flood: *flood, BodySize: *attackBody, MaxRSS: *attackMaxRSS << 20,
-		}, server, *asJSON)
+			Flood: *flood, BodySize: *attackBody, MaxRSS: *attackMaxRSS << 20, Nice: *attackNice,
+		}
+		if !*attackInProcess {
+			ac.Command = []string{attackExe, "bench", "--attack-only"}
+		}
+		return r.benchAttack(ctx, cfg, ac, server, *asJSON)
 	}
 	res, runErr := bench.Run(ctx, cfg)
 	if server != nil {
@@ -396,9 +424,14 @@ func writeBenchResult(w io.Writer, res *bench.Result, spawned, floor bool) {
 			line("server CPU", "unknown")
 		}
 		line("bench CPU", "%s", cpuText(res.ClientCPU))
+		who := "server nor bench"
+		if res.AttackerCPU != nil {
+			line("attacker CPU", "%s", cpuText(*res.AttackerCPU))
+			who = "server, bench nor attackers"
+		}
 		if mc := res.MachineCPU; mc.Known {
-			line("machine CPU", "%.2f cores busy, %.2f of them neither server nor bench (other processes %.2f); hypervisor steal %.2f",
-				mc.Busy, mc.Rest, mc.Others, mc.Steal)
+			line("machine CPU", "%.2f cores busy, %.2f of them neither %s (other processes %.2f); hypervisor steal %.2f",
+				mc.Busy, mc.Rest, who, mc.Others, mc.Steal)
 			if !mc.Reliable() {
 				line("", "other load on the machine: the figures of this run are not reliable")
 			}

@@ -70,6 +70,16 @@ func writeAttackResult(w io.Writer, res *bench.AttackResult, spawned bool) {
 	if res.Stopped != "" {
 		fmt.Fprintf(&b, "%-13s stopped early: %s\n", "", res.Stopped)
 	}
+	if p := res.AttackProcess; p != nil {
+		fmt.Fprintf(&b, "%-13s pid %d, nice %d", "process", p.PID, p.Nice)
+		if res.Attacked != nil && res.Attacked.AttackerCPU != nil {
+			c := res.Attacked.AttackerCPU
+			fmt.Fprintf(&b, "; %.2f s of CPU (%.2f cores) over the attacked run", c.Seconds, c.Cores)
+		}
+		b.WriteString("\n")
+	} else {
+		fmt.Fprintf(&b, "%-13s the bench's own: their CPU is in the bench CPU above\n", "process")
+	}
 	fmt.Fprintf(&b, "%-13s idle %s, peak under attack %s (+%s)\n", "server RSS",
 		mib(res.RSSIdle), mib(res.RSSPeak), mib(res.RSSPeak-res.RSSIdle))
 	if len(res.Checks) > 0 {

@@ -36,6 +36,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--attack", "nope"}, `invalid --attack: unknown attack "nope"`},
 		{[]string{"--spawn", "--soak", "--sample-every", "0s"}, "--sample-every and --max-drift want values above 0"},
 		{[]string{"--spawn", "--attack", "slow", "--attack-slow-clients", "0"}, "the --attack-… counts"},
+		{[]string{"--spawn", "--attack", "slow", "--attack-nice", "20"}, "invalid --attack-nice 20: want 0 to 19"},
 		{[]string{"--floor", "--signature-key", "k"}, "--floor needs --spawn"},
 		{[]string{"--spawn", "--floor", "--server-arg", "--send-queue=1"}, "--floor needs --spawn and takes no --server-arg"},
 		{[]string{"--spawn", "--floor", "--transport", "lp"}, "--floor serves WebSocket text subscribers only"},
@@ -209,7 +210,9 @@ func TestBenchAttackJSON(t *testing.T) {
 	args := []string{"bench", "--url", url, "--internal-url", internal, "--signature-key", "cli-bench-key", "--subscribers", "3",
 		"--rate", "10", "--duration", "500ms", "--settle", "0s", "--drain", "30s",
 		"--attack", "slow,collide", "--attack-slow-clients", "2", "--attack-workers", "1", "--attack-body", "2048",
-		"--attack-slow-every", "50ms", "--json"}
+		"--attack-slow-every", "50ms", "--json",
+		// The attack process would be this test binary.
+		"--attack-in-process"}
 	if code := r.main(t.Context(), args); code != exitOK {
 		t.Fatalf("exit %d; stderr: %s", code, stderr)
 	}
@@ -231,5 +234,27 @@ func TestBenchAttackJSON(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q: %s", want, stderr)
 		}
+	}
+}
+
+func TestBenchAttackOnly(t *testing.T) {
+	url, _ := benchServer(t, "cli-bench-key")
+	addr := strings.TrimPrefix(url, "http://")
+	r, stdout, stderr := testRunner(t, nil)
+	r.stdin = strings.NewReader(`{"host":"` + addr + `","addr":"` + addr + `","config":{"Kinds":["collide"],"Workers":1,"BodySize":2048}}` + "\n")
+	if code := r.main(t.Context(), []string{"bench", "--attack-only"}); code != exitOK {
+		t.Fatalf("exit %d; stderr: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var res []bench.AttackKindResult
+	if len(lines) != 2 || lines[0] != "ready" || json.Unmarshal([]byte(lines[1]), &res) != nil ||
+		len(res) != 1 || res[0].Kind != bench.AttackCollide {
+		t.Errorf("printed %q", stdout)
+	}
+
+	r, _, stderr = testRunner(t, nil)
+	r.stdin = strings.NewReader("not an order\n")
+	if code := r.main(t.Context(), []string{"bench", "--attack-only"}); code != exitFailure || !strings.Contains(stderr.String(), "attack order") {
+		t.Errorf("exit %d; stderr: %s", code, stderr)
 	}
 }

@@ -39,6 +39,14 @@ func (c Config) LargeRequestSlots() int {
 	return 2 * runtime.GOMAXPROCS(0)
 }
 
+// LargeRequestHandlers is how many of the admitted large public requests
+// are handled at once once their body is read: one core fewer than the
+// process has, at least one, so that large bodies never take every core
+// (measured: docs/security.md).
+func (c Config) LargeRequestHandlers() int {
+	return max(runtime.GOMAXPROCS(0)-1, 1)
+}
+
 // physicalMemory reads MemTotal from /proc/meminfo.
 func physicalMemory() int64 {
 	f, err := os.Open("/proc/meminfo")

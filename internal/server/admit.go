@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -23,19 +25,30 @@ const largeBody = 64 << 10
 // and the heap grows with them. A few slots keep the cores and the heap for
 // everything else; a request that finds none waits (its body unread, in the
 // kernel's socket buffer) for at most wait, then is refused.
+//
+// The slots are held while bodies are read, which on slow networks takes
+// longer than parsing them, so there are more slots than cores. Of the
+// admitted requests whose body has been read, only handlers run at once
+// (one core fewer than the process has, at least one): the rest wait, their
+// bodies read, until one is done. So large bodies never take every core, and
+// the one left over is there as soon as a delivery, a health check or the
+// network poller needs it, instead of after the scheduler's 10 ms slice of a
+// parse (measured: docs/security.md).
 type admission struct {
-	slots chan struct{}
-	wait  time.Duration
-	log   *slog.Logger
+	slots    chan struct{}
+	handlers chan struct{}
+	wait     time.Duration
+	log      *slog.Logger
 	// queued, when set, is called as a request starts waiting for a slot
-	// (tests).
-	queued func()
+	// (tests); turnQueued as one with its body read starts waiting for
+	// its turn to be handled.
+	queued, turnQueued func()
 }
 
 // newAdmission returns an admission of n slots whose requests wait at most
-// wait for one.
-func newAdmission(n int, wait time.Duration, log *slog.Logger) *admission {
-	return &admission{slots: make(chan struct{}, n), wait: wait, log: log}
+// wait for one, of which handlers run at once once their body is read.
+func newAdmission(n, handlers int, wait time.Duration, log *slog.Logger) *admission {
+	return &admission{slots: make(chan struct{}, n), handlers: make(chan struct{}, max(handlers, 1)), wait: wait, log: log}
 }
 
 // needsSlot reports whether r carries a body that is large or of unknown
@@ -61,8 +74,61 @@ func (a *admission) wrap(next http.Handler) http.Handler {
 			return
 		}
 		defer func() { <-a.slots }()
+		b := &readBody{ReadCloser: r.Body, left: r.ContentLength, handlers: a.handlers, done: r.Context().Done(), queued: a.turnQueued}
+		defer b.release()
+		r.Body = b
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody is an admitted request's body: the read that ends it waits for
+// a handler's turn, so that what the handler does with the whole body is
+// done in turn. A handler that never reads its body to the end (a 413 by
+// the announced length, a 405) never waits.
+type readBody struct {
+	io.ReadCloser
+	left     int64 // bytes not yet read; -1: unknown (chunked)
+	handlers chan struct{}
+	done     <-chan struct{}
+	queued   func()
+	held     bool
+}
+
+// errGone is what a body read answers when the client went away while its
+// request waited for its turn.
+var errGone = errors.New("request cancelled while waiting for its turn to be handled")
+
+func (b *readBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
+	if !b.held && (err == io.EOF || b.left == 0) {
+		select {
+		case b.handlers <- struct{}{}:
+			b.held = true
+			return n, err
+		default:
+		}
+		if b.queued != nil {
+			b.queued()
+		}
+		select {
+		case b.handlers <- struct{}{}:
+			b.held = true
+		case <-b.done:
+			return n, errGone
+		}
+	}
+	return n, err
+}
+
+// release gives the turn back once the handler is done.
+func (b *readBody) release() {
+	if b.held {
+		b.held = false
+		<-b.handlers
+	}
 }
 
 // acquire takes a slot, waiting at most a.wait and while the client is

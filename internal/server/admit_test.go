@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +213,85 @@ func TestNeedsSlot(t *testing.T) {
 		if got := needsSlot(r); got != tc.want {
 			t.Errorf("Content-Length %d: %v, want %v", tc.length, got, tc.want)
 		}
+	}
+}
+
+// TestLargeRequestsHandledInTurn: of the admitted large requests, those
+// whose body is read are handled one at a time (the handlers of an
+// admission of one), while a large request whose handler never reads its
+// body is answered meanwhile.
+func TestLargeRequestsHandledInTurn(t *testing.T) {
+	a := newAdmission(4, 1, time.Hour, testkit.Logger())
+	turnQueued := make(chan struct{}, 4)
+	a.turnQueued = func() { turnQueued <- struct{}{} }
+	entered := make(chan struct{}, 4)
+	release := make(chan struct{})
+	var inHandler, most atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /read", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n := inHandler.Add(1)
+		defer inHandler.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		entered <- struct{}{}
+		<-release
+	})
+	mux.HandleFunc("POST /noread", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	})
+	srv := httptest.NewServer(a.wrap(mux))
+	t.Cleanup(srv.Close)
+	// Before the server's close, which waits for the handlers.
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll)
+	body := bytes.Repeat([]byte("x"), 2*largeBody)
+	post := func(path string) <-chan int {
+		code := make(chan int, 1)
+		go func() {
+			resp, err := http.Post(srv.URL+path, "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				code <- 0
+				return
+			}
+			resp.Body.Close()
+			code <- resp.StatusCode
+		}()
+		return code
+	}
+	var answers []<-chan int
+	for range 3 {
+		answers = append(answers, post("/read"))
+	}
+	// One is handled; the other two wait with their bodies read.
+	for in, queued := 0, 0; in < 1 || queued < 2; {
+		select {
+		case <-entered:
+			if in++; in > 1 {
+				t.Fatal("two large requests were handled at once")
+			}
+		case <-turnQueued:
+			queued++
+		}
+	}
+	if code := <-post("/noread"); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a large request whose handler reads nothing, with the turn held: %d", code)
+	}
+	releaseAll()
+	for _, c := range answers {
+		if code := <-c; code != http.StatusOK {
+			t.Errorf("answer %d", code)
+		}
+	}
+	if m := most.Load(); m != 1 {
+		t.Errorf("%d handlers at once, want 1", m)
+	}
+	if len(a.handlers) != 0 || len(a.slots) != 0 {
+		t.Errorf("%d turns and %d slots still held", len(a.handlers), len(a.slots))
 	}
 }

@@ -97,7 +97,7 @@ func (s *Server) mountRoutes(a api) {
 	bodyLog := log.With("component", "http")
 	ids := newRequestIDs()
 	trusted := cfg.TrustedProxyPrefixes()
-	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.BodyReadTimeout, bodyLog)
+	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.LargeRequestHandlers(), cfg.BodyReadTimeout, bodyLog)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
