@@ -79,11 +79,14 @@ func (c *wsConn) hurry() {
 	}
 }
 
-// wrote notes a write for the merge delay.
-func (c *wsConn) wrote() {
-	if m := c.sess.srv.writers.merge; m != nil {
-		c.lastWrite.Store(int64(m.now()))
+// wrote notes a write for the merge delay; false when there is none.
+func (c *wsConn) wrote() bool {
+	m := c.sess.srv.writers.merge
+	if m == nil {
+		return false
 	}
+	c.lastWrite.Store(int64(m.now()))
+	return true
 }
 
 // writeLoop drains the session queue, coalescing everything queued into as
@@ -128,8 +131,9 @@ func (c *wsConn) writeLoop(w *burstWriter) {
 				return
 			}
 		}
-		c.wrote()
-		later = c
+		if c.wrote() {
+			later = c
+		}
 	}
 }
 
