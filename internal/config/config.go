@@ -88,6 +88,9 @@ type Config struct {
 	JSONRPCPingInterval time.Duration `json:"jsonrpc-ping-interval"`
 	// WriteTimeout bounds one socket write; a peer that cannot take it is dropped.
 	WriteTimeout time.Duration `json:"write-timeout"`
+	// WriteMergeDelay is how long a WebSocket's messages may be held back
+	// so that those sent within it leave in one write; 0: none are.
+	WriteMergeDelay time.Duration `json:"write-merge-delay"`
 	// SendQueue is the number of deliveries queued per connection before the
 	// connection is dropped as a slow consumer.
 	SendQueue int `json:"send-queue"`

@@ -50,6 +50,7 @@ const (
 	pollTimeout           = "poll-timeout"
 	pingInterval          = "ping-interval"
 	writeTimeout          = "write-timeout"
+	writeMergeDelay       = "write-merge-delay"
 	sendQueue             = "send-queue"
 	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
@@ -137,6 +138,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.JSONRPCPingInterval }},
 		{writeTimeout, "DURATION", "longest one socket write may take",
 			func(c *Config) any { return &c.WriteTimeout }},
+		{writeMergeDelay, "DURATION", "latency a WebSocket's messages may be held back to leave in one write: a socket is written at most once per delay, the first message after a quiet spell at once; 0: no holding. Fewer system calls per delivery on a saturated node",
+			func(c *Config) any { return &c.WriteMergeDelay }},
 		{sendQueue, "N", "deliveries queued per connection before it is dropped as a slow consumer",
 			func(c *Config) any { return &c.SendQueue }},
 		{maxConnPerChannel, "N", "connections allowed on one user's private channel; the oldest is closed with 4029 beyond it",

@@ -22,6 +22,11 @@ const clientPollAbort = 60 * time.Second
 // ping of a version 5 connection before they reconnect (2 × PING_TIMEOUT).
 const clientPingWait = 20 * time.Second
 
+// maxWriteMergeDelay bounds --write-merge-delay: held messages queue
+// against --send-queue, and a delay of seconds would be a batching window
+// that clients notice, not a latency budget.
+const maxWriteMergeDelay = time.Second
+
 // parseLevel maps the accepted --log-level names, in any case, to slog levels.
 func parseLevel(name string) (slog.Level, bool) {
 	switch strings.ToLower(name) {
@@ -186,6 +191,13 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error { return positiveDuration(writeTimeout, c.WriteTimeout) },
+		func() error {
+			if c.WriteMergeDelay < 0 || c.WriteMergeDelay > maxWriteMergeDelay {
+				return invalid(writeMergeDelay, c.WriteMergeDelay.String(),
+					fmt.Sprintf("want 0 (off) to %s: it is a latency budget, not a batching window", maxWriteMergeDelay))
+			}
+			return nil
+		},
 		func() error { return positive(sendQueue, c.SendQueue) },
 		func() error { return positiveDuration(shutdownTimeout, c.ShutdownTimeout) },
 		func() error { return positiveDuration(bodyReadTimeout, c.BodyReadTimeout) },

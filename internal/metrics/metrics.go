@@ -108,7 +108,7 @@ type collector struct {
 	connections, handshakes, handshakeFailures                  *prometheus.Desc
 	channels, historyMessages, historyBytes                     *prometheus.Desc
 	published, deliveries, drops, recoveries, replayed          *prometheus.Desc
-	latency, writeBatch                                         *prometheus.Desc
+	latency, writeBatch, writesHeld                             *prometheus.Desc
 	restCalls, restLatency, grants                              *prometheus.Desc
 	pushDepth, pushAttempts, pushFailures, pushDropped          *prometheus.Desc
 	redisRoundTrip, redisReconnects, redisHealthy, clusterRecvd *prometheus.Desc
@@ -133,6 +133,7 @@ func newCollector(src Sources) *collector {
 	c.replayed = desc("messages_replayed_total", "Messages sent from history to recovering connections.")
 	c.latency = desc("publish_to_socket_seconds", "Time from accepting a publish to the socket write that carries it, for the oldest live message in it; over a sample of writes.")
 	c.writeBatch = desc("socket_write_deliveries", "Deliveries carried by one socket write (WebSocket message or long-poll answer); over a sample of writes.")
+	c.writesHeld = desc("websocket_writes_held_total", "WebSocket writes held back by --write-merge-delay to leave with the messages that followed.")
 	c.restCalls = desc("rest_calls_total", "REST calls by method and outcome (ok, or the error code answered).", "method", "outcome")
 	c.restLatency = desc("rest_call_duration_seconds", "Time from a REST request's arrival to its answer written.", "method")
 	c.grants = desc("oauth_grants_total", "OAuth token requests by grant type and outcome (ok, or the OAuth error code).", "grant_type", "outcome")
@@ -155,7 +156,7 @@ func FamilyNames() []string { return newCollector(Sources{}).names }
 func (c *collector) descs() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		c.connections, c.handshakes, c.handshakeFailures, c.channels, c.historyMessages, c.historyBytes,
-		c.published, c.deliveries, c.drops, c.recoveries, c.replayed, c.latency, c.writeBatch,
+		c.published, c.deliveries, c.drops, c.recoveries, c.replayed, c.latency, c.writeBatch, c.writesHeld,
 		c.restCalls, c.restLatency, c.grants, c.pushDepth, c.pushAttempts, c.pushFailures, c.pushDropped,
 		c.redisRoundTrip, c.redisReconnects, c.redisHealthy, c.clusterRecvd,
 	}
@@ -196,6 +197,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.recoveries, m.Recoveries)
 		counter(c.replayed, m.Replayed)
+		counter(c.writesHeld, m.WritesHeld)
 		ch <- histogram(c.latency, m.Latency, 1e-9)
 		ch <- histogram(c.writeBatch, m.WriteBatch, 1)
 	}

@@ -20,6 +20,8 @@ type counters struct {
 	drops             [numDropReasons]atomic.Uint64
 	recoveries        atomic.Uint64
 	replayed          atomic.Uint64
+	// held counts WebSocket writes held back by the merge delay.
+	held atomic.Uint64
 	// latency is publish→socket in nanoseconds, and batch the deliveries
 	// one socket write carries, both for a sample of writes (see wrote).
 	latency *stats.Histogram

@@ -32,6 +32,9 @@ func (lp *longPollConn) close(*protoError) { lp.wake() }
 // cut ends the wait; the answer is whatever the session still holds.
 func (lp *longPollConn) cut(string) { lp.wake() }
 
+// hurry does nothing: a long poll's answer is never held back.
+func (lp *longPollConn) hurry() {}
+
 // ping does nothing: a long poll ends within its timeout anyway.
 func (lp *longPollConn) ping() {}
 

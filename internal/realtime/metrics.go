@@ -23,6 +23,9 @@ type Metrics struct {
 	// Recoveries are connections that asked to recover from a mid, and
 	// Replayed the messages sent to them from history.
 	Recoveries, Replayed uint64
+	// WritesHeld are WebSocket writes held back to merge with what followed
+	// (Options.WriteMergeDelay).
+	WritesHeld uint64
 	// Latency is publish→socket in nanoseconds; WriteBatch the deliveries
 	// per socket write; both over a sample of writes (counters.wrote).
 	Latency, WriteBatch stats.Snapshot
@@ -63,6 +66,7 @@ func (s *Server) Metrics() Metrics {
 	m := Metrics{
 		Recoveries: c.recoveries.Load(),
 		Replayed:   c.replayed.Load(),
+		WritesHeld: c.held.Load(),
 		Latency:    c.latency.Snapshot(),
 		WriteBatch: c.batch.Snapshot(),
 	}

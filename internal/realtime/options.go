@@ -31,6 +31,11 @@ type Options struct {
 	// RPCPingInterval is how often version 5 connections get a text ping.
 	RPCPingInterval time.Duration
 	WriteTimeout    time.Duration
+	// WriteMergeDelay is the latency a WebSocket's messages may be held
+	// back to leave together: its socket is written at most once per delay,
+	// and the first message after a quiet spell goes at once. 0: every
+	// write goes out as soon as a writer is free.
+	WriteMergeDelay time.Duration
 	SendQueue       int
 	// MaxConnPerChannel caps the connections on one private channel with a
 	// public id; the oldest is closed with 4029 beyond it. 0: no cap.

@@ -25,6 +25,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 	if opt.RPCPingInterval <= 0 {
 		opt.RPCPingInterval = DefaultRPCPingInterval
 	}
+	metrics := newCounters()
 	s := &Server{
 		opt:      opt,
 		broker:   b,
@@ -41,8 +42,8 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		pingDone: make(chan struct{}),
 
 		rpcPingDone: make(chan struct{}),
-		writers:     newWriterPool(),
-		metrics:     newCounters(),
+		writers:     newWriterPool(opt.WriteMergeDelay, func() { metrics.held.Add(1) }),
+		metrics:     metrics,
 	}
 	s.pubLimits = newPublishLimits(opt.ClientPublishRate, opt.ClientPublishIPRate, opt.ClientPublishTargetRate)
 	if opt.Tenants != nil {

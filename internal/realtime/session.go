@@ -187,10 +187,16 @@ func (s *session) take() []*hub.Delivery {
 // empty: written is the batch it wrote last, whose array the queue reuses.
 // With nothing queued the writer stops (a delivery wakes the transport
 // again), and end says whether the connection is to close now that all is
-// written, with reason.
-func (s *session) next(written []*hub.Delivery) (q []*hub.Delivery, end bool, reason string) {
+// written, with reason. later, when set, may hold what is queued back to
+// merge it with what follows: the writer then stops with nothing and
+// later restarts it.
+func (s *session) next(written []*hub.Delivery, later merging) (q []*hub.Delivery, end bool, reason string) {
 	s.mu.Lock()
 	q = s.queue
+	if len(q) > 0 && later != nil && !s.restarting && later.mergeLater() {
+		s.mu.Unlock()
+		return nil, false, ""
+	}
 	s.queue = reuseQueue(written)
 	if len(q) == 0 {
 		s.sending = false
@@ -198,6 +204,12 @@ func (s *session) next(written []*hub.Delivery) (q []*hub.Delivery, end bool, re
 	}
 	s.mu.Unlock()
 	return q, end, reason
+}
+
+// merging is a transport's writer that can be held back to merge writes
+// (wsConn.mergeLater); it runs under the session's lock.
+type merging interface {
+	mergeLater() bool
 }
 
 // requeue puts deliveries taken by next but not written back at the head
@@ -300,6 +312,7 @@ func (s *session) restart(m *message.Message) {
 	// server_restart with its connection.
 	if !s.recovering {
 		s.notifyLocked()
+		s.t.hurry()
 	}
 	s.mu.Unlock()
 	if m == nil && !s.t.streams() {
@@ -374,6 +387,10 @@ type transport interface {
 	// cut drops the connection at once. It must not touch the hub: it may
 	// run under the hub's locks.
 	cut(reason string)
+	// hurry sends what is queued now if the transport holds it back to
+	// merge writes (Options.WriteMergeDelay): the session is ending. It
+	// runs under the session's lock, as wake does.
+	hurry()
 	// ping keeps the connection alive and finds a dead peer, once per
 	// interval of the protocol's keepalive.
 	ping()

@@ -38,6 +38,12 @@ type wsConn struct {
 
 	// unanswered counts text pings sent since the peer last sent anything.
 	unanswered atomic.Int32
+
+	// lastWrite is when the writer last wrote a batch (merger.now), and
+	// held the generation of its entry in the merger while it is held
+	// there, else 0 (wsmerge.go).
+	lastWrite atomic.Int64
+	held      atomic.Uint64
 }
 
 // setConn installs the upgraded socket and its reader. It returns false if

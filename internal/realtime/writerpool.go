@@ -3,6 +3,7 @@ package realtime
 import (
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -28,15 +29,23 @@ type writerPool struct {
 	done    sync.WaitGroup
 	// scratch holds burstWriters for the goroutines of connections' own.
 	scratch sync.Pool
+	// merge holds writes back to merge them (Options.WriteMergeDelay); nil
+	// when there is no delay.
+	merge *merger
 }
 
 // writerQueue is how many connections may wait for a worker; beyond it a
 // burst gets a goroutine of its own, as before the pool.
 const writerQueue = 16384
 
-func newWriterPool() *writerPool {
+// newWriterPool starts the workers, and with a mergeDelay the merger,
+// which calls held on each write it holds back.
+func newWriterPool(mergeDelay time.Duration, held func()) *writerPool {
 	p := &writerPool{ready: make(chan burstSource, writerQueue)}
 	p.scratch.New = func() any { return new(burstWriter) }
+	if mergeDelay > 0 {
+		p.merge = newMerger(mergeDelay, held)
+	}
 	n := max(runtime.GOMAXPROCS(0), 2)
 	p.done.Add(n)
 	for range n {
@@ -68,8 +77,12 @@ func (p *writerPool) submit(c burstSource) bool {
 	}
 }
 
-// stop lets the workers finish what is queued and end.
+// stop writes what is held, lets the workers finish what is queued, and
+// ends them.
 func (p *writerPool) stop() {
+	if p.merge != nil {
+		p.merge.close()
+	}
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()

@@ -45,13 +45,48 @@ func (w *burstWriter) write(c *wsConn, timeout time.Duration) ([][]byte, error) 
 	return w.vec.WriteNow(c.raw, w.pieces)
 }
 
-// wake starts a writer, on the writer pool where it can take one. The
-// session calls it, under its lock, when it has something to send and no
-// writer is running.
+// wake starts a writer, on the writer pool where it can take one, or holds
+// the connection back to merge what comes next when its socket was written
+// less than the merge delay ago (wsmerge.go). The session calls it, under
+// its lock, when it has something to send and no writer is running.
 func (c *wsConn) wake() {
+	if c.mergeLater() {
+		return
+	}
+	c.start()
+}
+
+// start starts a writer now.
+func (c *wsConn) start() {
 	if !c.pooledWrites() || !c.sess.srv.writers.submit(c) {
 		go c.writeLoop(nil)
 	}
+}
+
+// mergeLater holds the connection's writer back until the merge delay since
+// its last write has run out; false when it is to write now. It runs under
+// the session's lock, which keeps the writer marked busy meanwhile.
+func (c *wsConn) mergeLater() bool {
+	m := c.sess.srv.writers.merge
+	return m != nil && m.hold(c, time.Duration(c.lastWrite.Load()))
+}
+
+// hurry writes a held connection now: the session is ending, and its last
+// messages and close frame are not kept waiting for others.
+func (c *wsConn) hurry() {
+	if c.held.Swap(0) != 0 {
+		c.start()
+	}
+}
+
+// wrote notes a write for the merge delay; false when there is none.
+func (c *wsConn) wrote() bool {
+	m := c.sess.srv.writers.merge
+	if m == nil {
+		return false
+	}
+	c.lastWrite.Store(int64(m.now()))
+	return true
 }
 
 // writeLoop drains the session queue, coalescing everything queued into as
@@ -65,8 +100,11 @@ func (c *wsConn) writeLoop(w *burstWriter) {
 		defer sess.srv.writers.release(w)
 	}
 	var written []*hub.Delivery // the queue last written out, reused
+	// The first batch was let through by wake or the merger; after a write,
+	// what queued meanwhile may be held for the merge delay.
+	var later merging
 	for {
-		q, end, reason := sess.next(written)
+		q, end, reason := sess.next(written, later)
 		written = q
 		if len(q) == 0 {
 			if end {
@@ -92,6 +130,9 @@ func (c *wsConn) writeLoop(w *burstWriter) {
 				c.handOff(w, rest, q)
 				return
 			}
+		}
+		if c.wrote() {
+			later = c
 		}
 	}
 }
@@ -156,6 +197,7 @@ func (c *wsConn) handOff(w *burstWriter, rest [][]byte, q []*hub.Delivery) {
 			c.writeFailed(err)
 			return
 		}
+		c.wrote()
 		c.writeLoop(nil)
 	}()
 }
