@@ -37,6 +37,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--soak", "--sample-every", "0s"}, "--sample-every and --max-drift want values above 0"},
 		{[]string{"--spawn", "--attack", "slow", "--attack-slow-clients", "0"}, "the --attack-… counts"},
 		{[]string{"--floor", "--signature-key", "k"}, "--floor needs --spawn"},
+		{[]string{"--spawn", "--floor-uring"}, "--floor-uring needs --floor"},
 		{[]string{"--spawn", "--floor", "--server-arg", "--send-queue=1"}, "--floor needs --spawn and takes no --server-arg"},
 		{[]string{"--spawn", "--floor", "--transport", "lp"}, "--floor serves WebSocket text subscribers only"},
 		{[]string{"--spawn", "--floor", "--binary"}, "--floor serves WebSocket text subscribers only"},
