@@ -88,6 +88,10 @@ type Config struct {
 	// SendQueue is the number of deliveries queued per connection before the
 	// connection is dropped as a slow consumer.
 	SendQueue int `json:"send-queue"`
+	// SocketWrites is how WebSocket bursts reach the kernel: "writev", one
+	// system call per connection, or "io_uring", one for many connections
+	// (Linux; writev where the kernel refuses io_uring).
+	SocketWrites string `json:"socket-writes"`
 	// MaxConnPerChannel caps the connections on one user's private channel
 	// (the reference's 100); beyond it the oldest is closed with 4029.
 	MaxConnPerChannel int `json:"max-conn-per-channel"`
@@ -172,6 +176,12 @@ const (
 )
 
 // Shared reports whether the server runs in shared mode.
+// The values of SocketWrites.
+const (
+	SocketWritev  = "writev"
+	SocketIOURing = "io_uring"
+)
+
 func (c Config) Shared() bool { return c.Mode == ModeShared }
 
 // SameAddr as InternalAddr serves the trusted routes on Addr as well, with
@@ -216,6 +226,7 @@ func Default() Config {
 		JSONRPCPingInterval:    10 * time.Second,
 		WriteTimeout:           10 * time.Second,
 		SendQueue:              1024,
+		SocketWrites:           SocketWritev,
 		MaxConnPerChannel:      100,
 		ServerVersion:          4,
 		RedisPrefix:            "pushpull",

@@ -571,6 +571,11 @@ func TestValidateErrors(t *testing.T) {
 			want:   `invalid --send-queue "0": want more than 0`,
 		},
 		{
+			name:   "socket writes",
+			modify: func(c *Config) { c.SocketWrites = "uring" },
+			want:   `invalid --socket-writes "uring": want writev or io_uring`,
+		},
+		{
 			name:   "negative client publish rate",
 			modify: func(c *Config) { c.ClientPublishRate = -1 },
 			want:   `invalid --client-publish-rate "-1": want 0 (no limit) or more`,

@@ -51,6 +51,7 @@ const (
 	pingInterval          = "ping-interval"
 	writeTimeout          = "write-timeout"
 	sendQueue             = "send-queue"
+	socketWrites          = "socket-writes"
 	maxConnPerChannel     = "max-conn-per-channel"
 	shutdownTimeout       = "shutdown-timeout"
 	bodyReadTimeout       = "body-read-timeout"
@@ -137,6 +138,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.WriteTimeout }},
 		{sendQueue, "N", "deliveries queued per connection before it is dropped as a slow consumer",
 			func(c *Config) any { return &c.SendQueue }},
+		{socketWrites, "writev|io_uring", "how WebSocket writes reach the kernel: one writev per connection, or io_uring, one system call for many connections (Linux; falls back to writev where the kernel refuses it)",
+			func(c *Config) any { return &c.SocketWrites }},
 		{maxConnPerChannel, "N", "connections allowed on one user's private channel; the oldest is closed with 4029 beyond it",
 			func(c *Config) any { return &c.MaxConnPerChannel }},
 		{clientPublishRate, "N", "messages a second (one per receiver) a client may publish over one WebSocket, on average; 0: no limit",

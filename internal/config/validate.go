@@ -84,6 +84,12 @@ func (c Config) Validate() error {
 			}
 			return nil
 		},
+		func() error {
+			if c.SocketWrites != SocketWritev && c.SocketWrites != SocketIOURing {
+				return invalid(socketWrites, c.SocketWrites, "want writev or io_uring")
+			}
+			return nil
+		},
 		func() error { return checkPublicURL(c.PublicURL) },
 		func() error { return checkPair(tlsCert, c.TLSCert, tlsKey, c.TLSKey) },
 		func() error {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/broker"
+	"github.com/pushpull/pushpull/internal/netpoll"
 	"github.com/pushpull/pushpull/internal/tenant"
 )
 
@@ -39,6 +40,12 @@ type Options struct {
 	// instead of reading from the epoll poller (Linux; elsewhere they always
 	// have one). It costs a goroutine stack per idle connection.
 	GoroutineReaders bool
+	// RingWrites has the writer pool hand many connections' writes to the
+	// kernel in one io_uring_enter instead of one writev each (Linux; the
+	// pool says so and uses writev where the kernel refuses io_uring).
+	RingWrites bool
+	// newRing replaces netpoll.NewRing in tests, to force the fallback.
+	newRing func(entries uint32) (*netpoll.Ring, error)
 	// ServerVersion is the push-server version the config advertises (3, 4
 	// or 5); /pub/ answers its errors as that version's server does. 0 is
 	// taken as 4.
@@ -62,6 +69,17 @@ type Options struct {
 	TenantVerifier tenant.Verifier
 	RegisterPaths  []string
 	SystemctlPaths []string
+}
+
+// ringSetup is how the writer pool sets up its rings; nil: it uses none.
+func (o Options) ringSetup() func(entries uint32) (*netpoll.Ring, error) {
+	switch {
+	case !o.RingWrites:
+		return nil
+	case o.newRing != nil:
+		return o.newRing
+	}
+	return netpoll.NewRing
 }
 
 // DefaultRPCPingInterval is how often version 5 connections are pinged

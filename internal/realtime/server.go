@@ -41,7 +41,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		pingDone: make(chan struct{}),
 
 		rpcPingDone: make(chan struct{}),
-		writers:     newWriterPool(),
+		writers:     newWriterPool(opt.ringSetup(), log),
 		metrics:     newCounters(),
 	}
 	s.pubLimits = newPublishLimits(opt.ClientPublishRate, opt.ClientPublishIPRate, opt.ClientPublishTargetRate)

@@ -1,11 +1,15 @@
 package realtime
 
 import (
+	"errors"
+	"log/slog"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"github.com/gobwas/ws"
 
+	"github.com/pushpull/pushpull/internal/hub"
 	"github.com/pushpull/pushpull/internal/netpoll"
 )
 
@@ -28,19 +32,37 @@ type writerPool struct {
 	done    sync.WaitGroup
 	// scratch holds burstWriters for the goroutines of connections' own.
 	scratch sync.Pool
+	// rings counts the workers that write with io_uring.
+	rings int
 }
 
 // writerQueue is how many connections may wait for a worker; beyond it a
 // burst gets a goroutine of its own, as before the pool.
 const writerQueue = 16384
 
-func newWriterPool() *writerPool {
+// newWriterPool starts the workers. With newRing, each writes the bursts
+// of many connections with one io_uring_enter (ringwriter.go) where the
+// kernel allows io_uring, and with writev otherwise.
+func newWriterPool(newRing func(entries uint32) (*netpoll.Ring, error), log *slog.Logger) *writerPool {
 	p := &writerPool{ready: make(chan burstSource, writerQueue)}
 	p.scratch.New = func() any { return new(burstWriter) }
 	n := max(runtime.GOMAXPROCS(0), 2)
 	p.done.Add(n)
 	for range n {
-		go p.work()
+		var r *netpoll.Ring
+		if newRing != nil {
+			var err error
+			if r, err = newRing(ringBatch); err != nil {
+				log.Warn("io_uring refused: WebSockets are written with writev", "err", err)
+				newRing = nil
+			}
+		}
+		if r != nil {
+			p.rings++
+			go p.workRing(r, log)
+		} else {
+			go p.work()
+		}
 	}
 	return p
 }
@@ -102,10 +124,33 @@ type burstWriter struct {
 	vec      netpoll.Writev
 	// pooled: a pool worker, whose writes must not block.
 	pooled bool
+
+	// A ring worker's state of one connection between its bursts: the
+	// connection, the deliveries taken from its queue and not yet framed,
+	// and the queue array they came in, handed back to the session for
+	// reuse once all are written.
+	src     burstSource
+	q       []*hub.Delivery
+	written []*hub.Delivery
 }
 
 // burstSource is a connection with a burst to write (wsConn, wswriter.go):
-// writeLoop writes what is queued, with w as scratch space.
+// writeLoop writes what is queued, with w as scratch space. A ring worker
+// uses the other methods instead, which are writeLoop cut at its write so
+// that many connections' writes go to the kernel at once.
 type burstSource interface {
 	writeLoop(w *burstWriter)
+	// nextBurst frames the next message into w.pieces; false when the
+	// queue is empty and the writer has ended.
+	nextBurst(w *burstWriter) bool
+	// lockSocket takes the write lock and returns the socket; unlock
+	// releases it. An error: the connection is closed (lock not held).
+	lockSocket() (syscall.RawConn, error)
+	unlock()
+	// burstWritten takes what the write did: n bytes or err; true if the
+	// connection stays with the worker for its next burst.
+	burstWritten(w *burstWriter, n int, err error) bool
 }
+
+// errRingFailed ends the writers of a ring batch that failed as a whole.
+var errRingFailed = errors.New("io_uring failed")

@@ -20,70 +20,77 @@ import (
 // the rest of the burst to a goroutine of the connection's own, and the
 // messages still arrive whole and in order once it reads again.
 func TestWriterHandOffKeepsOrder(t *testing.T) {
-	for _, binary := range []bool{false, true} {
-		t.Run(fmt.Sprintf("binary=%v", binary), func(t *testing.T) {
-			// The reader stays away while 300 publishes run, which on a busy
-			// machine takes longer than the usual write timeout: that would
-			// drop it for being slow, which is not what this test is about.
-			ts := newTestServer(t, func(o *Options) { o.WriteTimeout = time.Hour })
-			priv, pub := newChannel(t), newChannel(t)
-			q := "CHANNEL_ID=" + url.QueryEscape(ts.signer.SignPrivate(priv, pub)) + "&revision=19"
-			if binary {
-				q += "&binaryMode=true"
+	for _, mode := range ringModes(t) {
+		for _, binary := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/binary=%v", mode.name, binary), func(t *testing.T) {
+				// The reader stays away while 300 publishes run, which on a
+				// busy machine takes longer than the usual write timeout: that
+				// would drop it for being slow, which is not what this test is
+				// about.
+				ts := newTestServer(t, func(o *Options) { o.WriteTimeout = time.Hour; mode.tweak(o) })
+				handOffKeepsOrder(t, ts, binary)
+			})
+		}
+	}
+}
+
+func handOffKeepsOrder(t *testing.T, ts *testServer, binary bool) {
+	priv, pub := newChannel(t), newChannel(t)
+	q := "CHANNEL_ID=" + url.QueryEscape(ts.signer.SignPrivate(priv, pub)) + "&revision=19"
+	if binary {
+		q += "&binaryMode=true"
+	}
+	conn, br, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ts.waitSubscribers(t, priv, 1)
+	pad := strings.Repeat("x", 64<<10)
+	const n = 300 // about 20 MB, unread: more than loopback socket buffers hold
+	for i := range n {
+		ts.publish(t, fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, pad), priv)
+	}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	next := 0
+	for next < n {
+		data, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			t.Fatalf("after %d messages: %v", next, err)
+		}
+		var bodies []string
+		if binary {
+			var b pb.ResponseBatch
+			if err := proto.Unmarshal(data, &b); err != nil {
+				t.Fatalf("after %d messages: %v", next, err)
 			}
-			conn, br, _, err := ws.Dial(t.Context(), "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+q)
+			for _, resp := range b.GetResponses() {
+				for _, m := range resp.GetOutgoingMessages().GetMessages() {
+					bodies = append(bodies, m.GetBody())
+				}
+			}
+		} else {
+			fs, err := wire.ParseTextFrames(data)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("after %d messages: %v", next, err)
 			}
-			defer conn.Close()
-			ts.waitSubscribers(t, priv, 1)
-			pad := strings.Repeat("x", 64<<10)
-			const n = 300 // about 20 MB, unread: more than loopback socket buffers hold
-			for i := range n {
-				ts.publish(t, fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, pad), priv)
+			for _, f := range fs {
+				bodies = append(bodies, string(f.Text))
 			}
-			var r io.Reader = conn
-			if br != nil {
-				r = io.MultiReader(br, conn)
+		}
+		for _, body := range bodies {
+			if want := fmt.Sprintf(`{"i":%d,`, next); !strings.HasPrefix(body, want) || len(body) < len(pad) {
+				t.Fatalf("message %d: got %.20s… (%d bytes)", next, body, len(body))
 			}
-			rw := struct {
-				io.Reader
-				io.Writer
-			}{r, conn}
-			next := 0
-			for next < n {
-				data, _, err := wsutil.ReadServerData(rw)
-				if err != nil {
-					t.Fatalf("after %d messages: %v", next, err)
-				}
-				var bodies []string
-				if binary {
-					var b pb.ResponseBatch
-					if err := proto.Unmarshal(data, &b); err != nil {
-						t.Fatalf("after %d messages: %v", next, err)
-					}
-					for _, resp := range b.GetResponses() {
-						for _, m := range resp.GetOutgoingMessages().GetMessages() {
-							bodies = append(bodies, m.GetBody())
-						}
-					}
-				} else {
-					fs, err := wire.ParseTextFrames(data)
-					if err != nil {
-						t.Fatalf("after %d messages: %v", next, err)
-					}
-					for _, f := range fs {
-						bodies = append(bodies, string(f.Text))
-					}
-				}
-				for _, body := range bodies {
-					if want := fmt.Sprintf(`{"i":%d,`, next); !strings.HasPrefix(body, want) || len(body) < len(pad) {
-						t.Fatalf("message %d: got %.20s… (%d bytes)", next, body, len(body))
-					}
-					next++
-				}
-			}
-		})
+			next++
+		}
 	}
 }
 
