@@ -39,7 +39,13 @@ func (p *writerPool) workRing(r *netpoll.Ring, log *slog.Logger) {
 		hold           netpoll.FDHold
 		ringErr        error
 	)
+	var wrote int64
 	submit := func() { ringErr = r.Writev(writes) }
+	finish := func() {
+		p.ringWrites.Add(wrote)
+		p.ringCalls.Add(int64(r.Enters()))
+		r.Close()
+	}
 	take := func(c burstSource) {
 		w := free[len(free)-1]
 		free = free[:len(free)-1]
@@ -86,6 +92,7 @@ func (p *writerPool) workRing(r *netpoll.Ring, log *slog.Logger) {
 				writes = append(writes, netpoll.RingWrite{Pieces: w.pieces})
 			}
 			fds = slices.Grow(fds[:0], len(rcs))[:len(rcs)]
+			wrote += int64(len(writes))
 			hold.Run(rcs, fds, func() {
 				for i := range writes {
 					writes[i].FD = fds[i]
@@ -109,7 +116,7 @@ func (p *writerPool) workRing(r *netpoll.Ring, log *slog.Logger) {
 			clear(rcs)
 			if ringErr != nil {
 				log.Error("io_uring failed: this writer goes on with writev", "err", ringErr)
-				r.Close()
+				finish()
 				var w burstWriter
 				w.pooled = true
 				for c := range p.ready {
@@ -119,7 +126,7 @@ func (p *writerPool) workRing(r *netpoll.Ring, log *slog.Logger) {
 			}
 		}
 	}
-	r.Close()
+	finish()
 }
 
 // reset empties w for another connection and returns it.
