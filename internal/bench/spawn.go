@@ -33,6 +33,8 @@ type SpawnOptions struct {
 	// bench --serve-floor) instead of pushpull serve; it takes no other
 	// option and serves every route on one address.
 	Floor bool
+	// FloorUring has the floor server write with io_uring (FloorOptions).
+	FloorUring bool
 	// StartTimeout bounds the wait for /readyz; 0 means 15 s.
 	StartTimeout time.Duration
 }
@@ -82,6 +84,9 @@ func Spawn(ctx context.Context, opt SpawnOptions) (*Spawned, error) {
 	internal, given := internalAddrArg(opt.ExtraArgs)
 	if opt.Floor {
 		args = []string{"bench", "--serve-floor", addr}
+		if opt.FloorUring {
+			args = append(args, "--floor-uring")
+		}
 		internal, given = config.SameAddr, true
 	}
 	if !given {

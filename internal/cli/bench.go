@@ -72,6 +72,9 @@ nothing, stores nothing, and writes each publish's one encoded frame to every
 subscribed socket (merged per socket when it falls behind), the least any
 server can spend per delivery; run the same bench with and without --floor and
 compare the server CPU per delivery (WebSocket text subscribers only).
+--floor-uring has it hand each worker's writes to many sockets to the kernel
+in one io_uring_enter instead of one writev per socket; the server log line
+at the end counts the system calls per delivery.
 
 With --spawn the bench starts "pushpull serve" itself (this executable) on a
 free loopback port with a temporary data dir and stops it with SIGTERM at the
@@ -124,6 +127,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	publishURL := fs.String("publish-url", "", "publish to this base `URL` instead of --url: another cluster node, for cross-node figures")
 	spawn := fs.Bool("spawn", false, "start \"pushpull serve\" on a free loopback port for the bench, stop it after")
 	floor := fs.Bool("floor", false, "with --spawn, start the floor server instead of pushpull: the least a server can spend per delivery (WebSocket text only)")
+	floorUring := fs.Bool("floor-uring", false, "with --floor, the floor server submits each worker's writes to many sockets in one io_uring_enter instead of one writev per socket (Linux; writev where the kernel refuses io_uring)")
 	serveFloor := fs.String("serve-floor", "", "serve only the floor server on `ADDR` until stopped (what --floor spawns)")
 	var serverArgs stringList
 	fs.Var(&serverArgs, "server-arg", "one more `FLAG` for the spawned server, like --send-queue=4096; repeatable")
@@ -171,7 +175,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "unexpected argument %q", fs.Arg(0))
 	}
 	if *serveFloor != "" {
-		return r.serveFloor(ctx, *serveFloor)
+		return r.serveFloor(ctx, *serveFloor, bench.FloorOptions{Uring: *floorUring})
 	}
 	if *attackOnly {
 		if err := bench.ServeAttack(ctx, r.stdin, r.stdout); err != nil {
@@ -204,6 +208,8 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "the --attack-… counts, sizes and durations want values above 0")
 	case *attackNice < 0 || *attackNice > 19:
 		return r.usageError("bench", "invalid --attack-nice %d: want 0 to 19", *attackNice)
+	case *floorUring && !*floor:
+		return r.usageError("bench", "--floor-uring needs --floor")
 	case *floor && (!*spawn || len(serverArgs) > 0):
 		return r.usageError("bench", "--floor needs --spawn and takes no --server-arg")
 	case *floor && (*transport != bench.TransportWS || *binary || *storm || *soak || *attack != ""):
@@ -294,6 +300,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 			SignatureAlgo: cfg.SignatureAlgo,
 			ExtraArgs:     serverArgs,
 			Floor:         *floor,
+			FloorUring:    *floorUring,
 		})
 		if err != nil {
 			return r.failure("bench", err)
@@ -472,13 +479,14 @@ func cpuText(c bench.CPUResult) string {
 }
 
 // serveFloor runs the floor server (bench.ServeFloor) on addr until ctx ends:
-// the child process of bench --spawn --floor.
-func (r *runner) serveFloor(ctx context.Context, addr string) int {
+// the child process of bench --spawn --floor. Its one informational line,
+// at the end, counts its system calls per delivery for the bench's report.
+func (r *runner) serveFloor(ctx context.Context, addr string, opt bench.FloorOptions) int {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return r.failure("bench", fmt.Errorf("floor server: %w", err))
 	}
-	if err := bench.ServeFloor(ctx, ln, slog.New(slog.NewTextHandler(r.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+	if err := bench.ServeFloor(ctx, ln, slog.New(slog.NewTextHandler(r.stderr, nil)), opt); err != nil {
 		return r.failure("bench", err)
 	}
 	return exitOK

@@ -38,6 +38,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--spawn", "--attack", "slow", "--attack-slow-clients", "0"}, "the --attack-… counts"},
 		{[]string{"--spawn", "--attack", "slow", "--attack-nice", "20"}, "invalid --attack-nice 20: want 0 to 19"},
 		{[]string{"--floor", "--signature-key", "k"}, "--floor needs --spawn"},
+		{[]string{"--spawn", "--floor-uring"}, "--floor-uring needs --floor"},
 		{[]string{"--spawn", "--floor", "--server-arg", "--send-queue=1"}, "--floor needs --spawn and takes no --server-arg"},
 		{[]string{"--spawn", "--floor", "--transport", "lp"}, "--floor serves WebSocket text subscribers only"},
 		{[]string{"--spawn", "--floor", "--binary"}, "--floor serves WebSocket text subscribers only"},
