@@ -111,39 +111,63 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Access-Control-Expose-Headers"] = valueExposeMid
 	q := r.URL.Query()
-	sess, err := s.openSession(r.Context(), q)
-	if err != nil {
-		s.logRefused(r, "longpoll", err)
-		writeError(w, errWrongChannelID)
-		return
-	}
+	ctx := r.Context()
 	mid, recover := parseMid(q)
-	lp := newLongPollConn()
-	sess.t = lp
+	slot := pollSlotOf(r)
+	sess, lp := slot.take(s, r, q)
+	fresh := sess == nil
+	if fresh {
+		var err error
+		if sess, err = s.openSession(ctx, q); err != nil {
+			s.logRefused(r, "longpoll", err)
+			writeError(w, errWrongChannelID)
+			return
+		}
+		lp = newLongPollConn()
+		sess.t = lp
+	}
 	s.pollings.Add(1)
 	defer s.pollings.Add(-1)
-	ctx := r.Context()
-	if err := sess.attach(ctx, mid, recover); err != nil {
-		switch {
-		case ctx.Err() != nil:
-			// The client left while its history was read: nothing failed.
-			s.log.Debug("long poll ended before its answer", "err", err)
-		case errors.Is(err, errHistory):
-			s.log.Error("replay failed", "err", err)
-			writeError(w, errLastMessages)
-		case errors.Is(err, errDraining):
-			s.logRefused(r, "longpoll", err)
-			writeText(w, http.StatusServiceUnavailable, "Server is restarting.")
-		default:
-			s.log.Warn("long poll attach failed", "err", err)
-			writeText(w, http.StatusServiceUnavailable, "Service unavailable.")
+	if fresh {
+		if err := sess.attach(ctx, mid, recover); err != nil {
+			s.answerFailedAttach(w, r, err)
+			return
 		}
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			sess.detach()
+		}
+	}()
+	if !lp.wait(ctx, sess, s.opt.PollTimeout) {
 		return
 	}
-	defer sess.detach()
+	a := lp.answer(ctx, w, sess, q.Get("mid"), recover)
+	// A client with nothing to resume from polls without mid next, and is
+	// told where history ends (a 304 with Last-Message-Id) rather than sent
+	// what came meanwhile: that poll needs a session of its own.
+	if a.ok && a.hasUpTo && slot != nil && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.left) {
+		kept = slot.keep(&keptPoll{sess: sess, lp: lp, path: r.URL.Path, query: r.URL.RawQuery, mid: a.mid,
+			signer: s.signerOf(ctx), tenant: tenantFrom(ctx)})
+	}
+}
 
-	if lp.wait(ctx, s.opt.PollTimeout) {
-		lp.answer(ctx, w, sess, q.Get("mid"), recover)
+// answerFailedAttach answers a poll whose session could not be attached.
+func (s *Server) answerFailedAttach(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case r.Context().Err() != nil:
+		// The client left while its history was read: nothing failed.
+		s.log.Debug("long poll ended before its answer", "err", err)
+	case errors.Is(err, errHistory):
+		s.log.Error("replay failed", "err", err)
+		writeError(w, errLastMessages)
+	case errors.Is(err, errDraining):
+		s.logRefused(r, "longpoll", err)
+		writeText(w, http.StatusServiceUnavailable, "Server is restarting.")
+	default:
+		s.log.Warn("long poll attach failed", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "Service unavailable.")
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/hub"
+	"github.com/pushpull/pushpull/internal/message"
 )
 
 // longPollConn is the transport of one long-poll request: it waits for the
@@ -40,7 +43,16 @@ func (lp *longPollConn) streams() bool { return false }
 
 // wait blocks until the session has something to answer or timeout
 // passes; false if the client left first.
-func (lp *longPollConn) wait(ctx context.Context, timeout time.Duration) bool {
+func (lp *longPollConn) wait(ctx context.Context, sess *session, timeout time.Duration) bool {
+	// A wake left over from the previous poll of a kept session tells
+	// nothing: the queue does. Whatever is queued after this wakes again.
+	select {
+	case <-lp.woken:
+	default:
+	}
+	if sess.pending() {
+		return true
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
@@ -52,27 +64,39 @@ func (lp *longPollConn) wait(ctx context.Context, timeout time.Duration) bool {
 	return true
 }
 
+// answered is how a poll ended, for keeping its session for the next.
+type answered struct {
+	ok bool // answered with deliveries or 304, not an error
+	// upTo is the newest id the client has now, if hasUpTo; mid is what
+	// it sends as mid next.
+	upTo    message.ID
+	hasUpTo bool
+	mid     string
+	// left are the deliveries the answer had no room for.
+	left []*hub.Delivery
+}
+
 // answer ends the poll: the numbered error that ended the session, the
 // deliveries queued, or 304 with where to resume. givenMid and recovered
 // are the poll's mid and whether it was valid.
-func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess *session, givenMid string, recovered bool) {
+func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess *session, givenMid string, recovered bool) answered {
 	if evicted := sess.evictedBy(); evicted != nil {
 		writeError(w, evicted)
-		return
+		return answered{}
 	}
 	// Where to resume is settled before the queue is taken: a message
 	// stored after this point, and so missing from the answer, is newer
 	// than the Last-Message-Id and recovered by the next poll.
 	resume := sess.srv.resumeID(ctx, sess, givenMid, recovered)
 	// One response per poll, as the reference does: what arrives after this
-	// is replayed from history on the next poll, which carries the new mid.
+	// is replayed from history on the next poll, which carries the new mid,
+	// or waits in the session if the next poll keeps it.
 	if ds := sess.take(); len(ds) > 0 {
 		var stack [8][]byte
 		var hdr [16]byte
 		pieces, n, size := sess.format.batch(stack[:0], ds, hdr[:0])
 		sess.srv.metrics.wrote(sess, ds[:n])
 		if n < len(ds) {
-			// The rest comes with the next poll, from history.
 			sess.srv.log.Debug("long poll answer truncated", "sent", n, "queued", len(ds))
 		}
 		h := w.Header()
@@ -82,12 +106,22 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 		w.WriteHeader(http.StatusOK)
 		for _, p := range pieces {
 			if _, err := w.Write(p); err != nil {
-				return
+				return answered{}
 			}
 		}
-		return
+		last := ds[n-1].Msg.ID
+		return answered{ok: true, upTo: last, hasUpTo: true, mid: last.String(), left: ds[n:]}
 	}
 	notModified(w, resume)
+	a := answered{ok: true, mid: resume}
+	if resume != "" {
+		id, err := message.ParseID(resume)
+		if err != nil {
+			return answered{}
+		}
+		a.upTo, a.hasUpTo = id, true
+	}
+	return a
 }
 
 // lpExpires is the Expires value that makes clients adopt Last-Message-Id on a

@@ -36,6 +36,7 @@ func BenchmarkLongPollCycle(b *testing.B) {
 	br, srv, stop := benchServer(b)
 	defer stop()
 	hs := &http.Server{Handler: srv.Handler()}
+	srv.KeepPolls(hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

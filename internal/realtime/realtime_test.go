@@ -68,6 +68,13 @@ func newTestServer(t *testing.T, tweak func(*Options)) *testServer {
 // messages per channel.
 func newTestServerKeeping(t *testing.T, perChannel int, tweak func(*Options)) *testServer {
 	t.Helper()
+	return newTestServerWith(t, perChannel, false, tweak)
+}
+
+// newTestServerWith is newTestServerKeeping whose connections keep their
+// long polls' sessions (Server.KeepPolls) if keepPolls.
+func newTestServerWith(t *testing.T, perChannel int, keepPolls bool, tweak func(*Options)) *testServer {
+	t.Helper()
 	opt := testOptions()
 	if tweak != nil {
 		tweak(&opt)
@@ -83,7 +90,11 @@ func newTestServerKeeping(t *testing.T, perChannel int, tweak func(*Options)) *t
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	rt := New(opt, b, h, signer, log)
-	ts := httptest.NewServer(rt.Handler())
+	ts := httptest.NewUnstartedServer(rt.Handler())
+	if keepPolls {
+		rt.KeepPolls(ts.Config)
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

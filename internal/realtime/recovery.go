@@ -63,6 +63,7 @@ func (s *session) replay(ctx context.Context, mid message.ID, recover bool) erro
 	if recover {
 		s.knownUpTo, s.hasKnown = mid, true
 	}
+	s.partial = missed.more
 	if missed.more && s.t.streams() {
 		s.restarting, s.endReason = true, reasonReplayContinues
 		s.srv.log.Debug("recovery beyond one connection's replay; the client comes back for the rest", "replayed", len(replay))

@@ -67,6 +67,9 @@ type session struct {
 	// replayed is the size of the replay queued at connect: it may exceed
 	// the send queue, which bounds only what queues behind it.
 	replayed int
+	// partial: history held more than the replay read, so a long poll's
+	// next poll reads on from history (keptpoll.go).
+	partial bool
 }
 
 func newSession(srv *Server, elems []channel.Element, p protocol) *session {

@@ -147,4 +147,6 @@ func (s *Server) mountRoutes(a api) {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// A long poll's session waits with its connection for the next poll.
+	rt.KeepPolls(s.http)
 }
