@@ -149,7 +149,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// what came meanwhile: that poll needs a session of its own.
 	if a.ok && a.hasUpTo && slot != nil && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.left) {
 		kept = slot.keep(&keptPoll{sess: sess, lp: lp, path: r.URL.Path, query: r.URL.RawQuery, mid: a.mid,
-			signer: s.signerOf(ctx), tenant: tenantFrom(ctx)})
+			signer: s.signerOf(ctx), tenant: tenantFrom(ctx)}, s.keptIdle)
 	}
 }
 

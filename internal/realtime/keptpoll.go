@@ -29,14 +29,24 @@ import (
 // the kept session's queue, where history would have had it.
 //
 // A kept session ends with its connection (closed, or hijacked for a
-// WebSocket), with the server's shutdown like any session, and when it is
-// cut or evicted: the next poll then starts afresh.
+// WebSocket), when no poll takes it over within keptPollIdle, with the
+// server's shutdown like any session, and when it is cut or evicted: the
+// next poll then starts afresh.
+
+// keptPollIdle is how long a kept session waits for its connection's next
+// poll. A client polls again as soon as it has read an answer; one that
+// has not within this has gone elsewhere (or away) with its connection
+// still open, and its session would only count against the channel's
+// connection cap and keep its user online. It is ended, and a later poll
+// starts afresh.
+const keptPollIdle = 5 * time.Second
 
 // pollSlot holds the session kept by one connection between two polls.
 type pollSlot struct {
-	mu   sync.Mutex
-	kept *keptPoll
-	done bool // the connection is gone: nothing more is kept
+	mu    sync.Mutex
+	kept  *keptPoll
+	done  bool        // the connection is gone: nothing more is kept
+	timer *time.Timer // ends kept at kept.until; made with the first keep
 }
 
 // keptPoll is a session kept between two polls, and what a poll must match
@@ -49,6 +59,7 @@ type keptPoll struct {
 	mid    string // the mid the client polls with next
 	signer *channel.Signer
 	tenant *tenant.Tenant
+	until  time.Time // ended then if no poll took it over
 }
 
 type pollSlotKey struct{}
@@ -111,9 +122,9 @@ func (p *pollSlot) take(s *Server, r *http.Request, q map[string][]string) (*ses
 	return k.sess, k.lp
 }
 
-// keep stores k for the connection's next poll; false if the connection is
-// gone or holds one already.
-func (p *pollSlot) keep(k *keptPoll) bool {
+// keep stores k for the connection's next poll, for at most idle; false
+// if the connection is gone or holds one already.
+func (p *pollSlot) keep(k *keptPoll, idle time.Duration) bool {
 	if p == nil {
 		return false
 	}
@@ -123,7 +134,30 @@ func (p *pollSlot) keep(k *keptPoll) bool {
 		return false
 	}
 	p.kept = k
+	k.until = time.Now().Add(idle)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(idle, p.expire)
+	} else {
+		p.timer.Reset(idle)
+	}
 	return true
+}
+
+// expire ends the kept session if it has waited its time; the timer
+// may fire for one taken over since, whose successor waits on.
+func (p *pollSlot) expire() {
+	p.mu.Lock()
+	k := p.kept
+	if k != nil && time.Now().Before(k.until) {
+		p.timer.Reset(time.Until(k.until))
+		k = nil
+	} else {
+		p.kept = nil
+	}
+	p.mu.Unlock()
+	if k != nil {
+		k.sess.detach()
+	}
 }
 
 // close ends the kept session: the connection is gone.
@@ -131,6 +165,9 @@ func (p *pollSlot) close() {
 	p.mu.Lock()
 	k := p.kept
 	p.kept, p.done = nil, true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 	p.mu.Unlock()
 	if k != nil {
 		k.sess.detach()

@@ -304,6 +304,52 @@ func TestKeptPollEvictedIsNotReused(t *testing.T) {
 	}
 }
 
+// A kept session that no poll takes over in time ends with its connection
+// still open (a client gone elsewhere with it idle); the next poll on it
+// starts afresh.
+func TestKeptPollEndsWhenNotPolledAgain(t *testing.T) {
+	ts := newTestServerWith(t, 1000, true, func(o *Options) { o.PollTimeout = 50 * time.Millisecond })
+	ts.rt.keptIdle = 20 * time.Millisecond
+	ch := newChannel(t)
+	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
+	ts.publish(t, `{"n":1}`, ch)
+	c := dialPolls(t, ts)
+	fs := c.pollFrames(t, target+"&mid="+zeroID().String())
+	// Unsubscribed with the connection open.
+	ts.waitSubscribers(t, ch, 0)
+	waitFor(t, "no session", func() bool { return len(ts.rt.liveSessions(func(*session) bool { return true })) == 0 })
+
+	ts.publish(t, `{"n":2}`, ch)
+	fs = c.pollFrames(t, target+"&mid="+fs[0].MID)
+	if len(fs) != 1 || string(fs[0].Text) != `{"n":2}` {
+		t.Fatalf("poll after the kept session ended got %+v", fs)
+	}
+}
+
+// A connection that turns into a WebSocket after polling (hijacked) ends
+// its kept session: the WebSocket is the only one left.
+func TestKeptPollEndsWhenConnectionBecomesWebSocket(t *testing.T) {
+	ts := newTestServerWith(t, 1000, true, nil)
+	ch := newChannel(t)
+	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
+	ts.publish(t, `{"n":1}`, ch)
+	c := dialPolls(t, ts)
+	c.pollFrames(t, target+"&mid="+zeroID().String())
+	kept := ts.keptSession(t)
+
+	c.send(t, "GET "+target+" HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	_ = c.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	ts.waitWebSockets(t, 1)
+	if now := ts.keptSession(t); now == kept || !now.(*session).t.streams() {
+		t.Fatal("the kept session outlived its connection's upgrade")
+	}
+}
+
 func TestSameQueryButMid(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string

@@ -43,6 +43,7 @@ func New(opt Options, b broker.Broker, h *hub.Hub, signer *channel.Signer, log *
 		rpcPingDone: make(chan struct{}),
 		writers:     newWriterPool(),
 		metrics:     newCounters(),
+		keptIdle:    keptPollIdle,
 	}
 	s.pubLimits = newPublishLimits(opt.ClientPublishRate, opt.ClientPublishIPRate, opt.ClientPublishTargetRate)
 	if opt.Tenants != nil {

@@ -64,6 +64,10 @@ type Server struct {
 
 	writers *writerPool
 
+	// keptIdle is how long a long poll's kept session waits for the next
+	// poll of its connection (keptpoll.go).
+	keptIdle time.Duration
+
 	// tenantFormats holds shared mode's per-tenant text formats
 	// (tenant_session.go).
 	tenantFormats sync.Map
