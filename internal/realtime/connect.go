@@ -147,7 +147,7 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// A client with nothing to resume from polls without mid next, and is
 	// told where history ends (a 304 with Last-Message-Id) rather than sent
 	// what came meanwhile: that poll needs a session of its own.
-	if a.ok && a.hasUpTo && slot != nil && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.left) {
+	if a.ok && a.mid != "" && slot != nil && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.hasUpTo, a.left) {
 		kept = slot.keep(&keptPoll{sess: sess, lp: lp, path: r.URL.Path, query: r.URL.RawQuery, mid: a.mid,
 			signer: s.signerOf(ctx), tenant: tenantFrom(ctx)}, s.keptIdle)
 	}

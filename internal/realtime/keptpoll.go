@@ -241,23 +241,23 @@ func (s *session) reusable() bool {
 }
 
 // prepareKeep readies a session whose answer is written for the next poll:
-// the client has every message up to upTo, and left holds what the answer
-// had no room for. A delivery at or before upTo that is still on its way
-// from the broker was answered or is older than where the client resumes,
-// so it is not queued again.
-func (s *session) prepareKeep(upTo message.ID, left []*hub.Delivery) bool {
+// left holds what the answer had no room for, and the server told the
+// client of everything up to upTo if hasUpTo. A delivery at or before upTo
+// still on its way from the broker was answered, or is older than where
+// the client resumes (history would not return it), so it is not queued.
+func (s *session) prepareKeep(upTo message.ID, hasUpTo bool, left []*hub.Delivery) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.evicted != nil || s.restarting || s.partial {
 		return false
 	}
-	if s.replayedUpTo.Less(upTo) {
+	if hasUpTo && s.replayedUpTo.Less(upTo) {
 		s.replayedUpTo = upTo
 	}
 	q := make([]*hub.Delivery, 0, len(left)+len(s.queue))
 	for _, ds := range [2][]*hub.Delivery{left, s.queue} {
 		for _, d := range ds {
-			if upTo.Less(d.Msg.ID) {
+			if !hasUpTo || upTo.Less(d.Msg.ID) {
 				q = append(q, d)
 			}
 		}

@@ -350,6 +350,32 @@ func TestKeptPollEndsWhenConnectionBecomesWebSocket(t *testing.T) {
 	}
 }
 
+// A client's own mid never holds back what the kept session queues: one
+// from the future (a bogus client, a history reset) must not silence the
+// connection, as it does not silence a new session.
+func TestKeptPollFutureMidDoesNotSilence(t *testing.T) {
+	ts := newTestServerWith(t, 1000, true, func(o *Options) { o.PollTimeout = 50 * time.Millisecond })
+	ch := newChannel(t)
+	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
+	const future = "99999999990000000000000001"
+	c := dialPolls(t, ts)
+	resp, body := c.poll(t, target+"&mid="+future)
+	checkNotModified(t, resp, body, future)
+	kept := ts.keptSession(t)
+
+	ts.publish(t, `{"n":1}`, ch)
+	if err := ts.broker.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fs := c.pollFrames(t, target+"&mid="+future)
+	if len(fs) != 1 || string(fs[0].Text) != `{"n":1}` {
+		t.Fatalf("poll after a future mid got %+v", fs)
+	}
+	if ts.keptSession(t) != kept {
+		t.Fatal("the poll built a session of its own")
+	}
+}
+
 func TestSameQueryButMid(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string

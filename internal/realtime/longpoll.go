@@ -67,11 +67,14 @@ func (lp *longPollConn) wait(ctx context.Context, sess *session, timeout time.Du
 // answered is how a poll ended, for keeping its session for the next.
 type answered struct {
 	ok bool // answered with deliveries or 304, not an error
-	// upTo is the newest id the client has now, if hasUpTo; mid is what
-	// it sends as mid next.
+	// mid is what the client sends as mid next ("": none).
+	mid string
+	// upTo, if hasUpTo, is the newest id the server itself told the
+	// client of: the last message sent, or the newest stored when the
+	// client had no mid. Never the client's own mid, which may be bogus
+	// (a future mid must not silence a connection).
 	upTo    message.ID
 	hasUpTo bool
-	mid     string
 	// left are the deliveries the answer had no room for.
 	left []*hub.Delivery
 }
@@ -114,7 +117,7 @@ func (lp *longPollConn) answer(ctx context.Context, w http.ResponseWriter, sess 
 	}
 	notModified(w, resume)
 	a := answered{ok: true, mid: resume}
-	if resume != "" {
+	if resume != "" && !recovered {
 		id, err := message.ParseID(resume)
 		if err != nil {
 			return answered{}
