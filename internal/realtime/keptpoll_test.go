@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -401,4 +404,34 @@ func TestSameQueryButMid(t *testing.T) {
 			t.Errorf("sameQueryButMid(%q, %q) = %v", tc.b, tc.a, got)
 		}
 	}
+}
+
+// FuzzSameQueryButMid checks the rule that lets a poll take over a kept
+// session, on queries as clients (or anyone) send them: two queries it
+// calls the same mean the same to the server once mid is left out, and
+// the rule is reflexive and symmetric.
+func FuzzSameQueryButMid(f *testing.F) {
+	f.Add("CHANNEL_ID=a%2Fb&revision=19&mid=1", "CHANNEL_ID=a%2Fb&revision=19&mid=2")
+	f.Add("mid&CHANNEL_ID=a", "CHANNEL_ID=a&mid=")
+	f.Add("m%69d=1&x=1", "x=1")
+	f.Add("a=1;b=2&mid=3", "a=1;b=2")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !sameQueryButMid(a, a) {
+			t.Fatalf("%q is not the same as itself", a)
+		}
+		same := sameQueryButMid(a, b)
+		if same != sameQueryButMid(b, a) {
+			t.Fatalf("not symmetric: %q %q", a, b)
+		}
+		if !same {
+			return
+		}
+		qa, _ := url.ParseQuery(a)
+		qb, _ := url.ParseQuery(b)
+		delete(qa, "mid")
+		delete(qb, "mid")
+		if !maps.EqualFunc(qa, qb, slices.Equal) {
+			t.Fatalf("%q and %q called the same, but read %v and %v", a, b, qa, qb)
+		}
+	})
 }
