@@ -37,7 +37,7 @@ fuzz-smoke:
 	$(GO) test -run='^$$' -fuzz='^FuzzRESTParams$$' -fuzztime=$(FUZZTIME) ./internal/rest/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token/
 	$(GO) test -run='^$$' -fuzz='^FuzzFrameReader$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
-	$(GO) test -run='^$$' -fuzz='^FuzzSameQueryButMid$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
+	$(GO) test -run='^$$' -fuzz='^FuzzQueryForKeeping$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
 	$(GO) test -run='^$$' -fuzz='^FuzzClientIDOf$$' -fuzztime=$(FUZZTIME) ./internal/tenant/
 	$(GO) test -run='^$$' -fuzz='^FuzzEachOutgoing$$' -fuzztime=$(FUZZTIME) ./pkg/pullclient/
 

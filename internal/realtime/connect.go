@@ -113,8 +113,11 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ctx := r.Context()
 	mid, recover := parseMid(q)
-	slot := pollSlotOf(r)
-	sess, lp := slot.take(s, r, q)
+	var sess *session
+	var lp *longPollConn
+	if s.opt.KeepPolls {
+		sess, lp = s.kept.take(s, r, q)
+	}
 	fresh := sess == nil
 	if fresh {
 		var err error
@@ -147,9 +150,8 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// A client with nothing to resume from polls without mid next, and is
 	// told where history ends (a 304 with Last-Message-Id) rather than sent
 	// what came meanwhile: that poll needs a session of its own.
-	if a.ok && a.mid != "" && slot != nil && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.hasUpTo, a.left) {
-		kept = slot.keep(&keptPoll{sess: sess, lp: lp, path: r.URL.Path, query: r.URL.RawQuery, mid: a.mid,
-			signer: s.signerOf(ctx), tenant: tenantFrom(ctx)}, s.keptIdle)
+	if s.opt.KeepPolls && a.ok && a.mid != "" && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.hasUpTo, a.left) {
+		kept = s.kept.keep(pollKey(s, r, a.mid), sess, lp, s.keptIdle)
 	}
 }
 

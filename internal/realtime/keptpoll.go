@@ -1,8 +1,6 @@
 package realtime
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,183 +13,190 @@ import (
 	"github.com/pushpull/pushpull/internal/token"
 )
 
-// A long-polling client polls again at once over the same keep-alive
-// connection, with the same query and the mid of what it got last. Building
-// its session anew for every poll (verify, subscribe in the hub, the broker
-// and presence, read history from mid, unsubscribe) is a third of what a
-// poll costs the server. So the session of a poll that ends normally is
-// kept with its connection, still subscribed, and the next poll of that
-// connection takes it over when it asks for exactly what the session
-// serves: the same path and query but for mid, the same portal and signer,
-// a token still valid, and a mid that is where the last answer left the
-// client. Anything else, and the kept session is dropped and the poll
-// served as a new one, as before. What arrives between two polls waits in
-// the kept session's queue, where history would have had it.
+// A long-polling client polls again at once, with the same query and the
+// mid of what it got last. Building its session anew for every poll
+// (verify, subscribe in the hub, the broker and presence, read history
+// from mid, unsubscribe) is a large share of what a poll costs the server.
+// So, with Options.KeepPolls, the session of a poll that ends normally is
+// kept a few seconds, still subscribed, and the next poll that asks for
+// exactly what it serves takes it over: the same path, the same query but
+// for the parameters the subscribe path never reads and the clients change
+// from poll to poll (mid, and the tag and time the official clients send),
+// the same portal and signer, a token still valid, and as mid the point
+// the last answer left the client at. What arrives in between waits in its
+// queue, where history would have had it.
 //
-// A kept session ends with its connection (closed, or hijacked for a
-// WebSocket), when no poll takes it over within keptPollIdle, with the
-// server's shutdown like any session, and when it is cut or evicted: the
-// next poll then starts afresh.
+// The poll that takes it over may come on any connection: the official
+// clients' HTTP stacks do not keep one connection per client. Whoever
+// sends that query holds the same credentials and gets, after that mid,
+// what a new session would read from history, so it makes no difference
+// which of two identical clients (two tabs of one user at the same mid)
+// takes which session.
+//
+// A kept session ends when no poll takes it over within keptPollIdle, when
+// it is cut or evicted (the next poll then starts afresh), and at shutdown,
+// like a client between two polls today.
 
-// keptPollIdle is how long a kept session waits for its connection's next
+// keptPollIdle is how long a kept session waits for its client's next
 // poll. A client polls again as soon as it has read an answer; one that
-// has not within this has gone elsewhere (or away) with its connection
-// still open, and its session would only count against the channel's
-// connection cap and keep its user online. It is ended, and a later poll
-// starts afresh.
+// has not within this has gone, and its session would only count against
+// the channel's connection cap and keep its user online.
 const keptPollIdle = 5 * time.Second
 
-// pollSlot holds the session kept by one connection between two polls.
-type pollSlot struct {
-	mu    sync.Mutex
-	kept  *keptPoll
-	done  bool        // the connection is gone: nothing more is kept
-	timer *time.Timer // ends kept at kept.until; made with the first keep
-}
+// pollIgnored are the query parameters left out when a poll is matched
+// with a kept session: mid is matched on its own, and the subscribe path
+// reads neither tag nor time (the official text clients send the last
+// message's, as nginx's push module wanted them).
+var pollIgnored = [...]string{"mid", "tag", "time"}
 
-// keptPoll is a session kept between two polls, and what a poll must match
-// to take it over.
-type keptPoll struct {
-	sess   *session
-	lp     *longPollConn
+// keptKey is what a poll must match to take over a kept session.
+type keptKey struct {
 	path   string
-	query  string // the raw query of the poll that built it
-	mid    string // the mid the client polls with next
-	signer *channel.Signer
+	query  string // the raw query without the pollIgnored parameters
+	mid    string
 	tenant *tenant.Tenant
-	until  time.Time // ended then if no poll took it over
+	signer *channel.Signer
 }
 
-type pollSlotKey struct{}
-
-// KeepPolls lets hs's connections keep a long poll's session for the
-// next poll on the same connection. Without it every poll builds its
-// session anew. It chains hs's ConnContext and ConnState, so call it once
-// hs is otherwise configured and before it serves.
-func (s *Server) KeepPolls(hs *http.Server) {
-	var slots sync.Map // net.Conn → *pollSlot
-	prevCtx, prevState := hs.ConnContext, hs.ConnState
-	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		if prevCtx != nil {
-			ctx = prevCtx(ctx, c)
-		}
-		slot := &pollSlot{}
-		slots.Store(c, slot)
-		return context.WithValue(ctx, pollSlotKey{}, slot)
-	}
-	hs.ConnState = func(c net.Conn, st http.ConnState) {
-		if st == http.StateClosed || st == http.StateHijacked {
-			if v, ok := slots.LoadAndDelete(c); ok {
-				v.(*pollSlot).close()
-			}
-		}
-		if prevState != nil {
-			prevState(c, st)
-		}
-	}
+// keptPolls are the sessions kept between polls. The zero value is ready
+// to use.
+type keptPolls struct {
+	mu     sync.Mutex
+	m      map[keptKey][]*keptPoll
+	closed bool // shutting down: nothing more is kept
 }
 
-// pollSlotOf is the slot of r's connection, nil where none is kept
-// (KeepPolls not called, or not HTTP/1: one HTTP/2 connection carries many
-// polls at once).
-func pollSlotOf(r *http.Request) *pollSlot {
-	if r.ProtoMajor != 1 {
-		return nil
-	}
-	slot, _ := r.Context().Value(pollSlotKey{}).(*pollSlot)
-	return slot
+// keptPoll is a long poll's session and its place among the kept. One is
+// made per session, with its first keep, and reused for the next.
+type keptPoll struct {
+	sess  *session
+	lp    *longPollConn
+	key   keptKey
+	kept  bool      // in keptPolls.m
+	until time.Time // ended then if no poll took it over
+	timer *time.Timer
 }
 
-// take removes the kept session and returns it if r may take it over;
-// one that r may not is ended.
-func (p *pollSlot) take(s *Server, r *http.Request, q map[string][]string) (*session, *longPollConn) {
-	if p == nil {
-		return nil, nil
-	}
-	p.mu.Lock()
-	k := p.kept
-	p.kept = nil
-	p.mu.Unlock()
-	if k == nil {
-		return nil, nil
-	}
-	if !k.matches(s, r, q) || !k.sess.reusable() {
-		k.sess.detach()
-		return nil, nil
-	}
-	return k.sess, k.lp
-}
-
-// keep stores k for the connection's next poll, for at most idle; false
-// if the connection is gone or holds one already.
-func (p *pollSlot) keep(k *keptPoll, idle time.Duration) bool {
-	if p == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done || p.kept != nil {
-		return false
-	}
-	p.kept = k
-	k.until = time.Now().Add(idle)
-	if p.timer == nil {
-		p.timer = time.AfterFunc(idle, p.expire)
-	} else {
-		p.timer.Reset(idle)
-	}
-	return true
-}
-
-// expire ends the kept session if it has waited its time; the timer
-// may fire for one taken over since, whose successor waits on.
-func (p *pollSlot) expire() {
-	p.mu.Lock()
-	k := p.kept
-	if k != nil && time.Now().Before(k.until) {
-		p.timer.Reset(time.Until(k.until))
-		k = nil
-	} else {
-		p.kept = nil
-	}
-	p.mu.Unlock()
-	if k != nil {
-		k.sess.detach()
-	}
-}
-
-// close ends the kept session: the connection is gone.
-func (p *pollSlot) close() {
-	p.mu.Lock()
-	k := p.kept
-	p.kept, p.done = nil, true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	p.mu.Unlock()
-	if k != nil {
-		k.sess.detach()
-	}
-}
-
-// matches reports whether the poll r asks for what k serves.
-func (k *keptPoll) matches(s *Server, r *http.Request, q map[string][]string) bool {
+// pollKey is the key of the kept session poll r would take over.
+func pollKey(s *Server, r *http.Request, mid string) keptKey {
 	ctx := r.Context()
-	if r.URL.Path != k.path || !sameQueryButMid(r.URL.RawQuery, k.query) ||
-		tenantFrom(ctx) != k.tenant || s.signerOf(ctx) != k.signer {
+	return keptKey{path: r.URL.Path, query: queryForKeeping(r.URL.RawQuery), mid: mid,
+		tenant: tenantFrom(ctx), signer: s.signerOf(ctx)}
+}
+
+// take removes and returns a kept session that the poll r with the parsed
+// query q may take over, if there is one.
+func (k *keptPolls) take(s *Server, r *http.Request, q map[string][]string) (*session, *longPollConn) {
+	mid := firstValue(q, "mid")
+	if mid == "" {
+		return nil, nil
+	}
+	key := pollKey(s, r, mid)
+	k.mu.Lock()
+	list := k.m[key]
+	if len(list) == 0 {
+		k.mu.Unlock()
+		return nil, nil
+	}
+	kp := list[len(list)-1]
+	k.removeLocked(kp)
+	k.mu.Unlock()
+	if !kp.sess.reusable() || !tokenStillValid(s, r, q) {
+		kp.sess.detach()
+		return nil, nil
+	}
+	return kp.sess, kp.lp
+}
+
+// tokenStillValid checks a version 5 token again, as a new session would:
+// it expires.
+func tokenStillValid(s *Server, r *http.Request, q map[string][]string) bool {
+	tok := firstValue(q, "token")
+	if tok == "" || requestedProtocol(q) != "jsonrpc" {
+		return true
+	}
+	_, err := token.Verify(tok, s.tokenKeyOf(r.Context()), time.Now())
+	return err == nil
+}
+
+// keep keeps the session of lp, answered with next as the mid of the
+// client's next poll, for at most idle; false when shutting down.
+func (k *keptPolls) keep(key keptKey, sess *session, lp *longPollConn, idle time.Duration) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
 		return false
 	}
-	if firstValue(q, "mid") != k.mid {
-		return false
+	kp := lp.keptAs
+	if kp == nil {
+		kp = &keptPoll{sess: sess, lp: lp}
+		kp.timer = time.AfterFunc(idle, func() { k.expire(kp) })
+		lp.keptAs = kp
+	} else {
+		kp.timer.Reset(idle)
 	}
-	// A version 5 token expires: it is checked again on every poll, as a
-	// new session would check it.
-	if tok := firstValue(q, "token"); tok != "" && requestedProtocol(q) == "jsonrpc" {
-		if _, err := token.Verify(tok, s.tokenKeyOf(ctx), time.Now()); err != nil {
-			return false
+	kp.key, kp.kept, kp.until = key, true, time.Now().Add(idle)
+	if k.m == nil {
+		k.m = make(map[keptKey][]*keptPoll)
+	}
+	k.m[key] = append(k.m[key], kp)
+	return true
+}
+
+// removeLocked takes kp out of the kept.
+func (k *keptPolls) removeLocked(kp *keptPoll) {
+	list := k.m[kp.key]
+	for i, other := range list {
+		if other == kp {
+			list = append(list[:i], list[i+1:]...)
+			break
 		}
 	}
-	return true
+	if len(list) == 0 {
+		delete(k.m, kp.key)
+	} else {
+		k.m[kp.key] = list
+	}
+	kp.kept = false
+}
+
+// expire ends kp if it is still kept and has waited its time; the timer
+// may fire for a keep that a poll took over since.
+func (k *keptPolls) expire(kp *keptPoll) {
+	k.mu.Lock()
+	if !kp.kept {
+		k.mu.Unlock()
+		return
+	}
+	if left := time.Until(kp.until); left > 0 {
+		kp.timer.Reset(left)
+		k.mu.Unlock()
+		return
+	}
+	k.removeLocked(kp)
+	k.mu.Unlock()
+	kp.sess.detach()
+}
+
+// close ends every kept session and keeps no more: the server is shutting
+// down, and a client between two polls is told so by its next poll's 503,
+// as before sessions were kept.
+func (k *keptPolls) close() {
+	k.mu.Lock()
+	k.closed = true
+	var list []*keptPoll
+	for _, kps := range k.m {
+		list = append(list, kps...)
+	}
+	clear(k.m)
+	for _, kp := range list {
+		kp.kept = false
+		kp.timer.Stop()
+	}
+	k.mu.Unlock()
+	for _, kp := range list {
+		kp.sess.detach()
+	}
 }
 
 func firstValue(q map[string][]string, name string) string {
@@ -201,43 +206,44 @@ func firstValue(q map[string][]string, name string) string {
 	return ""
 }
 
-// sameQueryButMid reports whether two raw queries hold the same
-// parameters, in the same order and spelling, once their mid parameters are
-// left out. Anything spelled differently counts as different, which only
-// costs a session rebuilt.
-func sameQueryButMid(a, b string) bool {
-	for {
-		var pa, pb string
-		pa, a = nextNonMid(a)
-		pb, b = nextNonMid(b)
-		if pa != pb {
-			return false
+// queryForKeeping is raw without the pollIgnored parameters, the others as
+// they are spelled and in their order: anything spelled differently counts
+// as different, which only costs a session rebuilt.
+func queryForKeeping(raw string) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for raw != "" {
+		var param string
+		param, raw, _ = strings.Cut(raw, "&")
+		if param == "" || pollParamIgnored(param) {
+			continue // an empty one means nothing (url.ParseQuery skips it)
 		}
-		if pa == "" && a == "" && b == "" {
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(param)
+	}
+	return b.String()
+}
+
+// pollParamIgnored reports whether a raw query parameter is one of
+// pollIgnored, spelled plainly.
+func pollParamIgnored(param string) bool {
+	name, _, _ := strings.Cut(param, "=")
+	for _, n := range pollIgnored {
+		if name == n {
 			return true
 		}
 	}
-}
-
-// nextNonMid returns the next parameter of raw that is not mid, and the
-// rest of raw after it.
-func nextNonMid(raw string) (param, rest string) {
-	for raw != "" {
-		param, raw, _ = strings.Cut(raw, "&")
-		if param != "mid" && !strings.HasPrefix(param, "mid=") {
-			return param, raw
-		}
-	}
-	return "", ""
+	return false
 }
 
 // reusable reports whether a kept session can serve another poll: nothing
-// cut or evicted it while it waited. One told of a shutdown serves one
-// more, which answers server_restart at once.
+// cut or evicted it, and no shutdown told it to end, while it waited.
 func (s *session) reusable() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.closed && s.evicted == nil && !s.partial
+	return !s.closed && s.evicted == nil && !s.restarting && !s.partial
 }
 
 // prepareKeep readies a session whose answer is written for the next poll:

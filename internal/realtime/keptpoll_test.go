@@ -2,7 +2,7 @@ package realtime
 
 import (
 	"bufio"
-	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -96,28 +96,37 @@ func (c *pollConn) pollFrames(t *testing.T, target string) []wire.TextFrame {
 // session, and returns it.
 func (ts *testServer) keptSession(t *testing.T) member {
 	t.Helper()
-	var kept member
-	waitFor(t, "one session kept between polls", func() bool {
+	for m := range ts.keptSessions(t, 1) {
+		return m
+	}
+	return nil
+}
+
+// keptSessions waits until the server holds no poll and exactly n
+// sessions, and returns them.
+func (ts *testServer) keptSessions(t *testing.T, n int) map[member]struct{} {
+	t.Helper()
+	var kept map[member]struct{}
+	waitFor(t, fmt.Sprintf("%d sessions kept between polls", n), func() bool {
 		if ts.rt.Stat().Pollings != 0 {
 			return false
 		}
 		ts.rt.sessMu.Lock()
 		defer ts.rt.sessMu.Unlock()
-		if len(ts.rt.sessions) != 1 {
+		if len(ts.rt.sessions) != n {
 			return false
 		}
-		for m := range ts.rt.sessions {
-			kept = m
-		}
+		kept = maps.Clone(ts.rt.sessions)
 		return true
 	})
 	return kept
 }
 
-// A connection's polls are served by one session: what is published while
-// no poll is held waits in it, and comes with the next poll, from where
-// the last answer left the client, exactly once.
-func TestKeptPollServesTheConnectionsPolls(t *testing.T) {
+// A client's polls are served by one session: what is published while no
+// poll is held waits in it, and comes with the next poll, from where the
+// last answer left the client, exactly once, whichever connection the
+// poll comes on and whatever tag and time it carries.
+func TestKeptPollServesTheClientsPolls(t *testing.T) {
 	ts := newTestServerWith(t, 1000, true, nil)
 	ch := newChannel(t)
 	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
@@ -161,15 +170,23 @@ func TestKeptPollServesTheConnectionsPolls(t *testing.T) {
 		t.Fatal("the third poll built a session of its own")
 	}
 
-	// The session ends with its connection.
+	// The next poll on another connection, with the tag and time of the
+	// last message as the official text clients send them.
 	_ = c.conn.Close()
-	ts.waitSubscribers(t, ch, 0)
-	waitFor(t, "no session", func() bool { return len(ts.rt.liveSessions(func(*session) bool { return true })) == 0 })
+	other := dialPolls(t, ts)
+	ts.publish(t, `{"n":5}`, ch)
+	fs = other.pollFrames(t, target+"&mid="+fs[0].MID+"&tag="+fs[0].Tag+"&time="+url.QueryEscape(fs[0].Time))
+	if len(fs) != 1 || string(fs[0].Text) != `{"n":5}` {
+		t.Fatalf("poll on another connection got %+v", fs)
+	}
+	if ts.keptSession(t) != kept {
+		t.Fatal("the poll on another connection built a session of its own")
+	}
 }
 
 // A poll that asks for something else than the kept session serves (an
 // older mid, another channel list) is served by a new session, as if none
-// were kept.
+// were kept; the kept one waits on for its own client.
 func TestKeptPollRebuiltForAnotherPoll(t *testing.T) {
 	ts := newTestServerWith(t, 1000, true, func(o *Options) { o.PollTimeout = 50 * time.Millisecond })
 	ch, other := newChannel(t), newChannel(t)
@@ -181,27 +198,21 @@ func TestKeptPollRebuiltForAnotherPoll(t *testing.T) {
 	if len(fs) != 2 {
 		t.Fatalf("replay got %+v", fs)
 	}
-	kept := ts.keptSession(t)
+	ts.keptSessions(t, 1)
 
 	// From the start again: history, not the kept queue.
 	fs = c.pollFrames(t, target+"&mid="+zeroID().String())
 	if len(fs) != 2 || string(fs[0].Text) != `{"n":1}` {
 		t.Fatalf("second replay got %+v", fs)
 	}
-	again := ts.keptSession(t)
-	if again == kept {
-		t.Fatal("a poll from another mid was served by the kept session")
-	}
+	ts.keptSessions(t, 2)
 	// Another channel list: its own session, and only its messages.
 	ts.publish(t, `{"other":1}`, other)
 	fs = c.pollFrames(t, "/sub/?"+ts.subQuery([]channel.ID{other}, "mid="+zeroID().String()))
 	if len(fs) != 1 || string(fs[0].Text) != `{"other":1}` {
 		t.Fatalf("other channel got %+v", fs)
 	}
-	if ts.keptSession(t) == again {
-		t.Fatal("a poll of other channels was served by the kept session")
-	}
-	ts.waitSubscribers(t, ch, 0)
+	ts.keptSessions(t, 3)
 
 	// No mid: told where history ends, as always.
 	resp, body := c.poll(t, target)
@@ -250,41 +261,25 @@ func TestKeptPollAroundOtherRequestsAndPipelined(t *testing.T) {
 	}
 }
 
-// A shutdown tells a kept session's client server_restart with its next
-// poll, and an idle connection's kept session ends when the connection is
-// closed: the drain waits for neither longer.
+// A shutdown ends the kept sessions at once, as clients between two polls
+// were never waited for: the drain does not wait for their next polls,
+// which are refused as any new poll while draining.
 func TestKeptPollAndShutdown(t *testing.T) {
-	for _, pollAgain := range []bool{true, false} {
-		ts := newTestServerWith(t, 1000, true, nil)
-		ch := newChannel(t)
-		target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
-		ts.publish(t, `{"n":1}`, ch)
-		c := dialPolls(t, ts)
-		fs := c.pollFrames(t, target+"&mid="+zeroID().String())
-		sess := ts.keptSession(t).(*session)
+	ts := newTestServerWith(t, 1000, true, nil)
+	ch := newChannel(t)
+	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
+	ts.publish(t, `{"n":1}`, ch)
+	c := dialPolls(t, ts)
+	fs := c.pollFrames(t, target+"&mid="+zeroID().String())
+	ts.keptSession(t)
 
-		done := make(chan error, 1)
-		go func() { done <- ts.rt.Shutdown(context.Background()) }()
-		waitFor(t, "the kept session told", func() bool {
-			sess.mu.Lock()
-			defer sess.mu.Unlock()
-			return sess.restarting
-		})
-		if pollAgain {
-			fs = c.pollFrames(t, target+"&mid="+fs[0].MID)
-			if len(fs) != 1 || string(fs[0].Text) != serverRestartBody {
-				t.Fatalf("poll during shutdown got %+v", fs)
-			}
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := ts.Config.Shutdown(ctx); err != nil {
-				t.Fatal(err)
-			}
-			cancel()
-		}
-		if err := <-done; err != nil {
-			t.Fatalf("pollAgain %v: %v", pollAgain, err)
-		}
+	if err := ts.rt.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ts.waitSubscribers(t, ch, 0)
+	resp, body := c.poll(t, target+"&mid="+fs[0].MID)
+	if resp.StatusCode != http.StatusServiceUnavailable || body != "Server is restarting." {
+		t.Fatalf("poll during shutdown: %d %q", resp.StatusCode, body)
 	}
 }
 
@@ -307,9 +302,8 @@ func TestKeptPollEvictedIsNotReused(t *testing.T) {
 	}
 }
 
-// A kept session that no poll takes over in time ends with its connection
-// still open (a client gone elsewhere with it idle); the next poll on it
-// starts afresh.
+// A kept session that no poll takes over in time ends (a client gone with
+// its connection still open); a later poll starts afresh.
 func TestKeptPollEndsWhenNotPolledAgain(t *testing.T) {
 	ts := newTestServerWith(t, 1000, true, func(o *Options) { o.PollTimeout = 50 * time.Millisecond })
 	ts.rt.keptIdle = 20 * time.Millisecond
@@ -326,30 +320,6 @@ func TestKeptPollEndsWhenNotPolledAgain(t *testing.T) {
 	fs = c.pollFrames(t, target+"&mid="+fs[0].MID)
 	if len(fs) != 1 || string(fs[0].Text) != `{"n":2}` {
 		t.Fatalf("poll after the kept session ended got %+v", fs)
-	}
-}
-
-// A connection that turns into a WebSocket after polling (hijacked) ends
-// its kept session: the WebSocket is the only one left.
-func TestKeptPollEndsWhenConnectionBecomesWebSocket(t *testing.T) {
-	ts := newTestServerWith(t, 1000, true, nil)
-	ch := newChannel(t)
-	target := "/sub/?" + ts.subQuery([]channel.ID{ch}, "")
-	ts.publish(t, `{"n":1}`, ch)
-	c := dialPolls(t, ts)
-	c.pollFrames(t, target+"&mid="+zeroID().String())
-	kept := ts.keptSession(t)
-
-	c.send(t, "GET "+target+" HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	_ = c.conn.SetReadDeadline(time.Now().Add(time.Minute))
-	resp, err := http.ReadResponse(c.r, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", resp, err)
-	}
-	ts.waitWebSockets(t, 1)
-	if now := ts.keptSession(t); now == kept || !now.(*session).t.streams() {
-		t.Fatal("the kept session outlived its connection's upgrade")
 	}
 }
 
@@ -379,7 +349,7 @@ func TestKeptPollFutureMidDoesNotSilence(t *testing.T) {
 	}
 }
 
-func TestSameQueryButMid(t *testing.T) {
+func TestQueryForKeeping(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string
 		same bool
@@ -389,49 +359,47 @@ func TestSameQueryButMid(t *testing.T) {
 		{"CHANNEL_ID=a&revision=19&mid=1", "CHANNEL_ID=a&revision=19", true},
 		{"mid=1&CHANNEL_ID=a", "CHANNEL_ID=a&mid=2", true},
 		{"mid&CHANNEL_ID=a", "CHANNEL_ID=a", true},
+		{"CHANNEL_ID=a&mid=1&tag=5&time=Sat%2C%2005%20Dec", "CHANNEL_ID=a&mid=2&tag=7&time=Sun", true},
 		{"CHANNEL_ID=a", "CHANNEL_ID=b", false},
 		{"CHANNEL_ID=a&revision=19", "revision=19&CHANNEL_ID=a", false},
 		{"CHANNEL_ID=a", "CHANNEL_ID=a&token=x", false},
 		{"CHANNEL_ID=a&", "CHANNEL_ID=a", true},
-		{"CHANNEL_ID=a&&x", "CHANNEL_ID=a&x", false},
+		{"CHANNEL_ID=a&&x", "CHANNEL_ID=a&x", true},
 		{"m%69d=1&CHANNEL_ID=a", "CHANNEL_ID=a", false},
 		{"mide=1", "", false},
+		{"CHANNEL_ID=a&clientId=1", "CHANNEL_ID=a&clientId=2", false},
 	} {
-		if got := sameQueryButMid(tc.a, tc.b); got != tc.same {
-			t.Errorf("sameQueryButMid(%q, %q) = %v", tc.a, tc.b, got)
-		}
-		if got := sameQueryButMid(tc.b, tc.a); got != tc.same {
-			t.Errorf("sameQueryButMid(%q, %q) = %v", tc.b, tc.a, got)
+		if got := queryForKeeping(tc.a) == queryForKeeping(tc.b); got != tc.same {
+			t.Errorf("%q and %q kept alike: %v (%q, %q)", tc.a, tc.b, got, queryForKeeping(tc.a), queryForKeeping(tc.b))
 		}
 	}
 }
 
-// FuzzSameQueryButMid checks the rule that lets a poll take over a kept
+// FuzzQueryForKeeping checks the rule that lets a poll take over a kept
 // session, on queries as clients (or anyone) send them: two queries it
-// calls the same mean the same to the server once mid is left out, and
-// the rule is reflexive and symmetric.
-func FuzzSameQueryButMid(f *testing.F) {
-	f.Add("CHANNEL_ID=a%2Fb&revision=19&mid=1", "CHANNEL_ID=a%2Fb&revision=19&mid=2")
-	f.Add("mid&CHANNEL_ID=a", "CHANNEL_ID=a&mid=")
+// keeps alike mean the same to the server once the parameters it never
+// reads are left out.
+func FuzzQueryForKeeping(f *testing.F) {
+	f.Add("CHANNEL_ID=a%2Fb&revision=19&mid=1", "CHANNEL_ID=a%2Fb&revision=19&mid=2&tag=3")
+	f.Add("mid&CHANNEL_ID=a", "CHANNEL_ID=a&mid=&time=x")
 	f.Add("m%69d=1&x=1", "x=1")
 	f.Add("a=1;b=2&mid=3", "a=1;b=2")
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if !sameQueryButMid(a, a) {
-			t.Fatalf("%q is not the same as itself", a)
+		ka := queryForKeeping(a)
+		if queryForKeeping(ka) != ka {
+			t.Fatalf("%q: kept as %q, then as %q", a, ka, queryForKeeping(ka))
 		}
-		same := sameQueryButMid(a, b)
-		if same != sameQueryButMid(b, a) {
-			t.Fatalf("not symmetric: %q %q", a, b)
-		}
-		if !same {
+		if ka != queryForKeeping(b) {
 			return
 		}
 		qa, _ := url.ParseQuery(a)
 		qb, _ := url.ParseQuery(b)
-		delete(qa, "mid")
-		delete(qb, "mid")
+		for _, n := range pollIgnored {
+			delete(qa, n)
+			delete(qb, n)
+		}
 		if !maps.EqualFunc(qa, qb, slices.Equal) {
-			t.Fatalf("%q and %q called the same, but read %v and %v", a, b, qa, qb)
+			t.Fatalf("%q and %q kept alike, but read %v and %v", a, b, qa, qb)
 		}
 	})
 }

@@ -15,6 +15,9 @@ import (
 // client polls again with the last mid it got.
 type longPollConn struct {
 	woken chan struct{}
+	// keptAs is the session's place among the kept (keptpoll.go), made
+	// with its first keep; guarded by Server.kept's lock.
+	keptAs *keptPoll
 }
 
 func newLongPollConn() *longPollConn { return &longPollConn{woken: make(chan struct{}, 1)} }

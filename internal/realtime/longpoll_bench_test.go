@@ -35,8 +35,8 @@ func BenchmarkLongPollCycle(b *testing.B) {
 	const pollers = 200
 	br, srv, stop := benchServer(b)
 	defer stop()
+	srv.opt.KeepPolls = true // as the server sets it
 	hs := &http.Server{Handler: srv.Handler()}
-	srv.KeepPolls(hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

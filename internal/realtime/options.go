@@ -46,6 +46,9 @@ type Options struct {
 	// ClusterMode says the broker is shared by several nodes (Redis), for
 	// /server-stat/.
 	ClusterMode bool
+	// KeepPolls keeps a long poll's session a few seconds for the client's
+	// next poll instead of building one per poll (keptpoll.go).
+	KeepPolls bool
 
 	// ClientPublishRate limits the messages (one per receiver) a client
 	// publishes over one WebSocket connection, ClientPublishIPRate those of

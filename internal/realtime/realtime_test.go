@@ -71,11 +71,12 @@ func newTestServerKeeping(t *testing.T, perChannel int, tweak func(*Options)) *t
 	return newTestServerWith(t, perChannel, false, tweak)
 }
 
-// newTestServerWith is newTestServerKeeping whose connections keep their
-// long polls' sessions (Server.KeepPolls) if keepPolls.
+// newTestServerWith is newTestServerKeeping that keeps long polls'
+// sessions between polls (Options.KeepPolls) if keepPolls.
 func newTestServerWith(t *testing.T, perChannel int, keepPolls bool, tweak func(*Options)) *testServer {
 	t.Helper()
 	opt := testOptions()
+	opt.KeepPolls = keepPolls
 	if tweak != nil {
 		tweak(&opt)
 	}
@@ -90,11 +91,7 @@ func newTestServerWith(t *testing.T, perChannel int, keepPolls bool, tweak func(
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	rt := New(opt, b, h, signer, log)
-	ts := httptest.NewUnstartedServer(rt.Handler())
-	if keepPolls {
-		rt.KeepPolls(ts.Config)
-	}
-	ts.Start()
+	ts := httptest.NewServer(rt.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -74,6 +74,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.drained)
 	}
 	s.sessMu.Unlock()
+	// Sessions kept between polls end now, as clients between two polls
+	// did before any was kept; restart skips them once detached.
+	s.kept.close()
 	close(s.stopPing)
 	<-s.pingDone
 	<-s.rpcPingDone

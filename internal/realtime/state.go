@@ -64,8 +64,9 @@ type Server struct {
 
 	writers *writerPool
 
-	// keptIdle is how long a long poll's kept session waits for the next
-	// poll of its connection (keptpoll.go).
+	// kept are the long polls' sessions kept for their clients' next
+	// polls, each for at most keptIdle (keptpoll.go).
+	kept     keptPolls
 	keptIdle time.Duration
 
 	// tenantFormats holds shared mode's per-tenant text formats

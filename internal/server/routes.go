@@ -39,6 +39,9 @@ func newRealtime(cfg config.Config, clustered bool, b broker.Broker, h *hub.Hub,
 		MaxConnPerChannel:     cfg.MaxConnPerChannel,
 		ServerVersion:         cfg.ServerVersion,
 		ClusterMode:           clustered,
+		// A long poll's session waits a few seconds for the client's next
+		// poll instead of being built for each.
+		KeepPolls: true,
 
 		ClientPublishRate:       realtime.RateLimit{PerSecond: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst},
 		ClientPublishIPRate:     realtime.RateLimit{PerSecond: cfg.ClientPublishIPRate, Burst: cfg.ClientPublishIPBurst},
@@ -147,6 +150,4 @@ func (s *Server) mountRoutes(a api) {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	// A long poll's session waits with its connection for the next poll.
-	rt.KeepPolls(s.http)
 }
