@@ -115,8 +115,10 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	mid, recover := parseMid(q)
 	var sess *session
 	var lp *longPollConn
+	var key keptKey
 	if s.opt.KeepPolls {
-		sess, lp = s.kept.take(s, r, q)
+		key = pollKey(s, r, q.Get("mid"))
+		sess, lp = s.kept.take(s, r, q, key)
 	}
 	fresh := sess == nil
 	if fresh {
@@ -151,7 +153,8 @@ func (s *Server) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	// told where history ends (a 304 with Last-Message-Id) rather than sent
 	// what came meanwhile: that poll needs a session of its own.
 	if s.opt.KeepPolls && a.ok && a.mid != "" && ctx.Err() == nil && sess.prepareKeep(a.upTo, a.hasUpTo, a.left) {
-		kept = s.kept.keep(pollKey(s, r, a.mid), sess, lp, s.keptIdle)
+		key.mid = a.mid
+		kept = s.kept.keep(key, sess, lp, s.keptIdle)
 	}
 }
 

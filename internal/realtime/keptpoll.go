@@ -85,13 +85,11 @@ func pollKey(s *Server, r *http.Request, mid string) keptKey {
 }
 
 // take removes and returns a kept session that the poll r with the parsed
-// query q may take over, if there is one.
-func (k *keptPolls) take(s *Server, r *http.Request, q map[string][]string) (*session, *longPollConn) {
-	mid := firstValue(q, "mid")
-	if mid == "" {
+// query q and the key pollKey made of it may take over, if there is one.
+func (k *keptPolls) take(s *Server, r *http.Request, q map[string][]string, key keptKey) (*session, *longPollConn) {
+	if key.mid == "" {
 		return nil, nil
 	}
-	key := pollKey(s, r, mid)
 	k.mu.Lock()
 	list := k.m[key]
 	if len(list) == 0 {
