@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,9 +38,18 @@ type merger struct {
 	counted func()
 }
 
+// holdable is a connection the merger holds back (wsConn): the
+// generation of its current hold, 0 when not held, and its writer, started
+// once the hold ends. An interface, so that the writer pool, which owns the
+// merger, depends on no transport.
+type holdable interface {
+	holdGen() *atomic.Uint64
+	start()
+}
+
 // heldConn is one connection waiting for its delay to run out.
 type heldConn struct {
-	c   *wsConn
+	c   holdable
 	gen uint64        // the hold it is: a stale entry is skipped
 	due time.Duration // merger.now at which it is written
 }
@@ -61,7 +71,7 @@ func newMerger(delay time.Duration, counted func()) *merger {
 // hold puts c in the held set if its last write (merger.now, 0 for never)
 // is less than the delay ago; false means write now. The caller holds c's
 // session lock and keeps the session's writer marked busy while c is held.
-func (m *merger) hold(c *wsConn, last time.Duration) bool {
+func (m *merger) hold(c holdable, last time.Duration) bool {
 	if last == 0 {
 		return false
 	}
@@ -75,7 +85,7 @@ func (m *merger) hold(c *wsConn, last time.Duration) bool {
 		return false
 	}
 	m.gen++
-	c.held.Store(m.gen)
+	c.holdGen().Store(m.gen)
 	m.held = append(m.held, heldConn{c: c, gen: m.gen, due: due})
 	if len(m.held) == 1 {
 		select {
@@ -172,7 +182,7 @@ func (m *merger) close() {
 // these entries left them.
 func release(hs []heldConn) {
 	for _, h := range hs {
-		if h.c.held.CompareAndSwap(h.gen, 0) {
+		if h.c.holdGen().CompareAndSwap(h.gen, 0) {
 			h.c.start()
 		}
 	}

@@ -3,6 +3,7 @@ package realtime
 import (
 	"encoding/binary"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ func (c *wsConn) wake() {
 	}
 	c.start()
 }
+
+// holdGen is c's hold in the merger (wsmerge.go).
+func (c *wsConn) holdGen() *atomic.Uint64 { return &c.held }
 
 // start starts a writer now.
 func (c *wsConn) start() {
