@@ -1,0 +1,237 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// oracleOrderedJSON is the decoder decodeOrderedJSON replaced, kept as it
+// was: a walk over encoding/json's Token API. It is the reference the
+// hand-written decoder must agree with.
+func oracleOrderedJSON(data []byte) (*omap, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("decode json: %w", err)
+	}
+	d, ok := tok.(json.Delim)
+	if !ok || (d != '{' && d != '[') {
+		return nil, errors.New("decode json: body is not an object or array")
+	}
+	budget := MaxJSONValues - 1
+	o, err := oracleContainer(dec, d, 1, &budget)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decode json: trailing data")
+	}
+	return o, nil
+}
+
+// oracleContainer decodes the members of one array or object; budget is
+// how many more values the body may hold.
+func oracleContainer(dec *json.Decoder, open json.Delim, depth int, budget *int) (*omap, error) {
+	if depth > MaxFormDepth {
+		return nil, errJSONDepth
+	}
+	o := newOmap()
+	o.obj = open == '{'
+	for dec.More() {
+		key := ""
+		if open == '{' {
+			tok, err := dec.Token()
+			if err != nil {
+				return nil, fmt.Errorf("decode json: %w", err)
+			}
+			key, _ = tok.(string)
+		}
+		if *budget--; *budget < 0 {
+			return nil, errJSONTooMany
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("decode json: %w", err)
+		}
+		var v any = tok
+		if d, ok := tok.(json.Delim); ok {
+			if v, err = oracleContainer(dec, d, depth+1, budget); err != nil {
+				return nil, err
+			}
+		}
+		if open == '{' {
+			o.set(key, v)
+		} else {
+			o.set(strconv.FormatInt(o.next, 10), v)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // closing delimiter
+		return nil, fmt.Errorf("decode json: %w", err)
+	}
+	return o, nil
+}
+
+// jsonErrKind names the answers a caller tells apart: readParams refuses
+// errJSONTooMany, and ignores every other error.
+func jsonErrKind(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, errJSONTooMany):
+		return "too many"
+	case errors.Is(err, errJSONDepth):
+		return "too deep"
+	}
+	return "invalid"
+}
+
+// sameTree reports whether two decoded trees are the same: keys in the same
+// order, values of the same types and contents, the same next index and
+// flags. A map left nil for an empty container equals an empty one.
+func sameTree(a, b *omap) bool {
+	if a.len() != b.len() || len(a.vals) != len(b.vals) || a.next != b.next || a.obj != b.obj || a.phpJSON != b.phpJSON {
+		return false
+	}
+	for i, k := range a.keys {
+		if b.keys[i] != k {
+			return false
+		}
+		av, aok := a.vals[k]
+		bv, bok := b.vals[k]
+		if !aok || !bok {
+			return false
+		}
+		ao, aIsMap := av.(*omap)
+		bo, bIsMap := bv.(*omap)
+		switch {
+		case aIsMap != bIsMap:
+			return false
+		case aIsMap:
+			if !sameTree(ao, bo) {
+				return false
+			}
+		case !reflect.DeepEqual(av, bv):
+			return false
+		}
+	}
+	return true
+}
+
+// checkSameAsOracle decodes body with both decoders and fails unless they
+// give the same tree, or errors of the same kind.
+func checkSameAsOracle(t *testing.T, body []byte) {
+	t.Helper()
+	got, gotErr := decodeOrderedJSON(body)
+	want, wantErr := oracleOrderedJSON(body)
+	if g, w := jsonErrKind(gotErr), jsonErrKind(wantErr); g != w {
+		t.Fatalf("%.200q: got %s (%v), encoding/json: %s (%v)", body, g, gotErr, w, wantErr)
+	}
+	if gotErr == nil && !sameTree(got, want) {
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		t.Fatalf("%.200q: got %.300s, encoding/json: %.300s", body, g, w)
+	}
+}
+
+// jsonSeeds are the bodies of the other tests and shapes built to find where
+// the two decoders could part: every limit at and past its edge, each with
+// bad input right after the point where it is checked, and every string
+// escape and encoding case.
+func jsonSeeds() []string {
+	seeds := []string{
+		`{"USERS":[1,2],"params":{"a":"b"},"Users":[3]}`,
+		`{"auth":"good","cmd":{"a":"server.time"},"k0":0,"K0":1}`,
+		"[" + strings.Repeat("{},", 20) + "{}]",
+		`{"a":1}`, `[]`, `{}`, ` [ ] `, "\t{\n}\r\n", `[[],{},[[]],{"a":{}}]`,
+		`{"a":1,"a":2,"b":3,"a":4}`, `{"5":"x","2":"y","-1":"z","05":"w","9223372036854775807":1}`,
+		`[1,-0,0.5,-1.5e10,1E+2,1e-2,123456789012345678901234567890]`,
+		`[true,false,null,"s"]`,
+		`["\"\\\/\b\f\n\r\t\u0041\u00e9\u20ac"]`,
+		`["\ud83d\ude00","\ud83d","\ude00","\ud83d\u0041","\ud83dx","\ud83d\ud83d\ude00","\udbff\udfff"]`,
+		"[\"\xff\xfe\",\"a\xc3\",\"\xed\xa0\x80\",\"\xf4\x90\x80\x80\",\"\xe2\x82\xac\"]",
+		"{\"\xff\":\"\\u00e9\xff\"}",
+		"[\"\x01\"]", "[\"\x7f\"]", `["\x"]`, `["\'"]`, `["\u12"]`, `["\u12g4"]`, `["abc`, `["\`,
+		`[01]`, `[1.]`, `[1.e1]`, `[-]`, `[-a]`, `[1e]`, `[1e+]`, `[.5]`, `[+1]`, `[0x1]`, `[1 2]`,
+		`[tru]`, `[truex]`, `[nul]`, `[nulll]`, `[falsey]`, `[True]`, `[NaN]`, `[Infinity]`,
+		`[1,]`, `[,1]`, `[,]`, `{,}`, `{"a":1,}`, `{"a"}`, `{"a":}`, `{"a" 1}`, `{"a":1 "b":2}`,
+		`{1:2}`, `{"a"::1}`, `{[]:1}`, `[1}`, `{"a":1]`, `[`, `{`, `{"a"`, `{"a":`, `[1`, `[1,`,
+		`[] x`, `[] []`, `{}}`, `[]]`, `"str"`, `1`, `null`, ``, ` `, "\ufeff[]", "[]\x00",
+		strings.Repeat("[", MaxFormDepth) + strings.Repeat("]", MaxFormDepth),
+		strings.Repeat("[", MaxFormDepth+1) + strings.Repeat("]", MaxFormDepth+1),
+		strings.Repeat("[", MaxFormDepth+1),
+		strings.Repeat("[", MaxFormDepth) + "x",
+		strings.Repeat(`{"a":`, MaxFormDepth) + "1" + strings.Repeat("}", MaxFormDepth),
+		strings.Repeat(`{"a":`, MaxFormDepth+1) + "1" + strings.Repeat("}", MaxFormDepth+1),
+		strings.Repeat(`[{"a":`, MaxFormDepth/2) + "[]" + strings.Repeat("}]", MaxFormDepth/2),
+	}
+	// The value budget: the root and MaxJSONValues-1 members fit; one more
+	// does not, whatever follows it.
+	fits := strings.Repeat("0,", MaxJSONValues-2) + "0"
+	for _, tail := range []string{"]", ",0]", ",]", ",", " x]", "x", ",[", ",{", "}", ",\"\x01\"]"} {
+		seeds = append(seeds, "["+fits+tail)
+	}
+	objFits := strings.Repeat(`"k":0,`, MaxJSONValues-2) + `"k":0`
+	for _, tail := range []string{"}", `,"k":0}`, `,"k"}`, `,"k":}`, ",}", ",", ` "k":0}`, `,1:0}`, `,"k`} {
+		seeds = append(seeds, "{"+objFits+tail)
+	}
+	nested := strings.Repeat("[", 20) + strings.Repeat("0,", MaxJSONValues-21) + "0" + strings.Repeat("]", 20)
+	seeds = append(seeds, nested, strings.Replace(nested, "0]", "0,0]", 1))
+	for _, hb := range hostileBodies() {
+		if hb.ctype == "application/json" {
+			seeds = append(seeds, hb.body)
+		}
+	}
+	return seeds
+}
+
+// TestOrderedJSONMatchesEncodingJSON runs the differential check on the
+// seeds in every test run; the fuzz target explores from them.
+func TestOrderedJSONMatchesEncodingJSON(t *testing.T) {
+	for _, s := range jsonSeeds() {
+		checkSameAsOracle(t, []byte(s))
+	}
+}
+
+// TestOrderedJSONStrings checks the decoded text of strings against
+// encoding/json directly, not only against the oracle.
+func TestOrderedJSONStrings(t *testing.T) {
+	for _, s := range []string{
+		`"\ud83d\ude00 \ud83d \ude00 \ud83d\u0041 \u0000 \/"`,
+		"\"\xff a\xc3 \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82\xac\"",
+		`"plain"`, `""`, "\"caf\xc3\xa9\"",
+	} {
+		var want string
+		if err := json.Unmarshal([]byte(s), &want); err != nil {
+			t.Fatal(err)
+		}
+		o, err := decodeOrderedJSON([]byte("[" + s + "]"))
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if got := o.vals["0"]; got != want {
+			t.Errorf("%q: got %q, want %q", s, got, want)
+		}
+	}
+}
+
+// FuzzOrderedJSONMatchesEncodingJSON checks the hand-written decoder against
+// the encoding/json walk it replaced, on arbitrary bytes: the same tree, or
+// errors of the same kind (too many values, too deep, invalid).
+func FuzzOrderedJSONMatchesEncodingJSON(f *testing.F) {
+	for _, s := range jsonSeeds() {
+		if len(s) < 64<<10 { // the 1 MiB bodies would slow every mutation
+			f.Add([]byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkSameAsOracle(t, body)
+	})
+}
