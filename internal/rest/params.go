@@ -266,6 +266,17 @@ func (o *omap) replaceTop(src *omap) {
 	}
 }
 
+// takeTop is replaceTop for a src that is not used afterwards: when o is
+// still empty it takes src's keys and values as they are instead of copying
+// them one by one (a JSON body may bring MaxJSONValues of them).
+func (o *omap) takeTop(src *omap) {
+	if o.len() != 0 || o.next != 0 {
+		o.replaceTop(src)
+		return
+	}
+	o.keys, o.vals, o.next = src.keys, src.vals, src.next
+}
+
 // foldCase removes keys that differ from a later key only by case, so that
 // lookups that ignore case (docs/protocol.md, "REST API") see the last one
 // sent, as PHP's array_change_key_case would. It rebuilds the key list in one
