@@ -23,7 +23,13 @@ import (
 // as the Token-based walk it replaced (kept as the oracle of
 // FuzzOrderedJSONMatchesEncodingJSON), so a body gets the same answer.
 func decodeOrderedJSON(data []byte) (*omap, error) {
-	d := jsonDecoder{data: data, budget: MaxJSONValues - 1}
+	return decodeOrderedJSONMax(data, MaxJSONValues)
+}
+
+// decodeOrderedJSONMax is decodeOrderedJSON with a value limit of maxValues
+// (at least 1), so that the tests reach the limit with small bodies.
+func decodeOrderedJSONMax(data []byte, maxValues int) (*omap, error) {
+	d := jsonDecoder{data: data, budget: maxValues - 1}
 	d.skipSpace()
 	if d.pos == len(d.data) {
 		return nil, d.syntax("unexpected end of input")

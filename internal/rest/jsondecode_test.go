@@ -15,7 +15,9 @@ import (
 // oracleOrderedJSON is the decoder decodeOrderedJSON replaced, kept as it
 // was: a walk over encoding/json's Token API. It is the reference the
 // hand-written decoder must agree with.
-func oracleOrderedJSON(data []byte) (*omap, error) {
+//
+// Its only change is the value limit, a parameter (was MaxJSONValues).
+func oracleOrderedJSON(data []byte, maxValues int) (*omap, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -26,7 +28,7 @@ func oracleOrderedJSON(data []byte) (*omap, error) {
 	if !ok || (d != '{' && d != '[') {
 		return nil, errors.New("decode json: body is not an object or array")
 	}
-	budget := MaxJSONValues - 1
+	budget := maxValues - 1
 	o, err := oracleContainer(dec, d, 1, &budget)
 	if err != nil {
 		return nil, err
@@ -125,14 +127,15 @@ func sameTree(a, b *omap) bool {
 	return true
 }
 
-// checkSameAsOracle decodes body with both decoders and fails unless they
-// give the same tree, or errors of the same kind.
-func checkSameAsOracle(t *testing.T, body []byte) {
+// checkSameAsOracle decodes body with both decoders, with a limit of
+// maxValues values, and fails unless they give the same tree, or errors of
+// the same kind.
+func checkSameAsOracle(t *testing.T, body []byte, maxValues int) {
 	t.Helper()
-	got, gotErr := decodeOrderedJSON(body)
-	want, wantErr := oracleOrderedJSON(body)
+	got, gotErr := decodeOrderedJSONMax(body, maxValues)
+	want, wantErr := oracleOrderedJSON(body, maxValues)
 	if g, w := jsonErrKind(gotErr), jsonErrKind(wantErr); g != w {
-		t.Fatalf("%.200q: got %s (%v), encoding/json: %s (%v)", body, g, gotErr, w, wantErr)
+		t.Fatalf("%.200q (at most %d values): got %s (%v), encoding/json: %s (%v)", body, maxValues, g, gotErr, w, wantErr)
 	}
 	if gotErr == nil && !sameTree(got, want) {
 		g, _ := json.Marshal(got)
@@ -193,10 +196,13 @@ func jsonSeeds() []string {
 }
 
 // TestOrderedJSONMatchesEncodingJSON runs the differential check on the
-// seeds in every test run; the fuzz target explores from them.
+// seeds in every test run, with the real limit and with small ones; the
+// fuzz target explores from them.
 func TestOrderedJSONMatchesEncodingJSON(t *testing.T) {
 	for _, s := range jsonSeeds() {
-		checkSameAsOracle(t, []byte(s))
+		for _, limit := range []int{MaxJSONValues, 1, 2, 3, 5, 8} {
+			checkSameAsOracle(t, []byte(s), limit)
+		}
 	}
 }
 
@@ -224,14 +230,23 @@ func TestOrderedJSONStrings(t *testing.T) {
 
 // FuzzOrderedJSONMatchesEncodingJSON checks the hand-written decoder against
 // the encoding/json walk it replaced, on arbitrary bytes: the same tree, or
-// errors of the same kind (too many values, too deep, invalid).
+// errors of the same kind (too many values, too deep, invalid). Each body is
+// decoded with the real value limit and with a small one taken from the
+// input, so that small bodies reach the limit's edge (large seeds would slow
+// the fuzzing engine down; TestOrderedJSONMatchesEncodingJSON runs them).
 func FuzzOrderedJSONMatchesEncodingJSON(f *testing.F) {
 	for _, s := range jsonSeeds() {
-		if len(s) < 64<<10 { // the 1 MiB bodies would slow every mutation
-			f.Add([]byte(s))
+		if len(s) <= 1024 {
+			f.Add([]byte(s), uint8(3))
 		}
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkSameAsOracle(t, body)
+	f.Add([]byte(`[0,0,0,0,0,0,0]`), uint8(7))
+	f.Add([]byte(`[0,0,0,0,0,0,0,]`), uint8(7))
+	f.Add([]byte(`{"a":[0,0],"b":{"c":0},"d":0}`), uint8(6))
+	f.Add([]byte(`{"a":[0,0],"b":{"c":0},"d" 0}`), uint8(6))
+	f.Add([]byte(`[[],[[]],{},{"a":{}}]`), uint8(7))
+	f.Fuzz(func(t *testing.T, body []byte, limit uint8) {
+		checkSameAsOracle(t, body, MaxJSONValues)
+		checkSameAsOracle(t, body, int(limit%32)+1)
 	})
 }
