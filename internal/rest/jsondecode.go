@@ -29,7 +29,13 @@ func decodeOrderedJSON(data []byte) (*omap, error) {
 // decodeOrderedJSONMax is decodeOrderedJSON with a value limit of maxValues
 // (at least 1), so that the tests reach the limit with small bodies.
 func decodeOrderedJSONMax(data []byte, maxValues int) (*omap, error) {
-	d := jsonDecoder{data: data, budget: maxValues - 1}
+	d := jsonDecoder{
+		data:   data,
+		budget: maxValues - 1,
+		// Room for an ordinary call's body without growing.
+		keys: make([]string, 0, 16),
+		vals: make([]any, 0, 32),
+	}
 	d.skipSpace()
 	if d.pos == len(d.data) {
 		return nil, d.syntax("unexpected end of input")

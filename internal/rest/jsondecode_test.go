@@ -250,3 +250,40 @@ func FuzzOrderedJSONMatchesEncodingJSON(f *testing.F) {
 		checkSameAsOracle(t, body, int(limit%32)+1)
 	})
 }
+
+// BenchmarkOrderedJSON compares the decoder with the encoding/json walk it
+// replaced (the oracle) on an ordinary call's body and on a batch.
+func BenchmarkOrderedJSON(b *testing.B) {
+	var batch strings.Builder
+	batch.WriteString(`{"halt":0,"cmd":{`)
+	for i := range 50 {
+		if i > 0 {
+			batch.WriteByte(',')
+		}
+		fmt.Fprintf(&batch, `"c%d":"pull.application.event.add?COMMAND=update&PARAMS[id]=%d&PARAMS[text]=caf%%C3%%A9"`, i, i)
+	}
+	batch.WriteString(`},"auth":"0123456789abcdef0123456789abcdef"}`)
+	bodies := map[string]string{
+		"call":  `{"auth":"0123456789abcdef0123456789abcdef","USERS":[1,2,3],"MODULE_ID":"im","COMMAND":"message","PARAMS":{"text":"Привет, \"world\"\n","dialogId":"chat42","n":12.5,"ok":true,"none":null}}`,
+		"batch": batch.String(),
+	}
+	for name, body := range bodies {
+		for _, dec := range []struct {
+			name string
+			fn   func([]byte) (*omap, error)
+		}{
+			{"ours", decodeOrderedJSON},
+			{"encoding_json", func(d []byte) (*omap, error) { return oracleOrderedJSON(d, MaxJSONValues) }},
+		} {
+			b.Run(name+"/"+dec.name, func(b *testing.B) {
+				b.ReportAllocs()
+				data := []byte(body)
+				for b.Loop() {
+					if _, err := dec.fn(data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
