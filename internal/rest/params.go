@@ -218,7 +218,7 @@ func Truthy(v any) bool {
 // handed to a method as Params.
 type omap struct {
 	keys []string
-	vals map[string]any // string, json.Number, bool, nil, *omap; nil when empty
+	vals map[string]any // string, json.Number, bool, nil, *omap; may be nil when empty
 	next int64          // next index for a[] appends, like PHP's nNextFreeElement
 	obj  bool           // came from a JSON object: an empty one finalises to a map
 	// phpJSON forces JSON output as a PHP array would be encoded: a list when
