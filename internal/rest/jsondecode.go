@@ -67,6 +67,8 @@ type jsonDecoder struct {
 	vals []any
 	// index holds the decimal keys of list members, shared by every list.
 	index []string
+	// oneDigit holds the boxed json.Number of each one-digit number seen.
+	oneDigit [10]any
 	// slab hands out omaps a chunk at a time; slabSize grows to 64.
 	slab     []omap
 	slabSize int
@@ -206,7 +208,16 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 		return nil, d.literal("null")
 	default:
 		if c == '-' || '0' <= c && c <= '9' {
-			return d.number()
+			n, err := d.number()
+			if err != nil || len(n) != 1 {
+				return n, err
+			}
+			// One boxed value per digit and body: [0,0,…] and {"k":0,…}
+			// would otherwise cost an allocation per member.
+			if d.oneDigit[c-'0'] == nil {
+				d.oneDigit[c-'0'] = n
+			}
+			return d.oneDigit[c-'0'], nil
 		}
 		return nil, d.syntax(fmt.Sprintf("invalid character %q looking for beginning of value", c))
 	}
@@ -232,13 +243,13 @@ func (d *jsonDecoder) number() (json.Number, error) {
 	case d.pos < len(d.data) && d.data[d.pos] == '0':
 		d.pos++
 	case d.pos < len(d.data) && '1' <= d.data[d.pos] && d.data[d.pos] <= '9':
-		d.digits()
+		d.skipDigits()
 	default:
 		return "", d.syntax("invalid number")
 	}
 	if d.pos < len(d.data) && d.data[d.pos] == '.' {
 		d.pos++
-		if !d.digits() {
+		if !d.skipDigits() {
 			return "", d.syntax("invalid number: no digit after the decimal point")
 		}
 	}
@@ -247,15 +258,15 @@ func (d *jsonDecoder) number() (json.Number, error) {
 		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
 			d.pos++
 		}
-		if !d.digits() {
+		if !d.skipDigits() {
 			return "", d.syntax("invalid number: no digit in the exponent")
 		}
 	}
 	return json.Number(d.data[start:d.pos]), nil
 }
 
-// digits skips decimal digits and reports whether there was one.
-func (d *jsonDecoder) digits() bool {
+// skipDigits skips decimal digits and reports whether there was one.
+func (d *jsonDecoder) skipDigits() bool {
 	start := d.pos
 	for d.pos < len(d.data) && '0' <= d.data[d.pos] && d.data[d.pos] <= '9' {
 		d.pos++
