@@ -35,6 +35,7 @@ fuzz-smoke:
 	$(GO) test -run='^$$' -fuzz='^FuzzV5ClientFrame$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePHPForm$$' -fuzztime=$(FUZZTIME) ./internal/rest/
 	$(GO) test -run='^$$' -fuzz='^FuzzRESTParams$$' -fuzztime=$(FUZZTIME) ./internal/rest/
+	$(GO) test -run='^$$' -fuzz='^FuzzOrderedJSONMatchesEncodingJSON$$' -fuzztime=$(FUZZTIME) ./internal/rest/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./internal/token/
 	$(GO) test -run='^$$' -fuzz='^FuzzFrameReader$$' -fuzztime=$(FUZZTIME) ./internal/realtime/
 	$(GO) test -run='^$$' -fuzz='^FuzzClientIDOf$$' -fuzztime=$(FUZZTIME) ./internal/tenant/

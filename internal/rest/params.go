@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
 	"math"
 	"slices"
 	"sort"
@@ -218,7 +218,7 @@ func Truthy(v any) bool {
 // handed to a method as Params.
 type omap struct {
 	keys []string
-	vals map[string]any // string, json.Number, bool, nil, *omap
+	vals map[string]any // string, json.Number, bool, nil, *omap; may be nil when empty
 	next int64          // next index for a[] appends, like PHP's nNextFreeElement
 	obj  bool           // came from a JSON object: an empty one finalises to a map
 	// phpJSON forces JSON output as a PHP array would be encoded: a list when
@@ -236,10 +236,15 @@ func (o *omap) get(k string) (any, bool) {
 }
 
 func (o *omap) set(k string, v any) {
-	if _, ok := o.vals[k]; !ok {
+	if o.vals == nil {
+		// The JSON decoder leaves the map of an empty container unallocated.
+		o.vals = map[string]any{}
+	}
+	n := len(o.vals)
+	o.vals[k] = v
+	if len(o.vals) > n {
 		o.keys = append(o.keys, k)
 	}
-	o.vals[k] = v
 	if n, ok := phpIntKey(k); ok && n >= o.next && n < math.MaxInt64 {
 		o.next = n + 1
 	}
@@ -253,16 +258,23 @@ func (o *omap) del(k string) {
 	o.keys = slices.DeleteFunc(o.keys, func(s string) bool { return s == k })
 }
 
-func (o *omap) appendValue(v any) {
-	o.set(strconv.FormatInt(o.next, 10), v)
-}
-
 // replaceTop is PHP's array_replace: keys of src overwrite dst, new keys
 // are appended in src order.
 func (o *omap) replaceTop(src *omap) {
 	for _, k := range src.keys {
 		o.set(k, src.vals[k])
 	}
+}
+
+// takeTop is replaceTop for a src that is not used afterwards: when o is
+// still empty it takes src's keys and values as they are instead of copying
+// them one by one (a JSON body may bring MaxJSONValues of them).
+func (o *omap) takeTop(src *omap) {
+	if o.len() != 0 || o.next != 0 {
+		o.replaceTop(src)
+		return
+	}
+	o.keys, o.vals, o.next = src.keys, src.vals, src.next
 }
 
 // foldCase removes keys that differ from a later key only by case, so that
@@ -533,72 +545,3 @@ var (
 	errJSONDepth   = errors.New("json nesting too deep")
 	errJSONTooMany = errors.New("json body has too many values")
 )
-
-// decodeOrderedJSON decodes a JSON body into an ordered tree, keeping object
-// key order (batch runs cmd in that order) and numbers as json.Number. Only
-// objects and arrays are accepted, as Bitrix ignores other JSON bodies.
-// More than MaxJSONValues values give errJSONTooMany, found before the tree
-// grows past that size.
-func decodeOrderedJSON(data []byte) (*omap, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("decode json: %w", err)
-	}
-	d, ok := tok.(json.Delim)
-	if !ok || (d != '{' && d != '[') {
-		return nil, errors.New("decode json: body is not an object or array")
-	}
-	budget := MaxJSONValues - 1
-	o, err := decodeContainer(dec, d, 1, &budget)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("decode json: trailing data")
-	}
-	return o, nil
-}
-
-// decodeContainer decodes the members of one array or object; budget is
-// how many more values the body may hold.
-func decodeContainer(dec *json.Decoder, open json.Delim, depth int, budget *int) (*omap, error) {
-	if depth > MaxFormDepth {
-		return nil, errJSONDepth
-	}
-	o := newOmap()
-	o.obj = open == '{'
-	for dec.More() {
-		key := ""
-		if open == '{' {
-			tok, err := dec.Token()
-			if err != nil {
-				return nil, fmt.Errorf("decode json: %w", err)
-			}
-			key, _ = tok.(string)
-		}
-		if *budget--; *budget < 0 {
-			return nil, errJSONTooMany
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("decode json: %w", err)
-		}
-		var v any = tok
-		if d, ok := tok.(json.Delim); ok {
-			if v, err = decodeContainer(dec, d, depth+1, budget); err != nil {
-				return nil, err
-			}
-		}
-		if open == '{' {
-			o.set(key, v)
-		} else {
-			o.appendValue(v)
-		}
-	}
-	if _, err := dec.Token(); err != nil { // closing delimiter
-		return nil, fmt.Errorf("decode json: %w", err)
-	}
-	return o, nil
-}

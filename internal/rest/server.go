@@ -288,10 +288,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		tree.set("ap", rt.ap)
 	}
 	cred := extractCredential(r.Header.Get("Authorization"), tree)
-	for _, k := range consumedKeys {
-		tree.del(k)
-	}
-	tree.foldCase()
 
 	// Then, as CRestServer does, authentication and scope.
 	caller, err := s.authenticate(ctx, cred)
@@ -303,6 +299,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(ctx, w, &call, err, "method", m.Name)
 		return
 	}
+	// Only a method sees the names, so a refused call does not pay for
+	// folding the case of up to MaxJSONValues of them.
+	for _, k := range consumedKeys {
+		tree.del(k)
+	}
+	tree.foldCase()
 
 	ctx = context.WithValue(ctx, ctxOrderedParams, tree)
 	res, procStart, procEnd, err := s.invoke(ctx, m, caller, tree.params())
@@ -386,17 +388,17 @@ func (s *Server) readParams(r *http.Request) (*omap, *Error) {
 		case errors.Is(err, errJSONTooMany):
 			return nil, TooManyParameters()
 		case err == nil:
-			tree.replaceTop(j)
+			tree.takeTop(j)
 		}
 	case mt == "multipart/form-data":
-		tree.replaceTop(parseMultipart(body, mparams["boundary"]))
+		tree.takeTop(parseMultipart(body, mparams["boundary"]))
 	default:
 		// application/x-www-form-urlencoded, and any other type: the raw
 		// body is parse_str'd whatever the Content-Type (BX24.js sends
 		// text/plain).
 		form := newOmap()
 		parsePHPForm(string(body), form)
-		tree.replaceTop(form)
+		tree.takeTop(form)
 	}
 	return tree, nil
 }
