@@ -125,6 +125,10 @@ type Config struct {
 	// wait up to BodyReadTimeout, then get 503. 0: sized for the machine
 	// (see LargeRequestSlots).
 	MaxLargeRequests int `json:"max-large-requests"`
+	// LargeRequestRate paces each client address's large public requests:
+	// this many a second on average, twice that at once; the rest wait
+	// their turn. 0: not paced.
+	LargeRequestRate int `json:"large-request-rate"`
 
 	// ServerVersion is the push-server version pull.application.config.get
 	// advertises: 3 (text frames), 4 (protobuf and client publishing) or 5
@@ -260,6 +264,7 @@ func Default() Config {
 		RedisPrefix:            "pushpull",
 		ShutdownTimeout:        30 * time.Second,
 		BodyReadTimeout:        10 * time.Second,
+		LargeRequestRate:       20,
 		LogLevel:               "info",
 		Mode:                   ModePersonal,
 		TenantVerify:           "operator",

@@ -56,6 +56,7 @@ const (
 	shutdownTimeout       = "shutdown-timeout"
 	bodyReadTimeout       = "body-read-timeout"
 	maxLargeRequests      = "max-large-requests"
+	largeRequestRate      = "large-request-rate"
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
@@ -162,6 +163,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.BodyReadTimeout }},
 		{maxLargeRequests, "N", "public requests with a body over 64 KiB (or of unknown length) read and handled at once; more wait up to --body-read-timeout, then get 503 with Retry-After; 0: twice the number of CPUs",
 			func(c *Config) any { return &c.MaxLargeRequests }},
+		{largeRequestRate, "N", "large public requests (as for --max-large-requests) one client address may send a second, twice that at once; more wait their turn, or past --body-read-timeout get 503; 0: unpaced",
+			func(c *Config) any { return &c.LargeRequestRate }},
 		{serverVersion, "3|4|5", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",

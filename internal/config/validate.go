@@ -208,6 +208,12 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error {
+			if c.LargeRequestRate < 0 {
+				return invalid(largeRequestRate, strconv.Itoa(c.LargeRequestRate), "want 0 (unpaced) or more")
+			}
+			return nil
+		},
+		func() error {
 			if _, ok := parseLevel(c.LogLevel); !ok {
 				return invalid(logLevel, c.LogLevel, "want debug, info, warn or error")
 			}

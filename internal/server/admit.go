@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -39,6 +40,11 @@ type admission struct {
 	handlers chan struct{}
 	wait     time.Duration
 	log      *slog.Logger
+	// pace spaces out each address's large requests; nil: not paced.
+	pace *pacer
+	// sleep waits d, or less if ctx ends first (false then); tests
+	// replace it.
+	sleep func(ctx context.Context, d time.Duration) bool
 	// queued, when set, is called as a request starts waiting for a slot
 	// (tests); turnQueued as one with its body read starts waiting for
 	// its turn to be handled.
@@ -48,7 +54,19 @@ type admission struct {
 // newAdmission returns an admission of n slots whose requests wait at most
 // wait for one, of which handlers run at once once their body is read.
 func newAdmission(n, handlers int, wait time.Duration, log *slog.Logger) *admission {
-	return &admission{slots: make(chan struct{}, n), handlers: make(chan struct{}, max(handlers, 1)), wait: wait, log: log}
+	return &admission{slots: make(chan struct{}, n), handlers: make(chan struct{}, max(handlers, 1)), wait: wait, log: log,
+		sleep: sleepCtx}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // needsSlot reports whether r carries a body that is large or of unknown
@@ -69,8 +87,19 @@ func (a *admission) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// An address ahead of its pace waits for its turn; one so far
+		// ahead that the turn is past the admission's wait is held as long
+		// as a request waiting for a slot would be, then refused, so that
+		// refusing it does not invite the next request sooner.
+		if wait, ok := a.pace.reserve(r, a.wait); !ok {
+			a.sleep(r.Context(), a.wait)
+			a.refuse(w, r, "over its address's pace")
+			return
+		} else if wait > 0 && !a.sleep(r.Context(), wait) {
+			return
+		}
 		if !a.acquire(r) {
-			a.refuse(w, r)
+			a.refuse(w, r, "no admission slot")
 			return
 		}
 		defer func() { <-a.slots }()
@@ -160,8 +189,8 @@ const busyText = "server busy: too many large requests at once; retry later\n"
 // refuse answers 503 without reading the body, and closes the connection so
 // that the client can neither pipeline another request behind it nor make
 // net/http drain the body it announced.
-func (a *admission) refuse(w http.ResponseWriter, r *http.Request) {
-	a.log.DebugContext(r.Context(), "large request refused: no admission slot", "path", r.URL.Path, "content_length", r.ContentLength)
+func (a *admission) refuse(w http.ResponseWriter, r *http.Request, why string) {
+	a.log.DebugContext(r.Context(), "large request refused: "+why, "path", r.URL.Path, "content_length", r.ContentLength, "remote", r.RemoteAddr)
 	// net/http discards up to 256 KiB of an unread body after the handler,
 	// even when it then closes the connection; a client that never sends
 	// it would hold the connection. An expired read deadline makes that
