@@ -100,6 +100,11 @@ type AttackConfig struct {
 	Flood int
 	// BodySize is the size of every attack body.
 	BodySize int
+	// Sources spreads the collide, array and flood senders over this many
+	// loopback source addresses, 127.0.0.2 and up, so that they come from
+	// as many clients as a distributed attack would; 0 or 1: the system's
+	// choice (one address). The server must be on loopback.
+	Sources int
 	// MaxRSS stops the attackers when the server's RSS passes it.
 	MaxRSS int64
 	// HealthEvery and HealthTimeout: /healthz is asked every HealthEvery
@@ -544,8 +549,8 @@ func (a *attackers) start(ctx context.Context) func() {
 				body = a.array
 			}
 			ks.clients = a.ac.Workers
-			for range a.ac.Workers {
-				a.launch(func() { a.sender(ctx, ks, restRoute, body) })
+			for i := range a.ac.Workers {
+				a.launch(func() { a.sender(ctx, ks, restRoute, body, a.source(i)) })
 			}
 		case AttackSlow:
 			ks.clients = a.ac.SlowClients
@@ -560,7 +565,7 @@ func (a *attackers) start(ctx context.Context) func() {
 				if floodBodyKind[(i/len(floodRoutes))%len(floodBodyKind)] == AttackCollide {
 					body = a.collide
 				}
-				a.launch(func() { a.sender(ctx, ks, route, body) })
+				a.launch(func() { a.sender(ctx, ks, route, body, a.source(i)) })
 			}
 		}
 	}
@@ -596,9 +601,19 @@ func (a *attackers) stoppedWhy() string {
 	return a.stopped
 }
 
-// sender posts body to route, one request after the other, until ctx ends.
-func (a *attackers) sender(ctx context.Context, ks *kindStats, route string, body []byte) {
-	c := &httpConn{addr: a.addr, host: a.host, dialTimeout: DefaultDialTimeout}
+// source is the local address the i-th sender dials from (AttackConfig.Sources):
+// nil for the system's choice.
+func (a *attackers) source(i int) *net.TCPAddr {
+	if a.ac.Sources <= 1 {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, byte((2+i%a.ac.Sources)>>8), byte(2+i%a.ac.Sources))}
+}
+
+// sender posts body to route, one request after the other, until ctx ends,
+// dialling from local (nil: the system's choice).
+func (a *attackers) sender(ctx context.Context, ks *kindStats, route string, body []byte, local *net.TCPAddr) {
+	c := &httpConn{addr: a.addr, host: a.host, dialTimeout: DefaultDialTimeout, local: local}
 	defer c.close()
 	target := []byte(route)
 	for ctx.Err() == nil {

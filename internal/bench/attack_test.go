@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -437,5 +439,30 @@ func TestServeAttackWithoutStart(t *testing.T) {
 	}
 	if err := ServeAttack(t.Context(), strings.NewReader("{bad\n"), &out); err == nil {
 		t.Error("no error for a bad order")
+	}
+}
+
+// With Sources, senders come from as many loopback addresses, in turn, as
+// a distributed attack's clients would.
+func TestAttackSources(t *testing.T) {
+	seen := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		seen <- host
+	}))
+	defer srv.Close()
+	a := &attackers{ac: AttackConfig{Sources: 3}}
+	for i, want := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"} {
+		c := &httpConn{addr: srv.Listener.Addr().String(), host: "x", dialTimeout: time.Second, local: a.source(i)}
+		if _, err := c.do(context.Background(), "POST", []byte("/pubweb/"), []byte("x"), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.close()
+		if got := <-seen; got != want {
+			t.Fatalf("sender %d came from %s; want %s", i, got, want)
+		}
+	}
+	if (&attackers{ac: AttackConfig{Sources: 1}}).source(5) != nil {
+		t.Fatal("one source picks an address")
 	}
 }

@@ -21,6 +21,7 @@ type httpConn struct {
 	addr        string // host:port to dial
 	host        string // Host header
 	dialTimeout time.Duration
+	local       *net.TCPAddr // the address to dial from; nil: the system's choice
 
 	conn   net.Conn
 	stop   func() bool // unregisters the close-on-cancel hook
@@ -50,6 +51,9 @@ func (c *httpConn) connect(ctx context.Context) error {
 		return nil
 	}
 	d := net.Dialer{Timeout: c.dialTimeout}
+	if c.local != nil {
+		d.LocalAddr = c.local
+	}
 	conn, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return err

@@ -157,6 +157,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	slowClients := fs.Int("attack-slow-clients", bench.DefaultSlowClients, "with --attack slow, hold `N` trickled POSTs")
 	slowEvery := fs.Duration("attack-slow-every", bench.DefaultSlowEvery, "with --attack slow, send a byte of each body every `DURATION`")
 	flood := fs.Int("attack-flood", bench.DefaultFlood, "with --attack flood, keep `N` requests in flight")
+	attackSources := fs.Int("attack-sources", 1, "with --attack, spread the collide, array and flood senders over `N` loopback source addresses (127.0.0.2 and up), as a distributed attack would come from many clients")
 	attackBody := fs.Int("attack-body", bench.DefaultAttackBody, "with --attack, the size of each attack body in `BYTES`")
 	attackMaxRSS := fs.Int64("attack-max-rss", bench.DefaultAttackMaxRSS>>20, "with --attack, stop the attackers when the server's RSS passes `MIB` MiB")
 	attackInProcess := fs.Bool("attack-in-process", false, "with --attack, run the attackers in the bench's process instead of a process of their own")
@@ -204,7 +205,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 		return r.usageError("bench", "--attack excludes --idle and --storm")
 	case *sampleEvery <= 0 || *warmup < 0 || *maxDrift <= 0:
 		return r.usageError("bench", "--sample-every and --max-drift want values above 0, --warmup 0 or more")
-	case *attackWorkers < 1 || *slowClients < 1 || *flood < 1 || *attackBody < 1 || *attackMaxRSS < 1 || *slowEvery <= 0:
+	case *attackWorkers < 1 || *slowClients < 1 || *flood < 1 || *attackBody < 1 || *attackMaxRSS < 1 || *slowEvery <= 0 || *attackSources < 1 || *attackSources > 65000:
 		return r.usageError("bench", "the --attack-… counts, sizes and durations want values above 0")
 	case *attackNice < 0 || *attackNice > 19:
 		return r.usageError("bench", "invalid --attack-nice %d: want 0 to 19", *attackNice)
@@ -315,7 +316,7 @@ func (r *runner) bench(ctx context.Context, args []string) int {
 	if attackKinds != nil {
 		ac := bench.AttackConfig{
 			Kinds: attackKinds, Workers: *attackWorkers, SlowClients: *slowClients, SlowEvery: *slowEvery,
-			Flood: *flood, BodySize: *attackBody, MaxRSS: *attackMaxRSS << 20, Nice: *attackNice,
+			Flood: *flood, BodySize: *attackBody, Sources: *attackSources, MaxRSS: *attackMaxRSS << 20, Nice: *attackNice,
 		}
 		if !*attackInProcess {
 			ac.Command = []string{attackExe, "bench", "--attack-only"}
