@@ -129,6 +129,9 @@ type Config struct {
 	// this many a second on average, twice that at once; the rest wait
 	// their turn. 0: not paced.
 	LargeRequestRate int `json:"large-request-rate"`
+	// LargeRequestRateAll paces all addresses' large public requests
+	// together, the same way. 0: 100 a second per CPU; -1: not paced.
+	LargeRequestRateAll int `json:"large-request-rate-all"`
 
 	// ServerVersion is the push-server version pull.application.config.get
 	// advertises: 3 (text frames), 4 (protobuf and client publishing) or 5

@@ -39,6 +39,22 @@ func (c Config) LargeRequestSlots() int {
 	return 2 * runtime.GOMAXPROCS(0)
 }
 
+// LargeRequestTotalRate is how many large public requests a second all
+// addresses together may send (LargeRequestRateAll): 0 sizes it for the
+// machine at 100 a second per CPU, where one costs about a millisecond of
+// CPU at most, so that large requests take at most about a tenth of the
+// cores however many addresses send them (measured: docs/security.md);
+// -1 (returned as 0) does not pace them.
+func (c Config) LargeRequestTotalRate() int {
+	switch {
+	case c.LargeRequestRateAll < 0:
+		return 0
+	case c.LargeRequestRateAll == 0:
+		return 100 * runtime.GOMAXPROCS(0)
+	}
+	return c.LargeRequestRateAll
+}
+
 // LargeRequestHandlers is how many of the admitted large public requests
 // are handled at once once their body is read: one core fewer than the
 // process has, at least one, so that large bodies never take every core

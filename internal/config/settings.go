@@ -57,6 +57,7 @@ const (
 	bodyReadTimeout       = "body-read-timeout"
 	maxLargeRequests      = "max-large-requests"
 	largeRequestRate      = "large-request-rate"
+	largeRequestRateAll   = "large-request-rate-all"
 	logLevel              = "log-level"
 	debugAddr             = "debug-addr"
 	serverVersion         = "server-version"
@@ -165,6 +166,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.MaxLargeRequests }},
 		{largeRequestRate, "N", "large public requests (as for --max-large-requests) one client address may send a second, twice that at once; more wait their turn, or past --body-read-timeout get 503; 0: unpaced",
 			func(c *Config) any { return &c.LargeRequestRate }},
+		{largeRequestRateAll, "N", "large public requests all addresses together may send a second, twice that at once; more wait their turn, or past --body-read-timeout get 503; 0: 100 per CPU; -1: unpaced",
+			func(c *Config) any { return &c.LargeRequestRateAll }},
 		{serverVersion, "3|4|5", "push-server version pull.application.config.get advertises to clients",
 			func(c *Config) any { return &c.ServerVersion }},
 		{pushWebhook, "URL", "http(s) URL mobile push notifications are POSTed to as JSON, with retries; empty: only log them",

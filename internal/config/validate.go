@@ -214,6 +214,12 @@ func (c Config) Validate() error {
 			return nil
 		},
 		func() error {
+			if c.LargeRequestRateAll < -1 {
+				return invalid(largeRequestRateAll, strconv.Itoa(c.LargeRequestRateAll), "want -1 (unpaced), 0 (sized for the machine) or more")
+			}
+			return nil
+		},
+		func() error {
 			if _, ok := parseLevel(c.LogLevel); !ok {
 				return invalid(logLevel, c.LogLevel, "want debug, info, warn or error")
 			}

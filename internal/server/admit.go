@@ -40,8 +40,9 @@ type admission struct {
 	handlers chan struct{}
 	wait     time.Duration
 	log      *slog.Logger
-	// pace spaces out each address's large requests; nil: not paced.
-	pace *pacer
+	// pace spaces out each address's large requests, and paceAll all
+	// addresses' together; nil: not paced.
+	pace, paceAll *pacer
 	// sleep waits d, or less if ctx ends first (false then); tests
 	// replace it.
 	sleep func(ctx context.Context, d time.Duration) bool
@@ -91,9 +92,19 @@ func (a *admission) wrap(next http.Handler) http.Handler {
 		// ahead that the turn is past the admission's wait is held as long
 		// as a request waiting for a slot would be, then refused, so that
 		// refusing it does not invite the next request sooner.
+		// Then all addresses together keep to a pace, so that an attack
+		// from many addresses, each within its own, still cannot take the
+		// cores.
 		if wait, ok := a.pace.reserve(r, a.wait); !ok {
 			a.sleep(r.Context(), a.wait)
 			a.refuse(w, r, "over its address's pace")
+			return
+		} else if wait > 0 && !a.sleep(r.Context(), wait) {
+			return
+		}
+		if wait, ok := a.paceAll.reserveAll(a.wait); !ok {
+			a.sleep(r.Context(), a.wait)
+			a.refuse(w, r, "over the pace of all addresses")
 			return
 		} else if wait > 0 && !a.sleep(r.Context(), wait) {
 			return

@@ -49,6 +49,21 @@ func (p *pacer) reserve(r *http.Request, max time.Duration) (wait time.Duration,
 	if p == nil || !known {
 		return 0, true
 	}
+	return p.reserveKey(key, max)
+}
+
+// allAddresses is the one key of a pacer that paces every address together.
+var allAddresses = netip.Prefix{}
+
+// reserveAll is reserve for a pacer of all addresses together.
+func (p *pacer) reserveAll(max time.Duration) (wait time.Duration, ok bool) {
+	if p == nil {
+		return 0, true
+	}
+	return p.reserveKey(allAddresses, max)
+}
+
+func (p *pacer) reserveKey(key netip.Prefix, max time.Duration) (wait time.Duration, ok bool) {
 	burst := 2 * p.rate
 	now := p.now()
 	p.mu.Lock()

@@ -121,3 +121,33 @@ func TestAdmissionPacesLargeRequests(t *testing.T) {
 		t.Fatalf("small requests slept %v; %d served in all, want 13", slept, served)
 	}
 }
+
+// Many addresses, each within its own pace, still keep to the pace of all
+// addresses together.
+func TestAdmissionPacesAllAddressesTogether(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newAdmission(4, 1, time.Second, testkit.Logger())
+	a.pace = newPacer(100, func() time.Time { return now })
+	a.paceAll = newPacer(1, func() time.Time { return now })
+	var slept []time.Duration
+	a.sleep = func(_ context.Context, d time.Duration) bool {
+		slept = append(slept, d)
+		now = now.Add(d)
+		return true
+	}
+	h := a.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	for i, want := range []time.Duration{0, 0, time.Second} {
+		slept = nil
+		r := httptest.NewRequest("POST", "/pubweb/", strings.NewReader(strings.Repeat("x", 100<<10)))
+		r.RemoteAddr = "192.0.2." + string(rune('1'+i)) + ":5000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var got time.Duration
+		for _, d := range slept {
+			got += d
+		}
+		if w.Code != http.StatusNoContent || got != want {
+			t.Fatalf("request %d from its own address: %d after waiting %v; want 204 after %v", i, w.Code, got, want)
+		}
+	}
+}

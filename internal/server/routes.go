@@ -100,6 +100,7 @@ func (s *Server) mountRoutes(a api) {
 	trusted := cfg.TrustedProxyPrefixes()
 	s.admit = newAdmission(cfg.LargeRequestSlots(), cfg.LargeRequestHandlers(), cfg.BodyReadTimeout, bodyLog)
 	s.admit.pace = newPacer(cfg.LargeRequestRate, time.Now)
+	s.admit.paceAll = newPacer(cfg.LargeRequestTotalRate(), time.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
