@@ -45,8 +45,11 @@ func newPacer(rate int, now func() time.Time) *pacer {
 // for it. ok is false when the turn is more than max away: the address is
 // that far behind, and r is to be refused (its turn is not taken).
 func (p *pacer) reserve(r *http.Request, max time.Duration) (wait time.Duration, ok bool) {
+	if p == nil {
+		return 0, true
+	}
 	key, known := clientPrefix(r.RemoteAddr)
-	if p == nil || !known {
+	if !known {
 		return 0, true
 	}
 	return p.reserveKey(key, max)
