@@ -288,11 +288,7 @@ func TestInternalURL(t *testing.T) {
 }
 
 func TestRunAttack(t *testing.T) {
-	public, trusted := startServerInternal(t)
-	cfg := testConfig(public)
-	cfg.InternalURL = trusted
-	cfg.Subscribers = 10
-	cfg.Settle = 0
+	cfg := attackRunConfig(t, 10)
 	ac := AttackConfig{Kinds: AttackKinds(), Workers: 1, SlowClients: 3, SlowEvery: 20 * time.Millisecond,
 		Flood: 2, BodySize: 4096, HealthEvery: 20 * time.Millisecond}
 	res, err := RunAttack(t.Context(), cfg, ac)
@@ -320,11 +316,7 @@ func TestRunAttack(t *testing.T) {
 }
 
 func TestRunAttackStopsOverMaxRSS(t *testing.T) {
-	public, trusted := startServerInternal(t)
-	cfg := testConfig(public)
-	cfg.InternalURL = trusted
-	cfg.Subscribers = 5
-	cfg.Settle = 0
+	cfg := attackRunConfig(t, 5)
 	// Any process is over one byte: the attackers stop at once.
 	res, err := RunAttack(t.Context(), cfg, AttackConfig{Kinds: []string{AttackSlow}, SlowClients: 1, MaxRSS: 1})
 	if err != nil {
@@ -373,11 +365,7 @@ func TestAttackProcessHelper(t *testing.T) {
 }
 
 func TestRunAttackInAProcess(t *testing.T) {
-	public, trusted := startServerInternal(t)
-	cfg := testConfig(public)
-	cfg.InternalURL = trusted
-	cfg.Subscribers = 5
-	cfg.Settle = 0
+	cfg := attackRunConfig(t, 5)
 	t.Setenv(attackHelperEnv, "1")
 	ac := AttackConfig{Kinds: []string{AttackSlow, AttackFlood}, SlowClients: 2, SlowEvery: 20 * time.Millisecond,
 		Flood: 2, BodySize: 4096, HealthEvery: 20 * time.Millisecond, Nice: 5,
@@ -408,11 +396,7 @@ func TestRunAttackInAProcess(t *testing.T) {
 }
 
 func TestRunAttackProcessThatFails(t *testing.T) {
-	public, trusted := startServerInternal(t)
-	cfg := testConfig(public)
-	cfg.InternalURL = trusted
-	cfg.Subscribers = 2
-	cfg.Settle = 0
+	cfg := attackRunConfig(t, 2)
 	// The test binary without the helper's variable runs no helper: it
 	// never answers ready.
 	ac := AttackConfig{Kinds: []string{AttackSlow}, SlowClients: 1,
@@ -453,8 +437,8 @@ func TestAttackSources(t *testing.T) {
 	defer srv.Close()
 	a := &attackers{ac: AttackConfig{Sources: 3}}
 	for i, want := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"} {
-		c := &httpConn{addr: srv.Listener.Addr().String(), host: "x", dialTimeout: time.Second, local: a.source(i)}
-		if _, err := c.do(context.Background(), "POST", []byte("/pubweb/"), []byte("x"), 5*time.Second); err != nil {
+		c := &httpConn{addr: srv.Listener.Addr().String(), host: "x", dialTimeout: 30 * time.Second, local: a.source(i)}
+		if _, err := c.do(context.Background(), "POST", []byte("/pubweb/"), []byte("x"), 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		c.close()
@@ -465,4 +449,16 @@ func TestAttackSources(t *testing.T) {
 	if (&attackers{ac: AttackConfig{Sources: 1}}).source(5) != nil {
 		t.Fatal("one source picks an address")
 	}
+}
+
+// attackRunConfig is a bench run of n subscribers against a server of its
+// own with both listeners, starting to publish at once.
+func attackRunConfig(t *testing.T, n int) Config {
+	t.Helper()
+	public, trusted := startServerInternal(t)
+	cfg := testConfig(public)
+	cfg.InternalURL = trusted
+	cfg.Subscribers = n
+	cfg.Settle = 0
+	return cfg
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pushpull/pushpull/internal/channel"
+	"github.com/pushpull/pushpull/internal/clientaddr"
 	"github.com/pushpull/pushpull/internal/message"
 )
 
@@ -167,20 +168,11 @@ type publishSource struct {
 	ip   netip.Prefix
 }
 
-// clientPrefix is the client's address as rate limits count it: an IPv6
-// client usually holds a whole /64, so that is one key. Behind a reverse
-// proxy every client has the proxy's address.
+// clientPrefix is the client's address as rate limits count it
+// (clientaddr.Key); behind a reverse proxy not in --trusted-proxies every
+// client has the proxy's address.
 func clientPrefix(r *http.Request) netip.Prefix {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Prefix{}
-	}
-	a := ap.Addr().Unmap()
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
+	p, _ := clientaddr.Key(r.RemoteAddr)
 	return p
 }
 

@@ -25,7 +25,7 @@ type msgClient struct {
 
 func (ts *testServer) dialMessages(t *testing.T, ch channel.ID) *msgClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	conn, r, err := dialRaw(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/sub/?"+ts.subQuery([]channel.ID{ch}, ""))
 	if err != nil {

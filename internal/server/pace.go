@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pushpull/pushpull/internal/clientaddr"
 )
 
 // pacer spaces out one client address's large requests: rate a second on
@@ -15,8 +17,8 @@ import (
 // waits for its turn instead, and what it costs the server no longer grows
 // with how fast the server is.
 //
-// Addresses are IPv4 addresses and IPv6 /64 prefixes (a host's own range),
-// as behind a trusted proxy's X-Forwarded-For (forwardedFor).
+// Addresses are counted by clientaddr.Key, as behind a trusted proxy's
+// X-Forwarded-For (forwardedFor).
 type pacer struct {
 	rate  float64 // requests a second; burst is twice it
 	now   func() time.Time
@@ -48,7 +50,7 @@ func (p *pacer) reserve(r *http.Request, max time.Duration) (wait time.Duration,
 	if p == nil {
 		return 0, true
 	}
-	key, known := clientPrefix(r.RemoteAddr)
+	key, known := clientaddr.Key(r.RemoteAddr)
 	if !known {
 		return 0, true
 	}
@@ -103,19 +105,4 @@ func (p *pacer) forgetRefilled(now time.Time) bool {
 		}
 	}
 	return len(p.addrs) < n
-}
-
-// clientPrefix is the pacing key of a RemoteAddr: the IPv4 address, or the
-// IPv6 /64 it is in.
-func clientPrefix(remote string) (netip.Prefix, bool) {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Prefix{}, false
-	}
-	a := ap.Addr().Unmap()
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32), true
-	}
-	p, err := a.Prefix(64)
-	return p, err == nil
 }

@@ -115,8 +115,10 @@ func TestChannelBytesExpireWithTheirHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The history keeps the first message's 60 s; its sizes must
-		// live as long, not the new message's 5 s, nor forever (-1).
-		if left < history-1000 || left > history {
+		// live as long, not the new message's 5 s, nor forever (-1). They
+		// are read after the history, so a slow machine may see them a
+		// little shorter.
+		if left < history-20_000 || left > history {
 			t.Errorf("%s expires in %d ms; the history in %d ms", k, left, history)
 		}
 	}
